@@ -1,0 +1,3 @@
+"""Model Monitor: synthetic checks for OpenAI-compatible model endpoints, run by pytest."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,230 @@
+"""Run every selected case's probe concurrently on a background loop, under per-endpoint and global caps.
+
+pytest still runs one case at a time; each case only waits for its own probe, which usually started long
+before (prefetch). So a run of N cases takes about as long as its slowest requests, not their sum, while every
+case keeps its own timing, verdict and heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from . import __version__
+from .config import Case, Endpoint
+from .errors import ErrorClass, ProbeError
+from .exchange import Timed, parse_json, read_body, timed
+from .probes import PROBES
+from .redact import Redactor
+from .runtime import BackgroundLoop
+
+DEFAULT_MAX_CONCURRENCY = 100
+USER_AGENT = f"model-monitor/{__version__}"
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+PROPERTY_PREFIX = "model_monitor."
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a case: None for error_class means it passed."""
+
+    error_class: str | None
+    status_code: int | None
+    duration_s: float
+
+    def __str__(self) -> str:
+        what = self.error_class or "ok"
+        return f"{what}{f' {self.status_code}' if self.status_code else ''} {self.duration_s:.3f}s"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a case found: the verdict, a one-line reason, the measured duration and metrics. Plain data only."""
+
+    passed: bool
+    reason: str
+    error_class: str | None = None
+    duration_s: float | None = None
+    status_code: int | None = None
+    attempts: tuple[Attempt, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """As pytest user_properties: they travel from xdist workers and land in JUnit XML."""
+        props: list[tuple[str, Any]] = [
+            ("verdict", "pass" if self.passed else "fail"),
+            ("reason", self.reason),
+            ("class", self.error_class or ""),
+            ("duration_s", None if self.duration_s is None else round(self.duration_s, 6)),
+            ("status_code", self.status_code),
+            ("attempts", "; ".join(map(str, self.attempts))),
+            *((f"metric.{name}", value) for name, value in self.metrics.items()),
+        ]
+        return [(PROPERTY_PREFIX + name, value) for name, value in props if value is not None]
+
+    @classmethod
+    def from_properties(cls, properties: Iterable[tuple[str, Any]]) -> Outcome | None:
+        props = {k[len(PROPERTY_PREFIX):]: v for k, v in properties if k.startswith(PROPERTY_PREFIX)}
+        if "verdict" not in props:
+            return None
+        return cls(
+            passed=props["verdict"] == "pass",
+            reason=props.get("reason", ""),
+            error_class=props.get("class") or None,
+            duration_s=props.get("duration_s"),
+            status_code=props.get("status_code"),
+            metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
+        )
+
+
+class Engine:
+    """Probes cases on a BackgroundLoop; `outcome()` is the synchronous door for the pytest case."""
+
+    def __init__(self, loop: BackgroundLoop, redact: Redactor, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
+        self._loop = loop
+        self._redact = redact
+        self._max_concurrency = max_concurrency
+        self._futures: dict[str, concurrent.futures.Future[Outcome]] = {}
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
+        self._global_slots: asyncio.Semaphore | None = None
+
+    def start(self, cases: Iterable[Case]) -> None:
+        """Begin probing these cases now, in order, as the caps allow."""
+        for case in cases:
+            self._future(case)
+
+    def outcome(self, case: Case) -> Outcome:
+        """Wait for this case's probe (starting it if it was not prefetched)."""
+        future = self._future(case)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # pytest-timeout or Ctrl-C: stop the request too
+            raise
+
+    def close(self) -> None:
+        async def close_clients() -> None:
+            await asyncio.gather(*(client.aclose() for client in self._clients.values()), return_exceptions=True)
+
+        if self._clients:
+            try:
+                self._loop.run(close_clients(), timeout=5)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                pass
+
+    def _future(self, case: Case) -> concurrent.futures.Future[Outcome]:
+        if case.id not in self._futures:
+            self._futures[case.id] = self._loop.submit(self._run(case))
+        return self._futures[case.id]
+
+    async def _run(self, case: Case) -> Outcome:
+        attempts: list[Attempt] = []
+        while True:
+            async with self._slots(case.endpoint):
+                try:
+                    result, summary, metrics = await self._attempt(case)
+                except ProbeError as error:
+                    failure = error
+                else:
+                    attempts.append(Attempt(None, result.status_code, result.duration))
+                    return self._passed(summary, result, attempts, metrics)
+            attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
+            if not failure.error_class.transient or len(attempts) > case.retries:
+                return self._failed(failure, attempts)
+            await asyncio.sleep(backoff(len(attempts), failure.retry_after))
+
+    async def _attempt(self, case: Case) -> tuple[Timed, str, dict[str, float]]:
+        probe = PROBES[case.type]
+        client = self._client(case.endpoint)
+        request = client.build_request(
+            probe.method, case.endpoint.base_url + probe.path, json=probe.body(case), timeout=case.timeout
+        )
+        result = await timed(client, request, case.timeout, read_body)
+        try:
+            summary = probe.check(case, parse_json(result))
+        except ProbeError as error:
+            error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
+            error.status_code, error.duration = result.status_code, result.duration
+            raise
+        return result, summary, {}
+
+    def _passed(self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float]) -> Outcome:
+        retried = [a for a in attempts if a.error_class]
+        if retried:
+            n = len(retried)
+            summary = f"passed after {n} retr{'y' if n == 1 else 'ies'}: {retried[-1].status_code or retried[-1].error_class}; {summary}"
+        return Outcome(
+            passed=True,
+            reason=self._redact(summary),
+            duration_s=result.duration,
+            status_code=result.status_code,
+            attempts=tuple(attempts),
+            metrics=metrics,
+        )
+
+    def _failed(self, error: ProbeError, attempts: list[Attempt]) -> Outcome:
+        reason = f"{error.error_class.value}: {error.message}"
+        if len(attempts) > 1:
+            reason += f" ({len(attempts)} attempts)"
+        return Outcome(
+            passed=False,
+            reason=self._redact(reason),
+            error_class=error.error_class.value,
+            duration_s=attempts[-1].duration_s,
+            status_code=error.status_code,
+            attempts=tuple(attempts),
+        )
+
+    def _slots(self, endpoint: Endpoint) -> _Slots:
+        if self._global_slots is None:
+            self._global_slots = asyncio.Semaphore(self._max_concurrency)
+        slot = self._endpoint_slots.setdefault(endpoint.name, asyncio.Semaphore(endpoint.max_concurrency))
+        return _Slots(slot, self._global_slots)
+
+    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        client = self._clients.get(endpoint.name)
+        if client is None:
+            headers = {"user-agent": USER_AGENT}
+            if endpoint.api_key:
+                headers["authorization"] = f"Bearer {endpoint.api_key.value}"
+            headers.update((name, value.value) for name, value in endpoint.headers)
+            transport = AiohttpTransport(
+                verify=endpoint.verify_tls, limits=httpx.Limits(max_connections=endpoint.max_concurrency)
+            )
+            client = httpx.AsyncClient(transport=transport, headers=headers, follow_redirects=False)
+            self._clients[endpoint.name] = client
+        return client
+
+
+class _Slots:
+    """The endpoint's slot first, then a global one, so a busy endpoint never holds global slots while it waits."""
+
+    def __init__(self, endpoint: asyncio.Semaphore, overall: asyncio.Semaphore) -> None:
+        self._endpoint, self._overall = endpoint, overall
+
+    async def __aenter__(self) -> None:
+        await self._endpoint.acquire()
+        try:
+            await self._overall.acquire()
+        except BaseException:
+            self._endpoint.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._overall.release()
+        self._endpoint.release()
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """Jittered exponential backoff, never shorter than the server's Retry-After."""
+    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+    return min(BACKOFF_CAP_S, max(delay, retry_after or 0.0))

@@ -1,0 +1,74 @@
+"""The one failure taxonomy, used in reasons, the summary, JUnit properties and heartbeat messages.
+
+    ProbeError(error_class, message)      a check failed; message is one line an on-call engineer can act on
+      error_class is one of ErrorClass:
+        timeout connect dns tls             the request did not complete
+        auth rate_limited                   401/403, 429
+        client_error server_error           other 4xx, 5xx
+        bad_response                        not JSON, HTML with 200, error object in a 200, redirect, over-size body
+        schema empty                        the reply has the wrong shape, or nothing in it
+        stream_broken                       an SSE stream that ended or broke before it was complete
+        slo expectation                     the reply was fine but too slow, or not what the model entry expects
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorClass(enum.StrEnum):
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    DNS = "dns"
+    TLS = "tls"
+    AUTH = "auth"
+    RATE_LIMITED = "rate_limited"
+    CLIENT_ERROR = "client_error"
+    SERVER_ERROR = "server_error"
+    BAD_RESPONSE = "bad_response"
+    SCHEMA = "schema"
+    EMPTY = "empty"
+    STREAM_BROKEN = "stream_broken"
+    SLO = "slo"
+    EXPECTATION = "expectation"
+
+    @property
+    def transient(self) -> bool:
+        """Worth another attempt: the same request may well succeed in a moment."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.RATE_LIMITED, ErrorClass.SERVER_ERROR}
+
+
+class ProbeError(Exception):
+    """A failed check: its class, a one-line reason, and what the server said if anything."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.duration = duration  # seconds from sending the request to the failure
+
+
+def status_class(status: int) -> ErrorClass:
+    """The class of a non-2xx HTTP status."""
+    if status in (401, 403):
+        return ErrorClass.AUTH
+    if status == 429:
+        return ErrorClass.RATE_LIMITED
+    if 500 <= status:
+        return ErrorClass.SERVER_ERROR
+    if 400 <= status:
+        return ErrorClass.CLIENT_ERROR
+    return ErrorClass.BAD_RESPONSE

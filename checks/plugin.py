@@ -1,0 +1,201 @@
+"""The pytest plugin: endpoints.yaml in, one timed case per endpoint/model out, a summary table at the end.
+
+Loading, probing and reporting live in their own modules; this one only wires them to pytest's hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import config as endpoints_config
+from . import report, settings, xdist_shard
+from .config import Case, ConfigError, Suite
+from .engine import Engine, Outcome
+from .redact import RedactingRecords, Redactor
+from .runtime import BackgroundLoop
+
+CHECKS_DIR = Path(__file__).resolve().parent
+TIMEOUT_SLACK_S = 10.0
+
+
+@dataclass
+class Monitor:
+    """Everything one run holds: settings, the loaded suite, and the machinery started for it."""
+
+    settings: settings.Settings
+    suite: Suite
+    redact: Redactor
+    records: RedactingRecords
+    loop: BackgroundLoop | None = None
+    engine: Engine | None = None
+    case_by_id: dict[str, Case] = field(default_factory=dict)
+
+    def start_engine(self) -> Engine:
+        if self.engine is None:
+            self.loop = self.loop or BackgroundLoop()
+            self.engine = Engine(self.loop, self.redact, self.settings.max_concurrency)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        if self.loop is not None:
+            self.loop.close()
+        self.records.uninstall()
+
+
+MONITOR = pytest.StashKey[Monitor]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.addoption(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    resolved = settings.resolve(config)
+    if not _collects_checks(config):
+        return
+    path = Path(resolved.endpoints)
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    try:
+        suite = endpoints_config.load(path)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"endpoints file: {exc}") from None
+    case_by_id = {case.id: case for case in suite.cases}
+    _check_only(resolved.only, case_by_id)
+    for tag in sorted({tag for case in suite.cases for tag in case.tags}):
+        config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
+    redact = Redactor([*suite.secrets, *resolved.secrets])
+    records = RedactingRecords(redact)
+    records.install()
+    config.stash[MONITOR] = Monitor(resolved, suite, redact, records, case_by_id=case_by_id)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    monitor = config.stash.get(MONITOR, None)
+    if monitor is not None:
+        monitor.close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    monitor = config.stash.get(MONITOR, None)
+    if monitor is None:
+        return None
+    s = monitor.settings
+    return [
+        f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
+        f"at most {s.max_concurrency} requests in flight",
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    monitor = metafunc.config.stash.get(MONITOR, None)
+    if "case" not in metafunc.fixturenames or monitor is None:
+        return
+    metafunc.parametrize(
+        "case",
+        [
+            pytest.param(case, id=case.id, marks=[getattr(pytest.mark, tag) for tag in case.tags])
+            for case in monitor.suite.cases
+        ],
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    monitor = config.stash.get(MONITOR, None)
+    if monitor is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        case = case_of(item)
+        if case is not None and monitor.settings.only and not _selected(case, monitor.settings.only):
+            drop.append(item)
+            continue
+        if case is not None:
+            item.add_marker(pytest.mark.timeout(_budget(case)))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start every selected case's probe now, so that each case finds its answer ready."""
+    monitor = session.config.stash.get(MONITOR, None)
+    if monitor is None or session.config.option.collectonly or _is_controller(session.config):
+        return
+    items = xdist_shard.share(session.config, session.items)
+    cases = [case for item in items if (case := case_of(item)) is not None]
+    if cases:
+        monitor.start_engine().start(cases)
+
+
+@pytest.fixture
+def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
+    """Wait for a case's outcome and record it on the test item (it travels to the controller under xdist)."""
+    monitor = request.config.stash[MONITOR]
+
+    def check(case: Case) -> Outcome:
+        outcome = monitor.start_engine().outcome(case)
+        request.node.user_properties.extend(report.case_properties(case, outcome))
+        return outcome
+
+    return check
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    monitor = terminalreporter.config.stash.get(MONITOR, None)
+    if monitor is None:
+        return
+    rows = report.rows(terminalreporter.stats, monitor.case_by_id)
+    if rows:
+        terminalreporter.section("model-monitor summary")
+        for line in report.table(rows):
+            terminalreporter.write_line(line)
+
+
+def case_of(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    case = callspec.params.get("case") if callspec is not None else None
+    return case if isinstance(case, Case) else None
+
+
+def _budget(case: Case) -> float:
+    """pytest-timeout's backstop: every attempt's deadline, the backoff between them, and some slack."""
+    return case.timeout * (case.retries + 1) + 30.0 * case.retries + TIMEOUT_SLACK_S
+
+
+def _selected(case: Case, only: tuple[str, ...]) -> bool:
+    return case.endpoint.name in only or case.id in only
+
+
+def _check_only(only: tuple[str, ...], case_by_id: dict[str, Case]) -> None:
+    names = {case.endpoint.name for case in case_by_id.values()} | set(case_by_id)
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise pytest.UsageError(f"--only {unknown[0]!r} names no endpoint and no case id in the endpoints file")
+
+
+def _collects_checks(config: pytest.Config) -> bool:
+    """The endpoints file matters only to runs that collect checks/ (not `pytest tests`)."""
+    for arg in config.args:
+        raw = Path(arg.split("::")[0])
+        for base in (config.invocation_params.dir, config.rootpath):
+            path = (base / raw).resolve()
+            if path.exists():
+                if path == CHECKS_DIR or CHECKS_DIR in path.parents or path in CHECKS_DIR.parents:
+                    return True
+                break
+    return False
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    """The xdist controller runs no cases itself; its workers do."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")

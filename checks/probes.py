@@ -1,0 +1,164 @@
+"""One probe per model type: the request it sends and what a healthy reply must hold.
+
+A probe builds one small, cheap, realistic request and validates the parsed reply. Timing, transport errors and
+HTTP status handling live in exchange.py and are the same for every type.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Case
+from .errors import ErrorClass, ProbeError
+from .exchange import server_message
+
+RERANK_QUERY = "What is the capital of France?"
+RERANK_DOCUMENTS = (
+    "Paris is the capital of France.",
+    "Bananas are rich in potassium.",
+    "The Pacific is the largest ocean.",
+)
+
+
+@dataclass(frozen=True)
+class Probe:
+    method: str
+    path: str
+    body: Callable[[Case], dict[str, Any] | None]
+    check: Callable[[Case, Any], str]
+
+
+def _chat_body(case: Case) -> dict[str, Any]:
+    return {
+        "model": case.model,
+        "messages": [{"role": "user", "content": case.prompt}],
+        "max_tokens": case.max_tokens,
+        **case.params,
+    }
+
+
+def _completion_body(case: Case) -> dict[str, Any]:
+    return {"model": case.model, "prompt": case.prompt, "max_tokens": case.max_tokens, **case.params}
+
+
+def _embedding_body(case: Case) -> dict[str, Any]:
+    return {"model": case.model, "input": list(case.input), **case.params}
+
+
+def _rerank_body(case: Case) -> dict[str, Any]:
+    return {"model": case.model, "query": RERANK_QUERY, "documents": list(RERANK_DOCUMENTS), **case.params}
+
+
+def _listed(data: Any, key: str, what: str) -> list[Any]:
+    """data[key] as a non-empty list; an error object in a 200 or a missing key says so."""
+    if not isinstance(data, dict) or key not in data:
+        said = server_message(data)
+        if said:
+            raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
+        raise ProbeError(ErrorClass.SCHEMA, f"reply has no '{key}' list")
+    items = data[key]
+    if not isinstance(items, list):
+        raise ProbeError(ErrorClass.SCHEMA, f"'{key}' is {type(items).__name__}, expected a list")
+    if not items:
+        raise ProbeError(ErrorClass.EMPTY, f"reply has no {what}")
+    return items
+
+
+def _first_choice(data: Any) -> dict[str, Any]:
+    choice = _listed(data, "choices", "choices")[0]
+    if not isinstance(choice, dict):
+        raise ProbeError(ErrorClass.SCHEMA, "choices[0] is not an object")
+    return choice
+
+
+def check_chat_message(message: Any, finish_reason: Any) -> str:
+    """Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget."""
+    if not isinstance(message, dict):
+        raise ProbeError(ErrorClass.SCHEMA, "choices[0].message is not an object")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ProbeError(ErrorClass.SCHEMA, f"message content is {type(content).__name__}, expected a string")
+    if content and content.strip():
+        return f"replied {len(content)} chars (finish_reason={finish_reason})"
+    if message.get("tool_calls"):
+        return f"replied with {len(message['tool_calls'])} tool call(s) (finish_reason={finish_reason})"
+    if message.get("reasoning_content") or message.get("reasoning"):
+        return f"reasoning only, no visible content yet (finish_reason={finish_reason})"
+    raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
+
+
+def _check_chat(case: Case, data: Any) -> str:
+    choice = _first_choice(data)
+    return check_chat_message(choice.get("message"), choice.get("finish_reason"))
+
+
+def _check_completion(case: Case, data: Any) -> str:
+    choice = _first_choice(data)
+    text = choice.get("text")
+    if not isinstance(text, str):
+        raise ProbeError(ErrorClass.SCHEMA, "choices[0].text is not a string")
+    if not text.strip():
+        raise ProbeError(ErrorClass.EMPTY, f"completion text is empty (finish_reason={choice.get('finish_reason')})")
+    return f"completed {len(text)} chars (finish_reason={choice.get('finish_reason')})"
+
+
+def _check_embedding(case: Case, data: Any) -> str:
+    items = _listed(data, "data", "embeddings")
+    if len(items) != len(case.input):
+        raise ProbeError(ErrorClass.SCHEMA, f"got {len(items)} embeddings for {len(case.input)} inputs")
+    sizes = set()
+    for i, item in enumerate(items):
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if not isinstance(vector, list) or not vector:
+            raise ProbeError(ErrorClass.SCHEMA, f"data[{i}].embedding is not a non-empty list of numbers")
+        bad = next((v for v in vector if not _finite(v)), None)
+        if bad is not None or any(isinstance(v, bool) for v in vector):
+            raise ProbeError(ErrorClass.SCHEMA, f"data[{i}].embedding holds a non-finite value ({bad!r})")
+        sizes.add(len(vector))
+    if len(sizes) > 1:
+        raise ProbeError(ErrorClass.SCHEMA, f"embeddings differ in size: {sorted(sizes)}")
+    return f"{len(items)} vector(s) of {sizes.pop()} dimensions"
+
+
+def _check_rerank(case: Case, data: Any) -> str:
+    results = _listed(data, "results", "results")
+    documents = len(RERANK_DOCUMENTS)
+    indices = set()
+    for i, result in enumerate(results):
+        if not isinstance(result, dict):
+            raise ProbeError(ErrorClass.SCHEMA, f"results[{i}] is not an object")
+        score = result.get("relevance_score", result.get("score"))
+        if not _finite(score):
+            raise ProbeError(ErrorClass.SCHEMA, f"results[{i}] has no finite relevance_score ({score!r})")
+        index = result.get("index")
+        if not isinstance(index, int) or not 0 <= index < documents:
+            raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].index {index!r} is not a document index")
+        indices.add(index)
+    if len(results) != documents or len(indices) != documents:
+        raise ProbeError(ErrorClass.SCHEMA, f"got {len(indices)} distinct scores for {documents} documents")
+    return f"{documents} documents scored"
+
+
+def _check_models(case: Case, data: Any) -> str:
+    items = _listed(data, "data", "models")
+    ids = [item.get("id") for item in items if isinstance(item, dict)]
+    if case.model not in ids:
+        shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
+        raise ProbeError(ErrorClass.EXPECTATION, f"model {case.model!r} is not listed by GET /models ({len(ids)} listed: {shown})")
+    return f"listed among {len(ids)} models"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+PROBES: dict[str, Probe] = {
+    "chat": Probe("POST", "/chat/completions", _chat_body, _check_chat),
+    "completion": Probe("POST", "/completions", _completion_body, _check_completion),
+    "embedding": Probe("POST", "/embeddings", _embedding_body, _check_embedding),
+    "rerank": Probe("POST", "/rerank", _rerank_body, _check_rerank),
+    "models": Probe("GET", "/models", lambda case: None, _check_models),
+}

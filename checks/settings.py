@@ -1,0 +1,139 @@
+"""Every option is a flag, an ini key and (where it carries a path or a secret) an environment variable.
+
+Precedence: command-line flag, then environment variable, then ini key, then the default. The help text is
+written once, here, and resolved once into a frozen Settings object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+GROUP = "model-monitor"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+@dataclass(frozen=True)
+class Option:
+    dest: str
+    help: str
+    default: Any = None
+    env: str | None = None
+    parse: Callable[[str], Any] = str
+    is_flag: bool = False
+    env_only: bool = False  # secrets that must not sit in shell history or ini files
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "model_monitor_" + self.dest
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("endpoints", "Endpoints file to check.", "endpoints.yaml", env="MODEL_MONITOR_ENDPOINTS"),
+    Option(
+        "max_concurrency",
+        "Most requests in flight at once over all endpoints (each endpoint also has its own max_concurrency).",
+        100,
+        env="MODEL_MONITOR_MAX_CONCURRENCY",
+        parse=_positive_int,
+    ),
+    Option("cronitor_url", "Cronitor ping URL (https://cronitor.link/p/<key>[/<group>], or with {monitor}).", env="CRONITOR_URL"),
+    Option("cronitor_env", "Cronitor environment sent with every ping (env=).", env="CRONITOR_ENV"),
+    Option("healthchecks_url", "Healthchecks ping URL (https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>).", env="HEALTHCHECKS_URL"),
+    Option("healthchecks_create", "Ask Healthchecks to create missing checks (create=1).", False, env="HEALTHCHECKS_CREATE", parse=_flag, is_flag=True),
+    Option("telemetry_dry_run", "Print the pings instead of sending them (keys redacted).", False, env="MODEL_MONITOR_TELEMETRY_DRY_RUN", parse=_flag, is_flag=True),
+    Option("telemetry_strict", "Fail the run (exit 1) when a ping could not be delivered.", False, env="MODEL_MONITOR_TELEMETRY_STRICT", parse=_flag, is_flag=True),
+    Option("telemetry_deadline", "Seconds that delivering the last pings may take at the end of the run.", 30.0, env="MODEL_MONITOR_TELEMETRY_DEADLINE", parse=_positive_float),
+    Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True),
+    Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
+    Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
+)
+
+SECRET_OPTIONS = ("cronitor_url", "healthchecks_url", "cronitor_api_key")
+
+
+@dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    only: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(str(self.values[name]) for name in SECRET_OPTIONS if self.values.get(name))
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "Model Monitor")
+    for option in OPTIONS:
+        env = f" [env {option.env}]" if option.env else ""
+        if option.env_only:
+            continue
+        if option.is_flag:
+            group.addoption(option.flag, action="store_const", const="true", dest=option.dest, help=option.help + env)
+        else:
+            group.addoption(option.flag, dest=option.dest, metavar=option.dest.upper(), help=option.help + env)
+        parser.addini(option.ini, option.help)
+    group.addoption(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Run only this endpoint, or this case id (<endpoint>/<model id>). Repeatable.",
+    )
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, environment and ini; a malformed value is a usage error naming its source."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw, source = getattr(config.option, option.dest, None), option.flag
+        if raw is None and option.env and environ.get(option.env, "") != "":
+            raw, source = environ[option.env], f"environment variable {option.env}"
+        if raw is None and not option.env_only and config.getini(option.ini):
+            raw, source = config.getini(option.ini), f"ini key {option.ini}"
+        if raw is None:
+            values[option.dest] = option.default
+            continue
+        try:
+            values[option.dest] = option.parse(str(raw))
+        except ValueError as exc:
+            shown = "(hidden)" if option.dest in SECRET_OPTIONS else repr(raw)
+            raise pytest.UsageError(f"{source}: invalid value {shown}: {exc}") from None
+    return Settings(values=values, only=tuple(config.option.only or ()))

@@ -1,0 +1,430 @@
+"""FakeOpenAI: an OpenAI-compatible loopback server whose faults are chosen by model name."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hmac
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from testbed._runner import BackgroundServer
+
+DEFAULT_MODELS = ("chat-model", "embed-model", "rerank-model", "completion-model")
+HUGE_BYTES = 50 * 1024 * 1024
+PIECES = ("po", "ng")
+LOGIN_PAGE = (
+    "<!doctype html><html><head><title>Sign in</title></head><body>"
+    "<form method=post action=/login><input name=user><input name=password type=password>"
+    "<button>Sign in</button></form></body></html>"
+)
+# Tokens that replace the normal reply, so a streaming request gets them too.
+BODY_FAULTS = ("hang", "reset", "close", "trickle", "huge", "html", "error200", "badjson", "badgzip",
+               "redirect")
+
+
+@dataclass
+class RequestRecord:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    model: str | None
+    headers: dict[str, str]
+    body: Any
+    received: float
+    duration: float | None = None
+
+
+class Scenario:
+    """The "+"-separated tokens of a model name, e.g. "chat+delay=0.5+hang"."""
+
+    def __init__(self, model: str) -> None:
+        self.tokens = dict(tok.partition("=")[::2] for tok in model.split("+"))
+
+    def has(self, name: str) -> bool:
+        """Whether the token is present."""
+        return name in self.tokens
+
+    def num(self, name: str, default: float = 0.0) -> float:
+        """The token's numeric value, or default when absent or not a number."""
+        try:
+            return float(self.tokens[name])
+        except (KeyError, ValueError):
+            return default
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None,
+          content_type: str = "application/json") -> web.Response:
+    """A JSON response (NaN allowed, as Python writes it)."""
+    return web.Response(status=status, text=json.dumps(payload), headers=headers,
+                        content_type=content_type)
+
+
+def _error(status: int, message: str, type_: str = "server_error", code: int | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
+    """An OpenAI-style error response."""
+    err: dict[str, Any] = {"message": message, "type": type_}
+    if code is not None:
+        err["code"] = code
+    if status in (204, 304):
+        return web.Response(status=status, headers=headers)
+    return _json({"error": err}, status, headers)
+
+
+def _kill(request: web.Request, rst: bool) -> None:
+    """Drop the connection: RST (SO_LINGER 0) when rst, else a plain close."""
+    transport = request.transport
+    if transport is None:
+        return
+    if rst:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:
+        transport.close()
+
+
+def _words(text: str) -> set[str]:
+    """Lower-case words of a text."""
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _usage(prompt: Any, completion: int) -> dict[str, int]:
+    """OpenAI usage block with a rough prompt token count."""
+    p = max(1, len(json.dumps(prompt).split()))
+    return {"prompt_tokens": p, "completion_tokens": completion, "total_tokens": p + completion}
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    """A deterministic pseudo-embedding of a text."""
+    rng = random.Random(text)
+    return [round(rng.uniform(-1, 1), 6) for _ in range(dims)]
+
+
+class FakeOpenAI(BackgroundServer):
+    """OpenAI-compatible server on 127.0.0.1 that injects faults chosen by the model name."""
+
+    def __init__(self, *, latency: float = 0.0, api_key: str | None = None,
+                 models: tuple[str, ...] = DEFAULT_MODELS, redirect_to: str | None = None,
+                 tls: bool = False, port: int = 0) -> None:
+        super().__init__(port=port, tls=tls)
+        self.latency = latency
+        self.api_key = api_key
+        self.models = models
+        self.redirect_to = redirect_to
+        self.requests: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}
+        self._inflight = 0
+
+    def wait_idle(self, timeout: float = 1.0) -> bool:
+        """Wait until no handler is running (so every duration is stamped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._inflight:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def requests_for(self, model: str) -> list[RequestRecord]:
+        """Recorded requests whose body named this model."""
+        with self._lock:
+            return [r for r in self.requests if r.model == model]
+
+    def clear(self) -> None:
+        """Forget recorded requests and flaky counters."""
+        with self._lock:
+            self.requests.clear()
+            self._seen.clear()
+
+    def build_app(self) -> web.Application:
+        """Routes under /v1 only."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._handle)
+        for route in ("chat/completions", "completions", "embeddings", "rerank"):
+            app.router.add_post(f"/v1/{route}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Record the request, answer it, and stamp the server-side duration."""
+        received = time.monotonic()
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
+                            {k.lower(): v for k, v in request.headers.items()}, body, received)
+        with self._lock:
+            self.requests.append(rec)
+        self._inflight += 1
+        try:
+            resp = await self._respond(request, rec)
+            if resp is None:  # connection dropped or hung on purpose
+                await asyncio.Event().wait()
+            assert resp is not None
+            await resp.prepare(request)
+            await resp.write_eof()
+            rec.duration = time.monotonic() - received
+        except ConnectionError:  # the client went away mid-response
+            raise asyncio.CancelledError from None
+        finally:
+            self._inflight -= 1
+        return resp
+
+    async def _respond(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse | None:
+        """Build (or write) the reply; None means the connection was dropped or left hanging."""
+        sc = Scenario(rec.model or "")
+        body = rec.body if isinstance(rec.body, dict) else {}
+        kind = request.path.removeprefix("/v1/")
+        wait = self.latency + sc.num("delay")
+        auth = request.headers.get("Authorization", "")
+        if self.api_key is not None and not hmac.compare_digest(auth, f"Bearer {self.api_key}"):
+            await asyncio.sleep(self.latency)
+            return _error(401, "Invalid API key", "invalid_request_error")
+        status = self._injected_status(sc, rec.model or "")
+        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions")
+                     and status is None and not any(map(sc.has, BODY_FAULTS)))
+        if not streaming:
+            await asyncio.sleep(wait)
+        if request.method == "POST" and not isinstance(rec.body, dict):
+            return _error(400, "request body must be a JSON object", "invalid_request_error")
+        if sc.has("hang"):
+            return None
+        if sc.has("reset") or sc.has("close"):
+            _kill(request, rst=sc.has("reset"))
+            return None
+        if sc.has("huge"):
+            return await self._huge(request)
+        if sc.has("html"):
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
+        if sc.has("error200"):
+            return _json({"error": {"message": "model is loading", "type": "server_error"}})
+        if sc.has("badjson"):
+            return web.Response(text='{"choices": [', content_type="application/json")
+        if sc.has("badgzip"):
+            return web.Response(body=b"this is not gzip", content_type="application/json",
+                                headers={"Content-Encoding": "gzip"})
+        if sc.has("redirect") and status is None:
+            target = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + request.path
+            return web.Response(status=302, headers={"Location": target})
+        if status is not None:
+            headers = {}
+            if status == 429:
+                headers["Retry-After"] = sc.tokens.get("retry_after") or "1"
+            if 300 <= status < 400:
+                headers["Location"] = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + "/v1/landing"
+            return _error(status, f"injected {status}", "server_error", status, headers)
+        if streaming:
+            return await self._stream(request, sc, body, kind, wait)
+        payload = self._payload(sc, body, kind, rec.model or "")
+        if sc.has("trickle"):
+            return await self._trickle(request, json.dumps(payload).encode())
+        return _json(payload, content_type="text/plain" if sc.has("texttype") else "application/json")
+
+    def _injected_status(self, sc: Scenario, model: str) -> int | None:
+        """The status forced by status=, flaky= or flaky429=, if any."""
+        if sc.has("flaky") or sc.has("flaky429"):
+            with self._lock:
+                count = self._seen[model] = self._seen.get(model, 0) + 1
+            if sc.has("flaky") and count <= sc.num("flaky"):
+                return 503
+            if sc.has("flaky429") and count <= sc.num("flaky429"):
+                return 429
+        if sc.has("status") and sc.num("status"):
+            return int(sc.num("status"))
+        return None
+
+    def _payload(self, sc: Scenario, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
+        """The healthy (or 'empty'/'nochoices'/... shaped) JSON reply for a route."""
+        if kind == "models":
+            return {"object": "list",
+                    "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models]}
+        if kind == "embeddings":
+            return self._embeddings(sc, body, model)
+        if kind == "rerank":
+            return self._rerank(sc, body, model)
+        head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
+        if kind == "completions":
+            choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
+                      "finish_reason": "stop"}
+            return {**head, "object": "text_completion", "choices": [] if sc.has("nochoices") else [choice],
+                    "usage": _usage(body.get("prompt"), 1)}
+        choices = [] if sc.has("nochoices") else [self._chat_choice(sc, body)]
+        return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(body.get("messages"), 1)}
+
+    def _chat_choice(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
+        """choices[0] of a chat reply, honouring tools and response_format."""
+        msg: dict[str, Any] = {"role": "assistant", "content": "pong"}
+        finish = "stop"
+        tools = body.get("tools")
+        fmt = body.get("response_format")
+        if sc.has("reasoning"):
+            msg.update(content="", reasoning_content="thinking...")
+            finish = "length"
+        elif sc.has("empty"):
+            msg["content"] = ""
+        elif isinstance(tools, list) and tools and not sc.has("notool"):
+            name = (tools[0].get("function") or {}).get("name", "tool") if isinstance(tools[0], dict) else "tool"
+            args = "{city: Paris" if sc.has("badtool") else json.dumps({"city": "Paris"})
+            msg["content"] = None
+            msg["tool_calls"] = [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}]
+            finish = "tool_calls"
+        elif isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and not sc.has("nojson"):
+            msg["content"] = json.dumps({"answer": "pong"})
+        return {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}
+
+    def _embeddings(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """One deterministic vector per input (base64 float32 when asked)."""
+        inp = body.get("input")
+        token_ids = isinstance(inp, list) and bool(inp) and all(isinstance(x, int) for x in inp)
+        texts = [str(inp)] if isinstance(inp, str) or token_ids else [str(x) for x in inp or []]
+        vectors = [_vector(t, int(sc.num("dims", 8))) for t in texts]
+        if sc.has("nan") and vectors and vectors[0]:
+            vectors[0][0] = float("nan")
+        if sc.has("wrongcount"):
+            vectors = vectors[:-1]
+        if sc.has("empty"):
+            vectors = []
+        b64 = body.get("encoding_format") == "base64"
+        data = [{"object": "embedding", "index": i,
+                 "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if b64 else v}
+                for i, v in enumerate(vectors)]
+        tokens = sum(len(t.split()) for t in texts)
+        return {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def _rerank(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """Documents scored by word overlap with the query, best first."""
+        docs = [d if isinstance(d, str) else str((d or {}).get("text", "")) for d in body.get("documents") or []]
+        query = _words(str(body.get("query", "")))
+        scores = [len(query & _words(d)) / (len(query) + 1) for d in docs]
+        order = sorted(range(len(docs)), key=lambda i: -scores[i])
+        if sc.has("badrank"):  # least relevant first, still with descending scores
+            order.reverse()
+        ranked = sorted(scores, reverse=True)
+        results = [{"index": i, "relevance_score": round(ranked[n], 6), "document": {"text": docs[i]}}
+                   for n, i in enumerate(order)]
+        top_n = body.get("top_n")
+        if isinstance(top_n, int) and top_n > 0:
+            results = results[:top_n]
+        if sc.has("wrongcount"):
+            results = results[:-1]
+        if sc.has("empty"):
+            results = []
+        return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
+                "usage": {"total_tokens": max(1, len(json.dumps(body).split()))}}
+
+    async def _huge(self, request: web.Request) -> web.StreamResponse:
+        """A 50 MB application/json body, streamed in 64 KiB chunks."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = HUGE_BYTES
+        await resp.prepare(request)
+        head = b'{"data":"'
+        await resp.write(head)
+        sent, chunk = len(head), b"x" * 65536
+        while sent < HUGE_BYTES:
+            part = chunk[: HUGE_BYTES - sent]
+            await resp.write(part)
+            sent += len(part)
+        return resp
+
+    async def _trickle(self, request: web.Request, data: bytes) -> web.StreamResponse:
+        """200 headers with the right Content-Length, then one byte per second."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(data)
+        await resp.prepare(request)
+        for i in range(len(data)):
+            if i:
+                await asyncio.sleep(1)
+            await resp.write(data[i : i + 1])
+        return resp
+
+    async def _stream(self, request: web.Request, sc: Scenario, body: dict[str, Any], kind: str,
+                      wait: float) -> web.StreamResponse | None:
+        """An SSE stream of OpenAI chunks; delay/latency apply before the first chunk."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await asyncio.sleep(wait)
+        chat = kind == "chat/completions"
+        base = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": body.get("model"),
+                "object": "chat.completion.chunk" if chat else "text_completion"}
+
+        async def send(event: Any) -> None:
+            data = event if isinstance(event, str) else json.dumps(event)
+            await resp.write(f"data: {data}\n\n".encode())
+
+        def chunk(piece: str | None = None, finish: str | None = None, **delta: str) -> dict[str, Any]:
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+            if chat:
+                choice["delta"] = delta if piece is None else {"content": piece}
+            else:
+                choice["text"] = piece or ""
+            return {**base, "choices": [choice]}
+
+        if chat:
+            await send(chunk(role="assistant", content=""))
+            if sc.has("reasoning"):
+                for piece in ("thinking", "..."):
+                    await send(chunk(reasoning_content=piece))
+        if sc.has("malformed"):
+            await send('{"choices": [')
+        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        for i in range(n + 1):
+            if i == min(2, n) and sc.has("cut"):
+                _kill(request, rst=False)
+                return None
+            if i == min(2, n) and sc.has("errorevent"):
+                await send({"error": {"message": "upstream overloaded", "type": "server_error"}})
+                return resp
+            if i == n:
+                break
+            if i:
+                await asyncio.sleep(sc.num("token_delay"))
+            await send(chunk(PIECES[i % 2]))
+        if not sc.has("nofinish"):
+            await send(chunk("", "stop") if not chat else chunk(finish="stop"))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            await send({**base, "choices": [], "usage": _usage(body.get("messages") or body.get("prompt"), n)})
+        if not sc.has("nodone"):
+            await send("[DONE]")
+        return resp
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run FakeOpenAI in the foreground until Ctrl-C."""
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server with fault injection.")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--redirect-to", default=None)
+    parser.add_argument("--tls", action="store_true")
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(port=args.port, latency=args.latency, api_key=args.api_key,
+                        redirect_to=args.redirect_to, tls=args.tls).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

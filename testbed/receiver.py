@@ -1,0 +1,83 @@
+"""Receiver: a loopback telemetry endpoint (Cronitor/Healthchecks stand-in) that records pings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from testbed._runner import BackgroundServer
+
+
+@dataclass
+class Ping:
+    """One request as the receiver saw it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes
+    headers: dict[str, str]
+    time: float
+
+
+class Receiver(BackgroundServer):
+    """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S" or "fail_first=N"."""
+
+    def __init__(self, mode: str = "ok", *, port: int = 0, tls: bool = False) -> None:
+        super().__init__(port=port, tls=tls)
+        name, _, value = mode.partition("=")
+        if name not in ("ok", "status", "hang", "slow", "fail_first"):
+            raise ValueError(f"unknown receiver mode {mode!r}")
+        self.mode = mode
+        self._name, self._value = name, float(value or 0)
+        self.pings: list[Ping] = []
+        self._lock = threading.Lock()
+
+    def pings_for(self, path: str) -> list[Ping]:
+        """Recorded requests to one path."""
+        with self._lock:
+            return [p for p in self.pings if p.path == path]
+
+    def clear(self) -> None:
+        """Forget recorded requests."""
+        with self._lock:
+            self.pings.clear()
+
+    def build_app(self) -> web.Application:
+        """One catch-all route."""
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Record on arrival, then answer according to the mode."""
+        arrived = time.monotonic()
+        body = await request.read()
+        ping = Ping(request.method, request.path, parse_qs(request.query_string, keep_blank_values=True),
+                    body, {k.lower(): v for k, v in request.headers.items()}, arrived)
+        with self._lock:
+            self.pings.append(ping)
+            count = len(self.pings)
+        if self._name == "hang":
+            await asyncio.Event().wait()
+        if self._name == "slow":
+            await asyncio.sleep(self._value)
+        status = 200
+        if self._name == "status":
+            status = int(self._value)
+        elif self._name == "fail_first" and count <= self._value:
+            status = 503
+        headers = {"Retry-After": "1"} if status == 429 else None
+        if status == 200 and request.method == "PUT" and request.path == "/api/monitors":
+            try:
+                monitors = json.loads(body)
+            except ValueError:
+                return web.json_response({"errors": ["invalid JSON"]}, status=400)
+            return web.json_response(monitors)
+        return web.Response(status=status, text="OK" if status == 200 else f"error {status}", headers=headers)

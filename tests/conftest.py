@@ -1,0 +1,84 @@
+"""Fixtures for the project's own tests: loopback servers, and the monitor run as a user runs it."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed.openai_server import FakeOpenAI
+from testbed.receiver import Receiver
+
+from .helpers import CHECKS
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def openai_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+@dataclass
+class MonitorRun:
+    """A finished monitor run: pytest's result plus the per-case properties from its JUnit XML."""
+
+    result: pytest.RunResult
+    cases: dict[str, dict[str, str]]
+
+    @property
+    def ret(self) -> int:
+        return int(self.result.ret)
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str() + self.result.stderr.str()
+
+    def reason(self, case_id: str) -> str:
+        return self.cases[case_id]["model_monitor.reason"]
+
+    def error_class(self, case_id: str) -> str:
+        return self.cases[case_id].get("model_monitor.class", "")
+
+
+def junit_cases(path: Path) -> dict[str, dict[str, str]]:
+    """case id -> its model_monitor properties (and the JUnit verdict under 'junit')."""
+    cases: dict[str, dict[str, str]] = {}
+    for testcase in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name", ""): p.get("value", "") for p in testcase.iter("property")}
+        name = testcase.get("name", "")
+        case_id = props.get("model_monitor.case") or name[name.find("[") + 1 : -1]
+        failed = testcase.find("failure") is not None or testcase.find("error") is not None
+        props["junit"] = "failed" if failed else "passed"
+        cases[case_id] = props
+    return cases
+
+
+@pytest.fixture
+def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:
+    """Write an endpoints file and run the monitor on it in a subprocess, exactly as a user would."""
+
+    def run(endpoints: dict[str, Any] | str, *args: str, timeout: float = 120) -> MonitorRun:
+        text = endpoints if isinstance(endpoints, str) else yaml.safe_dump(endpoints, sort_keys=False)
+        path = pytester.path / "endpoints.yaml"
+        path.write_text(text, encoding="utf-8")
+        junit = pytester.path / "junit.xml"
+        result = pytester.runpytest_subprocess(
+            str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}", "-p", "no:cacheprovider", *args, timeout=timeout
+        )
+        cases = junit_cases(junit) if junit.exists() else {}
+        return MonitorRun(result, cases)
+
+    return run
