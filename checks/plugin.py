@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from . import config as endpoints_config
-from . import report, settings, xdist_shard
+from . import report, settings, telemetry, xdist_shard
+from .report import case_id_of, outcome_of
 from .config import Case, ConfigError, Suite
 from .engine import Engine, Outcome
 from .redact import RedactingRecords, Redactor
@@ -30,15 +31,26 @@ class Monitor:
     suite: Suite
     redact: Redactor
     records: RedactingRecords
+    targets: list[telemetry.Target] = field(default_factory=list)
+    case_by_id: dict[str, Case] = field(default_factory=dict)
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
-    case_by_id: dict[str, Case] = field(default_factory=dict)
+    heartbeats: telemetry.Heartbeats | None = None
+
+    def background(self) -> BackgroundLoop:
+        if self.loop is None:
+            self.loop = BackgroundLoop()
+        return self.loop
 
     def start_engine(self) -> Engine:
         if self.engine is None:
-            self.loop = self.loop or BackgroundLoop()
-            self.engine = Engine(self.loop, self.redact, self.settings.max_concurrency)
+            self.engine = Engine(self.background(), self.redact, self.settings.max_concurrency)
         return self.engine
+
+    def start_heartbeats(self) -> telemetry.Heartbeats:
+        delivery = telemetry.Delivery(self.background(), self.redact, dry_run=self.settings.telemetry_dry_run)
+        self.heartbeats = telemetry.Heartbeats(self.targets, delivery)
+        return self.heartbeats
 
     def close(self) -> None:
         if self.engine is not None:
@@ -68,14 +80,30 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
     case_by_id = {case.id: case for case in suite.cases}
     _check_only(resolved.only, case_by_id)
+    try:
+        targets = telemetry.targets_from(
+            resolved.cronitor_url, resolved.cronitor_env, resolved.healthchecks_url, resolved.healthchecks_create
+        )
+    except telemetry.TelemetryConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
-    redact = Redactor([*suite.secrets, *resolved.secrets])
+    redact = Redactor([*suite.secrets, *resolved.secrets, *(s for t in targets for s in t.secrets)])
     records = RedactingRecords(redact)
     records.install()
-    config.stash[MONITOR] = Monitor(resolved, suite, redact, records, case_by_id=case_by_id)
+    monitor = Monitor(resolved, suite, redact, records, targets=targets, case_by_id=case_by_id)
+    config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
+    if targets and not hasattr(config, "workerinput"):
+        heartbeats = monitor.start_heartbeats()
+        config.pluginmanager.register(HeartbeatHooks(heartbeats, case_by_id), "model_monitor.heartbeats")
+        cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
+        if cronitor is not None and resolved.cronitor_api_key:
+            ping = telemetry.provisioning(
+                resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, suite.cases, resolved.cronitor_schedule
+            )
+            heartbeats.delivery.send(ping, chain="provisioning")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -92,6 +120,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
+        telemetry.describe(monitor.targets, s.telemetry_dry_run),
     ]
 
 
@@ -118,7 +147,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if case is not None and monitor.settings.only and not _selected(case, monitor.settings.only):
             drop.append(item)
             continue
-        if case is not None:
+        if case is not None and config.getoption("timeout", None) is None:
             item.add_marker(pytest.mark.timeout(_budget(case)))
         keep.append(item)
     if drop:
@@ -150,6 +179,17 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
     return check
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Deliver the last pings (bounded) before the summary names any that failed."""
+    monitor = session.config.stash.get(MONITOR, None)
+    if monitor is None or monitor.heartbeats is None:
+        return
+    delivery = monitor.heartbeats.delivery
+    delivery.flush(monitor.settings.telemetry_deadline)
+    if delivery.failures and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     monitor = terminalreporter.config.stash.get(MONITOR, None)
     if monitor is None:
@@ -159,6 +199,28 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("model-monitor summary")
         for line in report.table(rows):
             terminalreporter.write_line(line)
+    if monitor.heartbeats is not None:
+        failed = bool(monitor.heartbeats.delivery.failures)
+        for line in telemetry.summary_lines(monitor.heartbeats.delivery, monitor.targets):
+            terminalreporter.write_line(line, yellow=failed, bold=failed)
+
+
+class HeartbeatHooks:
+    """Pings per case from the process that sees every report: the only one, or xdist's controller."""
+
+    def __init__(self, heartbeats: telemetry.Heartbeats, case_by_id: dict[str, Case]) -> None:
+        self._heartbeats = heartbeats
+        self._case_by_id = case_by_id
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """run when a case's setup passed; complete or fail with its verdict (a crash or timeout fails too)."""
+        case = self._case_by_id.get(case_id_of(report.nodeid) or "")
+        if case is None or report.when == "teardown" or report.skipped:
+            return
+        if report.when == "setup" and report.passed:
+            self._heartbeats.started(case)
+        elif report.when != "setup" or report.failed:
+            self._heartbeats.ended(case, outcome_of(report))
 
 
 def case_of(item: pytest.Item) -> Case | None:

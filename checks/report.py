@@ -41,10 +41,11 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
     outcome = Outcome.from_properties(report.user_properties)
     if outcome is not None:
         return outcome
-    lines = [line for line in report.longreprtext.splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else report.outcome
-    error_class = "timeout" if "Timeout" in last else None
-    return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {last}", error_class=error_class)
+    crash = getattr(report.longrepr, "reprcrash", None)
+    lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
+    said = crash.message.splitlines()[0] if crash is not None and crash.message else (lines[-1] if lines else report.outcome)
+    error_class = "timeout" if "Timeout" in said else None
+    return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {said}", error_class=error_class)
 
 
 def rows(stats: Mapping[str, list[Any]], case_by_id: Mapping[str, Case]) -> list[Row]:

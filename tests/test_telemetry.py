@@ -1,0 +1,225 @@
+"""Heartbeats: exact pings per case to a real receiver on 127.0.0.1, bounded delivery, and no key in the open."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from checks.config import Case, Endpoint
+from checks.engine import Outcome
+from checks.telemetry import Cronitor, Healthchecks, TelemetryConfigError, cut_message, targets_from
+from testbed.openai_server import FakeOpenAI
+from testbed.receiver import Receiver
+
+from .helpers import endpoint, model
+
+KEY = "cronitorkey0123456789"
+HC_KEY = "hcpingkey0123456789"
+
+
+def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
+    from checks.config import monitor_key
+
+    return Case(Endpoint("gw", "http://x/v1"), model_id, model_id, "chat", monitor_key(f"gw-{model_id}"))
+
+
+# --- URL forms and ping contents (pure logic) ---
+
+
+@pytest.mark.parametrize(
+    ("url", "expected_path"),
+    [
+        (f"https://cronitor.link/p/{KEY}", f"/p/{KEY}/gw-meta-llama-llama-3-1-8b-instruct"),
+        (f"https://cronitor.link/p/{KEY}/team-a", f"/p/{KEY}/team-a-gw-meta-llama-llama-3-1-8b-instruct"),
+        (f"https://cronitor.link/ping/{KEY}", f"/ping/{KEY}/gw-meta-llama-llama-3-1-8b-instruct"),
+        (f"https://eu.cronitor.link/p/{KEY}", f"/p/{KEY}/gw-meta-llama-llama-3-1-8b-instruct"),
+        (f"https://proxy.internal/hb/{KEY}/{{monitor}}/ping", f"/hb/{KEY}/gw-meta-llama-llama-3-1-8b-instruct/ping"),
+    ],
+)
+def test_cronitor_url_forms(url: str, expected_path: str) -> None:
+    ping = Cronitor.from_url(url).start(a_case(), "s1")
+    assert ping.url.split("?")[0].endswith(expected_path)
+    assert KEY not in ping.shown and "***" in ping.shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"https://cronitor.link/{KEY}", f"https://cronitor.link/p/{KEY}/a/b", f"ftp://cronitor.link/p/{KEY}", f"https://cronitor.link/p/{KEY}?x=1"],
+)
+def test_a_malformed_cronitor_url_is_refused_without_printing_it(url: str) -> None:
+    with pytest.raises(TelemetryConfigError) as raised:
+        targets_from(url, None, None, False)
+    assert str(raised.value).startswith("--cronitor-url (CRONITOR_URL): expected")
+    assert KEY not in str(raised.value)
+
+
+def test_healthchecks_url_forms() -> None:
+    hosted = Healthchecks.from_url(f"https://hc-ping.com/{HC_KEY}", create=True).start(a_case(), "rid-1")
+    assert hosted.url == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
+    own = Healthchecks.from_url(f"https://hc.internal/ping/{HC_KEY}").end(a_case(), "rid-1", Outcome(False, "timeout: slow"))
+    assert own.url == f"https://hc.internal/ping/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/fail?rid=rid-1"
+    assert own.body == b"timeout: slow" and HC_KEY not in own.shown
+    with pytest.raises(TelemetryConfigError, match="--healthchecks-url"):
+        targets_from(None, None, f"https://hc-ping.com/a/b/{HC_KEY}", False)
+
+
+def test_messages_keep_the_tail_of_an_error() -> None:
+    long = "server_error: " + "x" * 3000 + " the cause"
+    cut = cut_message(long)
+    assert len(cut) == 1000 and cut.endswith(" the cause") and cut.startswith("…")
+
+
+# --- end to end against the receiver ---
+
+
+def cronitor_pings(receiver: Receiver) -> dict[str, list[dict[str, list[str]]]]:
+    """monitor key -> the query of each ping it got, in arrival order."""
+    out: dict[str, list[dict[str, list[str]]]] = {}
+    for ping in receiver.pings:
+        out.setdefault(ping.path.rsplit("/", 1)[1], []).append(ping.query)
+    return out
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_each_case_sends_run_then_complete_or_fail_exactly_once(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    monkeypatch.setenv("CRONITOR_URL", f"{receiver.url}/p/{KEY}/grp")
+    monkeypatch.setenv("CRONITOR_ENV", "staging")
+    models = [model("tm-ok", monitor="My Chat"), model("tm-embed", "embedding"), model("tm-bad+status=500", id="bad"), model("tm-skip")]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, "-k", "not tm-skip", *workers)
+    assert run.ret == 1
+    pings = cronitor_pings(receiver)
+    assert set(pings) == {"grp-my-chat", "grp-svc-tm-embed", "grp-svc-bad"}, "deselected cases send nothing"
+    for key, case_id in [("grp-my-chat", "svc/tm-ok"), ("grp-svc-tm-embed", "svc/tm-embed"), ("grp-svc-bad", "svc/bad")]:
+        start, end = pings[key]
+        assert start["state"] == ["run"]
+        assert end["series"] == start["series"] and uuid.UUID(start["series"][0])
+        for query in (start, end):
+            assert query["env"] == ["staging"] and query["host"][0] and float(query["stamp"][0]) > 1.7e9
+        props = run.cases[case_id]
+        assert end["metric"] == [f"duration:{float(props['model_monitor.duration_s']):.3f}"]
+        if props["model_monitor.verdict"] == "pass":
+            assert end["state"] == ["complete"] and end["status_code"] == ["0"]
+            assert end["message"][0].startswith("ok in ")
+        else:
+            assert end["state"] == ["fail"] and end["status_code"] == ["1"]
+            assert end["message"] == [props["model_monitor.reason"]]
+            assert end["message"][0].startswith("server_error: HTTP 500 from POST /v1/chat/completions")
+    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 6 pings sent"])
+
+
+def test_healthchecks_pings_pair_start_and_end_by_rid(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEALTHCHECKS_URL", f"{receiver.url}/ping/{HC_KEY}")
+    models = [model("hc-ok"), model("hc-bad+status=503", id="bad")]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, "--healthchecks-create")
+    assert run.ret == 1
+    by_path = {p.path: p for p in receiver.pings}
+    assert set(by_path) == {
+        f"/ping/{HC_KEY}/svc-hc-ok/start", f"/ping/{HC_KEY}/svc-hc-ok",
+        f"/ping/{HC_KEY}/svc-bad/start", f"/ping/{HC_KEY}/svc-bad/fail",
+    }
+    fail = by_path[f"/ping/{HC_KEY}/svc-bad/fail"]
+    assert fail.query["rid"] == by_path[f"/ping/{HC_KEY}/svc-bad/start"].query["rid"]
+    assert fail.query["create"] == ["1"] and fail.method == "POST"
+    assert fail.body.decode() == run.reason("svc/bad")
+
+
+def test_dry_run_prints_pings_with_the_key_hidden_and_sends_nothing(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor
+) -> None:
+    url = f"{receiver.url}/p/{KEY}"
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("dry"))]}, "--cronitor-url", url, "--telemetry-dry-run")
+    assert run.ret == 0
+    assert receiver.pings == []
+    run.result.stdout.fnmatch_lines(
+        ["telemetry: cronitor http://127.0.0.1:*/p/***/{monitor} (dry run*", "telemetry (dry run, cronitor): 2 pings not sent:", "  GET */p/***/svc-dry?state=run&series=*"]
+    )
+    assert KEY not in run.output
+
+
+def test_a_case_killed_by_pytest_timeout_still_sends_fail(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRONITOR_URL", f"{receiver.url}/p/{KEY}")
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("killed+hang", id="killed", timeout=60))]}, "--timeout=1")
+    assert run.ret == 1
+    states = [p.query["state"][0] for p in receiver.pings]
+    assert states == ["run", "fail"]
+    assert receiver.pings[1].query["message"][0].startswith("timeout: ")
+
+
+def test_provisioning_creates_every_monitor_once(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api_key = "cronitorapikey987654321"
+    monkeypatch.setenv("CRONITOR_URL", f"{receiver.url}/p/{KEY}/grp")
+    monkeypatch.setenv("CRONITOR_API_KEY", api_key)
+    monkeypatch.setenv("CRONITOR_API_URL", f"{receiver.url}/api")
+    monkeypatch.setenv("CRONITOR_SCHEDULE", "*/5 * * * *")
+    models = [model("pv-a", timeout=12.5), model("pv-b", "embedding", schedule="0 * * * *")]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, "-n", "2")
+    assert run.ret == 0, run.output
+    puts = receiver.pings_for("/api/monitors")
+    assert len(puts) == 1
+    assert puts[0].headers["authorization"] == "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
+    monitors = json.loads(puts[0].body)["monitors"]
+    assert monitors == [
+        {"type": "job", "key": "grp-svc-pv-a", "name": "svc/pv-a", "assertions": ["metric.duration < 13 seconds"], "schedule": "*/5 * * * *", "group": "grp"},
+        {"type": "job", "key": "grp-svc-pv-b", "name": "svc/pv-b", "assertions": ["metric.duration < 30 seconds"], "schedule": "0 * * * *", "group": "grp"},
+    ]
+    assert api_key not in run.output
+
+
+# --- outages: the run ends within its bound, with the same verdicts, and says what failed ---
+
+OUTAGES = [
+    ("status=503", "503 from 127.0.0.1"),
+    ("hang", "not delivered within the 2 s deadline"),
+    ("slow=5", "not delivered within the 2 s deadline"),
+    ("status=404", "404 from 127.0.0.1"),
+]
+
+
+@pytest.mark.parametrize(("mode", "said"), OUTAGES, ids=[m for m, _ in OUTAGES])
+def test_a_telemetry_outage_never_changes_verdicts_and_is_named(openai_server: FakeOpenAI, run_monitor, mode: str, said: str) -> None:
+    models = [model("out-ok"), model("out-bad+status=500", id="bad")]
+    with Receiver(mode) as receiver:
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, *models)]},
+            f"--cronitor-url={receiver.url}/p/{KEY}", "--telemetry-deadline=2", timeout=60,
+        )
+    assert run.ret == 1
+    assert {k: v["model_monitor.verdict"] for k, v in run.cases.items()} == {"svc/out-ok": "pass", "svc/bad": "fail"}
+    run.result.stdout.fnmatch_lines([f"telemetry (cronitor): 4 of 4 pings failed: {said}*"])
+    assert KEY not in run.output
+
+
+def test_a_refused_target_fails_pings_not_the_run(openai_server: FakeOpenAI, run_monitor) -> None:
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("refused-ok"))]}, f"--cronitor-url=http://127.0.0.1:9/p/{KEY}")
+    assert run.ret == 0
+    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 of 2 pings failed: ConnectError from 127.0.0.1*"])
+    assert KEY not in run.output
+
+
+def test_a_flaky_target_gets_every_ping_after_retries(openai_server: FakeOpenAI, run_monitor) -> None:
+    with Receiver("fail_first=2") as receiver:
+        run = run_monitor({"endpoints": [endpoint(openai_server.url, model("flaky-target"))]}, f"--cronitor-url={receiver.url}/p/{KEY}")
+        states = sorted(p.query["state"][0] for p in receiver.pings)
+    assert run.ret == 0
+    assert states == ["complete", "run", "run", "run"], "the run ping was retried until delivered"
+    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 pings sent"])
+
+
+def test_strict_mode_fails_the_run_on_undelivered_pings(openai_server: FakeOpenAI, run_monitor) -> None:
+    with Receiver("status=503") as receiver:
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, model("strict-ok"))]}, f"--cronitor-url={receiver.url}/p/{KEY}", "--telemetry-strict"
+        )
+    assert run.ret == 1
+    assert run.cases["svc/strict-ok"]["model_monitor.verdict"] == "pass"
