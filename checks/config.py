@@ -19,7 +19,25 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_CONCURRENCY = 20
 DEFAULT_MAX_TOKENS = {"chat": 256, "completion": 32}
 DEFAULT_PROMPT = {"chat": "Reply with the single word: pong", "completion": "The capital of France is"}
+JSON_PROMPT = 'Reply with the JSON object {"answer": "pong"} and nothing else.'
+TOOL_PROMPT = "What is the weather in Paris? Use the get_weather tool."
 DEFAULT_INPUT = ("Model Monitor canary sentence.",)
+
+# Options that mean something only for some model types: on a model of another type they are an error,
+# from `defaults` they apply only where they mean something.
+ONLY_FOR = {
+    "stream": ("chat", "completion"),
+    "expect": ("chat", "completion"),
+    "json_mode": ("chat",),
+    "tool_call": ("chat",),
+    "dimensions": ("embedding",),
+    "encoding_format": ("embedding",),
+    "input": ("embedding",),
+    "rank_check": ("rerank",),
+    "prompt": ("chat", "completion"),
+    "max_tokens": ("chat", "completion"),
+}
+STREAM_ONLY = ("max_ttft", "min_tokens_per_s")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
@@ -66,6 +84,16 @@ class Case:
     params: Mapping[str, Any] = field(default_factory=dict)
     retries: int = 0
     schedule: str | None = None
+    stream: bool = False
+    expect: Mapping[str, Any] = field(default_factory=dict)
+    json_mode: bool = False
+    tool_call: bool = False
+    dimensions: int | None = None
+    encoding_format: str | None = None
+    rank_check: bool = False
+    max_latency: float | None = None
+    max_ttft: float | None = None
+    min_tokens_per_s: float | None = None
 
     @property
     def id(self) -> str:
@@ -257,7 +285,7 @@ def _resolve(document: _Document, data: dict[str, Any], environ: Mapping[str, st
             where = ("endpoints", e, "models", m)
             if not raw_model.get("enabled", True):
                 continue
-            case = _case(endpoint, raw_endpoint, raw_model, defaults)
+            case = _case(document, where, endpoint, raw_endpoint, raw_model, defaults)
             for seen, value, label in ((seen_ids, case.id, "case id"), (seen_monitors, case.monitor, "monitor key")):
                 if value in seen:
                     raise document.error(
@@ -292,13 +320,34 @@ def _endpoint(
     )
 
 
-def _case(endpoint: Endpoint, raw_endpoint: dict[str, Any], raw: dict[str, Any], defaults: dict[str, Any]) -> Case:
+def _case(
+    document: _Document,
+    where: tuple[Any, ...],
+    endpoint: Endpoint,
+    raw_endpoint: dict[str, Any],
+    raw: dict[str, Any],
+    defaults: dict[str, Any],
+) -> Case:
+    model_type = raw["type"]
+
     def pick(name: str, fallback: Any = None) -> Any:
+        if model_type not in ONLY_FOR.get(name, (model_type,)):
+            return fallback
         return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
 
-    model_type = raw["type"]
+    for name, types in ONLY_FOR.items():
+        if name in raw and model_type not in types:
+            raise document.error(where + (name,), f"applies only to type {' or '.join(types)}, not {model_type}")
+    stream = bool(pick("stream", False))
+    for name in STREAM_ONLY:
+        if name in raw and not stream:
+            raise document.error(where + (name,), "needs stream: true (it is measured on a stream)")
+    expect = pick("expect", {})
+    _check_expect(document, where + ("expect",), expect)
     model_id = raw.get("id", raw["name"])
     text_input = pick("input", DEFAULT_INPUT)
+    json_mode, tool_call = bool(pick("json_mode", False)), bool(pick("tool_call", False))
+    default_prompt = TOOL_PROMPT if tool_call else JSON_PROMPT if json_mode else DEFAULT_PROMPT.get(model_type)
     return Case(
         endpoint=endpoint,
         model=raw["name"],
@@ -307,10 +356,34 @@ def _case(endpoint: Endpoint, raw_endpoint: dict[str, Any], raw: dict[str, Any],
         monitor=monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}"),
         timeout=float(pick("timeout", DEFAULT_TIMEOUT_S)),
         tags=tuple(dict.fromkeys([*defaults.get("tags", []), *raw.get("tags", [])])),
-        prompt=pick("prompt", DEFAULT_PROMPT.get(model_type)),
+        prompt=pick("prompt", default_prompt),
         input=(text_input,) if isinstance(text_input, str) else tuple(text_input),
         max_tokens=pick("max_tokens", DEFAULT_MAX_TOKENS.get(model_type)),
         params={**defaults.get("params", {}), **raw.get("params", {})},
         retries=pick("retries", 0),
         schedule=pick("schedule"),
+        stream=stream,
+        expect=expect,
+        json_mode=json_mode,
+        tool_call=tool_call,
+        dimensions=pick("dimensions"),
+        encoding_format=pick("encoding_format"),
+        rank_check=bool(pick("rank_check", False)),
+        max_latency=pick("max_latency"),
+        max_ttft=pick("max_ttft") if stream else None,
+        min_tokens_per_s=pick("min_tokens_per_s") if stream else None,
     )
+
+
+def _check_expect(document: _Document, where: tuple[Any, ...], expect: Mapping[str, Any]) -> None:
+    """A regex that does not compile or a schema that is not one is a config error, not a failed check later."""
+    if "regex" in expect:
+        try:
+            re.compile(expect["regex"])
+        except re.error as exc:
+            raise document.error(where + ("regex",), f"invalid regular expression: {exc}") from None
+    if "json_schema" in expect:
+        try:
+            jsonschema.Draft202012Validator.check_schema(expect["json_schema"])
+        except jsonschema.SchemaError as exc:
+            raise document.error(where + ("json_schema",), f"invalid JSON Schema: {exc.message}") from None

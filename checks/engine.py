@@ -20,8 +20,8 @@ from httpx_aiohttp import AiohttpTransport
 from . import __version__
 from .config import Case, Endpoint
 from .errors import ErrorClass, ProbeError
-from .exchange import Timed, parse_json, read_body, timed
-from .probes import PROBES
+from .exchange import Timed, timed
+from .probes import PROBES, consumer, evaluate
 from .redact import Redactor
 from .runtime import BackgroundLoop
 
@@ -148,14 +148,15 @@ class Engine:
         request = client.build_request(
             probe.method, case.endpoint.base_url + probe.path, json=probe.body(case), timeout=case.timeout
         )
-        result = await timed(client, request, case.timeout, read_body)
+        result = await timed(client, request, case.timeout, consumer(case))
         try:
-            summary = probe.check(case, parse_json(result))
+            verdict = evaluate(case, result)
         except ProbeError as error:
-            error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
+            if error.error_class is not ErrorClass.SLO:
+                error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
             error.status_code, error.duration = result.status_code, result.duration
             raise
-        return result, summary, {}
+        return result, verdict.summary, verdict.metrics
 
     def _passed(self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float]) -> Outcome:
         retried = [a for a in attempts if a.error_class]
@@ -182,6 +183,7 @@ class Engine:
             duration_s=attempts[-1].duration_s,
             status_code=error.status_code,
             attempts=tuple(attempts),
+            metrics=error.metrics,
         )
 
     def _slots(self, endpoint: Endpoint) -> _Slots:

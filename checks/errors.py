@@ -59,6 +59,7 @@ class ProbeError(Exception):
         self.status_code = status_code
         self.retry_after = retry_after
         self.duration = duration  # seconds from sending the request to the failure
+        self.metrics: dict[str, float] = {}  # what was measured before it failed (an SLO breach has all of it)
 
 
 def status_class(status: int) -> ErrorClass:

@@ -100,8 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HeartbeatHooks(heartbeats, case_by_id), "model_monitor.heartbeats")
         cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
         if cronitor is not None and resolved.cronitor_api_key:
+            selected = [case for case in suite.cases if not resolved.only or _selected(case, resolved.only)]
             ping = telemetry.provisioning(
-                resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, suite.cases, resolved.cronitor_schedule
+                resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
             heartbeats.delivery.send(ping, chain="provisioning")
 

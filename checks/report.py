@@ -33,7 +33,12 @@ class Row:
     type: str
     verdict: str
     duration: str
+    ttft: str
+    tokens_per_s: str
     reason: str
+
+
+COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s")
 
 
 def outcome_of(report: pytest.TestReport) -> Outcome:
@@ -56,19 +61,26 @@ def rows(stats: Mapping[str, list[Any]], case_by_id: Mapping[str, Case]) -> list
         if case_id not in case_by_id or not _is_verdict(report):
             continue
         outcome = outcome_of(report)
-        duration = "-" if outcome.duration_s is None else f"{outcome.duration_s:.3f}s"
         verdict = "PASS" if report.passed else "FAIL"
-        found[case_id] = Row(case_id, case_by_id[case_id].type, verdict, duration, _cut(outcome.reason))
+        metrics = outcome.metrics
+        found[case_id] = Row(
+            case_id,
+            case_by_id[case_id].type,
+            verdict,
+            _number(outcome.duration_s, "{:.3f}s"),
+            _number(metrics.get("ttft_s"), "{:.3f}s"),
+            _number(metrics.get("tokens_per_s"), "{:.1f}"),
+            _cut(outcome.reason),
+        )
     return [found[case_id] for case_id in case_by_id if case_id in found]
 
 
 def table(rows: list[Row]) -> list[str]:
-    header = Row("case", "type", "verdict", "duration", "reason")
-    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in ("case", "type", "verdict", "duration")]
+    header = Row("case", "type", "verdict", "duration", "ttft", "tok/s", "reason")
+    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in COLUMNS]
 
     def line(r: Row) -> str:
-        cells = [r.case, r.type, r.verdict, r.duration]
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + r.reason
+        return "  ".join(getattr(r, f).ljust(w) for f, w in zip(COLUMNS, widths)) + "  " + r.reason
 
     return [line(header), *map(line, rows)]
 
@@ -76,6 +88,10 @@ def table(rows: list[Row]) -> list[str]:
 def _is_verdict(report: pytest.TestReport) -> bool:
     """The report that decides a case: its call, or a setup that failed, or xdist's report of a crashed worker."""
     return report.when == "call" or (report.when != "teardown" and report.failed)
+
+
+def _number(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
 
 
 def _cut(text: str) -> str:

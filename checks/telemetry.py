@@ -266,8 +266,8 @@ def provisioning(api_url: str, api_key: str, target: Cronitor, cases: Iterable[C
             "name": case.id,
             "assertions": [f"metric.duration < {math.ceil(case.timeout)} seconds"],
         }
-        if case.schedule or schedule:
-            monitor["schedule"] = case.schedule or schedule
+        if schedule or case.schedule:  # the schedule this run is on wins over the file's
+            monitor["schedule"] = schedule or case.schedule
         if target.group:
             monitor["group"] = target.group
         monitors.append(monitor)

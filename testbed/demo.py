@@ -28,6 +28,7 @@ def endpoints_for(url: str) -> dict:
                 "url": url,
                 "models": [
                     {"name": "chat-model", "type": "chat", "tags": ["critical"]},
+                    {"name": "chat-model+tokens=16+token_delay=0.01", "id": "chat-stream", "type": "chat", "stream": True},
                     {"name": "completion-model", "type": "completion"},
                     {"name": "embed-model", "type": "embedding"},
                     {"name": "rerank-model", "type": "rerank"},

@@ -383,6 +383,15 @@ class FakeOpenAI(BackgroundServer):
                     await send(chunk(reasoning_content=piece))
         if sc.has("malformed"):
             await send('{"choices": [')
+        if chat and body.get("tools") and not sc.has("notool"):
+            name = body["tools"][0].get("function", {}).get("name", "tool")
+            call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+            await send(chunk(tool_calls=[call]))
+            for piece in ('{"city": ', '"Paris"}'):
+                await send(chunk(tool_calls=[{"index": 0, "function": {"arguments": piece}}]))
+            await send(chunk(finish="tool_calls"))
+            await send("[DONE]")
+            return resp
         n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
         for i in range(n + 1):
             if i == min(2, n) and sc.has("cut"):

@@ -84,6 +84,26 @@ BAD = {
     ),
     "all-disabled": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, enabled: false}]\n", "no enabled models", None),
     "bad-tag": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, tags: [not ok]}]\n", "tags[0]: 'not ok' does not match", 4),
+    "bad-regex": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - name: m\n        type: chat\n        expect: {regex: 'po(ng'}\n",
+        "endpoints[0].models[0].expect.regex: invalid regular expression: missing ), unterminated subpattern",
+        7,
+    ),
+    "bad-json-schema": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - name: m\n        type: chat\n        expect: {json_schema: {type: banana}}\n",
+        "endpoints[0].models[0].expect.json_schema: invalid JSON Schema:",
+        7,
+    ),
+    "ttft-without-stream": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chat, max_ttft: 2}\n",
+        "endpoints[0].models[0].max_ttft: needs stream: true",
+        5,
+    ),
+    "option-for-another-type": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: embedding, json_mode: true}\n",
+        "endpoints[0].models[0].json_mode: applies only to type chat, not embedding",
+        5,
+    ),
     "input-type": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: embedding, input: 3}]\n", "endpoints[0].models[0].input", 4),
 }
 

@@ -63,11 +63,11 @@ def test_every_model_type_passes_with_a_measured_duration(openai_server: FakeOpe
     run.result.stdout.fnmatch_lines(
         [
             "*model-monitor summary*",
-            "case * type * verdict * duration * reason",
-            "svc/chat-model * chat * PASS * replied 4 chars*",
-            "svc/embed-model * embedding * PASS * 1 vector(s) of 8 dimensions",
-            "svc/rerank-model * rerank * PASS * 3 documents scored",
-            "svc/listed * models * PASS * listed among 4 models",
+            "case * type * verdict * duration * ttft * tok/s * reason",
+            "svc/chat-model * chat * PASS * -  * -  * replied 4 chars*",
+            "svc/embed-model * embedding * PASS * - * - * 1 vector(s) of 8 dimensions",
+            "svc/rerank-model * rerank * PASS * - * - * 3 documents scored, relevant one ranked 1",
+            "svc/listed * models * PASS * - * - * listed among 4 models",
         ]
     )
 

@@ -171,7 +171,7 @@ def test_provisioning_creates_every_monitor_once(
     monitors = json.loads(puts[0].body)["monitors"]
     assert monitors == [
         {"type": "job", "key": "grp-svc-pv-a", "name": "svc/pv-a", "assertions": ["metric.duration < 13 seconds"], "schedule": "*/5 * * * *", "group": "grp"},
-        {"type": "job", "key": "grp-svc-pv-b", "name": "svc/pv-b", "assertions": ["metric.duration < 30 seconds"], "schedule": "0 * * * *", "group": "grp"},
+        {"type": "job", "key": "grp-svc-pv-b", "name": "svc/pv-b", "assertions": ["metric.duration < 30 seconds"], "schedule": "*/5 * * * *", "group": "grp"},
     ]
     assert api_key not in run.output
 

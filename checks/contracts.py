@@ -1,0 +1,88 @@
+"""Opt-in strictness on top of "it answered": expectations on the reply, JSON mode, tool calls, and SLOs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+
+from .config import Case
+from .errors import ErrorClass, ProbeError
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def request_fields(case: Case) -> dict[str, Any]:
+    """What the contracts add to a chat request."""
+    fields: dict[str, Any] = {}
+    if case.json_mode:
+        fields["response_format"] = {"type": "json_object"}
+    if case.tool_call:
+        fields["tools"] = [TOOL]
+    return fields
+
+
+def check_reply(case: Case, text: str, message: Mapping[str, Any] | None) -> None:
+    """The visible reply against the model entry's json_mode, tool_call and expect."""
+    if case.tool_call:
+        _check_tool_call(message or {})
+    if case.json_mode:
+        _parse_json(text, "although response_format asked for JSON")
+    expect = case.expect
+    if "contains" in expect and expect["contains"] not in text:
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not contain {expect['contains']!r} (reply of {len(text)} chars)")
+    if "regex" in expect and not re.search(expect["regex"], text):
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ (reply of {len(text)} chars)")
+    if "json_schema" in expect:
+        data = _parse_json(text, "although expect.json_schema needs JSON")
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data))
+        if error is not None:
+            where = "/".join(map(str, error.absolute_path)) or "(top level)"
+            raise ProbeError(ErrorClass.EXPECTATION, f"reply JSON does not match expect.json_schema at {where}: {error.message}")
+
+
+def check_slo(case: Case, duration: float, metrics: Mapping[str, float]) -> None:
+    """Every breached objective, with the numbers: `ttft 3.21 s > max_ttft 2 s`."""
+    breaches = []
+    if case.max_latency is not None and duration > case.max_latency:
+        breaches.append(f"latency {duration:.3f} s > max_latency {case.max_latency:g} s")
+    ttft = metrics.get("ttft_s")
+    if case.max_ttft is not None and ttft is not None and ttft > case.max_ttft:
+        breaches.append(f"ttft {ttft:.3f} s > max_ttft {case.max_ttft:g} s")
+    rate = metrics.get("tokens_per_s")
+    if case.min_tokens_per_s is not None and (rate is None or rate < case.min_tokens_per_s):
+        shown = "unmeasurable (fewer than 2 tokens)" if rate is None else f"{rate:.1f}"
+        breaches.append(f"tokens/s {shown} < min_tokens_per_s {case.min_tokens_per_s:g}")
+    if breaches:
+        raise ProbeError(ErrorClass.SLO, "; ".join(breaches))
+
+
+def _parse_json(text: str, why: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply is not JSON {why} (reply of {len(text)} chars)") from None
+
+
+def _check_tool_call(message: Mapping[str, Any]) -> None:
+    calls = message.get("tool_calls") or []
+    if not calls:
+        raise ProbeError(ErrorClass.EXPECTATION, "reply carries no tool call although get_weather was offered")
+    function = calls[0].get("function") if isinstance(calls[0], dict) else None
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")

@@ -1,0 +1,140 @@
+"""Read an OpenAI-style SSE stream (chat or completion): integrity, the assembled reply and its timings.
+
+Timings follow vLLM's benchmark (benchmarks/backend_request_func.py) and llmperf, measured from the moment the
+request is sent:
+  ttft_s          time to the first token of any kind (reasoning included): the model is alive
+  ttfc_s          time to the first visible content token (or tool-call delta)
+  itl_*_s         inter-token latency: gaps between successive token-bearing chunks (mean and max)
+  output_tokens   usage.completion_tokens when the server reports it (stream_options.include_usage), else the
+                  number of token-bearing chunks (servers send about one token per chunk)
+  tokens_per_s    (output_tokens - 1) / (end-to-end - ttft_s): the decode rate after the first token, the
+                  inverse of vLLM's TPOT. vLLM divides by all tokens over the whole request for "output
+                  throughput"; ours leaves the prefill out, so it does not shrink when TTFT grows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from .errors import ErrorClass, ProbeError
+from .exchange import STREAM, Clock, server_message
+
+MAX_EVENTS = 100_000
+
+
+@dataclass
+class StreamReply:
+    """The reply assembled from a stream, with the moments (seconds since send) its tokens arrived."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage_tokens: int | None = None
+    token_times: list[float] = field(default_factory=list)
+    first_content: float | None = None
+    events: int = 0
+    done: bool = False
+
+    def message(self) -> dict[str, Any]:
+        """As a chat message, so that streamed and plain replies are checked by the same rules."""
+        calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
+
+    def metrics(self, duration: float) -> dict[str, float]:
+        if not self.token_times:
+            return {}
+        ttft = self.token_times[0]
+        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:])]
+        tokens = self.usage_tokens or len(self.token_times)
+        out = {"ttft_s": ttft, "output_tokens": float(tokens)}
+        if self.first_content is not None:
+            out["ttfc_s"] = self.first_content
+        if gaps:
+            out["itl_mean_s"] = sum(gaps) / len(gaps)
+            out["itl_max_s"] = max(gaps)
+        if tokens > 1 and duration > ttft:
+            out["tokens_per_s"] = (tokens - 1) / (duration - ttft)
+        return out
+
+
+async def read_stream(response: httpx.Response, clock: Clock) -> StreamReply:
+    """Consume the whole stream; each way a stream can break is its own stream_broken (or empty) reason."""
+    clock.phase = STREAM
+    reply = StreamReply()
+    try:
+        async for event in EventSource(response).aiter_sse():
+            now = clock.elapsed()
+            reply.events += 1
+            if event.data.strip() == "[DONE]":
+                reply.done = True
+                break
+            _take(reply, event.event, event.data, now)
+            if reply.events >= MAX_EVENTS:
+                raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeded {MAX_EVENTS} events")
+    except SSEError as exc:
+        content_type = response.headers.get("content-type", "").partition(";")[0] or "(none)"
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type}") from exc
+    after = f"after {reply.events} events and {clock.elapsed():.3f} s"
+    if not reply.done:
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without [DONE] {after}")
+    if reply.finish_reason is None:
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream carried no finish_reason {after}")
+    if not reply.token_times:
+        raise ProbeError(ErrorClass.EMPTY, f"stream carried no content {after}")
+    return reply
+
+
+def _take(reply: StreamReply, name: str, data: str, now: float) -> None:
+    """Fold one event into the reply."""
+    if not data.strip():
+        return
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {reply.events}, not JSON) after {now:.3f} s") from None
+    if name == "error" or (isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices")):
+        said = server_message(chunk) or "no message"
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"error event in the stream after {reply.events - 1} events: {said}")
+    if not isinstance(chunk, dict):
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {reply.events}, not an object)")
+    usage = chunk.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        reply.usage_tokens = usage["completion_tokens"]
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        content = delta.get("content") if delta else choice.get("text")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        calls = delta.get("tool_calls") or []
+        if isinstance(content, str) and content:
+            reply.content += content
+        if isinstance(reasoning, str) and reasoning:
+            reply.reasoning += reasoning
+        for call in calls if isinstance(calls, list) else []:
+            _merge_tool_call(reply, call)
+        visible = bool(isinstance(content, str) and content) or bool(calls)
+        if visible or (isinstance(reasoning, str) and reasoning):
+            reply.token_times.append(now)
+        if visible and reply.first_content is None:
+            reply.first_content = now
+        if choice.get("finish_reason"):
+            reply.finish_reason = choice["finish_reason"]
+
+
+def _merge_tool_call(reply: StreamReply, call: Any) -> None:
+    """Tool calls arrive as deltas: the name once, the arguments in pieces, keyed by index."""
+    if not isinstance(call, dict):
+        return
+    slot = reply.tool_calls.setdefault(call.get("index", 0), {"type": "function", "function": {"name": "", "arguments": ""}})
+    function = call.get("function") or {}
+    if isinstance(function.get("name"), str):
+        slot["function"]["name"] += function["name"]
+    if isinstance(function.get("arguments"), str):
+        slot["function"]["arguments"] += function["arguments"]
