@@ -196,6 +196,8 @@ class FakeOpenAI(BackgroundServer):
         if self.api_key is not None and not hmac.compare_digest(auth, f"Bearer {self.api_key}"):
             await asyncio.sleep(self.latency)
             return _error(401, "Invalid API key", "invalid_request_error")
+        if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
+            return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
         status = self._injected_status(sc, rec.model or "")
         streaming = (body.get("stream") is True and kind in ("chat/completions", "completions")
                      and status is None and not any(map(sc.has, BODY_FAULTS)))

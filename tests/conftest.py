@@ -37,6 +37,7 @@ class MonitorRun:
 
     result: pytest.RunResult
     cases: dict[str, dict[str, str]]
+    junit: str
 
     @property
     def ret(self) -> int:
@@ -78,7 +79,8 @@ def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:
         result = pytester.runpytest_subprocess(
             str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}", "-p", "no:cacheprovider", *args, timeout=timeout
         )
-        cases = junit_cases(junit) if junit.exists() else {}
-        return MonitorRun(result, cases)
+        if not junit.exists():
+            return MonitorRun(result, {}, "")
+        return MonitorRun(result, junit_cases(junit), junit.read_text(encoding="utf-8"))
 
     return run

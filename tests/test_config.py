@@ -170,3 +170,15 @@ def test_a_missing_default_file_names_the_ways_to_give_one(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess(str(CHECKS), "-p", "no:cacheprovider")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*endpoints file: *endpoints.yaml: cannot read the endpoints file: No such file or directory*"])
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_every_bad_file_stops_the_run_with_exit_4_sending_no_request_or_ping(
+    openai_server: FakeOpenAI, receiver, run_monitor, name: str
+) -> None:
+    text, piece, line = BAD[name]
+    before = len(openai_server.requests)
+    run = run_monitor(text.replace("http://x", openai_server.url), f"--cronitor-url={receiver.url}/p/badconfig1234")
+    assert run.ret == 4
+    assert piece in run.output and ("endpoints.yaml:" in run.output or "endpoints.yaml: " in run.output)
+    assert len(openai_server.requests) == before and receiver.pings == []
