@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -116,10 +117,8 @@ class Engine:
             await asyncio.gather(*(client.aclose() for client in self._clients.values()), return_exceptions=True)
 
         if self._clients:
-            try:
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 self._loop.run(close_clients(), timeout=5)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                pass
 
     def _future(self, case: Case) -> concurrent.futures.Future[Outcome]:
         if case.id not in self._futures:

@@ -68,8 +68,8 @@ def status_class(status: int) -> ErrorClass:
         return ErrorClass.AUTH
     if status == 429:
         return ErrorClass.RATE_LIMITED
-    if 500 <= status:
+    if status >= 500:
         return ErrorClass.SERVER_ERROR
-    if 400 <= status:
+    if status >= 400:
         return ErrorClass.CLIENT_ERROR
     return ErrorClass.BAD_RESPONSE

@@ -13,10 +13,10 @@ import pytest
 
 from . import config as endpoints_config
 from . import report, settings, telemetry, xdist_shard
-from .report import case_id_of, outcome_of
 from .config import Case, ConfigError, Suite
 from .engine import Engine, Outcome
 from .redact import RedactingRecords, Redactor
+from .report import case_id_of, outcome_of
 from .runtime import BackgroundLoop
 
 CHECKS_DIR = Path(__file__).resolve().parent

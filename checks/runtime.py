@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -36,9 +37,7 @@ class BackgroundLoop:
             await asyncio.wait(tasks, timeout=timeout) if tasks else None
 
         if self.loop.is_running():
-            try:
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 self.run(cancel_all(), timeout + 1)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)

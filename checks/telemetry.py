@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import json
 import logging
 import math
@@ -203,10 +204,8 @@ class Delivery:
         self.failures += [f"not delivered within the {deadline:g} s deadline"] * len(not_done)
         self._pending = []
         if self._client is not None:
-            try:
+            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 self._loop.run(self._client.aclose(), timeout=2)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                pass
             self._client = None
 
     @property
@@ -296,9 +295,6 @@ class Heartbeats:
         series = self._series.pop(case.id)
         for target in self.targets:
             self.delivery.send(target.end(case, series, outcome), chain=f"{target.name}:{case.id}")
-
-    def is_open(self, case: Case) -> bool:
-        return case.id in self._series
 
 
 def targets_from(cronitor_url: str | None, cronitor_env: str | None, healthchecks_url: str | None, create: bool) -> list[Target]:
