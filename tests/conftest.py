@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,14 +72,17 @@ def junit_cases(path: Path) -> dict[str, dict[str, str]]:
 def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:
     """Write an endpoints file and run the monitor on it in a subprocess, exactly as a user would."""
 
-    def run(endpoints: dict[str, Any] | str, *args: str, timeout: float = 120) -> MonitorRun:
+    def run(endpoints: dict[str, Any] | str, *args: str, timeout: float = 120, prefix: tuple[str, ...] = ()) -> MonitorRun:
+        """`prefix` runs the monitor under another command, e.g. ("unshare", "-n") for a network of its own."""
         text = endpoints if isinstance(endpoints, str) else yaml.safe_dump(endpoints, sort_keys=False)
         path = pytester.path / "endpoints.yaml"
         path.write_text(text, encoding="utf-8")
         junit = pytester.path / "junit.xml"
-        result = pytester.runpytest_subprocess(
-            str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}", "-p", "no:cacheprovider", *args, timeout=timeout
-        )
+        argv = (str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}", "-p", "no:cacheprovider", *args)
+        if prefix:
+            result = pytester.run(*prefix, sys.executable, "-m", "pytest", *argv, timeout=timeout)
+        else:
+            result = pytester.runpytest_subprocess(*argv, timeout=timeout)
         if not junit.exists():
             return MonitorRun(result, {}, "")
         return MonitorRun(result, junit_cases(junit), junit.read_text(encoding="utf-8"))

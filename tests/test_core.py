@@ -69,7 +69,8 @@ def test_url_with_or_without_v1_gives_the_same_requests(openai_server: FakeOpenA
 
 
 def test_a_name_that_does_not_resolve_is_a_dns_failure(run_monitor) -> None:
-    run = run_monitor({"endpoints": [endpoint("http://model-monitor-test.invalid", model("m"))]})
+    """In a network namespace of its own (unshare -n), so the lookup cannot leave the machine."""
+    run = run_monitor({"endpoints": [endpoint("http://model-monitor-test.invalid", model("m"))]}, prefix=("unshare", "-n", "--"))
     assert run.ret == 1
     assert run.error_class("svc/m") == "dns"
     assert "cannot resolve host 'model-monitor-test.invalid'" in run.reason("svc/m")
