@@ -68,9 +68,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    resolved = settings.resolve(config)
     if not _collects_checks(config):
         return
+    resolved = settings.resolve(config)
     path = Path(resolved.endpoints)
     if not path.is_absolute():
         path = config.invocation_params.dir / path
