@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -18,6 +19,9 @@ from testbed.receiver import Receiver
 from .helpers import CHECKS
 
 pytest_plugins = ["pytester"]
+
+# The real-model target is opt-in (scripts/real-models): its servers take minutes to build and 2 GB to hold.
+collect_ignore = [] if os.environ.get("MODEL_MONITOR_REAL_MODELS") else ["test_real_models.py"]
 
 
 @pytest.fixture(scope="session")

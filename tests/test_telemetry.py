@@ -10,7 +10,13 @@ import pytest
 
 from checks.config import Case, Endpoint
 from checks.engine import Outcome
-from checks.telemetry import Cronitor, Healthchecks, TelemetryConfigError, cut_message, targets_from
+from checks.telemetry import (
+    Cronitor,
+    Healthchecks,
+    TelemetryConfigError,
+    cut_message,
+    targets_from,
+)
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
