@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import math
 import random
+import ssl
+import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,76 +90,124 @@ class Outcome:
         )
 
 
-class Engine:
-    """Probes cases on a BackgroundLoop; `outcome()` is the synchronous door for the pytest case."""
+@dataclass(frozen=True)
+class _Probed:
+    """What the loop hands back: the completed exchange, or the error that ended the attempts."""
 
-    def __init__(self, loop: BackgroundLoop, redact: Redactor, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
+    attempts: tuple[Attempt, ...]
+    result: Timed | None = None
+    error: ProbeError | None = None
+
+
+class Engine:
+    """Probes cases on a BackgroundLoop; `outcome()` is the synchronous door for the pytest case.
+
+    The loop only sends, times and retries. Judging a reply (parsing, shape, contracts, SLOs) happens in
+    `outcome()` on pytest's thread, and the first `outcome()` lets the prefetched probes finish before any case
+    reports: pytest's per-case work would otherwise compete with the loop for the GIL while other requests are
+    still being timed, and add that wait to their durations.
+    """
+
+    def __init__(
+        self,
+        loop: BackgroundLoop,
+        redact: Redactor,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        *,
+        share: int = 1,
+        drain: bool = True,
+    ) -> None:
         self._loop = loop
         self._redact = redact
-        self._max_concurrency = max_concurrency
-        self._futures: dict[str, concurrent.futures.Future[Outcome]] = {}
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._share = share  # xdist workers split every cap between them
+        self._max_concurrency = math.ceil(max_concurrency / share)
+        self._drain = drain
+        self._futures: dict[str, concurrent.futures.Future[_Probed]] = {}
+        self._transports: dict[str, AiohttpTransport] = {}
+        self._tls: dict[bool, ssl.SSLContext] = {}
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self._global_slots: asyncio.Semaphore | None = None
 
     def start(self, cases: Iterable[Case]) -> None:
-        """Begin probing these cases now, in order, as the caps allow."""
-        for case in cases:
-            self._future(case)
+        """Begin probing these cases now, in order, as the caps allow.
+
+        Every request is built first and only then are they all handed to the loop, so that building the later
+        ones does not hold the GIL while the first ones are being timed."""
+        prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures]
+        for case, transport, request in prepared:
+            self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
 
     def outcome(self, case: Case) -> Outcome:
-        """Wait for this case's probe (starting it if it was not prefetched)."""
+        """Wait for this case's probe (starting it if it was not prefetched), then judge it."""
+        started = time.monotonic()
         future = self._future(case)
         try:
-            return future.result()
+            probed = future.result()
+            if self._drain:
+                self._drain = False
+                # Bounded by the case's own timeout, so it stays inside the case's pytest-timeout budget.
+                left = case.timeout - (time.monotonic() - started)
+                concurrent.futures.wait(list(self._futures.values()), timeout=max(0.0, left))
         except BaseException:
             future.cancel()  # pytest-timeout or Ctrl-C: stop the request too
             raise
+        return self._judge(case, probed)
 
     def close(self) -> None:
-        async def close_clients() -> None:
-            await asyncio.gather(*(client.aclose() for client in self._clients.values()), return_exceptions=True)
+        async def close_transports() -> None:
+            await asyncio.gather(*(t.aclose() for t in self._transports.values()), return_exceptions=True)
 
-        if self._clients:
+        if self._transports:
             with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-                self._loop.run(close_clients(), timeout=5)
+                self._loop.run(close_transports(), timeout=5)
 
-    def _future(self, case: Case) -> concurrent.futures.Future[Outcome]:
+    def _future(self, case: Case) -> concurrent.futures.Future[_Probed]:
+        """The case's probe, submitted once."""
         if case.id not in self._futures:
-            self._futures[case.id] = self._loop.submit(self._run(case))
+            self._futures[case.id] = self._loop.submit(self._run(case, *self._prepare(case)))
         return self._futures[case.id]
 
-    async def _run(self, case: Case) -> Outcome:
+    def _prepare(self, case: Case) -> tuple[AiohttpTransport, httpx.Request]:
+        """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
+        alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
+        probe = PROBES[case.type]
+        request = httpx.Request(
+            probe.method,
+            case.endpoint.base_url + probe.path,
+            json=probe.body(case),
+            headers=_headers(case.endpoint),
+            extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
+        )
+        return self._transport(case.endpoint), request
+
+    async def _run(self, case: Case, transport: AiohttpTransport, request: httpx.Request) -> _Probed:
+        """Attempts until one completes or a failure is not worth retrying (judging a reply never is)."""
         attempts: list[Attempt] = []
         while True:
             async with self._slots(case.endpoint):
                 try:
-                    result, summary, metrics = await self._attempt(case)
+                    return _Probed(tuple(attempts), result=await timed(transport, request, case.timeout, consumer(case)))
                 except ProbeError as error:
                     failure = error
-                else:
-                    attempts.append(Attempt(None, result.status_code, result.duration))
-                    return self._passed(summary, result, attempts, metrics)
             attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
             if not failure.error_class.transient or len(attempts) > case.retries:
-                return self._failed(failure, attempts)
+                return _Probed(tuple(attempts), error=failure)
             await asyncio.sleep(backoff(len(attempts), failure.retry_after))
 
-    async def _attempt(self, case: Case) -> tuple[Timed, str, dict[str, float]]:
-        probe = PROBES[case.type]
-        client = self._client(case.endpoint)
-        request = client.build_request(
-            probe.method, case.endpoint.base_url + probe.path, json=probe.body(case), timeout=case.timeout
-        )
-        result = await timed(client, request, case.timeout, consumer(case))
+    def _judge(self, case: Case, probed: _Probed) -> Outcome:
+        if probed.result is None:
+            assert probed.error is not None
+            return self._failed(probed.error, list(probed.attempts))
+        result = probed.result
         try:
             verdict = evaluate(case, result)
         except ProbeError as error:
             if error.error_class is not ErrorClass.SLO:
                 error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
             error.status_code, error.duration = result.status_code, result.duration
-            raise
-        return result, verdict.summary, verdict.metrics
+            return self._failed(error, [*probed.attempts, Attempt(error.error_class.value, result.status_code, result.duration)])
+        attempts = [*probed.attempts, Attempt(None, result.status_code, result.duration)]
+        return self._passed(verdict.summary, result, attempts, verdict.metrics)
 
     def _passed(self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float]) -> Outcome:
         retried = [a for a in attempts if a.error_class]
@@ -188,22 +240,24 @@ class Engine:
     def _slots(self, endpoint: Endpoint) -> _Slots:
         if self._global_slots is None:
             self._global_slots = asyncio.Semaphore(self._max_concurrency)
-        slot = self._endpoint_slots.setdefault(endpoint.name, asyncio.Semaphore(endpoint.max_concurrency))
+        cap = math.ceil(endpoint.max_concurrency / self._share)
+        slot = self._endpoint_slots.setdefault(endpoint.name, asyncio.Semaphore(cap))
         return _Slots(slot, self._global_slots)
 
-    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
-        client = self._clients.get(endpoint.name)
-        if client is None:
-            headers = {"user-agent": USER_AGENT}
-            if endpoint.api_key:
-                headers["authorization"] = f"Bearer {endpoint.api_key.value}"
-            headers.update((name, value.value) for name, value in endpoint.headers)
+    def _transport(self, endpoint: Endpoint) -> AiohttpTransport:
+        """One connection pool per endpoint, sharing one TLS context per verify setting, through any proxy that
+        HTTP(S)_PROXY / NO_PROXY name for it."""
+        transport = self._transports.get(endpoint.name)
+        if transport is None:
+            if endpoint.verify_tls not in self._tls:
+                self._tls[endpoint.verify_tls] = httpx.create_ssl_context(verify=endpoint.verify_tls)
             transport = AiohttpTransport(
-                verify=endpoint.verify_tls, limits=httpx.Limits(max_connections=endpoint.max_concurrency)
+                verify=self._tls[endpoint.verify_tls],
+                limits=httpx.Limits(max_connections=endpoint.max_concurrency),
+                proxy=_proxy_for(endpoint.base_url),
             )
-            client = httpx.AsyncClient(transport=transport, headers=headers, follow_redirects=False)
-            self._clients[endpoint.name] = client
-        return client
+            self._transports[endpoint.name] = transport
+        return transport
 
 
 class _Slots:
@@ -223,6 +277,21 @@ class _Slots:
     async def __aexit__(self, *exc: object) -> None:
         self._overall.release()
         self._endpoint.release()
+
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    headers = {"user-agent": USER_AGENT, "accept": "application/json, text/event-stream"}
+    if endpoint.api_key:
+        headers["authorization"] = f"Bearer {endpoint.api_key.value}"
+    headers.update((name, value.value) for name, value in endpoint.headers)
+    return headers
+
+
+def _proxy_for(url: str) -> httpx.Proxy | None:
+    """The environment's proxy for this URL, as curl and httpx would pick it (NO_PROXY honoured)."""
+    scheme, host = url.split("://", 1)[0], httpx.URL(url).host
+    proxy = urllib.request.getproxies().get(scheme)
+    return httpx.Proxy(proxy) if proxy and not urllib.request.proxy_bypass(host) else None
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:

@@ -42,9 +42,16 @@ class Monitor:
             self.loop = BackgroundLoop()
         return self.loop
 
-    def start_engine(self) -> Engine:
+    def start_engine(self, config: pytest.Config) -> Engine:
         if self.engine is None:
-            self.engine = Engine(self.background(), self.redact, self.settings.max_concurrency)
+            workerinput = getattr(config, "workerinput", {})
+            self.engine = Engine(
+                self.background(),
+                self.redact,
+                self.settings.max_concurrency,
+                share=int(workerinput.get("workercount", 1)),  # the caps hold for the whole run, not per worker
+                drain=config.getoption("timeout", None) is None,  # a user's own --timeout leaves no room to wait
+            )
         return self.engine
 
     def start_heartbeats(self) -> telemetry.Heartbeats:
@@ -164,7 +171,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     items = xdist_shard.share(session.config, session.items)
     cases = [case for item in items if (case := case_of(item)) is not None]
     if cases:
-        monitor.start_engine().start(cases)
+        monitor.start_engine(session.config).start(cases)
 
 
 @pytest.fixture
@@ -173,7 +180,7 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
     monitor = request.config.stash[MONITOR]
 
     def check(case: Case) -> Outcome:
-        outcome = monitor.start_engine().outcome(case)
+        outcome = monitor.start_engine(request.config).outcome(case)
         request.node.user_properties.extend(report.case_properties(case, outcome))
         return outcome
 

@@ -20,7 +20,7 @@ from . import contracts
 from .config import Case
 from .errors import ErrorClass, ProbeError
 from .exchange import Clock, Timed, parse_json, read_body, server_message
-from .stream import StreamReply, read_stream
+from .stream import StreamReply, assemble, read_stream
 
 RERANK_QUERY = "What is the capital of France?"
 RERANK_DOCUMENTS = (
@@ -219,7 +219,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
     metrics: dict[str, float] = {}
     try:
         if case.stream:
-            reply: StreamReply = result.value
+            reply = assemble(result.value, result.duration)
             metrics = reply.metrics(result.duration)
             checked = _check_stream(case, reply)
         else:

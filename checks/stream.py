@@ -63,24 +63,40 @@ class StreamReply:
         return out
 
 
-async def read_stream(response: httpx.Response, clock: Clock) -> StreamReply:
-    """Consume the whole stream; each way a stream can break is its own stream_broken (or empty) reason."""
+@dataclass
+class RawStream:
+    """The events as they came, each stamped with its arrival (seconds since send); parsed later, off the loop."""
+
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+    done: bool = False
+
+
+async def read_stream(response: httpx.Response, clock: Clock) -> RawStream:
+    """Read the whole stream, stamping each event; only [DONE] is looked at here, the rest in assemble()."""
     clock.phase = STREAM
-    reply = StreamReply()
+    raw = RawStream()
     try:
         async for event in EventSource(response).aiter_sse():
-            now = clock.elapsed()
-            reply.events += 1
             if event.data.strip() == "[DONE]":
-                reply.done = True
+                raw.done = True
                 break
-            _take(reply, event.event, event.data, now)
-            if reply.events >= MAX_EVENTS:
+            raw.events.append((clock.elapsed(), event.event, event.data))
+            if len(raw.events) >= MAX_EVENTS:
                 raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeded {MAX_EVENTS} events")
     except SSEError as exc:
         content_type = response.headers.get("content-type", "").partition(";")[0] or "(none)"
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type}") from exc
-    after = f"after {reply.events} events and {clock.elapsed():.3f} s"
+    return raw
+
+
+def assemble(raw: RawStream, duration: float) -> StreamReply:
+    """The reply from a complete read; each way a stream can break is its own stream_broken (or empty) reason."""
+    reply = StreamReply(done=raw.done)
+    for now, name, data in raw.events:
+        reply.events += 1
+        _take(reply, name, data, now)
+    reply.events += raw.done
+    after = f"after {reply.events} events and {duration:.3f} s"
     if not reply.done:
         raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without [DONE] {after}")
     if reply.finish_reason is None:
