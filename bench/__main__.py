@@ -1,0 +1,200 @@
+"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,xdist,sequential,curl,floor,collect] [--repeat 3]
+
+Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
+prints one table per size plus the targets, and writes everything to bench/out/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import report, rows, suite
+from .rows import Row
+from .target import Target
+
+OUT = Path(__file__).resolve().parent / "out"
+ROW_KEYS = ("default", "xdist", "sequential", "curl", "floor")
+# Run order: the floor right before our default run, the slow sequential row last.
+RUN_ORDER = ("floor", "default", "xdist", "curl", "sequential")
+DEFAULT_MAX_CONCURRENCY = 100
+COLLECT_REPEATS = 3
+LEGEND = (
+    "Wall time: from starting the command to its exit, interpreter start-up included. Timing error per case: the "
+    "duration the client reported minus the server's own duration for that request; p99 is nearest-rank (at N=50, "
+    "the largest). Peak RSS: summed over the row's whole process tree, server excluded. in flight: the most "
+    "requests the server was answering at once, overall and (in brackets) for the busiest endpoint, from its own "
+    "records. load: the 1-minute load average as the row started (2 cores: above 2, other work was competing "
+    "for the CPU)."
+)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Model Monitor's scale benchmark.")
+    parser.add_argument("--sizes", default="50,500", help="comma-separated case counts (default 50,500)")
+    parser.add_argument("--latency", type=float, default=1.0, help="the server's fixed latency in seconds (1.0)")
+    parser.add_argument("--only", default=",".join((*ROW_KEYS, "collect")),
+                        help="rows to run: default,xdist,sequential,curl,floor,collect (all)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="run each row this many times and keep the run with the median wall time "
+                             "(3; the sequential row runs once)")
+    parser.add_argument("--max-sequential-s", type=float, default=120.0,
+                        help="skip the sequential row where N x latency exceeds this, and estimate it (120)")
+    parser.add_argument("--out", type=Path, default=OUT, help="where files and results.json go (bench/out)")
+    args = parser.parse_args(argv)
+    args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    args.only = [k.strip() for k in args.only.split(",") if k.strip()]
+    unknown = set(args.only) - {*ROW_KEYS, "collect"}
+    if unknown:
+        parser.error(f"--only: unknown row(s) {', '.join(sorted(unknown))}")
+    args.repeat = max(1, args.repeat)
+    return args
+
+
+def run_row(key: str, s: suite.Suite, target: Target, work: Path) -> Row:
+    if key == "default":
+        return rows.monitor("default", s, target, work)
+    if key == "xdist":
+        return rows.monitor("xdist", s, target, work, "-n", "auto")
+    if key == "sequential":
+        return rows.monitor("sequential", s, target, work, "--max-concurrency", "1")
+    if key == "curl":
+        row = rows.curl_pods(s, target, work)
+        row.note = "whole seconds, no cap"
+        return row
+    return rows.floor(s, target, work, DEFAULT_MAX_CONCURRENCY)
+
+
+def median_run(runs: list[Row]) -> Row:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.wall_s or 0.0)[(len(runs) - 1) // 2]
+
+
+class Bench:
+    """One benchmark run: every size, every row, and what they measured."""
+
+    def __init__(self, args: argparse.Namespace, target: Target, streaming: bool) -> None:
+        self.args, self.target, self.streaming = args, target, streaming
+        self.rows: list[Row] = []
+        self.collect_s: dict[int, float] = {}
+        self.sequential_per_case: float | None = None
+        self.sizes: dict[str, dict] = {}
+
+    def run(self, size: int) -> None:
+        work = self.args.out / f"n{size}"
+        s = suite.generate(size, self.target.url, work, self.streaming)
+        kinds = ", ".join(f"{n} {k}" for k, n in s.kinds().items())
+        print(f"\nN={size}: {s.endpoints_file} ({kinds}; 10 endpoints, max_concurrency 20 each, global 100)",
+              flush=True)
+        entry: dict = self.sizes.setdefault(str(size), {"endpoints_file": str(s.endpoints_file),
+                                                        "kinds": s.kinds(), "rows": {}})
+        if "collect" in self.args.only:
+            self.collect_only(s, work, entry)
+        keys = [k for k in RUN_ORDER if k in self.args.only]
+        if "sequential" in keys and size * self.args.latency > self.args.max_sequential_s:
+            keys.remove("sequential")
+            self.skip_sequential(size, entry)
+        runs: dict[str, list[Row]] = {}
+        # Repeats go round the rows, not row after row, so that a burst of load on a shared machine is spread
+        # over all of them. The sequential row runs once: its N requests one by one average the noise out.
+        for repeat in range(self.args.repeat):
+            for key in keys:
+                if key == "sequential" and repeat:
+                    continue
+                row = run_row(key, s, self.target, work)
+                runs.setdefault(key, []).append(row)
+                stats = report.Stats.of(row.errors)
+                print(f"  {report.LABELS[key]}: {row.wall_s:.2f} s, {row.passed}/{size} ok, "
+                      f"error median {report.ms(stats.median_ms)} ms p99 {report.ms(stats.p99_ms)} ms "
+                      f"(load {row.load})", flush=True)
+        for key, key_runs in runs.items():
+            row = median_run(key_runs)
+            if key == "sequential" and row.wall_s:
+                self.sequential_per_case = row.wall_s / size
+            self.rows.append(row)
+            entry["rows"][key] = {"kept": key_runs.index(row), "runs": [row_json(r) for r in key_runs]}
+
+    def collect_only(self, s: suite.Suite, work: Path, entry: dict) -> None:
+        rows.collect_only(s, work)  # warm-up: byte-compiles and fills the page cache
+        times = [rows.collect_only(s, work).wall_s for _ in range(COLLECT_REPEATS)]
+        self.collect_s[s.size] = statistics.median(times)
+        entry["collect_only_s"] = {"median": self.collect_s[s.size], "runs": times}
+        print(f"  --collect-only: {self.collect_s[s.size]:.2f} s (median of {COLLECT_REPEATS})", flush=True)
+
+    def skip_sequential(self, size: int, entry: dict) -> None:
+        per_case = self.sequential_per_case
+        estimate = size * (per_case or self.args.latency)
+        basis = f"{per_case:.2f} s per case measured at a smaller N" if per_case else "N x latency"
+        row = Row("sequential", size, skipped=f"skipped: would take ~{estimate:.0f} s ({basis})", estimate_s=estimate)
+        self.rows.append(row)
+        entry["rows"]["sequential"] = {"skipped": row.skipped, "estimate_s": estimate}
+
+    def print_tables(self) -> None:
+        latency = self.args.latency
+        for size in self.args.sizes:
+            size_rows = [r for r in self.rows if r.size == size]
+            print(f"N={size}, server latency {latency:g} s, timing error = reported - server-side duration")
+            for line in report.table(size_rows):
+                print(line)
+            if (line := report.overhead(size_rows)) is not None:
+                print(line)
+            if size in self.collect_s:
+                print(f"N={size}: --collect-only {self.collect_s[size]:.2f} s (median of {COLLECT_REPEATS})")
+            print()
+        print(f"Each row: the run with the median wall time of {self.args.repeat} (sequential: one run). "
+              + LEGEND + "\n")
+
+
+def row_json(row: Row) -> dict:
+    stats = report.Stats.of(row.errors)
+    return {
+        "wall_s": row.wall_s, "peak_rss_mb": None if row.peak_rss_bytes is None else row.peak_rss_bytes / report.MB,
+        "processes": row.processes, "passed": row.passed, "requests": row.requests, "returncode": row.returncode,
+        "in_flight": row.in_flight, "in_flight_busiest_endpoint": row.in_flight_endpoint,
+        "load": row.load, "note": row.note,
+        "error_ms": {"median": stats.median_ms, "p99": stats.p99_ms, "max": stats.max_ms},
+        "errors_ms": {case: round((row.reported[case] - row.truth[case]) * 1000, 3)
+                      for case in row.reported if case in row.truth},
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    command = "python -m bench" + (" " + shlex.join(argv) if argv else "")
+    machine = report.machine()
+    print(f"bench: {command}")
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + f"; load average {rows.loadavg()}")
+    streaming = suite.streaming_supported()
+    if not streaming:
+        print("bench: this checkout's endpoints schema does not accept `stream: true`; streaming cases left out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with Target(args.latency, rows.ROOT) as target:
+        print(f"server: {target.url} (pid {target.pid}, latency {args.latency:g} s, its own process)")
+        bench = Bench(args, target, streaming)
+        for size in args.sizes:
+            bench.run(size)
+    print()
+    bench.print_tables()
+    verdicts = report.targets(bench.rows, bench.collect_s, args.latency)
+    print("targets (issue #6), our default run:")
+    for v in verdicts:
+        mark = "n/a " if v.met is None else "MET " if v.met else "MISS"
+        print(f"  [{mark}] {v.target}: {v.measured}")
+    results = {"command": command, "machine": machine, "latency_s": args.latency, "streaming": streaming,
+               "repeat": args.repeat, "started": started, "sizes": bench.sizes,
+               "targets": [asdict(v) for v in verdicts]}
+    path = args.out / "results.json"
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(f"\nresults: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
