@@ -23,10 +23,12 @@ def test_a_healthy_stream_passes_with_its_timings(openai_server: FakeOpenAI, run
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]})
     assert run.ret == 0, run.output
     ok = {k.removeprefix("model_monitor.metric."): float(v) for k, v in run.cases["svc/ok"].items() if ".metric." in k}
-    assert 0.2 <= ok["ttft_s"] < 0.2 + 0.2
+    duration = float(run.cases["svc/ok"]["model_monitor.duration_s"])
+    assert 0.2 <= ok["ttft_s"] < duration - 0.4, "the first token after the 0.2 s delay, 9 more 0.05 s apart"
     assert ok["output_tokens"] == 10, "usage.completion_tokens from stream_options.include_usage"
-    assert 10 < ok["tokens_per_s"] < 25, "9 tokens after the first, about 0.05 s apart"
-    assert 0.04 < ok["itl_mean_s"] < 0.1 and ok["itl_max_s"] >= ok["itl_mean_s"]
+    assert ok["tokens_per_s"] == pytest.approx(9 / (duration - ok["ttft_s"]), rel=0.01)
+    assert ok["tokens_per_s"] <= 20, "never faster than the server sent them"
+    assert 0.05 <= ok["itl_max_s"] and ok["itl_mean_s"] <= ok["itl_max_s"]
     think = run.cases["svc/think"]
     assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), "reasoning counts as alive first"
     request = openai_server.requests_for("st-ok+tokens=10+token_delay=0.05+delay=0.2")[-1].body
