@@ -11,6 +11,10 @@ ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# binutils, builder stage only: the extension modules (aiohttp, PyYAML, rpds ...) ship with debug symbols, 10 MB of
+# the image; strip removes them. Unpinned: the base's own Debian release decides the version.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml /src/pyproject.toml
@@ -21,6 +25,7 @@ RUN /opt/venv/bin/python -c 'import sys, tomllib; print(*tomllib.load(open(sys.a
     && /opt/venv/bin/pip install --no-cache-dir --no-compile -r /src/requirements.txt \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && find /opt/venv -type d -name tests -path '*/site-packages/*/tests' -prune -exec rm -rf {} + \
+    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
     && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]'
 
 FROM ${BASE}
