@@ -1,7 +1,7 @@
 """Read an OpenAI-style SSE stream (chat or completion): integrity, the assembled reply and its timings.
 
 Timings follow vLLM's benchmark (benchmarks/backend_request_func.py) and llmperf, measured from the moment the
-request is sent:
+request is sent to the arrival of the network chunk that completed each event:
   ttft_s          time to the first token of any kind (reasoning included): the model is alive
   ttfc_s          time to the first visible content token (or tool-call delta)
   itl_*_s         inter-token latency: gaps between successive token-bearing chunks (mean and max)
@@ -15,11 +15,12 @@ request is sent:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource
 
 from .errors import ErrorClass, ProbeError
 from .exchange import STREAM, Clock, server_message
@@ -63,39 +64,69 @@ class StreamReply:
         return out
 
 
+MAX_STREAM_BYTES = 8 * 1024 * 1024
+DONE = b"data: [DONE]"
+
+
 @dataclass
 class RawStream:
-    """The events as they came, each stamped with its arrival (seconds since send); parsed later, off the loop."""
+    """The body's chunks as they came, each stamped with its arrival (seconds since send).
 
-    events: list[tuple[float, str, str]] = field(default_factory=list)
-    done: bool = False
+    Only the bytes are taken on the loop; SSE decoding and JSON parsing happen in assemble(), after the clock has
+    stopped and off the loop that is timing every other request."""
+
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)
 
 
 async def read_stream(response: httpx.Response, clock: Clock) -> RawStream:
-    """Read the whole stream, stamping each event; only [DONE] is looked at here, the rest in assemble()."""
     clock.phase = STREAM
+    content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+    if content_type != "text/event-stream":
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type or '(none)'}")
     raw = RawStream()
-    try:
-        async for event in EventSource(response).aiter_sse():
-            if event.data.strip() == "[DONE]":
-                raw.done = True
-                break
-            raw.events.append((clock.elapsed(), event.event, event.data))
-            if len(raw.events) >= MAX_EVENTS:
-                raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeded {MAX_EVENTS} events")
-    except SSEError as exc:
-        content_type = response.headers.get("content-type", "").partition(";")[0] or "(none)"
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type}") from exc
+    size = 0
+    async for chunk in response.aiter_bytes():
+        raw.chunks.append((clock.elapsed(), chunk))
+        size += len(chunk)
+        if size > MAX_STREAM_BYTES:
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeds {MAX_STREAM_BYTES // (1024 * 1024)} MiB")
+        if chunk.rstrip().endswith(DONE):  # the stream is complete: do not wait for the server to close it
+            break
     return raw
+
+
+class _Replay(httpx.SyncByteStream):
+    """Replays recorded chunks through httpx-sse, remembering when the chunk being decoded arrived."""
+
+    def __init__(self, chunks: list[tuple[float, bytes]]) -> None:
+        self._chunks = chunks
+        self.now = 0.0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for now, chunk in self._chunks:
+            self.now = now
+            yield chunk
+
+
+def _events(raw: RawStream) -> Iterator[tuple[float, str, str]]:
+    """(arrival, event name, data) per SSE event, decoded by httpx-sse from the recorded chunks."""
+    replay = _Replay(raw.chunks)
+    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=replay)
+    for event in EventSource(response).iter_sse():
+        yield replay.now, event.event, event.data
 
 
 def assemble(raw: RawStream, duration: float) -> StreamReply:
     """The reply from a complete read; each way a stream can break is its own stream_broken (or empty) reason."""
-    reply = StreamReply(done=raw.done)
-    for now, name, data in raw.events:
+    reply = StreamReply()
+    for now, name, data in _events(raw):
         reply.events += 1
+        if data.strip() == "[DONE]":
+            reply.done = True
+            break
         _take(reply, name, data, now)
-    reply.events += raw.done
+        if reply.events >= MAX_EVENTS:
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeded {MAX_EVENTS} events")
     after = f"after {reply.events} events and {duration:.3f} s"
     if not reply.done:
         raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without [DONE] {after}")

@@ -383,6 +383,7 @@ class FakeOpenAI(BackgroundServer):
             if sc.has("reasoning"):
                 for piece in ("thinking", "..."):
                     await send(chunk(reasoning_content=piece))
+                    await asyncio.sleep(sc.num("token_delay"))
         if sc.has("malformed"):
             await send('{"choices": [')
         if chat and body.get("tools") and not sc.has("notool"):

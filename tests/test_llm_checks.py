@@ -17,7 +17,7 @@ def stream(name: str, type: str = "chat", **extra: object) -> dict:
 def test_a_healthy_stream_passes_with_its_timings(openai_server: FakeOpenAI, run_monitor) -> None:
     models = [
         stream("st-ok+tokens=10+token_delay=0.05+delay=0.2", id="ok"),
-        stream("st-think+reasoning+tokens=4", id="think"),
+        stream("st-think+reasoning+tokens=4+token_delay=0.02", id="think"),
         stream("st-completion+tokens=3", "completion", id="completion"),
     ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]})
