@@ -50,7 +50,7 @@ class Monitor:
                 self.redact,
                 self.settings.max_concurrency,
                 share=int(workerinput.get("workercount", 1)),  # the caps hold for the whole run, not per worker
-                drain=config.getoption("timeout", None) is None,  # a user's own --timeout leaves no room to wait
+                drain=_sets_timeouts(config),  # a user's own --timeout leaves no room to wait
             )
         return self.engine
 
@@ -155,7 +155,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if case is not None and monitor.settings.only and not _selected(case, monitor.settings.only):
             drop.append(item)
             continue
-        if case is not None and config.getoption("timeout", None) is None:
+        if case is not None and _sets_timeouts(config):
             item.add_marker(pytest.mark.timeout(_budget(case)))
         keep.append(item)
     if drop:
@@ -240,6 +240,11 @@ def case_of(item: pytest.Item) -> Case | None:
 def _budget(case: Case) -> float:
     """pytest-timeout's backstop: every attempt's deadline, the backoff between them, and some slack."""
     return case.timeout * (case.retries + 1) + 30.0 * case.retries + TIMEOUT_SLACK_S
+
+
+def _sets_timeouts(config: pytest.Config) -> bool:
+    """Each case gets pytest-timeout's backstop from its own budget, unless the user gave --timeout (or no plugin)."""
+    return config.pluginmanager.hasplugin("timeout") and config.getoption("timeout", None) is None
 
 
 def _selected(case: Case, only: tuple[str, ...]) -> bool:
