@@ -1,4 +1,4 @@
-"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,xdist,sequential,curl,floor,collect] [--repeat 3]
+"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,telemetry,xdist,sequential,curl,floor,collect] [--repeat 3]
 
 Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
 prints one table per size plus the targets, and writes everything to bench/out/results.json.
@@ -15,14 +15,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from testbed.receiver import Receiver
+
 from . import report, rows, suite
 from .rows import Row
 from .target import Target
 
 OUT = Path(__file__).resolve().parent / "out"
-ROW_KEYS = ("default", "xdist", "sequential", "curl", "floor")
+ROW_KEYS = ("default", "telemetry", "xdist", "sequential", "curl", "floor")
 # Run order: the floor right before our default run, the slow sequential row last.
-RUN_ORDER = ("floor", "default", "xdist", "curl", "sequential")
+RUN_ORDER = ("floor", "default", "telemetry", "xdist", "curl", "sequential")
 DEFAULT_MAX_CONCURRENCY = 100
 COLLECT_REPEATS = 3
 LEGEND = (
@@ -40,7 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", default="50,500", help="comma-separated case counts (default 50,500)")
     parser.add_argument("--latency", type=float, default=1.0, help="the server's fixed latency in seconds (1.0)")
     parser.add_argument("--only", default=",".join((*ROW_KEYS, "collect")),
-                        help="rows to run: default,xdist,sequential,curl,floor,collect (all)")
+                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect (all)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="run each row this many times and keep the run with the median wall time "
                              "(3; the sequential row runs once)")
@@ -57,9 +59,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def run_row(key: str, s: suite.Suite, target: Target, work: Path) -> Row:
+def run_row(key: str, s: suite.Suite, target: Target, work: Path, receiver: Receiver) -> Row:
     if key == "default":
         return rows.monitor("default", s, target, work)
+    if key == "telemetry":
+        receiver.clear()
+        row = rows.monitor("telemetry", s, target, work, f"--cronitor-url={receiver.url}/p/bench-key")
+        row.note = f"{len(receiver.pings)} pings received"
+        return row
     if key == "xdist":
         return rows.monitor("xdist", s, target, work, "-n", "auto")
     if key == "sequential":
@@ -79,8 +86,8 @@ def median_run(runs: list[Row]) -> Row:
 class Bench:
     """One benchmark run: every size, every row, and what they measured."""
 
-    def __init__(self, args: argparse.Namespace, target: Target, streaming: bool) -> None:
-        self.args, self.target, self.streaming = args, target, streaming
+    def __init__(self, args: argparse.Namespace, target: Target, receiver: Receiver, streaming: bool) -> None:
+        self.args, self.target, self.receiver, self.streaming = args, target, receiver, streaming
         self.rows: list[Row] = []
         self.collect_s: dict[int, float] = {}
         self.sequential_per_case: float | None = None
@@ -107,7 +114,7 @@ class Bench:
             for key in keys:
                 if key == "sequential" and repeat:
                     continue
-                row = run_row(key, s, self.target, work)
+                row = run_row(key, s, self.target, work, self.receiver)
                 runs.setdefault(key, []).append(row)
                 stats = report.Stats.of(row.errors)
                 print(f"  {report.LABELS[key]}: {row.wall_s:.2f} s, {row.passed}/{size} ok, "
@@ -175,9 +182,10 @@ def main(argv: list[str]) -> int:
         print("bench: this checkout's endpoints schema does not accept `stream: true`; streaming cases left out")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with Target(args.latency, rows.ROOT) as target:
+    # The telemetry row's Cronitor stand-in lives in this process, which only waits while a row runs.
+    with Target(args.latency, rows.ROOT) as target, Receiver() as receiver:
         print(f"server: {target.url} (pid {target.pid}, latency {args.latency:g} s, its own process)")
-        bench = Bench(args, target, streaming)
+        bench = Bench(args, target, receiver, streaming)
         for size in args.sizes:
             bench.run(size)
     print()

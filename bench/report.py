@@ -14,6 +14,7 @@ from .rows import Row
 MB = 1024 * 1024
 LABELS = {
     "default": "1. our default run",
+    "telemetry": "1b. our default run, Cronitor pings on",
     "xdist": "2. our run, -n auto",
     "sequential": "3. plain sequential (--max-concurrency 1)",
     "curl": "4. original chart: one curl per model",
