@@ -176,8 +176,7 @@ def _vector(raw: Any, i: int) -> list[Any]:
 def _check_rerank(case: Case, data: Any) -> Checked:
     results = _listed(data, "results", "results")
     documents = len(RERANK_DOCUMENTS)
-    indices = set()
-    best: tuple[float, int] | None = None
+    scored: list[tuple[float, int]] = []
     for i, result in enumerate(results):
         if not isinstance(result, dict):
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}] is not an object")
@@ -187,12 +186,11 @@ def _check_rerank(case: Case, data: Any) -> Checked:
         index = result.get("index")
         if not isinstance(index, int) or not 0 <= index < documents:
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].index {index!r} is not a document index")
-        indices.add(index)
-        best = max(best or (score, index), (score, index))
-    if len(results) != documents or len(indices) != documents:
-        raise ProbeError(ErrorClass.SCHEMA, f"got {len(indices)} distinct scores for {documents} documents")
-    ranking = sorted(((r.get("relevance_score", r.get("score")), r["index"]) for r in results), reverse=True)
-    place = [index for _, index in ranking].index(0) + 1
+        scored.append((score, index))
+    distinct = len({index for _, index in scored})
+    if len(results) != documents or distinct != documents:
+        raise ProbeError(ErrorClass.SCHEMA, f"got {distinct} distinct scores for {documents} documents")
+    place = [index for _, index in sorted(scored, reverse=True)].index(0) + 1
     if case.rank_check and place != 1:
         raise ProbeError(
             ErrorClass.EXPECTATION, f"the relevant document ranked {place} of {documents} for {RERANK_QUERY!r}"

@@ -127,7 +127,7 @@ def test_image_config_and_size(built_image: str, record_property: Any) -> None:
 
 
 @image
-def test_no_pip_caches_or_tools_left(built_image: str, workdir: Path) -> None:
+def test_no_pip_caches_or_tools_left(built_image: str) -> None:
     script = ("import pathlib, sys; bad = [str(p) for p in [pathlib.Path('/root/.cache'), pathlib.Path('/tmp/pip')]"
               " if p.exists()]; import importlib.util as u; bad += ['pip'] if u.find_spec('pip') else []; "
               "print(bad); sys.exit(1 if bad else 0)")
