@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .redact import Secret
+
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -45,16 +47,6 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 class ConfigError(Exception):
     """The endpoints file cannot be used; the message names the file, the field and the line."""
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A value that must never be printed: its repr hides it."""
-
-    value: str
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
 
 @dataclass(frozen=True)
@@ -111,8 +103,8 @@ class Suite:
         found: set[str] = set()
         for case in self.cases:
             if case.endpoint.api_key:
-                found.add(case.endpoint.api_key.value)
-            found.update(value.value for _, value in case.endpoint.headers)
+                found.add(case.endpoint.api_key.reveal())
+            found.update(value.reveal() for _, value in case.endpoint.headers)
         return tuple(sorted(s for s in found if s))
 
 

@@ -282,8 +282,8 @@ class _Slots:
 def _headers(endpoint: Endpoint) -> dict[str, str]:
     headers = {"user-agent": USER_AGENT, "accept": "application/json, text/event-stream"}
     if endpoint.api_key:
-        headers["authorization"] = f"Bearer {endpoint.api_key.value}"
-    headers.update((name, value.value) for name, value in endpoint.headers)
+        headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
+    headers.update((name, value.reveal()) for name, value in endpoint.headers)
     return headers
 
 

@@ -9,6 +9,41 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 
+class Secret:
+    """A value that cannot print itself: repr, str and format show ***, so locals, reprs and logs cannot leak it.
+
+    `reveal()` is the one door, for the code that builds a request."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret('{MASK}')"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __reduce__(self) -> object:
+        raise TypeError("a Secret is not pickled: it would leave the process in the open")
+
+
 class Redactor:
     """Replaces every known secret value in a text with ***."""
 
