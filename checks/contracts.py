@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +10,9 @@ import jsonschema
 
 from .config import Case
 from .errors import ErrorClass, ProbeError
+from .exchange import load_json, one_line
+
+SHOWN_REPLY_CHARS = 80  # how much of the reply an expectation failure quotes
 
 TOOL = {
     "type": "function",
@@ -40,9 +42,9 @@ def check_reply(case: Case, text: str, message: Mapping[str, Any] | None) -> Non
         _parse_json(text, "although response_format asked for JSON")
     expect = case.expect
     if "contains" in expect and expect["contains"] not in text:
-        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not contain {expect['contains']!r} (reply of {len(text)} chars)")
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not contain {expect['contains']!r} ({_shown(text)})")
     if "regex" in expect and not re.search(expect["regex"], text):
-        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ (reply of {len(text)} chars)")
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ ({_shown(text)})")
     if "json_schema" in expect:
         data = _parse_json(text, "although expect.json_schema needs JSON")
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data))
@@ -61,17 +63,22 @@ def check_slo(case: Case, duration: float, metrics: Mapping[str, float]) -> None
         breaches.append(f"ttft {ttft:.3f} s > max_ttft {case.max_ttft:g} s")
     rate = metrics.get("tokens_per_s")
     if case.min_tokens_per_s is not None and (rate is None or rate < case.min_tokens_per_s):
-        shown = "unmeasurable (fewer than 2 tokens)" if rate is None else f"{rate:.1f}"
+        shown = "unmeasurable (fewer than 3 token chunks over 1 ms or more)" if rate is None else f"{rate:.1f}"
         breaches.append(f"tokens/s {shown} < min_tokens_per_s {case.min_tokens_per_s:g}")
     if breaches:
         raise ProbeError(ErrorClass.SLO, "; ".join(breaches))
 
 
+def _shown(text: str) -> str:
+    """The start of what the model replied, on one line, for an on-call engineer to see what came instead."""
+    return f"reply of {len(text)} chars: {one_line(text, SHOWN_REPLY_CHARS)!r}"
+
+
 def _parse_json(text: str, why: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
-        raise ProbeError(ErrorClass.EXPECTATION, f"reply is not JSON {why} (reply of {len(text)} chars)") from None
+        return load_json(text)
+    except ProbeError:
+        raise ProbeError(ErrorClass.EXPECTATION, f"reply is not JSON {why} ({_shown(text)})") from None
 
 
 def _check_tool_call(message: Mapping[str, Any]) -> None:
@@ -81,8 +88,8 @@ def _check_tool_call(message: Mapping[str, Any]) -> None:
     function = calls[0].get("function") if isinstance(calls[0], dict) else None
     arguments = function.get("arguments") if isinstance(function, dict) else None
     try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
-    except ValueError:
+        parsed = load_json(arguments) if isinstance(arguments, str) else arguments
+    except ProbeError:
         parsed = None
     if not isinstance(parsed, dict):
         raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")

@@ -25,7 +25,7 @@ from httpx_aiohttp import AiohttpTransport
 from . import __version__
 from .config import Case, Endpoint
 from .errors import ErrorClass, ProbeError
-from .exchange import Timed, timed
+from .exchange import ACCEPT_ENCODING, Timed, one_line, timed
 from .probes import PROBES, consumer, evaluate
 from .redact import Redactor
 from .runtime import BackgroundLoop
@@ -181,8 +181,12 @@ class Engine:
         return self._transport(case.endpoint), request
 
     async def _run(self, case: Case, transport: AiohttpTransport, request: httpx.Request) -> _Probed:
-        """Attempts until one completes or a failure is not worth retrying (judging a reply never is)."""
+        """Attempts until one completes or a failure is not worth retrying (judging a reply never is).
+
+        A server that asks for a longer wait than the case has left is taken at its word: the case fails at
+        once and says so, rather than asking again sooner than it was told."""
         attempts: list[Attempt] = []
+        started, budget = time.monotonic(), case_budget(case)
         while True:
             async with self._slots(case.endpoint):
                 try:
@@ -192,7 +196,12 @@ class Engine:
             attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
             if not failure.error_class.transient or len(attempts) > case.retries:
                 return _Probed(tuple(attempts), error=failure)
-            await asyncio.sleep(backoff(len(attempts), failure.retry_after))
+            wait = backoff(len(attempts), failure.retry_after)
+            asked = failure.retry_after
+            if asked is not None and time.monotonic() - started + wait + case.timeout > budget:
+                failure.message += f"; server asks to retry after {asked:.0f} s, beyond this case's {budget:g} s budget"
+                return _Probed(tuple(attempts), error=failure)
+            await asyncio.sleep(wait)
 
     def _judge(self, case: Case, probed: _Probed) -> Outcome:
         if probed.result is None:
@@ -200,7 +209,7 @@ class Engine:
             return self._failed(probed.error, list(probed.attempts))
         result = probed.result
         try:
-            verdict = evaluate(case, result)
+            verdict = _evaluate_totally(case, result)
         except ProbeError as error:
             if error.error_class is not ErrorClass.SLO:
                 error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
@@ -279,8 +288,26 @@ class _Slots:
         self._endpoint.release()
 
 
+def _evaluate_totally(case: Case, result: Timed) -> Any:
+    """Judging is total: whatever a reply holds, it passes or fails with a class and one line, never a traceback.
+
+    Every check names the faults it knows; this is the boundary that keeps one it does not know from escaping."""
+    try:
+        return evaluate(case, result)
+    except ProbeError:
+        raise
+    except Exception as exc:
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE, f"reply could not be judged ({type(exc).__name__}: {one_line(str(exc), 80)})"
+        ) from None
+
+
 def _headers(endpoint: Endpoint) -> dict[str, str]:
-    headers = {"user-agent": USER_AGENT, "accept": "application/json, text/event-stream"}
+    headers = {
+        "user-agent": USER_AGENT,
+        "accept": "application/json, text/event-stream",
+        "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
+    }
     if endpoint.api_key:
         headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
     headers.update((name, value.reveal()) for name, value in endpoint.headers)
@@ -295,6 +322,11 @@ def _proxy_for(url: str) -> httpx.Proxy | None:
 
 
 def backoff(attempt: int, retry_after: float | None) -> float:
-    """Jittered exponential backoff, never shorter than the server's Retry-After."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
-    return min(BACKOFF_CAP_S, max(delay, retry_after or 0.0))
+    """Jittered exponential backoff, never shorter than the server's Retry-After (which may exceed our cap)."""
+    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    return max(delay, retry_after or 0.0)
+
+
+def case_budget(case: Case) -> float:
+    """All the time a case may take: every attempt's deadline and the longest backoff between them."""
+    return case.timeout * (case.retries + 1) + BACKOFF_CAP_S * case.retries

@@ -9,23 +9,33 @@ cannot hold a case past its timeout.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .errors import ErrorClass, ProbeError, status_class
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_SERVER_MESSAGE = 200
+ERROR_BODY_WAIT_S = 2.0  # how long an error status waits for its body's message: the status alone decides the class
+# Content codings we undo (what we send in Accept-Encoding), as zlib window bits; and how many may be stacked.
+CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+ACCEPT_ENCODING = "gzip, deflate"
+MAX_CODINGS = 3
+INFLATE_STEP = 64 * 1024  # no decoding layer hands on more than this at once
 
 T = TypeVar("T")
 
@@ -82,7 +92,9 @@ async def timed(
                     await response.aclose()
         except TimeoutError:
             raise ProbeError(ErrorClass.TIMEOUT, f"no complete reply within {timeout:g} s ({clock.phase})") from None
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+        except ProbeError:
+            raise
+        except Exception as exc:  # whatever a server makes the HTTP stack raise, the case gets a class and one line
             raise classify(exc, clock) from None
     except ProbeError as error:
         if error.duration is None:
@@ -92,27 +104,80 @@ async def timed(
 
 
 async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole body, refused past `limit` bytes so that a huge reply cannot exhaust memory."""
+    """The whole decoded body, refused past `limit` bytes so that a huge or inflating reply cannot exhaust memory."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ProbeError(
             ErrorClass.BAD_RESPONSE,
             f"reply of {int(declared)} bytes exceeds the {_mib(limit)} cap (headers after {clock.elapsed():.3f} s)",
         )
-    chunks: list[bytes] = []
+    return b"".join([chunk async for chunk in body_chunks(response, clock, limit)])
+
+
+async def body_chunks(
+    response: httpx.Response, clock: Clock, limit: int, over: ErrorClass = ErrorClass.BAD_RESPONSE
+) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, with its Content-Encoding undone in bounded steps.
+
+    The cap counts decoded bytes, so a few KB of stacked gzip cannot grow into gigabytes: decoding stops as soon
+    as the cap is passed, and no layer ever inflates more than INFLATE_STEP bytes at once."""
+    layers = _decoders(response.headers)
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise ProbeError(ErrorClass.BAD_RESPONSE, f"reply exceeds the {_mib(limit)} cap after {clock.elapsed():.3f} s")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    async for raw in response.aiter_raw():
+        for chunk in _inflate(layers, raw):
+            size += len(chunk)
+            if size > limit:
+                what = "decoded reply" if layers else "reply"
+                raise ProbeError(over, f"{what} exceeds the {_mib(limit)} cap after {clock.elapsed():.3f} s")
+            yield chunk
+
+
+def _decoders(headers: httpx.Headers) -> list[Any]:
+    """One zlib decoder per coding, outermost first (codings are listed in the order they were applied)."""
+    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > MAX_CODINGS:
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"Content-Encoding stacks {len(codings)} codings (at most {MAX_CODINGS})")
+    unknown = [c for c in codings if c not in CODINGS]
+    if unknown:
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"unsupported Content-Encoding {one_line(unknown[0], 40)!r} (we accept {ACCEPT_ENCODING})")
+    return [zlib.decompressobj(CODINGS[c]) for c in reversed(codings)]
+
+
+def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
+    """Push `data` through the decoders, each handing on at most INFLATE_STEP bytes at a time."""
+    if not layers:
+        if data:
+            yield data
+        return
+    first, rest = layers[0], layers[1:]
+    while data:
+        if first.eof:
+            raise ProbeError(ErrorClass.BAD_RESPONSE, "reply body has data after the end of its compressed stream")
+        try:
+            piece = first.decompress(data, INFLATE_STEP)
+        except zlib.error as exc:
+            raise ProbeError(ErrorClass.BAD_RESPONSE, f"reply body could not be decoded ({one_line(str(exc), 80)})") from None
+        data = first.unconsumed_tail
+        yield from _inflate(rest, piece)
+
+
+def load_json(body: bytes | str, what: str = "reply") -> Any:
+    """JSON from a server, whatever it sent: a fault (too deep, a 5,000-digit number, not JSON) is a bad_response."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is JSON nested too deep to read") from None
+    except json.JSONDecodeError as exc:
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    except ValueError as exc:  # an integer past Python's digit limit, invalid UTF-8 ...
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is not usable JSON ({one_line(str(exc), 80)})") from None
 
 
 def parse_json(reply: Timed) -> Any:
     """A read body as JSON; an HTML login page or other non-JSON reply is a bad_response naming what came instead."""
     body: bytes = reply.value
-    content_type = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
+    content_type = media_type(reply.headers)
     if "json" not in content_type:
         title = _html_title(body)
         what = f"HTML page {title!r}" if title else f"{len(body)} bytes"
@@ -120,10 +185,12 @@ def parse_json(reply: Timed) -> Any:
             ErrorClass.BAD_RESPONSE,
             f"HTTP {reply.status_code} with content-type {content_type or '(none)'}, expected JSON: {what}",
         )
-    try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"reply is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    return load_json(body)
+
+
+def media_type(headers: httpx.Headers) -> str:
+    """The Content-Type without parameters, lower case (media types are case-insensitive)."""
+    return headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 def server_message(data: Any) -> str | None:
@@ -144,51 +211,84 @@ def one_line(text: str, limit: int) -> str:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (only the delta form; an HTTP date is rare from model servers)."""
+    """Retry-After in seconds from now: the delta-seconds form or an HTTP date (RFC 9110 10.2.3)."""
     value = response.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
 
 
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
+    """A non-2xx reply: its class comes from the status alone, whatever its body holds."""
     status = response.status_code
     where = f"{request.method} {request.url.path}"
     if 300 <= status < 400:
-        location = httpx.URL(response.headers.get("location", "")).copy_with(query=None, fragment=None)
         return ProbeError(
             ErrorClass.BAD_RESPONSE,
-            f"HTTP {status} redirect from {where} to {location} after {clock.elapsed():.3f} s (not followed)",
+            f"HTTP {status} redirect from {where} to {_location(response)} after {clock.elapsed():.3f} s (not followed)",
             status_code=status,
         )
+    said = None
+    clock.phase = BODY
     try:
-        clock.phase = BODY
-        body = await read_body(response, clock, MAX_ERROR_BODY_BYTES)
-        said = server_message(json.loads(body))
-    except (ProbeError, ValueError, httpx.HTTPError):
+        async with asyncio.timeout(ERROR_BODY_WAIT_S):
+            said = server_message(load_json(await read_body(response, clock, MAX_ERROR_BODY_BYTES), "error body"))
+    except Exception:  # the server's words are a bonus: an unreadable error body changes nothing about the status
         said = None
     message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said}" if said else "")
     return ProbeError(status_class(status), message, status_code=status, retry_after=retry_after(response))
 
 
+def _location(response: httpx.Response) -> str:
+    """Where a redirect points, without userinfo, query or fragment (they may carry credentials)."""
+    raw = response.headers.get("location", "")
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"an unparsable Location ({len(raw)} chars)"
+    if not parts.scheme and not host:
+        return one_line(parts.path, 120) or "(no Location)"
+    host = f"[{host}]" if ":" in host else host
+    return one_line(f"{parts.scheme}://{host}{port}{parts.path}", 120)
+
+
 def classify(exc: BaseException, clock: Clock) -> ProbeError:
-    """Map a transport error (httpx, or aiohttp beneath it) to our class, with the phase and elapsed time."""
+    """Map a transport error (httpx, or aiohttp beneath it) to our class, with the phase and elapsed time.
+
+    The HTTP library's own wording stays out where it misleads: aiohttp words a body that breaks its framing as
+    `400, message: ...`, which reads like an HTTP 400 when the server answered 200."""
     after = f"after {clock.elapsed():.3f} s"
     causes = _chain(exc)
     if any(isinstance(c, (aiohttp.ClientConnectorDNSError, socket.gaierror)) for c in causes):
         return ProbeError(ErrorClass.DNS, f"cannot resolve host {clock.host!r} {after}")
     if any(isinstance(c, (ssl.SSLError, aiohttp.ClientSSLError, ssl.CertificateError)) for c in causes):
         return ProbeError(ErrorClass.TLS, f"TLS handshake failed: {_text(causes)} {after}")
-    if any(isinstance(c, httpx.DecodingError) for c in causes):
-        return ProbeError(ErrorClass.BAD_RESPONSE, f"reply body could not be decoded ({_text(causes)}) {after}")
     if any(isinstance(c, (aiohttp.ClientConnectorError, ConnectionRefusedError, httpx.ConnectError)) for c in causes):
         return ProbeError(ErrorClass.CONNECT, f"cannot connect: {_text(causes)} {after}")
     if any(isinstance(c, aiohttp.ServerTimeoutError) for c in causes):
         return ProbeError(ErrorClass.TIMEOUT, f"socket timed out {clock.phase} {after}")
+    broken = ErrorClass.STREAM_BROKEN if clock.phase == STREAM else ErrorClass.BAD_RESPONSE
+    if any(isinstance(c, aiohttp.ClientPayloadError) for c in causes):  # the connection closed mid-body
+        return ProbeError(broken, f"connection lost {clock.phase} before the body was complete {after}")
+    framing = next((c for c in causes if isinstance(c, HttpProcessingError)), None)
+    if framing is not None:
+        detail = one_line(framing.message.partition("\n")[0].rstrip(":"), 100) or "unparsable"
+        # aiohttp parses the headers and the first body bytes in one go: a broken chunk size is still the body's.
+        phase = BODY if clock.phase == HEADERS and "chunk" in detail.lower() else clock.phase
+        return ProbeError(broken, f"malformed HTTP reply {phase}: {detail} {after}")
+    if not any(isinstance(c, (httpx.HTTPError, aiohttp.ClientError, OSError)) for c in causes):
+        return ProbeError(ErrorClass.BAD_RESPONSE, f"unreadable reply {clock.phase} ({type(exc).__name__}) {after}")
     if clock.phase == HEADERS:
         return ProbeError(ErrorClass.CONNECT, f"connection lost {clock.phase}: {_text(causes)} {after}")
-    broken = ErrorClass.STREAM_BROKEN if clock.phase == STREAM else ErrorClass.BAD_RESPONSE
     return ProbeError(broken, f"connection lost {clock.phase}: {_text(causes)} {after}")
 
 

@@ -14,7 +14,7 @@ import pytest
 from . import config as endpoints_config
 from . import report, settings, telemetry, xdist_shard
 from .config import Case, ConfigError, Suite
-from .engine import Engine, Outcome
+from .engine import Engine, Outcome, case_budget
 from .redact import RedactingRecords, Redactor
 from .report import case_id_of, outcome_of
 from .runtime import BackgroundLoop
@@ -238,8 +238,8 @@ def case_of(item: pytest.Item) -> Case | None:
 
 
 def _budget(case: Case) -> float:
-    """pytest-timeout's backstop: every attempt's deadline, the backoff between them, and some slack."""
-    return case.timeout * (case.retries + 1) + 30.0 * case.retries + TIMEOUT_SLACK_S
+    """pytest-timeout's backstop: the case's own budget and some slack."""
+    return case_budget(case) + TIMEOUT_SLACK_S
 
 
 def _sets_timeouts(config: pytest.Config) -> bool:

@@ -107,13 +107,17 @@ def check_chat_message(message: Any, finish_reason: Any) -> str:
     """Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget."""
     if not isinstance(message, dict):
         raise ProbeError(ErrorClass.SCHEMA, "choices[0].message is not an object")
-    content = message.get("content")
+    if finish_reason == "error":
+        raise ProbeError(ErrorClass.BAD_RESPONSE, "the reply finished with finish_reason=error")
+    content, calls = message.get("content"), message.get("tool_calls")
     if content is not None and not isinstance(content, str):
         raise ProbeError(ErrorClass.SCHEMA, f"message content is {type(content).__name__}, expected a string")
+    if calls is not None and not (isinstance(calls, list) and all(isinstance(call, dict) for call in calls)):
+        raise ProbeError(ErrorClass.SCHEMA, f"message tool_calls is {type(calls).__name__}, expected a list of objects")
     if content and content.strip():
         return f"replied {len(content)} chars (finish_reason={finish_reason})"
-    if message.get("tool_calls"):
-        return f"replied with {len(message['tool_calls'])} tool call(s) (finish_reason={finish_reason})"
+    if calls:
+        return f"replied with {len(calls)} tool call(s) (finish_reason={finish_reason})"
     if message.get("reasoning_content") or message.get("reasoning"):
         return f"reasoning only, no visible content yet (finish_reason={finish_reason})"
     raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
@@ -221,7 +225,9 @@ def evaluate(case: Case, result: Timed) -> Verdict:
             metrics = reply.metrics(result.duration)
             checked = _check_stream(case, reply)
         else:
-            checked = PROBES[case.type].check(case, parse_json(result))
+            data = parse_json(result)
+            _refuse_error_object(data)
+            checked = PROBES[case.type].check(case, data)
         if checked.text is not None:
             contracts.check_reply(case, checked.text, checked.message)
         contracts.check_slo(case, result.duration, metrics)
@@ -240,8 +246,20 @@ def _check_stream(case: Case, reply: StreamReply) -> Checked:
     return Checked(f"streamed: {checked.summary}", checked.text, checked.message)
 
 
+def _refuse_error_object(data: Any) -> None:
+    """An `error` object in a 200 is a failure, also next to a reply (a gateway whose provider failed)."""
+    if isinstance(data, dict) and data.get("error"):
+        said = server_message({"error": data["error"]}) or "no message"
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
+
+
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 PROBES: dict[str, Probe] = {

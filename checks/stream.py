@@ -14,7 +14,6 @@ request is sent to the arrival of the network chunk that completed each event:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +22,11 @@ import httpx
 from httpx_sse import EventSource
 
 from .errors import ErrorClass, ProbeError
-from .exchange import STREAM, Clock, server_message
+from .exchange import MAX_SERVER_MESSAGE, STREAM, Clock, body_chunks, load_json, media_type, one_line, server_message
 
 MAX_EVENTS = 100_000
+MAX_TOKENS = 10**9  # a usage count past this is no count
+MIN_DECODE_WINDOW_S = 0.001  # tokens closer together than this arrived in one burst: no rate can be read from them
 
 
 @dataclass
@@ -59,9 +60,16 @@ class StreamReply:
         if gaps:
             out["itl_mean_s"] = sum(gaps) / len(gaps)
             out["itl_max_s"] = max(gaps)
-        if tokens > 1 and duration > ttft:
+        if self.rate_measurable and tokens > 1 and duration > ttft:
             out["tokens_per_s"] = (tokens - 1) / (duration - ttft)
         return out
+
+    @property
+    def rate_measurable(self) -> bool:
+        """A decode rate needs tokens that arrived over time: at least 2 chunks after the first token, spread
+        over a millisecond or more. A stream a proxy buffered into one burst would show a rate of 40,000/s."""
+        times = self.token_times
+        return len(times) >= 3 and times[-1] - times[0] >= MIN_DECODE_WINDOW_S
 
 
 MAX_STREAM_BYTES = 8 * 1024 * 1024
@@ -80,16 +88,12 @@ class RawStream:
 
 async def read_stream(response: httpx.Response, clock: Clock) -> RawStream:
     clock.phase = STREAM
-    content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+    content_type = media_type(response.headers)
     if content_type != "text/event-stream":
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type or '(none)'}")
     raw = RawStream()
-    size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in body_chunks(response, clock, MAX_STREAM_BYTES, over=ErrorClass.STREAM_BROKEN):
         raw.chunks.append((clock.elapsed(), chunk))
-        size += len(chunk)
-        if size > MAX_STREAM_BYTES:
-            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeds {MAX_STREAM_BYTES // (1024 * 1024)} MiB")
         if chunk.rstrip().endswith(DONE):  # the stream is complete: do not wait for the server to close it
             break
     return raw
@@ -141,18 +145,23 @@ def _take(reply: StreamReply, name: str, data: str, now: float) -> None:
     """Fold one event into the reply."""
     if not data.strip():
         return
+    errored = f"error event in the stream after {reply.events - 1} events"
     try:
-        chunk = json.loads(data)
-    except ValueError:
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {reply.events}, not JSON) after {now:.3f} s") from None
-    if name == "error" or (isinstance(chunk, dict) and "error" in chunk and not chunk.get("choices")):
+        chunk = load_json(data, f"event {reply.events}")
+    except ProbeError as error:
+        if name == "error":  # the server's own words, even when they are not JSON
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"{errored}: {one_line(data, MAX_SERVER_MESSAGE)}") from None
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk after {now:.3f} s: {error.message}") from None
+    if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+        # Also next to choices: OpenRouter reports a provider failing mid-stream inside an HTTP 200 this way.
         said = server_message(chunk) or "no message"
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"error event in the stream after {reply.events - 1} events: {said}")
+        raise ProbeError(ErrorClass.STREAM_BROKEN, f"{errored}: {said}")
     if not isinstance(chunk, dict):
         raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {reply.events}, not an object)")
     usage = chunk.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        reply.usage_tokens = usage["completion_tokens"]
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if isinstance(tokens, int) and 0 <= tokens < MAX_TOKENS:
+        reply.usage_tokens = tokens
     for choice in chunk.get("choices") or []:
         if not isinstance(choice, dict):
             continue
@@ -171,6 +180,8 @@ def _take(reply: StreamReply, name: str, data: str, now: float) -> None:
             reply.token_times.append(now)
         if visible and reply.first_content is None:
             reply.first_content = now
+        if choice.get("finish_reason") == "error":
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream finished with finish_reason=error after {now:.3f} s")
         if choice.get("finish_reason"):
             reply.finish_reason = choice["finish_reason"]
 
@@ -179,8 +190,11 @@ def _merge_tool_call(reply: StreamReply, call: Any) -> None:
     """Tool calls arrive as deltas: the name once, the arguments in pieces, keyed by index."""
     if not isinstance(call, dict):
         return
-    slot = reply.tool_calls.setdefault(call.get("index", 0), {"type": "function", "function": {"name": "", "arguments": ""}})
-    function = call.get("function") or {}
+    index = call.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ProbeError(ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer")
+    slot = reply.tool_calls.setdefault(index, {"type": "function", "function": {"name": "", "arguments": ""}})
+    function = call.get("function") if isinstance(call.get("function"), dict) else {}
     if isinstance(function.get("name"), str):
         slot["function"]["name"] += function["name"]
     if isinstance(function.get("arguments"), str):

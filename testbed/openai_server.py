@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import email.utils
+import functools
 import hmac
 import json
 import random
@@ -14,6 +16,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,45 @@ LOGIN_PAGE = (
 )
 # Tokens that replace the normal reply, so a streaming request gets them too.
 BODY_FAULTS = ("hang", "reset", "close", "trickle", "huge", "html", "error200", "badjson", "badgzip",
-               "redirect")
+               "redirect", "body", "raw", "providererror", "toolcalls_int")
+BOMB_BYTES = 1024 * 1024 * 1024  # what the gzip bomb inflates to: 1 GiB of zeros from about 1 KB
+DEEP = 200_000
+
+
+def _gzip(data: bytes | list[bytes]) -> bytes:
+    """gzip of the data (a list of pieces is compressed piece by piece, to keep a large input out of memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    pieces = data if isinstance(data, list) else [data]
+    return b"".join(packer.compress(piece) for piece in pieces) + packer.flush()
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """gzip inside gzip: sent with `Content-Encoding: gzip, gzip`, about 1 KB that decodes to 1 GiB."""
+    zeros = bytes(1024 * 1024)
+    return _gzip(_gzip([zeros] * (BOMB_BYTES // len(zeros))))
+
+
+def _bodies() -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Hostile bodies by name (body=NAME answers a 200 with it, errbody=NAME an injected error status)."""
+    return {
+        "deep": (b"[" * DEEP + b"]" * DEEP, {}),
+        "bigint": (b'{"choices": [], "n": ' + b"9" * 5000 + b"}", {}),
+        "gzipbomb": (gzip_bomb(), {"Content-Encoding": "gzip, gzip"}),
+        "html": (LOGIN_PAGE.encode(), {"Content-Type": "text/html"}),
+    }
+
+
+# Replies that break HTTP itself, written straight to the socket, then the connection is closed.
+RAW = {
+    "badchunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"ZZ\r\n{}\r\n0\r\n\r\n",
+    "shortbody": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 b'{"choices": [',
+    "badlocation": b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n",
+    "credlocation": b"HTTP/1.1 302 Found\r\nLocation: http://mallory:hunter2-echo@127.0.0.1:9/v1/x?token=tok-echo"
+                    b"\r\nContent-Length: 0\r\n\r\n",
+}
 
 
 @dataclass
@@ -200,13 +241,22 @@ class FakeOpenAI(BackgroundServer):
             return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
         status = self._injected_status(sc, rec.model or "")
         streaming = (body.get("stream") is True and kind in ("chat/completions", "completions")
-                     and status is None and not any(map(sc.has, BODY_FAULTS)))
+                     and status is None and (sc.has("providererror") or not any(map(sc.has, BODY_FAULTS))))
         if not streaming:
             await asyncio.sleep(wait)
         if request.method == "POST" and not isinstance(rec.body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
         if sc.has("hang"):
             return None
+        if sc.has("raw"):
+            assert request.transport is not None
+            request.transport.write(RAW[sc.tokens["raw"]])
+            _kill(request, rst=False)
+            return None
+        if status is not None and sc.has("errbody"):
+            return self._body(sc.tokens["errbody"], status, streaming=False)
+        if sc.has("body") and status is None:
+            return self._body(sc.tokens["body"], 200, streaming=body.get("stream") is True)
         if sc.has("reset") or sc.has("close"):
             _kill(request, rst=sc.has("reset"))
             return None
@@ -216,6 +266,12 @@ class FakeOpenAI(BackgroundServer):
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         if sc.has("error200"):
             return _json({"error": {"message": "model is loading", "type": "server_error"}})
+        if sc.has("providererror") and body.get("stream") is not True:
+            choice = {"index": 0, "message": {"role": "assistant", "content": "po"}, "finish_reason": "error"}
+            return _json({"choices": [choice], "error": {"message": "provider returned error", "code": 502}})
+        if sc.has("toolcalls_int"):
+            return _json({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": 5},
+                                       "finish_reason": "tool_calls"}]})
         if sc.has("badjson"):
             return web.Response(text='{"choices": [', content_type="application/json")
         if sc.has("badgzip"):
@@ -228,6 +284,8 @@ class FakeOpenAI(BackgroundServer):
             headers = {}
             if status == 429:
                 headers["Retry-After"] = sc.tokens.get("retry_after") or "1"
+                if sc.has("retry_date"):  # the HTTP-date form, this many seconds from now
+                    headers["Retry-After"] = email.utils.formatdate(time.time() + sc.num("retry_date"), usegmt=True)
             if 300 <= status < 400:
                 headers["Location"] = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + "/v1/landing"
             return _error(status, f"injected {status}", "server_error", status, headers)
@@ -331,6 +389,14 @@ class FakeOpenAI(BackgroundServer):
         return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
                 "usage": {"total_tokens": max(1, len(json.dumps(body).split()))}}
 
+    def _body(self, name: str, status: int, streaming: bool) -> web.Response:
+        """A hostile body: as JSON, or inside an SSE event when a stream was asked for."""
+        data, headers = _bodies()[name]
+        content_type = headers.pop("Content-Type", "text/event-stream" if streaming else "application/json")
+        if streaming and name != "gzipbomb":
+            data = b"data: " + data + b"\n\n"
+        return web.Response(status=status, body=data, headers={**headers, "Content-Type": content_type})
+
     async def _huge(self, request: web.Request) -> web.StreamResponse:
         """A 50 MB application/json body, streamed in 64 KiB chunks."""
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -359,16 +425,24 @@ class FakeOpenAI(BackgroundServer):
     async def _stream(self, request: web.Request, sc: Scenario, body: dict[str, Any], kind: str,
                       wait: float) -> web.StreamResponse | None:
         """An SSE stream of OpenAI chunks; delay/latency apply before the first chunk."""
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        media = "Text/Event-Stream; charset=UTF-8" if sc.has("mixedcase") else "text/event-stream"
+        resp = web.StreamResponse(headers={"Content-Type": media, "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
+        burst: list[bytes] = []  # "burst": every event in one write, as a buffering proxy delivers them
         chat = kind == "chat/completions"
         base = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": body.get("model"),
                 "object": "chat.completion.chunk" if chat else "text_completion"}
 
         async def send(event: Any) -> None:
             data = event if isinstance(event, str) else json.dumps(event)
-            await resp.write(f"data: {data}\n\n".encode())
+            frame = f"data: {data}\n\n".encode()
+            if data == "[DONE]" and burst:
+                frame, burst[:] = b"".join(burst) + frame, []
+            if sc.has("burst") and data != "[DONE]":
+                burst.append(frame)
+            else:
+                await resp.write(frame)
 
         def chunk(piece: str | None = None, finish: str | None = None, **delta: str) -> dict[str, Any]:
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
@@ -388,7 +462,8 @@ class FakeOpenAI(BackgroundServer):
             await send('{"choices": [')
         if chat and body.get("tools") and not sc.has("notool"):
             name = body["tools"][0].get("function", {}).get("name", "tool")
-            call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+            index: Any = [0] if sc.has("badindex") else 0
+            call = {"index": index, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
             await send(chunk(tool_calls=[call]))
             for piece in ('{"city": ', '"Paris"}'):
                 await send(chunk(tool_calls=[{"index": 0, "function": {"arguments": piece}}]))
@@ -402,6 +477,14 @@ class FakeOpenAI(BackgroundServer):
                 return None
             if i == min(2, n) and sc.has("errorevent"):
                 await send({"error": {"message": "upstream overloaded", "type": "server_error"}})
+                return resp
+            if i == min(2, n) and sc.has("errortext"):  # an SSE error event whose data is plain text
+                await resp.write(b"event: error\ndata: upstream overloaded, try again later\n\n")
+                return resp
+            if i == min(2, n) and sc.has("providererror"):  # OpenRouter's mid-stream error: 200, then this
+                failed = chunk(finish="error")
+                await send({**failed, "error": {"message": "provider returned error", "code": 502}})
+                await send("[DONE]")
                 return resp
             if i == n:
                 break

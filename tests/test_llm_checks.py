@@ -107,7 +107,7 @@ def test_contracts_and_slos_are_opt_in_and_say_what_missed(openai_server: FakeOp
 def test_slo_breach_reports_its_numbers_to_cronitor(openai_server: FakeOpenAI, run_monitor) -> None:
     with Receiver() as receiver:
         run = run_monitor(
-            {"endpoints": [endpoint(openai_server.url, stream("slo+delay=0.3+tokens=3", id="slo", max_ttft=0.1))]},
+            {"endpoints": [endpoint(openai_server.url, stream("slo+delay=0.3+tokens=3+token_delay=0.01", id="slo", max_ttft=0.1))]},
             f"--cronitor-url={receiver.url}/p/slokey1234",
         )
         end = receiver.pings[-1].query
