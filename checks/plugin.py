@@ -16,7 +16,7 @@ from . import report, settings, telemetry, xdist_shard
 from .config import Case, ConfigError, Suite
 from .engine import Engine, Outcome, case_budget
 from .redact import RedactingRecords, Redactor
-from .report import case_id_of, outcome_of
+from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop
 
 CHECKS_DIR = Path(__file__).resolve().parent
@@ -31,8 +31,8 @@ class Monitor:
     suite: Suite
     redact: Redactor
     records: RedactingRecords
+    cases: CaseIndex
     targets: list[telemetry.Target] = field(default_factory=list)
-    case_by_id: dict[str, Case] = field(default_factory=dict)
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
     heartbeats: telemetry.Heartbeats | None = None
@@ -98,13 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
     redact = Redactor([*suite.secrets, *resolved.secrets, *(s for t in targets for s in t.secrets)])
     records = RedactingRecords(redact)
     records.install()
-    monitor = Monitor(resolved, suite, redact, records, targets=targets, case_by_id=case_by_id)
+    monitor = Monitor(resolved, suite, redact, records, CaseIndex(case_by_id), targets=targets)
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
     if targets and not hasattr(config, "workerinput"):
         heartbeats = monitor.start_heartbeats()
-        config.pluginmanager.register(HeartbeatHooks(heartbeats, case_by_id), "model_monitor.heartbeats")
+        config.pluginmanager.register(HeartbeatHooks(heartbeats, monitor.cases), "model_monitor.heartbeats")
         cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
         if cronitor is not None and resolved.cronitor_api_key:
             selected = [case for case in suite.cases if not resolved.only or _selected(case, resolved.only)]
@@ -155,8 +155,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if case is not None and monitor.settings.only and not _selected(case, monitor.settings.only):
             drop.append(item)
             continue
-        if case is not None and _sets_timeouts(config):
-            item.add_marker(pytest.mark.timeout(_budget(case)))
+        if case is not None:
+            item.user_properties.extend(report.identity_properties(case))
+            if _sets_timeouts(config):
+                item.add_marker(pytest.mark.timeout(_budget(case)))
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -181,7 +183,7 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
 
     def check(case: Case) -> Outcome:
         outcome = monitor.start_engine(request.config).outcome(case)
-        request.node.user_properties.extend(report.case_properties(case, outcome))
+        request.node.user_properties.extend(outcome.properties())
         return outcome
 
     return check
@@ -202,7 +204,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     monitor = terminalreporter.config.stash.get(MONITOR, None)
     if monitor is None:
         return
-    rows = report.rows(terminalreporter.stats, monitor.case_by_id)
+    rows = report.rows(terminalreporter.stats, monitor.cases)
     if rows:
         terminalreporter.section("model-monitor summary")
         for line in report.table(rows):
@@ -216,13 +218,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 class HeartbeatHooks:
     """Pings per case from the process that sees every report: the only one, or xdist's controller."""
 
-    def __init__(self, heartbeats: telemetry.Heartbeats, case_by_id: dict[str, Case]) -> None:
+    def __init__(self, heartbeats: telemetry.Heartbeats, cases: CaseIndex) -> None:
         self._heartbeats = heartbeats
-        self._case_by_id = case_by_id
+        self._cases = cases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """run when a case's setup passed; complete or fail with its verdict (a crash or timeout fails too)."""
-        case = self._case_by_id.get(case_id_of(report.nodeid) or "")
+        case = self._cases.case_of(report)
         if case is None or report.when == "teardown" or report.skipped:
             return
         if report.when == "setup" and report.passed:

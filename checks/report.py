@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,19 +11,33 @@ import pytest
 from .config import Case
 from .engine import PROPERTY_PREFIX, Outcome
 
-CASE_NODE = re.compile(r"::test_endpoint\[(?P<id>.+)\]$")
 REASON_WIDTH = 120
+CASE_KEY = PROPERTY_PREFIX + "case"
 
 
-def case_properties(case: Case, outcome: Outcome) -> list[tuple[str, Any]]:
-    """The case's identity plus its outcome, as plain data that xdist can carry and JUnit XML can show."""
-    identity = [("case", case.id), ("type", case.type), ("monitor", case.monitor)]
-    return [(PROPERTY_PREFIX + k, v) for k, v in identity] + outcome.properties()
+def identity_properties(case: Case) -> list[tuple[str, Any]]:
+    """Who a test item is, as plain data set at collection: every report of the item carries it, from xdist
+    workers too, so nothing depends on how pytest spells a node id (it escapes non-ASCII and control characters)."""
+    return [(PROPERTY_PREFIX + k, v) for k, v in (("case", case.id), ("type", case.type), ("monitor", case.monitor))]
 
 
-def case_id_of(nodeid: str) -> str | None:
-    match = CASE_NODE.search(nodeid)
-    return match.group("id") if match else None
+class CaseIndex:
+    """Finds the case a report belongs to from the identity it carries.
+
+    xdist's report for an item whose worker crashed carries no properties; that item's setup report, which
+    came first, did, so its node id is remembered on the way."""
+
+    def __init__(self, case_by_id: Mapping[str, Case]) -> None:
+        self.case_by_id = case_by_id
+        self._by_node: dict[str, str] = {}
+
+    def case_of(self, report: pytest.TestReport) -> Case | None:
+        case_id = next((value for key, value in report.user_properties if key == CASE_KEY), None)
+        if case_id is None:
+            case_id = self._by_node.get(report.nodeid)
+        else:
+            self._by_node[report.nodeid] = case_id
+        return self.case_by_id.get(case_id) if isinstance(case_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -53,26 +66,27 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
     return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {said}", error_class=error_class)
 
 
-def rows(stats: Mapping[str, list[Any]], case_by_id: Mapping[str, Case]) -> list[Row]:
+def rows(stats: Mapping[str, list[Any]], index: CaseIndex) -> list[Row]:
     """One row per case that ran, in the endpoints file's order."""
     found: dict[str, Row] = {}
-    for report in (r for key in ("passed", "failed", "error") for r in stats.get(key, [])):
-        case_id = case_id_of(getattr(report, "nodeid", ""))
-        if case_id not in case_by_id or not _is_verdict(report):
+    reports = sorted((r for reports in stats.values() for r in reports if isinstance(r, pytest.TestReport)), key=_phase_order)
+    for report in reports:
+        case = index.case_of(report)
+        if case is None or not _is_verdict(report):
             continue
         outcome = outcome_of(report)
         verdict = "PASS" if report.passed else "FAIL"
         metrics = outcome.metrics
-        found[case_id] = Row(
-            case_id,
-            case_by_id[case_id].type,
+        found[case.id] = Row(
+            case.id,
+            case.type,
             verdict,
             _number(outcome.duration_s, "{:.3f}s"),
             _number(metrics.get("ttft_s"), "{:.3f}s"),
             _number(metrics.get("tokens_per_s"), "{:.1f}"),
             _cut(outcome.reason),
         )
-    return [found[case_id] for case_id in case_by_id if case_id in found]
+    return [found[case_id] for case_id in index.case_by_id if case_id in found]
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -83,6 +97,11 @@ def table(rows: list[Row]) -> list[str]:
         return "  ".join(getattr(r, f).ljust(w) for f, w in zip(COLUMNS, widths)) + "  " + r.reason
 
     return [line(header), *map(line, rows)]
+
+
+def _phase_order(report: pytest.TestReport) -> int:
+    """Setup reports first, so that a crashed item's node id is known before its crash report is read."""
+    return 0 if report.when == "setup" else 1
 
 
 def _is_verdict(report: pytest.TestReport) -> bool:

@@ -27,6 +27,26 @@ def assert_no_crash(output: str) -> None:
         assert sign not in output, sign
 
 
+@WORKERS
+def test_every_case_reports_and_pings_whatever_its_name(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+    """pytest escapes these ids (caf\\xe9, \\u6a21\\u578b): each case is still found, pinged and summed up."""
+    names = {"café": "m-cafe", "模型": "m-cjk", "🧪": "m-emoji", "a::b/c": "m-colons"}
+    models = [model(f"{name}+status=500", id=name, monitor=key) for name, key in names.items()]
+    with Receiver() as receiver:
+        run = run_monitor({"endpoints": [endpoint(server.url, model("fine"), *models)]},
+                          f"--cronitor-url={receiver.url}/p/idkey12345", *workers)
+        pings = {(p.path.rsplit("/", 1)[1], p.query["state"][0]): p.query for p in receiver.pings}
+    assert run.ret == 1
+    assert_no_crash(run.output)
+    for name, key in names.items():
+        case_id = f"svc/{name}"
+        assert run.error_class(case_id) == "server_error"
+        assert (key, "run") in pings, case_id
+        assert pings[(key, "fail")]["message"] == [run.reason(case_id)], case_id
+        assert any(line.startswith(f"{case_id}  ") and " FAIL " in line for line in run.result.outlines), case_id
+    assert ("svc-fine", "complete") in pings
+
+
 # model, options, expected class, a piece of the reason
 JUDGED = [
     ("j+body=deep", {}, "bad_response", "reply is JSON nested too deep to read"),
