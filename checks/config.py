@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 import jsonschema
 import yaml
@@ -41,8 +44,20 @@ ONLY_FOR = {
 }
 STREAM_ONLY = ("max_ttft", "min_tokens_per_s")
 
+# Bounds that keep a wrong or hostile file from exhausting the machine. A real endpoints file is a few KB,
+# a few hundred to a few thousand YAML nodes, and nested about 10 levels (a json_schema in `expect` a few more).
+MAX_FILE_BYTES = 10 * 1024 * 1024  # refused before parsing
+MAX_DEPTH = 64  # nesting levels, checked while composing: well below where anything recursive would overflow
+MAX_NODES = 100_000  # YAML nodes with every alias counted each time it is used: what later walks will visit
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#@\s]*@", re.IGNORECASE)
+# Categories that break a one-line id, report or header: C0/C1 controls (tab, newline, NEL...), line and
+# paragraph separators.
+_BREAKING = ("Cc", "Zl", "Zp")
 
 
 class ConfigError(Exception):
@@ -52,11 +67,18 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    base_url: str
+    base_url: str  # the API root, ending in /v1, without the URL's query
     api_key: Secret | None = None
     headers: tuple[tuple[str, Secret], ...] = ()
     verify_tls: bool = True
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    query: Secret | None = None  # kept on every request (Azure's api-version); it may hold a key (?code=...)
+
+    def url_for(self, path: str) -> str:
+        """The request URL for an API path such as /chat/completions: the path after the API root, the query
+        after the path."""
+        url = self.base_url + path
+        return f"{url}?{self.query.reveal()}" if self.query else url
 
 
 @dataclass(frozen=True)
@@ -105,6 +127,9 @@ class Suite:
             if case.endpoint.api_key:
                 found.add(case.endpoint.api_key.reveal())
             found.update(value.reveal() for _, value in case.endpoint.headers)
+            if case.endpoint.query:
+                query = case.endpoint.query.reveal()
+                found.update([query, *(value for _, value in parse_qsl(query))])
         return tuple(sorted(s for s in found if s))
 
 
@@ -141,8 +166,54 @@ def format_path(parts: tuple[Any, ...] | list[Any]) -> str:
     return out or "(top level)"
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """Well-formed YAML that the loader will not build: too deep, too many nodes, a self-referencing alias."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one, bounds nesting and
+    alias expansion while composing (before anything recursive runs), and joins JSON-style surrogate pairs."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._expanded = 0  # nodes so far, every alias counted as the whole node it stands for
+        self._sizes: dict[yaml.Node, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if node not in self._sizes:  # its anchor is still open: the alias is inside the node it names
+                raise _Refused("an alias refers to a node that contains it (a recursive structure)", mark)
+            self._count(self._sizes[node], mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep (MAX_DEPTH)", mark)
+        before = self._expanded
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, mark)
+        self._sizes[node] = self._expanded - before
+        return node
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        self._expanded += nodes
+        if self._expanded > MAX_NODES:
+            raise _Refused(f"more than {MAX_NODES} YAML nodes, aliases counted as what they expand to (MAX_NODES)", mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:  # an integer of 5,000 digits, a date such as 2024-02-30
+            raise _Refused(f"cannot read this value: {str(exc).split(';')[0]}", node.start_mark) from None
+
+    def construct_scalar(self, node: yaml.ScalarNode) -> Any:
+        return _join_surrogates(super().construct_scalar(node))
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -167,9 +238,14 @@ class _Document:
     @classmethod
     def read(cls, path: Path) -> _Document:
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the endpoints file: {exc.strerror or exc}") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB (MAX_FILE_BYTES); an endpoints file is a few KB"
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -183,7 +259,8 @@ class _Document:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
             problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+            kind = "" if isinstance(exc, _Refused) else "YAML syntax error: "
+            raise ConfigError(f"{where}: {kind}{problem}") from None
         finally:
             loader.dispose()
         if data is None:
@@ -211,16 +288,25 @@ class _Document:
         return ConfigError(f"{self.where(parts)}: {format_path(parts)}: {message}")
 
     def interpolate(self, environ: Mapping[str, str]) -> Any:
-        """Replace ${VAR} in every string value; an unset variable is an error."""
+        """Replace ${VAR} in every string value, and refuse what no request can carry (see _json_problem);
+        an unset variable is an error."""
 
         def walk(value: Any, parts: tuple[Any, ...]) -> Any:
             if isinstance(value, dict):
-                return {k: walk(v, parts + (k,)) for k, v in value.items()}
+                return {key(k, parts): walk(v, parts + (k,)) for k, v in value.items()}
             if isinstance(value, list):
                 return [walk(v, parts + (i,)) for i, v in enumerate(value)]
             if isinstance(value, str):
-                return _VAR.sub(lambda m: lookup(m.group(1), parts), value)
+                value = _VAR.sub(lambda m: lookup(m.group(1), parts), value)
+            if problem := _json_problem(value):
+                raise self.error(parts, problem)
             return value
+
+        def key(name: Any, parts: tuple[Any, ...]) -> Any:
+            problem = _json_problem(name) if isinstance(name, str) else "is not text; quote it"
+            if problem:
+                raise self.error(parts, f"key {name!r}: {problem}")
+            return name
 
         def lookup(name: str, parts: tuple[Any, ...]) -> str:
             if name not in environ:
@@ -235,6 +321,45 @@ class _Document:
         if errors:
             lines = [self.error(list(e.absolute_path), _describe(e)).args[0] for e in _leaf_errors(errors)[:10]]
             raise ConfigError("\n".join(lines))
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a YAML scalar cannot travel in a JSON body or a header, or None."""
+    if isinstance(value, str):
+        lone = _SURROGATE.search(value)
+        if lone:
+            return (f"a lone UTF-16 surrogate (U+{ord(lone.group()):04X}) is not a character; write the character "
+                    "itself or a complete \\uXXXX\\uXXXX pair")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    return (f"a YAML {type(value).__name__} is not accepted (only text, numbers, true/false, null, lists and "
+            "mappings); quote it if it is text")
+
+
+def _breaking_char(text: str) -> str | None:
+    """The first character that would break a one-line id, report line or header (tab, newline, any
+    control character, a line separator), as U+XXXX; None if there is none."""
+    return next((f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _BREAKING), None)
+
+
+def _header_problem(text: str) -> str | None:
+    """Why a header value cannot be sent, or None. The value may be a secret: never part of the answer."""
+    if char := _breaking_char(text):
+        return f"contains a control character ({char})"
+    if not text.isascii():
+        return "contains a non-ASCII character; HTTP header values are ASCII"
+    return None
+
+
+def _join_surrogates(text: str) -> str:
+    """JSON-style escapes ("\\ud83e\\uddea", as json.dumps writes an emoji) reach Python as two lone surrogates:
+    join each valid pair into the character it encodes; a lone one stays (and is refused later, with its place)."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
@@ -262,7 +387,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if kind == "minItems" and expected == 1:
         return "must not be empty"
     if kind == "pattern":
-        return f"{value!r} does not match {expected}"
+        shown = _USERINFO.sub(r"\1***@", value)  # a URL that is not one may still hold user:password@
+        return f"{shown!r} does not match {expected}"
     return error.message
 
 
@@ -271,6 +397,10 @@ def _resolve(document: _Document, data: dict[str, Any], environ: Mapping[str, st
     cases: list[Case] = []
     seen_ids: dict[str, tuple[Any, ...]] = {}
     seen_monitors: dict[str, tuple[Any, ...]] = {}
+    for parts, name in _names(data):
+        if char := _breaking_char(name):
+            raise document.error(parts, f"contains {char}, a control character or line break: names become test "
+                                 "ids, monitor keys and one-line reports")
     for e, raw_endpoint in enumerate(data["endpoints"]):
         endpoint = _endpoint(document, raw_endpoint, defaults, environ, ("endpoints", e))
         for m, raw_model in enumerate(raw_endpoint["models"]):
@@ -291,25 +421,84 @@ def _resolve(document: _Document, data: dict[str, Any], environ: Mapping[str, st
     return tuple(cases)
 
 
+def _names(data: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every value that becomes (part of) a test id, a monitor key, a marker or a header name, with its place."""
+    for t, tag in enumerate(data.get("defaults", {}).get("tags", [])):
+        yield ("defaults", "tags", t), tag
+    for e, endpoint in enumerate(data["endpoints"]):
+        yield ("endpoints", e, "name"), endpoint["name"]
+        for m, model in enumerate(endpoint["models"]):
+            where = ("endpoints", e, "models", m)
+            yield from ((where + (name,), model[name]) for name in ("name", "id", "monitor") if name in model)
+            yield from ((where + ("tags", t), tag) for t, tag in enumerate(model.get("tags", [])))
+
+
 def _endpoint(
     document: _Document, raw: dict[str, Any], defaults: dict[str, Any], environ: Mapping[str, str], where: tuple[Any, ...]
 ) -> Endpoint:
-    api_key = None
-    key_env = raw.get("api_key_env", defaults.get("api_key_env"))
-    if key_env:
-        if not environ.get(key_env):
-            field_path = where + ("api_key_env",) if "api_key_env" in raw else ("defaults", "api_key_env")
-            raise document.error(field_path, f"environment variable {key_env} (the API key) is not set or empty")
-        api_key = Secret(environ[key_env])
-    headers = {**defaults.get("headers", {}), **raw.get("headers", {})}
+    url = _split_url(document, where + ("url",), raw["url"])
     return Endpoint(
         name=raw["name"],
-        base_url=base_url(raw["url"]),
-        api_key=api_key,
-        headers=tuple((name, Secret(value)) for name, value in headers.items()),
+        base_url=base_url(urlunsplit(url._replace(query=""))),
+        query=Secret(url.query) if url.query else None,
+        api_key=_api_key(document, raw, defaults, environ, where),
+        headers=_headers(document, raw, defaults, where),
         verify_tls=raw.get("verify_tls", defaults.get("verify_tls", True)),
         max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
     )
+
+
+def _split_url(document: _Document, where: tuple[Any, ...], url: str) -> SplitResult:
+    """The endpoint URL, refused here when no request could use it (rather than failing in every case)."""
+    try:
+        split = urlsplit(url)
+    except ValueError as exc:  # a bracket left open in an IPv6 host
+        raise document.error(where, f"not a valid URL: {exc}") from None
+    if "@" in split.netloc:  # never echo it: the part before @ is a password
+        raise document.error(where, "credentials in the URL are not accepted; put the API key in the environment "
+                             "variable named by api_key_env, or other credentials in headers")
+    try:
+        split.port  # parsed lazily: a port that is not a number in 0-65535 raises here
+    except ValueError as exc:
+        raise document.error(where, f"not a valid URL: {exc}") from None
+    if not split.hostname:
+        raise document.error(where, "not a valid URL: no host")
+    if split.fragment:
+        raise document.error(where, "a fragment (#...) is never sent to a server; remove it")
+    return split
+
+
+def _api_key(
+    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], environ: Mapping[str, str], where: tuple[Any, ...]
+) -> Secret | None:
+    """The API key from the environment variable named by api_key_env, without surrounding whitespace: a key
+    file made with `kubectl create secret --from-file` usually ends with a newline."""
+    key_env = raw.get("api_key_env", defaults.get("api_key_env"))
+    if not key_env:
+        return None
+    field_path = where + ("api_key_env",) if "api_key_env" in raw else ("defaults", "api_key_env")
+    key = environ.get(key_env, "").strip()
+    if not key:
+        raise document.error(field_path, f"environment variable {key_env} (the API key) is not set or empty")
+    if problem := _header_problem(key):
+        raise document.error(field_path, f"environment variable {key_env} (the API key) {problem}")
+    return Secret(key)
+
+
+def _headers(
+    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], where: tuple[Any, ...]
+) -> tuple[tuple[str, Secret], ...]:
+    """Extra headers, the endpoint's over the defaults'. Values lose surrounding whitespace, as HTTP itself
+    ignores it (and a ${VAR} read from a key file often ends with a newline)."""
+    out = []
+    for name, value in {**defaults.get("headers", {}), **raw.get("headers", {})}.items():
+        field_path = (where if name in raw.get("headers", {}) else ("defaults",)) + ("headers", name)
+        if not _HEADER_NAME.fullmatch(name):
+            raise document.error(field_path, f"{name!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if problem := _header_problem(value.strip()):
+            raise document.error(field_path, problem)
+        out.append((name, Secret(value.strip())))
+    return tuple(out)
 
 
 def _case(
@@ -337,6 +526,10 @@ def _case(
     expect = pick("expect", {})
     _check_expect(document, where + ("expect",), expect)
     model_id = raw.get("id", raw["name"])
+    monitor = monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}")
+    if not monitor:
+        raise document.error(where + ("monitor",), f"{raw.get('monitor')!r} leaves an empty monitor key: it needs "
+                             "a letter or digit (a-z, 0-9; others become '-')")
     text_input = pick("input", DEFAULT_INPUT)
     json_mode, tool_call = bool(pick("json_mode", False)), bool(pick("tool_call", False))
     default_prompt = TOOL_PROMPT if tool_call else JSON_PROMPT if json_mode else DEFAULT_PROMPT.get(model_type)
@@ -345,7 +538,7 @@ def _case(
         model=raw["name"],
         model_id=model_id,
         type=model_type,
-        monitor=monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}"),
+        monitor=monitor,
         timeout=float(pick("timeout", DEFAULT_TIMEOUT_S)),
         tags=tuple(dict.fromkeys([*defaults.get("tags", []), *raw.get("tags", [])])),
         prompt=pick("prompt", default_prompt),

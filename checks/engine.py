@@ -173,7 +173,7 @@ class Engine:
         probe = PROBES[case.type]
         request = httpx.Request(
             probe.method,
-            case.endpoint.base_url + probe.path,
+            case.endpoint.url_for(probe.path),
             json=probe.body(case),
             headers=_headers(case.endpoint),
             extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},

@@ -86,6 +86,7 @@ class RequestRecord:
     body: Any
     received: float
     duration: float | None = None
+    query: str = ""
 
 
 class Scenario:
@@ -209,7 +210,8 @@ class FakeOpenAI(BackgroundServer):
             body = None
         model = body.get("model") if isinstance(body, dict) else None
         rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
-                            {k.lower(): v for k, v in request.headers.items()}, body, received)
+                            {k.lower(): v for k, v in request.headers.items()}, body, received,
+                            query=request.query_string)
         with self._lock:
             self.requests.append(rec)
         self._inflight += 1

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from checks.config import ConfigError, base_url, load, monitor_key
+from checks.config import MAX_DEPTH, ConfigError, base_url, load, monitor_key
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import CHECKS, endpoint, model
@@ -26,6 +27,26 @@ endpoints:
       - {name: text-embedding-3-small, type: embedding, timeout: 3, input: [a, b]}
       - {name: old, type: chat, enabled: false}
 """
+
+
+
+def one_model(fields: str) -> str:
+    """A file whose one model (line 4) has these extra flow-mapping fields."""
+    return f"endpoints:\n  - name: a\n    url: http://x\n    models: [{{name: m, type: chat, {fields}}}]\n"
+
+
+def one_endpoint(fields: str) -> str:
+    """A file whose one endpoint has these extra fields on line 3 (the url is line 2)."""
+    return f"endpoints:\n  - {{name: a, url: http://x,\n     {fields}, models: [{{name: m, type: chat}}]}}\n"
+
+
+# Billion laughs: each anchor is nine aliases of the one before; "i" would stand for 9^9 strings.
+ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+) + "endpoints: [{name: a, url: http://x, models: [{name: m, type: chat, params: {x: *i}}]}]\n"
+
+# Every password in these files is PASSWORD: no message may show it.
+PASSWORD = "hunter2-canary"
 
 # (file text, expected piece of the one-line error, expected line)
 BAD = {
@@ -105,6 +126,65 @@ BAD = {
         5,
     ),
     "input-type": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: embedding, input: 3}]\n", "endpoints[0].models[0].input", 4),
+    # Names become test ids, monitor keys and one-line reports.
+    "tab-in-model-name": (
+        'endpoints:\n  - name: a\n    url: http://x\n    models: [{name: "m\\tx", type: chat}]\n',
+        "endpoints[0].models[0].name: contains U+0009, a control character or line break",
+        4,
+    ),
+    "newline-ending-endpoint-name": (
+        'endpoints:\n  - name: "a\\n"\n    url: http://x\n    models: [{name: m, type: chat}]\n',
+        "endpoints[0].name: contains U+000A",
+        2,
+    ),
+    "control-in-id": (one_model('id: "m\\x01"'), "endpoints[0].models[0].id: contains U+0001", 4),
+    "nel-in-monitor": (one_model('monitor: "a\\u0085b"'), "endpoints[0].models[0].monitor: contains U+0085", 4),
+    "line-separator-in-name": (
+        'endpoints:\n  - name: a\n    url: http://x\n    models: [{name: "m\\u2028x", type: chat}]\n',
+        "endpoints[0].models[0].name: contains U+2028",
+        4,
+    ),
+    "newline-ending-tag": (one_model('tags: ["critical\\n"]'), "endpoints[0].models[0].tags[0]: contains U+000A", 4),
+    "empty-monitor-key": (one_model('monitor: "!!!"'), "endpoints[0].models[0].monitor: '!!!' leaves an empty monitor key", 4),
+    "lone-surrogate": (
+        one_model('id: "m\\ud83e"'),
+        "endpoints[0].models[0].id: a lone UTF-16 surrogate (U+D83E) is not a character",
+        4,
+    ),
+    # Configuration that cannot work: refused here, not found as a crash in every case.
+    "credentials-in-url": (
+        f"endpoints:\n  - name: a\n    url: http://user:{PASSWORD}@x\n    models: [{{name: m, type: chat}}]\n",
+        "endpoints[0].url: credentials in the URL are not accepted; put the API key in the environment variable "
+        "named by api_key_env, or other credentials in headers",
+        3,
+    ),
+    "credentials-without-scheme": (
+        f"endpoints:\n  - name: a\n    url: user:{PASSWORD}@x\n    models: [{{name: m, type: chat}}]\n",
+        "endpoints[0].url: '***@x' does not match",
+        3,
+    ),
+    "open-ipv6-bracket": ("endpoints:\n  - name: a\n    url: http://[::1\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: not a valid URL: Invalid IPv6 URL", 3),
+    "port-out-of-range": ("endpoints:\n  - name: a\n    url: http://h:99999\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: not a valid URL: Port out of range", 3),
+    "fragment-in-url": ("endpoints:\n  - name: a\n    url: http://x/v1#chat\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: a fragment (#...) is never sent", 3),
+    "nan-timeout": (one_model("timeout: .nan"), "endpoints[0].models[0].timeout: nan is not a finite number", 4),
+    "inf-max-latency": (one_model("max_latency: .inf"), "endpoints[0].models[0].max_latency: inf is not a finite number", 4),
+    "inf-in-params": (one_model("params: {temperature: -.inf}"), "endpoints[0].models[0].params.temperature: -inf is not a finite number", 4),
+    "date-in-params": (one_model("params: {seed: 2024-01-01}"), "endpoints[0].models[0].params.seed: a YAML date is not accepted", 4),
+    "impossible-date": (one_model("params: {seed: 2024-02-30}"), "cannot read this value: day is out of range for month", 4),
+    "integer-of-5000-digits": (one_model("max_tokens: " + "9" * 5000), "cannot read this value: Exceeds the limit (4300 digits)", 4),
+    "key-that-is-not-text": (one_model("params: {on: 1}"), "endpoints[0].models[0].params: key True: is not text; quote it", 4),
+    "bad-header-name": (one_endpoint('headers: {"X Team": t}'), "endpoints[0].headers.X Team: 'X Team' is not a valid header name", 3),
+    "control-in-header": (one_endpoint('headers: {X-Team: "t\\x1bx"}'), "endpoints[0].headers.X-Team: contains a control character (U+001B)", 3),
+    "non-ascii-header": (one_endpoint("headers: {X-Team: caf\u00e9}"), "endpoints[0].headers.X-Team: contains a non-ASCII character", 3),
+    # The file cannot exhaust the machine.
+    "alias-bomb": (ALIAS_BOMB, "more than 100000 YAML nodes, aliases counted as what they expand to (MAX_NODES)", 6),
+    "recursive-alias": (
+        "endpoints:\n  - &e\n    name: a\n    url: http://x\n    models: [*e]\n",
+        "an alias refers to a node that contains it",
+        5,
+    ),
+    "lists-5000-deep": ("endpoints: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels deep (MAX_DEPTH)", 1),
+    "mappings-100000-deep": ("endpoints: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n", "nested more than 64 levels deep", 1),
 }
 
 
@@ -134,7 +214,7 @@ def test_a_bad_file_is_one_clear_error_naming_file_field_and_line(tmp_path: Path
     message = str(raised.value)
     assert piece in message
     assert message.startswith(f"{path}:{line}: " if line else f"{path}: ")
-    assert "\n" not in message
+    assert "\n" not in message and PASSWORD not in message
 
 
 def test_not_utf8_and_unreadable_files(tmp_path: Path) -> None:
@@ -182,3 +262,104 @@ def test_every_bad_file_stops_the_run_with_exit_4_sending_no_request_or_ping(
     assert run.ret == 4
     assert piece in run.output and ("endpoints.yaml:" in run.output or "endpoints.yaml: " in run.output)
     assert len(openai_server.requests) == before and receiver.pings == []
+    assert PASSWORD not in run.output
+
+
+# The same three names written as characters and as escapes (the emoji as json.dumps writes it: a surrogate pair).
+NAMES = {"café": "caf\\u00e9", "模型": "\\u6a21\\u578b", "🧪": "\\ud83e\\uddea"}
+
+
+def names_file(url: str) -> str:
+    """Endpoint 'lit' writes the names as characters, endpoint 'esc' as escapes."""
+    text = "endpoints:\n"
+    for form, index in (("lit", 0), ("esc", 1)):
+        text += f"  - name: {form}\n    url: {url}\n    models:\n"
+        for n, written in enumerate(pair[index] for pair in NAMES.items()):
+            text += f'      - {{name: "{written}", type: chat, monitor: {form}-{n}}}\n'
+    return text
+
+
+def test_names_load_to_the_intended_character_written_as_text_or_as_escapes(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(names_file("http://x"), encoding="utf-8")
+    assert [case.id for case in load(path, {}).cases] == [f"{form}/{name}" for form in ("lit", "esc") for name in NAMES]
+
+
+def test_names_written_as_escapes_are_requested_and_reported_as_the_character(
+    openai_server: FakeOpenAI, run_monitor
+) -> None:
+    run = run_monitor(names_file(openai_server.url))
+    assert run.ret == 0, run.output
+    for name in NAMES:
+        assert len(openai_server.requests_for(name)) == 2
+    assert len(run.cases) == 6 and all(props["junit"] == "passed" for props in run.cases.values())
+
+
+def test_a_key_file_ending_in_a_newline_just_works(monkeypatch: pytest.MonkeyPatch, run_monitor) -> None:
+    """kubectl create secret --from-file keeps the file's trailing newline in the environment variable."""
+    monkeypatch.setenv("MM_TEST_FILE_KEY", "sk-from-a-file-1234\n")
+    with FakeOpenAI(api_key="sk-from-a-file-1234") as server:
+        run = run_monitor({"endpoints": [endpoint(server.url, model("chat-model"), api_key_env="MM_TEST_FILE_KEY")]})
+        assert run.ret == 0, run.output
+        assert [r.headers["authorization"] for r in server.requests] == ["Bearer sk-from-a-file-1234"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "piece"),
+    [
+        ({"api_key_env": "MM_TEST_BAD_SECRET"}, "endpoints[0].api_key_env: environment variable MM_TEST_BAD_SECRET "
+         "(the API key) contains a control character (U+0001)"),
+        ({"headers": {"X-Token": "t-${MM_TEST_BAD_SECRET}"}}, "endpoints[0].headers.X-Token: contains a control "
+         "character (U+0001)"),
+    ],
+    ids=["api-key", "header"],
+)
+def test_a_secret_with_a_control_character_is_refused_without_showing_it(
+    openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, run_monitor, fields: dict[str, Any], piece: str
+) -> None:
+    monkeypatch.setenv("MM_TEST_BAD_SECRET", "sk-in\x01side-secret")
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("never-sent-secret"), **fields)]})
+    assert run.ret == 4 and piece in run.output
+    assert "side-secret" not in run.output and openai_server.requests_for("never-sent-secret") == []
+
+
+def test_the_url_query_is_kept_on_every_request(run_monitor) -> None:
+    """Azure style: the API version travels in the query, which must follow the API path, not precede it."""
+    models = model("chat-model"), model("embed-model", "embedding"), model("models-listed", "models")
+    with FakeOpenAI(models=("chat-model", "embed-model", "models-listed")) as server:
+        run = run_monitor({"endpoints": [endpoint(f"{server.url}/v1?api-version=2024-06-01", *models)]})
+        assert run.ret == 0, run.output
+        seen = sorted((r.path, r.query) for r in server.requests)
+    paths = ["/v1/chat/completions", "/v1/embeddings", "/v1/models"]
+    assert seen == [(path, "api-version=2024-06-01") for path in paths]
+
+
+def test_the_url_query_is_held_as_a_secret(tmp_path: Path) -> None:
+    """A query may carry a key (?code=...): it never prints itself, and the redactor knows it."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text("endpoints:\n  - {name: a, url: 'https://h/openai/v1/?code=k-1234', models: [{name: m, type: chat}]}\n")
+    suite = load(path, {})
+    assert suite.cases[0].endpoint.url_for("/chat/completions") == "https://h/openai/v1/chat/completions?code=k-1234"
+    assert "k-1234" not in repr(suite) and "code=k-1234" in suite.secrets
+
+
+def test_a_huge_file_is_refused_by_size_before_parsing(pytester: pytest.Pytester) -> None:
+    path = pytester.path / "endpoints.yaml"
+    with path.open("wb") as file:
+        file.truncate(50 * 2**20)  # sparse: 50 MB of NUL bytes that cost no disk
+    result = pytester.runpytest_subprocess(str(CHECKS), f"--endpoints={path}", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*endpoints file: {path}: larger than 10 MiB (MAX_FILE_BYTES)*"])
+
+
+def test_a_file_nested_to_the_limit_still_loads(openai_server: FakeOpenAI, run_monitor) -> None:
+    """MAX_DEPTH leaves room: params and a json_schema as deep as allowed load under pytest without RecursionError."""
+    params: Any = 1
+    for _ in range(MAX_DEPTH - 6):  # root, endpoints, endpoint, models, model, then params' levels, then 1
+        params = {"a": params}
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range((MAX_DEPTH - 8) // 2):  # each level is two nodes: the schema and its properties
+        schema = {"type": "object", "properties": {"a": schema}}
+    deep = model("chat-model", params=params, expect={"json_schema": schema})
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, deep)]}, "--collect-only")
+    assert run.ret == 0, run.output
