@@ -38,6 +38,7 @@ ATTEMPTS = 3
 PING_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 PINGS_IN_FLIGHT = 10
 RETRY_AFTER_CAP_S = 10.0
+REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
 USER_AGENT = f"model-monitor/{__version__}"
 
 
@@ -186,7 +187,11 @@ class Delivery:
         self._last: dict[str, concurrent.futures.Future[None]] = {}
         # Built here, on pytest's thread: its TLS context would cost the loop ~40 ms while it times requests.
         self._client: httpx.AsyncClient | None = (
-            None if dry_run else httpx.AsyncClient(timeout=PING_TIMEOUT, headers={"user-agent": USER_AGENT})
+            None
+            if dry_run
+            else httpx.AsyncClient(
+                timeout=PING_TIMEOUT, headers={"user-agent": USER_AGENT, "accept-encoding": "identity"}
+            )
         )
         self._slots: asyncio.Semaphore | None = None
 
@@ -239,7 +244,8 @@ class Delivery:
         for attempt in range(1, ATTEMPTS + 1):
             wait = 0.5 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             try:
-                response = await self._client.request(ping.method, ping.url, content=ping.body, headers=ping.headers)
+                async with self._client.stream(ping.method, ping.url, content=ping.body, headers=ping.headers) as response:
+                    await skim(response)
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__} from {host}"
             else:
@@ -254,6 +260,16 @@ class Delivery:
             if attempt < ATTEMPTS:
                 await asyncio.sleep(wait)
         return reason
+
+
+async def skim(response: httpx.Response) -> None:
+    """Read at most REPLY_READ_CAP raw bytes of a reply: a 100 MB body or a gzip bomb costs nothing."""
+    read = 0
+    async with contextlib.aclosing(response.aiter_raw()) as chunks:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read >= REPLY_READ_CAP:
+                return
 
 
 def provisioning(api_url: str, api_key: str, target: Cronitor, cases: Iterable[Case], schedule: str | None) -> Ping:

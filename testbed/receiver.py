@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import json
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from testbed._runner import BackgroundServer
+
+HUGE_BYTES = 100 * 2**20
+BOMB_BYTES = 2**30
+MODES = ("ok", "status", "hang", "slow", "fail_first", "huge", "gzipbomb")
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """1 GiB of zeros gzipped twice: about 12 KB on the wire, for `Content-Encoding: gzip, gzip`."""
+    inner = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    zeros = bytes(2**20)
+    once = b"".join(inner.compress(zeros) for _ in range(BOMB_BYTES // len(zeros))) + inner.flush()
+    return gzip.compress(once)
 
 
 @dataclass
@@ -27,12 +43,13 @@ class Ping:
 
 
 class Receiver(BackgroundServer):
-    """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S" or "fail_first=N"."""
+    """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S", "fail_first=N", or a hostile 200:
+    "huge" (a 100 MiB body) or "gzipbomb" (1 GiB of zeros behind `Content-Encoding: gzip, gzip`)."""
 
     def __init__(self, mode: str = "ok", *, port: int = 0, tls: bool = False) -> None:
         super().__init__(port=port, tls=tls)
         name, _, value = mode.partition("=")
-        if name not in ("ok", "status", "hang", "slow", "fail_first"):
+        if name not in MODES:
             raise ValueError(f"unknown receiver mode {mode!r}")
         self.mode = mode
         self._name, self._value = name, float(value or 0)
@@ -68,6 +85,10 @@ class Receiver(BackgroundServer):
             await asyncio.Event().wait()
         if self._name == "slow":
             await asyncio.sleep(self._value)
+        if self._name == "huge":
+            return await self._huge(request)
+        if self._name == "gzipbomb":
+            return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"})
         status = 200
         if self._name == "status":
             status = int(self._value)
@@ -81,3 +102,15 @@ class Receiver(BackgroundServer):
                 return web.json_response({"errors": ["invalid JSON"]}, status=400)
             return web.json_response(monitors)
         return web.Response(status=status, text="OK" if status == 200 else f"error {status}", headers=headers)
+
+    async def _huge(self, request: web.Request) -> web.StreamResponse:
+        """Stream HUGE_BYTES of text, stopping quietly when the client hangs up (a capped client does)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": str(HUGE_BYTES)})
+        await response.prepare(request)
+        chunk = b"x" * 2**20
+        try:
+            for _ in range(HUGE_BYTES // len(chunk)):
+                await response.write(chunk)
+        except ConnectionError:
+            pass
+        return response

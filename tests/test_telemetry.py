@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import uuid
 
 import pytest
@@ -229,3 +230,28 @@ def test_strict_mode_fails_the_run_on_undelivered_pings(openai_server: FakeOpenA
         )
     assert run.ret == 1
     assert run.cases["svc/strict-ok"]["model_monitor.verdict"] == "pass"
+
+
+# --- hostile replies: a ping reads a few KB of raw reply at most, whatever the receiver sends ---
+
+# Runs a command and prints its peak RSS (KiB, Linux) on stderr: the monitor's own, not this test process's.
+PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+
+
+@pytest.mark.parametrize("mode", ["huge", "gzipbomb"])
+def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server: FakeOpenAI, run_monitor, mode: str) -> None:
+    with Receiver(mode) as receiver:
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, model("hostile-reply"))]},
+            f"--cronitor-url={receiver.url}/p/{KEY}", prefix=(sys.executable, "-c", PEAK_RSS),
+        )
+        states = [p.query["state"][0] for p in receiver.pings]
+    assert run.ret == 0, run.output
+    assert states == ["run", "complete"], "each ping delivered once: no retry"
+    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 pings sent"])
+    peak_kib = int(run.result.stderr.str().rsplit("peak-rss-kib", 1)[1].split()[0])
+    print(f"monitor peak RSS with a {mode} ping reply: {peak_kib // 1024} MiB")  # the figure quoted in the closing note (-rA)
+    assert peak_kib < 200 * 1024, f"the monitor peaked at {peak_kib // 1024} MiB"  # 61 MiB; unfixed: 386 and 3141
