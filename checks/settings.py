@@ -1,7 +1,8 @@
 """Every option is a flag, an ini key and (where it carries a path or a secret) an environment variable.
 
 Precedence: command-line flag, then environment variable, then ini key, then the default. The help text is
-written once, here, and resolved once into a frozen Settings object.
+written once, here, and resolved once into a frozen Settings object. A secret option's value is a Secret from
+the moment it is read, so that no repr, log or traceback local can show it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from .redact import Secret
 
 GROUP = "model-monitor"
 
@@ -48,6 +51,7 @@ class Option:
     parse: Callable[[str], Any] = str
     is_flag: bool = False
     env_only: bool = False  # secrets that must not sit in shell history or ini files
+    secret: bool = False  # held as a Secret, taken as it is (telemetry validates it without printing it)
 
     @property
     def flag(self) -> str:
@@ -67,19 +71,19 @@ OPTIONS: tuple[Option, ...] = (
         env="MODEL_MONITOR_MAX_CONCURRENCY",
         parse=_positive_int,
     ),
-    Option("cronitor_url", "Cronitor ping URL (https://cronitor.link/p/<key>[/<group>], or with {monitor}).", env="CRONITOR_URL"),
+    Option("cronitor_url", "Cronitor ping URL (https://cronitor.link/p/<key>[/<group>], or with {monitor}).", env="CRONITOR_URL", secret=True),
     Option("cronitor_env", "Cronitor environment sent with every ping (env=).", env="CRONITOR_ENV"),
-    Option("healthchecks_url", "Healthchecks ping URL (https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>).", env="HEALTHCHECKS_URL"),
+    Option("healthchecks_url", "Healthchecks ping URL (https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>).", env="HEALTHCHECKS_URL", secret=True),
     Option("healthchecks_create", "Ask Healthchecks to create missing checks (create=1).", False, env="HEALTHCHECKS_CREATE", parse=_flag, is_flag=True),
     Option("telemetry_dry_run", "Print the pings instead of sending them (keys redacted).", False, env="MODEL_MONITOR_TELEMETRY_DRY_RUN", parse=_flag, is_flag=True),
     Option("telemetry_strict", "Fail the run (exit 1) when a ping could not be delivered.", False, env="MODEL_MONITOR_TELEMETRY_STRICT", parse=_flag, is_flag=True),
     Option("telemetry_deadline", "Seconds that delivering the last pings may take at the end of the run.", 30.0, env="MODEL_MONITOR_TELEMETRY_DEADLINE", parse=_positive_float),
-    Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True),
+    Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True, secret=True),
     Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
 )
 
-SECRET_OPTIONS = ("cronitor_url", "healthchecks_url", "cronitor_api_key")
+SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(str(self.values[name]) for name in SECRET_OPTIONS if self.values.get(name))
+        """The secret options' values in the open, for the Redactor only."""
+        return tuple(secret.reveal() for name in SECRET_OPTIONS if (secret := self.values.get(name)))
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -120,20 +125,29 @@ def addoption(parser: pytest.Parser) -> None:
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from flags, environment and ini; a malformed value is a usage error naming its source."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        raw, source = getattr(config.option, option.dest, None), option.flag
-        if raw is None and option.env and environ.get(option.env, "") != "":
-            raw, source = environ[option.env], f"environment variable {option.env}"
-        if raw is None and not option.env_only and config.getini(option.ini):
-            raw, source = config.getini(option.ini), f"ini key {option.ini}"
-        if raw is None:
-            values[option.dest] = option.default
-            continue
-        try:
-            values[option.dest] = option.parse(str(raw))
-        except ValueError as exc:
-            shown = "(hidden)" if option.dest in SECRET_OPTIONS else repr(raw)
-            raise pytest.UsageError(f"{source}: invalid value {shown}: {exc}") from None
+    values = {option.dest: _value(option, *_raw(option, config, environ)) for option in OPTIONS}
     return Settings(values=values, only=tuple(config.option.only or ()))
+
+
+def _raw(option: Option, config: pytest.Config, environ: Mapping[str, str] | None) -> tuple[str | None, str]:
+    """An option's text as given, and where it came from: flag, then environment (os.environ unless given), then ini.
+
+    os.environ is never bound to a local: its repr, in a traceback's locals, would print every variable."""
+    if getattr(config.option, option.dest, None) is not None:
+        return str(getattr(config.option, option.dest)), option.flag
+    if option.env and (text := (os.environ if environ is None else environ).get(option.env, "")):
+        return text, f"environment variable {option.env}"
+    if not option.env_only and config.getini(option.ini):
+        return str(config.getini(option.ini)), f"ini key {option.ini}"
+    return None, ""
+
+
+def _value(option: Option, raw: str | None, source: str) -> Any:
+    if raw is None:
+        return option.default
+    if option.secret:
+        return Secret(raw)
+    try:
+        return option.parse(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{source}: invalid value {raw!r}: {exc}") from None

@@ -19,16 +19,16 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import httpx
 
 from . import __version__
-from .config import Case
+from .config import Case, monitor_key
 from .engine import Outcome
-from .redact import Redactor
+from .redact import Redactor, Secret
 from .runtime import BackgroundLoop
 
 log = logging.getLogger("model_monitor.telemetry")
@@ -40,6 +40,10 @@ PINGS_IN_FLIGHT = 10
 RETRY_AFTER_CAP_S = 10.0
 REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
 USER_AGENT = f"model-monitor/{__version__}"
+MONITOR = "{monitor}"  # where a URL template takes the case's monitor key
+PATH_SAFE = "!$&'()*+,;=:@"  # what a path segment may hold unencoded (RFC 3986 pchar), besides letters and digits
+CRONITOR_SHAPE = "expected https://cronitor.link/p/<key>, https://cronitor.link/p/<key>/<group>, or a URL with {monitor}"
+HEALTHCHECKS_SHAPE = "expected https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>"
 
 
 class TelemetryConfigError(ValueError):
@@ -48,14 +52,109 @@ class TelemetryConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Ping:
-    """One request to a heartbeat service. `url` holds the key; only `shown` may be printed."""
+    """One request to a heartbeat service. `url` and `auth` hold secrets; `shown` is its only printable form."""
 
     target: str
     method: str
-    url: str
+    url: Secret
     shown: str
     body: bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    auth: Secret | None = None  # the Authorization header's value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.shown).hostname or "?"
+
+
+Params = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a target's pings go, parsed once: the key segment, the userinfo and the query values are Secret.
+
+    `path` holds decoded segments (each encoded once when rendered); MONITOR in one marks the case's place."""
+
+    origin: str  # scheme://host[:port], without userinfo
+    path: tuple[str | Secret, ...]
+    query: tuple[tuple[str, Secret], ...] = ()  # the URL's own parameters: ours replace the same names
+    auth: Secret | None = None  # Basic credentials from the URL's userinfo
+
+    def url(self, monitor: str, params: Params = (), tail: tuple[str, ...] = ()) -> Secret:
+        """The URL to send for one monitor key, held as a Secret."""
+        return Secret(self._render(_open, quote(monitor, safe=""), params, tail))
+
+    def shown(self, monitor: str, params: Params = (), tail: tuple[str, ...] = ()) -> str:
+        """The URL as it may be printed: key, userinfo and the URL's own query values hidden."""
+        return self._render(str, quote(monitor, safe="{}"), params, tail)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The hidden parts in the open (the key also as it is encoded), for the Redactor only."""
+        hidden = [s.reveal() for s in self.path if isinstance(s, Secret)] + [v.reveal() for _, v in self.query]
+        encoded = [quote(s, safe=PATH_SAFE) for s in hidden]
+        return tuple(dict.fromkeys([*hidden, *encoded, *([self.auth.reveal()] if self.auth else [])]))
+
+    def _render(self, text: Callable[[str | Secret], str], monitor: str, params: Params, tail: tuple[str, ...]) -> str:
+        ours = {name for name, _ in params}
+        path = "/".join(
+            monitor.join(quote(piece, safe=PATH_SAFE) for piece in text(segment).split(MONITOR))
+            for segment in (*self.path, *tail)
+        )
+        query = [(name, text(value)) for name, value in self.query if name not in ours] + list(params)
+        return f"{self.origin}/{path}" + (f"?{urlencode(query, safe='*')}" if query else "")
+
+
+def _open(part: str | Secret) -> str:
+    return part.reveal() if isinstance(part, Secret) else part
+
+
+class _Segments(tuple[str, ...]):
+    """A URL's decoded path segments in the open: one is a key, so their repr (a traceback's locals) hides them."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} path segments>"
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A heartbeat URL split once: the path still in the open (masked repr) until a target says where its key is."""
+
+    origin: str
+    segments: _Segments
+    query: tuple[tuple[str, Secret], ...]
+    auth: Secret | None
+
+    def address(self, key: int, keep: int | None = None, tail: tuple[str, ...] = ()) -> Address:
+        """The Address with segment `key` hidden, the first `keep` segments kept, then `tail`."""
+        path = tuple(Secret(s) if i == key else s for i, s in enumerate(self.segments[:keep]))
+        return Address(self.origin, path + tail, self.query, self.auth)
+
+
+def _split(url: Secret, shape: str) -> _Split:
+    """The one place a heartbeat URL is read in the open: urllib.parse splits it, its secret parts become Secrets."""
+    __tracebackhide__ = True  # its locals hold the whole URL: pytest never prints this frame
+    try:
+        parts = urlsplit(url.reveal())
+        parts.port  # noqa: B018 - a malformed port raises here, at start-up, not on every ping
+    except ValueError:
+        raise TelemetryConfigError(f"not a valid URL; {shape}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TelemetryConfigError(shape)
+    if MONITOR in parts.netloc or MONITOR in unquote(parts.query):
+        raise TelemetryConfigError("{monitor} belongs in the URL's path")
+    auth = None
+    if parts.username is not None:
+        # Userinfo is sent as Basic auth (as an HTTP client would), never in the URL, and never printed.
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = Secret("Basic " + base64.b64encode(pair.encode()).decode())
+    return _Split(
+        origin=f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}",
+        segments=_Segments(unquote(s) for s in parts.path.split("/") if s),
+        query=tuple((name, Secret(value)) for name, value in parse_qsl(parts.query, keep_blank_values=True)),
+        auth=auth,
+    )
 
 
 def run_host() -> str:
@@ -80,43 +179,39 @@ def end_message(outcome: Outcome) -> str:
 class Cronitor:
     """https://cronitor.link/p/<key>[/<group>], the /ping/ alias, any host, or a template with {monitor}."""
 
-    template: str
-    key: str
-    group: str | None
+    address: Address
+    group: str | None = None
     env: str | None = None
     host: str = field(default_factory=run_host)
     name: str = "cronitor"
 
     @classmethod
-    def from_url(cls, url: str, env: str | None = None) -> Cronitor:
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TelemetryConfigError("expected an http(s) URL like https://cronitor.link/p/<key>[/<group>]")
-        key = segments[1] if len(segments) >= 2 and segments[0] in ("p", "ping") else None
-        if "{monitor}" in url:
-            # Without the /p/<key>/ shape we cannot tell where the key is: hide every other path segment.
-            hidden = key or max((s for s in segments if "{monitor}" not in s), key=len, default="")
-            if not hidden:
+    def from_url(cls, url: Secret, env: str | None = None) -> Cronitor:
+        split = _split(url, CRONITOR_SHAPE)
+        segments = split.segments
+        keyed = len(segments) >= 2 and segments[0] in ("p", "ping") and MONITOR not in segments[1]
+        if any(MONITOR in s for s in segments):
+            # Without the /p/<key>/ shape we cannot tell where the key is: hide the longest other segment.
+            plain = [i for i, s in enumerate(segments) if MONITOR not in s]
+            if not plain:
                 raise TelemetryConfigError("a {monitor} template needs the key in its path")
-            return cls(template=url, key=hidden, group=None, env=env)
-        if key is None or len(segments) > 3 or parts.query:
-            raise TelemetryConfigError(
-                "expected https://cronitor.link/p/<key>, https://cronitor.link/p/<key>/<group>, or a URL with {monitor}"
-            )
-        group = segments[2] if len(segments) == 3 else None
-        base = f"{parts.scheme}://{parts.netloc}/{segments[0]}/{key}/"
-        return cls(template=base + "{monitor}", key=key, group=group, env=env)
+            return cls(split.address(1 if keyed else max(plain, key=lambda i: len(segments[i]))), env=env)
+        if not keyed or len(segments) > 3:
+            raise TelemetryConfigError(CRONITOR_SHAPE)
+        group = monitor_key(segments[2]) if len(segments) == 3 else None
+        if group == "":
+            raise TelemetryConfigError("the group after the key needs a letter or digit (monitor keys are [a-z0-9_-])")
+        return cls(split.address(1, keep=2, tail=(MONITOR,)), group=group, env=env)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.key,)
+        return self.address.secrets
 
     def monitor(self, case: Case) -> str:
         return f"{self.group}-{case.monitor}" if self.group else case.monitor
 
     def start(self, case: Case, series: str) -> Ping:
-        return self._ping(case, {"state": "run", "series": series})
+        return self._ping(case, [("state", "run"), ("series", series)])
 
     def end(self, case: Case, series: str, outcome: Outcome) -> Ping:
         params: list[tuple[str, str]] = [
@@ -130,45 +225,44 @@ class Cronitor:
         params += [("metric", f"{name}:{value:.3f}") for name, value in outcome.metrics.items()]
         return self._ping(case, params)
 
-    def _ping(self, case: Case, params: dict[str, str] | list[tuple[str, str]]) -> Ping:
-        common = [("host", self.host), ("stamp", f"{time.time():.3f}")] + ([("env", self.env)] if self.env else [])
-        items = list(params.items()) if isinstance(params, dict) else params
-        url = self.template.replace("{monitor}", quote(self.monitor(case), safe="")) + "?" + urlencode(items + common)
-        return Ping(self.name, "GET", url, url.replace(self.key, "***"))
+    def _ping(self, case: Case, params: list[tuple[str, str]]) -> Ping:
+        params = params + [("host", self.host), ("stamp", f"{time.time():.3f}")] + ([("env", self.env)] if self.env else [])
+        monitor = self.monitor(case)
+        return Ping(
+            self.name, "GET", self.address.url(monitor, params), self.address.shown(monitor, params), auth=self.address.auth
+        )
 
 
 @dataclass(frozen=True)
 class Healthchecks:
     """https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>: a slug per monitor, start and end paired by rid."""
 
-    base: str
-    key: str
+    address: Address
     create: bool = False
     name: str = "healthchecks"
 
     @classmethod
-    def from_url(cls, url: str, create: bool = False) -> Healthchecks:
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        shape_ok = len(segments) == 1 or (len(segments) == 2 and segments[0] == "ping")
-        if parts.scheme not in ("http", "https") or not parts.netloc or not shape_ok or parts.query:
-            raise TelemetryConfigError("expected https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>")
-        return cls(base=f"{parts.scheme}://{parts.netloc}/{'/'.join(segments)}", key=segments[-1], create=create)
+    def from_url(cls, url: Secret, create: bool = False) -> Healthchecks:
+        split = _split(url, HEALTHCHECKS_SHAPE)
+        segments = split.segments
+        if not (len(segments) == 1 or (len(segments) == 2 and segments[0] == "ping")):
+            raise TelemetryConfigError(HEALTHCHECKS_SHAPE)
+        return cls(split.address(len(segments) - 1, tail=(MONITOR,)), create=create)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.key,)
+        return self.address.secrets
 
     def start(self, case: Case, series: str) -> Ping:
-        return self._ping(case, "/start", series, None)
+        return self._ping(case, ("start",), series, None)
 
     def end(self, case: Case, series: str, outcome: Outcome) -> Ping:
-        return self._ping(case, "" if outcome.passed else "/fail", series, end_message(outcome).encode())
+        return self._ping(case, () if outcome.passed else ("fail",), series, end_message(outcome).encode())
 
-    def _ping(self, case: Case, suffix: str, series: str, body: bytes | None) -> Ping:
-        query = urlencode([("rid", series)] + ([("create", "1")] if self.create else []))
-        url = f"{self.base}/{case.monitor}{suffix}?{query}"
-        return Ping(self.name, "POST", url, url.replace(self.key, "***"), body)
+    def _ping(self, case: Case, tail: tuple[str, ...], series: str, body: bytes | None) -> Ping:
+        params = [("rid", series)] + ([("create", "1")] if self.create else [])
+        url, shown = self.address.url(case.monitor, params, tail), self.address.shown(case.monitor, params, tail)
+        return Ping(self.name, "POST", url, shown, body, auth=self.address.auth)
 
 
 Target = Cronitor | Healthchecks
@@ -229,7 +323,7 @@ class Delivery:
             try:
                 reason = await self._attempts(ping)
             except Exception as exc:  # never let a ping's fault escape unreported
-                reason = f"{type(exc).__name__} sending to {urlsplit(ping.url).hostname}"
+                reason = f"{type(exc).__name__} sending to {ping.host}"
         if reason is None:
             self.sent.append(ping)
         else:
@@ -240,11 +334,13 @@ class Delivery:
         """None when delivered, else why not. Retries network errors, 5xx and 429 (honouring Retry-After)."""
         assert self._client is not None
         reason = "not sent"
-        host = urlsplit(ping.url).hostname
+        host = ping.host
         for attempt in range(1, ATTEMPTS + 1):
             wait = 0.5 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             try:
-                async with self._client.stream(ping.method, ping.url, content=ping.body, headers=ping.headers) as response:
+                async with self._client.stream(
+                    ping.method, ping.url.reveal(), content=ping.body, headers=request_headers(ping)
+                ) as response:
                     await skim(response)
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__} from {host}"
@@ -262,6 +358,11 @@ class Delivery:
         return reason
 
 
+def request_headers(ping: Ping) -> dict[str, str]:
+    """A ping's headers with its Authorization in the open: called only as the request is sent."""
+    return dict(ping.headers) | ({"authorization": ping.auth.reveal()} if ping.auth else {})
+
+
 async def skim(response: httpx.Response) -> None:
     """Read at most REPLY_READ_CAP raw bytes of a reply: a 100 MB body or a gzip bomb costs nothing."""
     read = 0
@@ -272,7 +373,7 @@ async def skim(response: httpx.Response) -> None:
                 return
 
 
-def provisioning(api_url: str, api_key: str, target: Cronitor, cases: Iterable[Case], schedule: str | None) -> Ping:
+def provisioning(api_url: str, api_key: Secret, target: Cronitor, cases: Iterable[Case], schedule: str | None) -> Ping:
     """One Monitor API request that creates or updates every case's job monitor, so a run that never comes pages."""
     monitors = []
     for case in cases:
@@ -288,9 +389,9 @@ def provisioning(api_url: str, api_key: str, target: Cronitor, cases: Iterable[C
             monitor["group"] = target.group
         monitors.append(monitor)
     url = api_url.rstrip("/") + "/monitors"
-    auth = base64.b64encode(f"{api_key}:".encode()).decode()
-    headers = (("authorization", f"Basic {auth}"), ("content-type", "application/json"))
-    return Ping("cronitor-api", "PUT", url, url, json.dumps({"monitors": monitors}).encode(), headers)
+    auth = Secret("Basic " + base64.b64encode(f"{api_key.reveal()}:".encode()).decode())
+    body = json.dumps({"monitors": monitors}).encode()
+    return Ping("cronitor-api", "PUT", Secret(url), url, body, (("content-type", "application/json"),), auth)
 
 
 class Heartbeats:
@@ -314,7 +415,9 @@ class Heartbeats:
             self.delivery.send(target.end(case, series, outcome), chain=f"{target.name}:{case.id}")
 
 
-def targets_from(cronitor_url: str | None, cronitor_env: str | None, healthchecks_url: str | None, create: bool) -> list[Target]:
+def targets_from(
+    cronitor_url: Secret | None, cronitor_env: str | None, healthchecks_url: Secret | None, create: bool
+) -> list[Target]:
     """The configured targets; a malformed URL raises naming the option and the expected shape."""
     targets: list[Target] = []
     try:
@@ -332,10 +435,7 @@ def targets_from(cronitor_url: str | None, cronitor_env: str | None, healthcheck
 
 def describe(targets: Iterable[Target], dry_run: bool) -> str:
     """For the report header: where pings go, key hidden."""
-    shown = [
-        f"{t.name} {t.template.replace(t.key, '***')}" if isinstance(t, Cronitor) else f"{t.name} {t.base.replace(t.key, '***')}"
-        for t in targets
-    ]
+    shown = [f"{t.name} {t.address.shown(MONITOR)}" for t in targets]
     if not shown:
         return "telemetry: off (no --cronitor-url / CRONITOR_URL or --healthchecks-url / HEALTHCHECKS_URL)"
     return "telemetry: " + ", ".join(shown) + (" (dry run: pings are printed, not sent)" if dry_run else "")

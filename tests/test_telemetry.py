@@ -6,18 +6,27 @@ import base64
 import json
 import sys
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
 from checks.config import Case, Endpoint
 from checks.engine import Outcome
+from checks import settings
+from checks.redact import Redactor
+from checks.runtime import BackgroundLoop
 from checks.telemetry import (
     Cronitor,
+    Delivery,
     Healthchecks,
+    Ping,
     TelemetryConfigError,
     cut_message,
+    describe,
+    provisioning,
     targets_from,
 )
+from checks.redact import Secret
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -47,30 +56,109 @@ def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
     ],
 )
 def test_cronitor_url_forms(url: str, expected_path: str) -> None:
-    ping = Cronitor.from_url(url).start(a_case(), "s1")
-    assert ping.url.split("?")[0].endswith(expected_path)
+    ping = Cronitor.from_url(Secret(url)).start(a_case(), "s1")
+    assert ping.url.reveal().split("?")[0].endswith(expected_path)
     assert KEY not in ping.shown and "***" in ping.shown
 
 
 @pytest.mark.parametrize(
     "url",
-    [f"https://cronitor.link/{KEY}", f"https://cronitor.link/p/{KEY}/a/b", f"ftp://cronitor.link/p/{KEY}", f"https://cronitor.link/p/{KEY}?x=1"],
+    [
+        f"https://cronitor.link/{KEY}",
+        f"https://cronitor.link/p/{KEY}/a/b",
+        f"ftp://cronitor.link/p/{KEY}",
+        f"https://cronitor.link:99999/p/{KEY}",
+        f"https://[::1/p/{KEY}",
+        f"https://cronitor.link/p/{KEY}/%21%21",
+        f"https://h/p/{KEY}/x?m={{monitor}}",
+    ],
 )
-def test_a_malformed_cronitor_url_is_refused_without_printing_it(url: str) -> None:
+def test_a_malformed_cronitor_url_is_refused_in_one_line_without_printing_it(url: str) -> None:
     with pytest.raises(TelemetryConfigError) as raised:
-        targets_from(url, None, None, False)
-    assert str(raised.value).startswith("--cronitor-url (CRONITOR_URL): expected")
-    assert KEY not in str(raised.value)
+        targets_from(Secret(url), None, None, False)
+    message = str(raised.value)
+    assert message.startswith("--cronitor-url (CRONITOR_URL): ") and "\n" not in message
+    assert KEY not in message
 
 
 def test_healthchecks_url_forms() -> None:
-    hosted = Healthchecks.from_url(f"https://hc-ping.com/{HC_KEY}", create=True).start(a_case(), "rid-1")
-    assert hosted.url == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
-    own = Healthchecks.from_url(f"https://hc.internal/ping/{HC_KEY}").end(a_case(), "rid-1", Outcome(False, "timeout: slow"))
-    assert own.url == f"https://hc.internal/ping/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/fail?rid=rid-1"
+    hosted = Healthchecks.from_url(Secret(f"https://hc-ping.com/{HC_KEY}"), create=True).start(a_case(), "rid-1")
+    assert hosted.url.reveal() == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
+    own = Healthchecks.from_url(Secret(f"https://hc.internal/ping/{HC_KEY}")).end(a_case(), "rid-1", Outcome(False, "timeout: slow"))
+    assert own.url.reveal() == f"https://hc.internal/ping/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/fail?rid=rid-1"
     assert own.body == b"timeout: slow" and HC_KEY not in own.shown
     with pytest.raises(TelemetryConfigError, match="--healthchecks-url"):
-        targets_from(None, None, f"https://hc-ping.com/a/b/{HC_KEY}", False)
+        targets_from(None, None, Secret(f"https://hc-ping.com/a/b/{HC_KEY}"), False)
+
+
+def cronitor_start(url: str) -> tuple[Cronitor, Ping]:
+    target = Cronitor.from_url(Secret(url))
+    return target, target.start(a_case(), "s1")
+
+
+@pytest.mark.parametrize(
+    ("url", "sent", "shown"),
+    [
+        (  # a template's own query is kept, its values hidden; ours follow
+            f"https://h/x/{KEY}/{{monitor}}?token=tok-abc123",
+            f"https://h/x/{KEY}/gw-meta-llama-llama-3-1-8b-instruct?token=tok-abc123&state=run&series=s1&",
+            "https://h/x/***/{monitor}?token=***",
+        ),
+        (  # a fragment is never sent; a parameter we set replaces the template's
+            f"https://h/x/{KEY}/{{monitor}}?state=bogus&team=a#frag",
+            f"https://h/x/{KEY}/gw-meta-llama-llama-3-1-8b-instruct?team=a&state=run&series=s1&",
+            "https://h/x/***/{monitor}?state=***&team=***",
+        ),
+        (  # userinfo never appears: it travels as Basic auth
+            f"https://user:pa55-word@h/p/{KEY}",
+            f"https://h/p/{KEY}/gw-meta-llama-llama-3-1-8b-instruct?state=run&series=s1&",
+            "https://h/p/***/{monitor}",
+        ),
+    ],
+)
+def test_a_url_is_parsed_once_and_printed_without_userinfo_or_query_values(url: str, sent: str, shown: str) -> None:
+    target, ping = cronitor_start(url)
+    assert ping.url.reveal().startswith(sent)
+    assert describe([target], False) == f"telemetry: cronitor {shown}"
+    for printed in (ping.shown, describe([target], False), repr(target), repr(ping)):
+        for secret in (KEY, "tok-abc123", "pa55-word", "user", "team=a", "frag"):
+            assert secret not in printed
+
+
+def test_userinfo_becomes_basic_auth_held_as_a_secret() -> None:
+    target, ping = cronitor_start(f"https://user:pa55%40word@h/p/{KEY}")
+    assert ping.auth is not None and ping.auth.reveal() == "Basic " + base64.b64encode(b"user:pa55@word").decode()
+    assert "pa55" not in repr(ping) and "user" not in ping.url.reveal()
+    assert ping.auth.reveal() in target.secrets
+
+
+@pytest.mark.parametrize("group", ["My%20Group", "My Group", "my-group", "my%2Dgroup"])
+def test_a_group_is_decoded_once_and_made_a_stable_monitor_key(group: str) -> None:
+    target, ping = cronitor_start(f"https://cronitor.link/p/{KEY}/{group}")
+    assert target.group == "my-group"
+    assert ping.url.reveal().split("?")[0] == f"https://cronitor.link/p/{KEY}/my-group-gw-meta-llama-llama-3-1-8b-instruct"
+
+
+def test_secrets_are_held_as_secret_from_settings_to_pings() -> None:
+    api_key = "cronitorapikey987654321"
+    fake = SimpleNamespace(
+        option=SimpleNamespace(cronitor_url=f"https://u:pw-1234@h/p/{KEY}?token=tok-abc123", only=[]), getini=lambda name: ""
+    )
+    resolved = settings.resolve(fake, environ={"HEALTHCHECKS_URL": f"https://hc-ping.com/{HC_KEY}", "CRONITOR_API_KEY": api_key})
+    assert isinstance(resolved.cronitor_url, Secret) and isinstance(resolved.cronitor_api_key, Secret)
+    assert set(resolved.secrets) == {fake.option.cronitor_url, f"https://hc-ping.com/{HC_KEY}", api_key}
+    targets = targets_from(resolved.cronitor_url, None, resolved.healthchecks_url, False)
+    pings = [t.start(a_case(), "s1") for t in targets] + [provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)]
+    loop = BackgroundLoop()
+    try:
+        delivery = Delivery(loop, Redactor(resolved.secrets), dry_run=False)
+        printed = repr([resolved, targets, pings, delivery, vars(delivery)])
+        delivery.flush(1)
+    finally:
+        loop.close()
+    for secret in (KEY, HC_KEY, api_key, "tok-abc123", "pw-1234", base64.b64encode(f"{api_key}:".encode()).decode()):
+        assert secret not in printed
+    assert printed.count("Secret('***')") >= 8
 
 
 def test_messages_keep_the_tail_of_an_error() -> None:
