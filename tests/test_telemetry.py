@@ -343,3 +343,50 @@ def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server
     peak_kib = int(run.result.stderr.str().rsplit("peak-rss-kib", 1)[1].split()[0])
     print(f"monitor peak RSS with a {mode} ping reply: {peak_kib // 1024} MiB")  # the figure quoted in the closing note (-rA)
     assert peak_kib < 200 * 1024, f"the monitor peaked at {peak_kib // 1024} MiB"  # 61 MiB; unfixed: 386 and 3141
+
+
+# --- a crash in the telemetry path, printed with every local, shows no secret ---
+
+CRASH_PLUGIN = """
+import checks.engine as engine
+import checks.telemetry as telemetry
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("injected telemetry bug")
+
+
+SITES = {
+    "case": (engine.Engine, "outcome"),  # inside a case: its traceback holds the plugin's Monitor, settings and targets
+    "end": (telemetry, "end_message"),  # building a ping, in a hook
+    "provisioning": (telemetry, "provisioning"),  # at start-up
+}
+owner, name = SITES[CRASH_SITE]
+setattr(owner, name, boom)
+"""
+USERINFO_PASSWORD = "userinfo-pw-8c1d"
+URL_TOKEN = "url-token-4e7a"
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@pytest.mark.parametrize("site", ["case", "end", "provisioning"])
+def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch, site: str, workers: list[str],
+) -> None:
+    api_key = "cronitorapikey987654321"
+    pytester.makepyfile(crash_telemetry=CRASH_PLUGIN.replace("CRASH_SITE", repr(site)))
+    monkeypatch.setenv("CRONITOR_URL", f"http://monitor:{USERINFO_PASSWORD}@127.0.0.1:{receiver.port}/p/{KEY}/grp?token={URL_TOKEN}")
+    monkeypatch.setenv("HEALTHCHECKS_URL", f"{receiver.url}/ping/{HC_KEY}")
+    monkeypatch.setenv("CRONITOR_API_KEY", api_key)
+    monkeypatch.setenv("CRONITOR_API_URL", f"{receiver.url}/api")
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, model("crash-ok"), model("crash-bad+status=500"))]},
+        "-p", "crash_telemetry", "--showlocals", "--fulltrace", "-vv", *workers,  # -vv: whole reprs; fulltrace: an INTERNALERROR's locals too
+    )
+    output = run.output
+    assert "RuntimeError: injected telemetry bug" in output, output
+    auth = (base64.b64encode(f"{api_key}:".encode()).decode(), base64.b64encode(f"monitor:{USERINFO_PASSWORD}".encode()).decode())
+    for secret in (KEY, HC_KEY, api_key, USERINFO_PASSWORD, URL_TOKEN, *auth):
+        assert secret not in output and secret not in run.junit
+    assert "Secret('***')" in output, "the locals holding secrets were printed, masked"
