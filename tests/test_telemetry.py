@@ -390,3 +390,25 @@ def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
     for secret in (KEY, HC_KEY, api_key, USERINFO_PASSWORD, URL_TOKEN, *auth):
         assert secret not in output and secret not in run.junit
     assert "Secret('***')" in output, "the locals holding secrets were printed, masked"
+
+
+def test_a_template_with_userinfo_query_and_fragment_keeps_our_params_and_prints_no_secret(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor
+) -> None:
+    url = f"http://monitor:{USERINFO_PASSWORD}@127.0.0.1:{receiver.port}/hb/{KEY}/{{monitor}}?token={URL_TOKEN}&state=x#frag"
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("tpl-ok"))]}, f"--cronitor-url={url}")
+    assert run.ret == 0, run.output
+    run.result.stdout.fnmatch_lines(["telemetry: cronitor http://127.0.0.1:*/hb/***/{monitor}?token=***&state=***"])
+    assert [p.path for p in receiver.pings] == [f"/hb/{KEY}/svc-tpl-ok"] * 2
+    assert [p.query["state"] for p in receiver.pings] == [["run"], ["complete"]]
+    assert all(p.query["token"] == [URL_TOKEN] for p in receiver.pings)
+    basic = "Basic " + base64.b64encode(f"monitor:{USERINFO_PASSWORD}".encode()).decode()
+    assert all(p.headers["authorization"] == basic for p in receiver.pings), "userinfo is sent as Basic auth"
+    for secret in (KEY, USERINFO_PASSWORD, URL_TOKEN):
+        assert secret not in run.output and secret not in run.junit
+
+
+def test_a_percent_encoded_group_is_decoded_once(openai_server: FakeOpenAI, receiver: Receiver, run_monitor) -> None:
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("grp-ok"))]}, f"--cronitor-url={receiver.url}/p/{KEY}/My%20Group")
+    assert run.ret == 0, run.output
+    assert [p.path for p in receiver.pings] == [f"/p/{KEY}/my-group-svc-grp-ok"] * 2
