@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -138,8 +139,16 @@ def load_schema() -> dict[str, Any]:
 
 
 def monitor_key(text: str) -> str:
-    """A path-safe, stable heartbeat monitor key: lower case, [a-z0-9_-] only."""
-    return _UNSAFE_KEY_CHARS.sub("-", text.lower()).strip("-")[:100]
+    """A path-safe, stable heartbeat monitor key: lower case, [a-z0-9_-] only.
+
+    Accents fold away (café -> cafe); a name in another script (模型, an emoji) keeps what is left and gains a
+    short hash of the whole name, so that two such names never share a key and none is left empty."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    key = _UNSAFE_KEY_CHARS.sub("-", folded.lower()).strip("-")
+    if not folded.isascii():
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        key = f"{key[:91]}-{digest}" if key else digest
+    return key[:100]
 
 
 def base_url(url: str) -> str:

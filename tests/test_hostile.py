@@ -30,16 +30,20 @@ def assert_no_crash(output: str) -> None:
 @WORKERS
 def test_every_case_reports_and_pings_whatever_its_name(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
     """pytest escapes these ids (caf\\xe9, \\u6a21\\u578b): each case is still found, pinged and summed up."""
-    names = {"café": "m-cafe", "模型": "m-cjk", "🧪": "m-emoji", "a::b/c": "m-colons"}
-    models = [model(f"{name}+status=500", id=name, monitor=key) for name, key in names.items()]
+    names = ["café", "模型", "🧪", "a::b/c"]
+    models = [model(f"{name}+status=500", id=name) for name in names]
     with Receiver() as receiver:
         run = run_monitor({"endpoints": [endpoint(server.url, model("fine"), *models)]},
                           f"--cronitor-url={receiver.url}/p/idkey12345", *workers)
         pings = {(p.path.rsplit("/", 1)[1], p.query["state"][0]): p.query for p in receiver.pings}
     assert run.ret == 1
     assert_no_crash(run.output)
-    for name, key in names.items():
+    keys = {run.cases[f"svc/{name}"]["model_monitor.monitor"] for name in names}
+    assert len(keys) == len(names) and "svc-cafe" in keys, "each name keeps a key of its own"
+    for name in names:
         case_id = f"svc/{name}"
+        key = run.cases[case_id]["model_monitor.monitor"]
+        assert re.fullmatch(r"[a-z0-9_-]+", key), key
         assert run.error_class(case_id) == "server_error"
         assert (key, "run") in pings, case_id
         assert pings[(key, "fail")]["message"] == [run.reason(case_id)], case_id
