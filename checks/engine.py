@@ -61,6 +61,13 @@ class Outcome:
     status_code: int | None = None
     attempts: tuple[Attempt, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
+    started_at: float | None = None  # Unix time the first attempt was sent
+    ended_at: float | None = None  # Unix time the last attempt ended (or the run stopped waiting for it)
+
+    @property
+    def request_s(self) -> float | None:
+        """The request's own time, every attempt and the waits between them: what JUnit and --durations show."""
+        return None if self.started_at is None or self.ended_at is None else self.ended_at - self.started_at
 
     def properties(self) -> list[tuple[str, Any]]:
         """As pytest user_properties: they travel from xdist workers and land in JUnit XML."""
@@ -71,6 +78,8 @@ class Outcome:
             ("duration_s", None if self.duration_s is None else round(self.duration_s, 6)),
             ("status_code", self.status_code),
             ("attempts", "; ".join(map(str, self.attempts))),
+            ("started_at", self.started_at),
+            ("ended_at", self.ended_at),
             *((f"metric.{name}", value) for name, value in self.metrics.items()),
         ]
         return [(PROPERTY_PREFIX + name, value) for name, value in props if value is not None]
@@ -87,16 +96,31 @@ class Outcome:
             duration_s=props.get("duration_s"),
             status_code=props.get("status_code"),
             metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
+            started_at=props.get("started_at"),
+            ended_at=props.get("ended_at"),
         )
 
 
 @dataclass(frozen=True)
 class _Probed:
-    """What the loop hands back: the completed exchange, or the error that ended the attempts."""
+    """What the loop hands back: the completed exchange, or the error that ended the attempts, and when."""
 
     attempts: tuple[Attempt, ...]
+    started_at: float
+    ended_at: float
     result: Timed | None = None
     error: ProbeError | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the run stopped probing (SIGTERM, the run deadline...), when, and which requests were in flight."""
+
+    error_class: ErrorClass
+    why: str  # "run interrupted by SIGTERM after 12.3 s"
+    at: float  # monotonic
+    wall: float  # Unix time
+    in_flight: Mapping[str, float]  # case id -> monotonic time its current attempt was sent
 
 
 class Engine:
@@ -127,18 +151,27 @@ class Engine:
         self._tls: dict[bool, ssl.SSLContext] = {}
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self._global_slots: asyncio.Semaphore | None = None
+        self._in_flight: dict[str, float] = {}  # case id -> monotonic time its current attempt was sent
+        self._first_sent: dict[str, float] = {}  # case id -> Unix time its first attempt was sent
+        self._stop: Stop | None = None
 
     def start(self, cases: Iterable[Case]) -> None:
         """Begin probing these cases now, in order, as the caps allow.
 
         Every request is built first and only then are they all handed to the loop, so that building the later
         ones does not hold the GIL while the first ones are being timed."""
+        if self._stop is not None:
+            return
         prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures]
         for case, transport, request in prepared:
             self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
 
     def outcome(self, case: Case) -> Outcome:
-        """Wait for this case's probe (starting it if it was not prefetched), then judge it."""
+        """Wait for this case's probe (starting it if it was not prefetched), then judge it.
+
+        After stop(), a probe that had finished is still judged; one that had not fails with the stop's class."""
+        if self._stop is not None and case.id not in self._futures:
+            return self._stopped(case, self._stop)
         started = time.monotonic()
         future = self._future(case)
         try:
@@ -148,10 +181,40 @@ class Engine:
                 # Bounded by the case's own timeout, so it stays inside the case's pytest-timeout budget.
                 left = case.timeout - (time.monotonic() - started)
                 concurrent.futures.wait(list(self._futures.values()), timeout=max(0.0, left))
+        except concurrent.futures.CancelledError:
+            if self._stop is None:
+                raise
+            return self._stopped(case, self._stop)
         except BaseException:
             future.cancel()  # pytest-timeout or Ctrl-C: stop the request too
             raise
         return self._judge(case, probed)
+
+    def stop(self, error_class: ErrorClass, why: str) -> None:
+        """Stop probing: every request in flight or not yet sent is cancelled, and its case fails with this class.
+
+        Safe from a signal handler and from another thread; only the first call counts."""
+        if self._stop is not None:
+            return
+        self._stop = Stop(error_class, why, time.monotonic(), time.time(), dict(self._in_flight))
+        for future in list(self._futures.values()):
+            future.cancel()
+
+    def _stopped(self, case: Case, stop: Stop) -> Outcome:
+        sent = stop.in_flight.get(case.id)
+        if sent is not None:
+            state = f"request in flight for {stop.at - sent:.1f} s"
+        else:
+            state = "waiting to retry" if case.id in self._first_sent else "request not sent yet"
+        first = self._first_sent.get(case.id)
+        return Outcome(
+            passed=False,
+            reason=self._redact(f"{stop.error_class.value}: {stop.why}; {state}"),
+            error_class=stop.error_class.value,
+            duration_s=None if sent is None else stop.at - sent,
+            started_at=first,
+            ended_at=stop.wall if first is not None else None,
+        )
 
     def close(self) -> None:
         async def close_transports() -> None:
@@ -189,24 +252,31 @@ class Engine:
         started, budget = time.monotonic(), case_budget(case)
         while True:
             async with self._slots(case.endpoint):
+                sent = time.time()
+                first = self._first_sent.setdefault(case.id, sent)
+                self._in_flight[case.id] = time.monotonic()
                 try:
-                    return _Probed(tuple(attempts), result=await timed(transport, request, case.timeout, consumer(case)))
+                    result = await timed(transport, request, case.timeout, consumer(case))
+                    return _Probed(tuple(attempts), first, sent + result.duration, result=result)
                 except ProbeError as error:
                     failure = error
+                finally:
+                    self._in_flight.pop(case.id, None)
             attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
+            ended = sent + (failure.duration or 0.0)
             if not failure.error_class.transient or len(attempts) > case.retries:
-                return _Probed(tuple(attempts), error=failure)
+                return _Probed(tuple(attempts), first, ended, error=failure)
             wait = backoff(len(attempts), failure.retry_after)
             asked = failure.retry_after
             if asked is not None and time.monotonic() - started + wait + case.timeout > budget:
                 failure.message += f"; server asks to retry after {asked:.0f} s, beyond this case's {budget:g} s budget"
-                return _Probed(tuple(attempts), error=failure)
+                return _Probed(tuple(attempts), first, ended, error=failure)
             await asyncio.sleep(wait)
 
     def _judge(self, case: Case, probed: _Probed) -> Outcome:
         if probed.result is None:
             assert probed.error is not None
-            return self._failed(probed.error, list(probed.attempts))
+            return self._failed(probed.error, list(probed.attempts), probed)
         result = probed.result
         try:
             verdict = _evaluate_totally(case, result)
@@ -214,11 +284,14 @@ class Engine:
             if error.error_class is not ErrorClass.SLO:
                 error.message += f" (HTTP {result.status_code} after {result.duration:.3f} s)"
             error.status_code, error.duration = result.status_code, result.duration
-            return self._failed(error, [*probed.attempts, Attempt(error.error_class.value, result.status_code, result.duration)])
+            attempt = Attempt(error.error_class.value, result.status_code, result.duration)
+            return self._failed(error, [*probed.attempts, attempt], probed)
         attempts = [*probed.attempts, Attempt(None, result.status_code, result.duration)]
-        return self._passed(verdict.summary, result, attempts, verdict.metrics)
+        return self._passed(verdict.summary, result, attempts, verdict.metrics, probed)
 
-    def _passed(self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float]) -> Outcome:
+    def _passed(
+        self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float], probed: _Probed
+    ) -> Outcome:
         retried = [a for a in attempts if a.error_class]
         if retried:
             n = len(retried)
@@ -230,9 +303,11 @@ class Engine:
             status_code=result.status_code,
             attempts=tuple(attempts),
             metrics=metrics,
+            started_at=probed.started_at,
+            ended_at=probed.ended_at,
         )
 
-    def _failed(self, error: ProbeError, attempts: list[Attempt]) -> Outcome:
+    def _failed(self, error: ProbeError, attempts: list[Attempt], probed: _Probed) -> Outcome:
         reason = f"{error.error_class.value}: {error.message}"
         if len(attempts) > 1:
             reason += f" ({len(attempts)} attempts)"
@@ -244,6 +319,8 @@ class Engine:
             status_code=error.status_code,
             attempts=tuple(attempts),
             metrics=error.metrics,
+            started_at=probed.started_at,
+            ended_at=probed.ended_at,
         )
 
     def _slots(self, endpoint: Endpoint) -> _Slots:

@@ -9,6 +9,7 @@
         schema empty                        the reply has the wrong shape, or nothing in it
         stream_broken                       an SSE stream that ended or broke before it was complete
         slo expectation                     the reply was fine but too slow, or not what the model entry expects
+        interrupted                         the run was stopped (SIGTERM, SIGINT) before the case was judged
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ErrorClass(enum.StrEnum):
     STREAM_BROKEN = "stream_broken"
     SLO = "slo"
     EXPECTATION = "expectation"
+    INTERRUPTED = "interrupted"
 
     @property
     def transient(self) -> bool:

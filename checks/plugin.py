@@ -5,9 +5,11 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,12 @@ from .engine import Engine, Outcome, case_budget
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop
+from .stop import Role, Stopper
 
 CHECKS_DIR = Path(__file__).resolve().parent
 TIMEOUT_SLACK_S = 10.0
+MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
+RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Monitor:
     redact: Redactor
     records: RedactingRecords
     cases: CaseIndex
+    stopper: Stopper
     targets: list[telemetry.Target] = field(default_factory=list)
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
@@ -52,6 +58,7 @@ class Monitor:
                 share=int(workerinput.get("workercount", 1)),  # the caps hold for the whole run, not per worker
                 drain=_sets_timeouts(config),  # a user's own --timeout leaves no room to wait
             )
+            self.stopper.attach(self.engine)
         return self.engine
 
     def start_heartbeats(self) -> telemetry.Heartbeats:
@@ -60,6 +67,7 @@ class Monitor:
         return self.heartbeats
 
     def close(self) -> None:
+        self.stopper.uninstall()
         if self.engine is not None:
             self.engine.close()
         if self.loop is not None:
@@ -98,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
     redact = Redactor([*suite.secrets, *resolved.secrets, *(s for t in targets for s in t.secrets)])
     records = RedactingRecords(redact)
     records.install()
-    monitor = Monitor(resolved, suite, redact, records, CaseIndex(case_by_id), targets=targets)
+    monitor = Monitor(resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets)
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
@@ -112,6 +120,24 @@ def pytest_configure(config: pytest.Config) -> None:
                 resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
             heartbeats.delivery.send(ping, chain="provisioning")
+
+
+def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
+    """SIGTERM, SIGINT and the run deadline, counted from the controller's start under xdist."""
+    role: Role = "worker" if hasattr(config, "workerinput") else "controller" if _is_controller(config) else "single"
+    started = float(getattr(config, "workerinput", {}).get(RUN_STARTED, time.time()))
+    stopper = Stopper(role, started, resolved.stop_grace)
+    stopper.install()
+    stopper.arm(resolved.run_deadline)  # on a controller it only bounds the last pings: its workers stop themselves
+    return stopper
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: each worker counts the run deadline from the controller's start, not its own."""
+    monitor = node.config.stash.get(MONITOR, None)
+    if monitor is not None:
+        node.workerinput[RUN_STARTED] = monitor.stopper.started
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -189,13 +215,28 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
     return check
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A case's time in JUnit and --durations is its request's own (every attempt), not how long pytest waited:
+    the first case waits for every prefetched probe, later ones find their answer ready."""
+    report = yield
+    outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
+    if outcome is not None and outcome.request_s is not None:
+        report.duration = outcome.request_s
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Deliver the last pings (bounded) before the summary names any that failed."""
+    """Deliver the last pings (bounded, tighter after a stop) before the summary names any that failed."""
     monitor = session.config.stash.get(MONITOR, None)
-    if monitor is None or monitor.heartbeats is None:
+    if monitor is None:
+        return
+    if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    if monitor.heartbeats is None:
         return
     delivery = monitor.heartbeats.delivery
-    delivery.flush(monitor.settings.telemetry_deadline)
+    delivery.flush(max(MIN_FLUSH_S, min(monitor.settings.telemetry_deadline, monitor.stopper.grace_left())))
     if delivery.failures and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -209,6 +250,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("model-monitor summary")
         for line in report.table(rows):
             terminalreporter.write_line(line)
+    if monitor.stopper.reason is not None:
+        error_class, why = monitor.stopper.reason
+        terminalreporter.write_line(
+            f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
+            "their verdicts", red=True, bold=True
+        )
     if monitor.heartbeats is not None:
         failed = bool(monitor.heartbeats.delivery.failures)
         for line in telemetry.summary_lines(monitor.heartbeats.delivery, monitor.targets):
@@ -223,14 +270,12 @@ class HeartbeatHooks:
         self._cases = cases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """run when a case's setup passed; complete or fail with its verdict (a crash or timeout fails too)."""
+        """On a case's verdict (its call, or a failed setup, a crash, a timeout): its run and its end, each
+        stamped with when its request really started and ended."""
         case = self._cases.case_of(report)
-        if case is None or report.when == "teardown" or report.skipped:
+        if case is None or report.when == "teardown" or report.skipped or (report.when == "setup" and report.passed):
             return
-        if report.when == "setup" and report.passed:
-            self._heartbeats.started(case)
-        elif report.when != "setup" or report.failed:
-            self._heartbeats.ended(case, outcome_of(report))
+        self._heartbeats.ended(case, outcome_of(report))
 
 
 def case_of(item: pytest.Item) -> Case | None:

@@ -7,6 +7,7 @@ the moment it is read, so that no repr, log or traceback local can show it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise ValueError("must be greater than 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number greater than 0")
     return value
 
 
@@ -78,6 +79,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("telemetry_dry_run", "Print the pings instead of sending them (keys redacted).", False, env="MODEL_MONITOR_TELEMETRY_DRY_RUN", parse=_flag, is_flag=True),
     Option("telemetry_strict", "Fail the run (exit 1) when a ping could not be delivered.", False, env="MODEL_MONITOR_TELEMETRY_STRICT", parse=_flag, is_flag=True),
     Option("telemetry_deadline", "Seconds that delivering the last pings may take at the end of the run.", 30.0, env="MODEL_MONITOR_TELEMETRY_DEADLINE", parse=_positive_float),
+    Option(
+        "run_deadline",
+        "Seconds after the run's start when every case not yet judged fails as timeout, and the run reports and exits.",
+        env="MODEL_MONITOR_RUN_DEADLINE",
+        parse=_positive_float,
+    ),
+    Option(
+        "stop_grace",
+        "Seconds a stopped run (SIGTERM, SIGINT, the run deadline) may take to fail what is left, ping and report.",
+        10.0,
+        env="MODEL_MONITOR_STOP_GRACE",
+        parse=_positive_float,
+    ),
     Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True, secret=True),
     Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),

@@ -210,8 +210,8 @@ class Cronitor:
     def monitor(self, case: Case) -> str:
         return f"{self.group}-{case.monitor}" if self.group else case.monitor
 
-    def start(self, case: Case, series: str) -> Ping:
-        return self._ping(case, [("state", "run"), ("series", series)])
+    def start(self, case: Case, series: str, outcome: Outcome) -> Ping:
+        return self._ping(case, [("state", "run"), ("series", series)], outcome.started_at)
 
     def end(self, case: Case, series: str, outcome: Outcome) -> Ping:
         params: list[tuple[str, str]] = [
@@ -223,10 +223,12 @@ class Cronitor:
         if outcome.duration_s is not None:
             params.append(("metric", f"duration:{outcome.duration_s:.3f}"))
         params += [("metric", f"{name}:{value:.3f}") for name, value in outcome.metrics.items()]
-        return self._ping(case, params)
+        return self._ping(case, params, outcome.ended_at)
 
-    def _ping(self, case: Case, params: list[tuple[str, str]]) -> Ping:
-        params = params + [("host", self.host), ("stamp", f"{time.time():.3f}")] + ([("env", self.env)] if self.env else [])
+    def _ping(self, case: Case, params: list[tuple[str, str]], at: float | None) -> Ping:
+        """`at` is when it happened (the stamp Cronitor's timeline and run duration use), however late we send it."""
+        stamp = time.time() if at is None else at
+        params = params + [("host", self.host), ("stamp", f"{stamp:.3f}")] + ([("env", self.env)] if self.env else [])
         monitor = self.monitor(case)
         return Ping(
             self.name, "GET", self.address.url(monitor, params), self.address.shown(monitor, params), auth=self.address.auth
@@ -253,7 +255,8 @@ class Healthchecks:
     def secrets(self) -> tuple[str, ...]:
         return self.address.secrets
 
-    def start(self, case: Case, series: str) -> Ping:
+    def start(self, case: Case, series: str, outcome: Outcome) -> Ping:
+        """Healthchecks takes no client time: it measures from this ping's arrival to the end's."""
         return self._ping(case, ("start",), series, None)
 
     def end(self, case: Case, series: str, outcome: Outcome) -> Ping:
@@ -395,24 +398,21 @@ def provisioning(api_url: str, api_key: Secret, target: Cronitor, cases: Iterabl
 
 
 class Heartbeats:
-    """Turns case starts and ends into pings for every target, pairing each run's start and end."""
+    """Turns a case's verdict into its run and its end for every target, paired by one series.
+
+    Both go out when the verdict is known, each stamped with when the request started and ended: a monitor is
+    never left in `run` by a case that got its verdict, and the timeline is the request's, not pytest's."""
 
     def __init__(self, targets: list[Target], delivery: Delivery) -> None:
         self.targets = targets
         self.delivery = delivery
-        self._series: dict[str, str] = {}
-
-    def started(self, case: Case) -> None:
-        series = self._series[case.id] = str(uuid.uuid4())
-        for target in self.targets:
-            self.delivery.send(target.start(case, series), chain=f"{target.name}:{case.id}")
 
     def ended(self, case: Case, outcome: Outcome) -> None:
-        if case.id not in self._series:
-            self.started(case)  # a case that failed before it could start (setup error, crashed worker)
-        series = self._series.pop(case.id)
+        series = str(uuid.uuid4())
         for target in self.targets:
-            self.delivery.send(target.end(case, series, outcome), chain=f"{target.name}:{case.id}")
+            chain = f"{target.name}:{case.id}"
+            self.delivery.send(target.start(case, series, outcome), chain=chain)
+            self.delivery.send(target.end(case, series, outcome), chain=chain)
 
 
 def targets_from(

@@ -87,6 +87,12 @@ class RequestRecord:
     received: float
     duration: float | None = None
     query: str = ""
+    received_at: float = 0.0  # Unix time, as `received` (monotonic)
+
+    @property
+    def finished_at(self) -> float | None:
+        """Unix time the reply's last byte was written."""
+        return None if self.duration is None else self.received_at + self.duration
 
 
 class Scenario:
@@ -202,7 +208,7 @@ class FakeOpenAI(BackgroundServer):
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Record the request, answer it, and stamp the server-side duration."""
-        received = time.monotonic()
+        received, received_at = time.monotonic(), time.time()
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -211,7 +217,7 @@ class FakeOpenAI(BackgroundServer):
         model = body.get("model") if isinstance(body, dict) else None
         rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
                             {k.lower(): v for k, v in request.headers.items()}, body, received,
-                            query=request.query_string)
+                            query=request.query_string, received_at=received_at)
         with self._lock:
             self.requests.append(rec)
         self._inflight += 1

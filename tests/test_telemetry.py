@@ -56,7 +56,7 @@ def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
     ],
 )
 def test_cronitor_url_forms(url: str, expected_path: str) -> None:
-    ping = Cronitor.from_url(Secret(url)).start(a_case(), "s1")
+    ping = Cronitor.from_url(Secret(url)).start(a_case(), "s1", Outcome(True, "ok"))
     assert ping.url.reveal().split("?")[0].endswith(expected_path)
     assert KEY not in ping.shown and "***" in ping.shown
 
@@ -82,7 +82,7 @@ def test_a_malformed_cronitor_url_is_refused_in_one_line_without_printing_it(url
 
 
 def test_healthchecks_url_forms() -> None:
-    hosted = Healthchecks.from_url(Secret(f"https://hc-ping.com/{HC_KEY}"), create=True).start(a_case(), "rid-1")
+    hosted = Healthchecks.from_url(Secret(f"https://hc-ping.com/{HC_KEY}"), create=True).start(a_case(), "rid-1", Outcome(True, "ok"))
     assert hosted.url.reveal() == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
     own = Healthchecks.from_url(Secret(f"https://hc.internal/ping/{HC_KEY}")).end(a_case(), "rid-1", Outcome(False, "timeout: slow"))
     assert own.url.reveal() == f"https://hc.internal/ping/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/fail?rid=rid-1"
@@ -93,7 +93,7 @@ def test_healthchecks_url_forms() -> None:
 
 def cronitor_start(url: str) -> tuple[Cronitor, Ping]:
     target = Cronitor.from_url(Secret(url))
-    return target, target.start(a_case(), "s1")
+    return target, target.start(a_case(), "s1", Outcome(True, "ok"))
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_secrets_are_held_as_secret_from_settings_to_pings() -> None:
     assert isinstance(resolved.cronitor_url, Secret) and isinstance(resolved.cronitor_api_key, Secret)
     assert set(resolved.secrets) == {fake.option.cronitor_url, f"https://hc-ping.com/{HC_KEY}", api_key}
     targets = targets_from(resolved.cronitor_url, None, resolved.healthchecks_url, False)
-    pings = [t.start(a_case(), "s1") for t in targets] + [provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)]
+    pings = [t.start(a_case(), "s1", Outcome(True, "ok")) for t in targets] + [provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)]
     loop = BackgroundLoop()
     try:
         delivery = Delivery(loop, Redactor(resolved.secrets), dry_run=False)

@@ -1,0 +1,208 @@
+"""Stopped from outside: SIGTERM, SIGINT, a second signal and the run deadline; and a timeline that is the requests'."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.openai_server import FakeOpenAI
+from testbed.receiver import Receiver
+
+from .conftest import junit_cases
+from .helpers import CHECKS, endpoint, model
+
+WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
+# Two cases answer at once, two are held by the server far longer than the run lasts.
+HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
+        model("held+delay=30", id="slow", timeout=60)]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fresh:
+        yield fresh
+
+
+@dataclass
+class Started:
+    """A monitor run in the background, as a CronJob's pod or a CI job runs it."""
+
+    process: subprocess.Popen[bytes]
+    junit: Path
+    log: Path
+
+    def children(self) -> list[int]:
+        """xdist's workers: the processes this run started."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+        return pids
+
+    def signal_and_wait(self, sig: int, bound: float) -> float:
+        """Send `sig`, wait at most `bound` seconds for the exit, and say how long it took."""
+        sent = time.monotonic()
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"still running {bound:g} s after {signal.Signals(sig).name}:\n{self.output}")
+        return time.monotonic() - sent
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def start_monitor(tmp_path: Path) -> Iterator:
+    started: list[Started] = []
+
+    def start(endpoints: list[dict], *args: str) -> Started:
+        path = tmp_path / "endpoints.yaml"
+        path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
+        junit, log = tmp_path / "junit.xml", tmp_path / "monitor.log"
+        argv = [sys.executable, "-m", "pytest", str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}",
+                "-p", "no:cacheprovider", *args]
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        started.append(Started(process, junit, log))
+        return started[-1]
+
+    yield start
+    for run in started:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while len(server.requests) < count:
+        assert time.monotonic() < deadline, f"{len(server.requests)} of {count} requests within {within:g} s"
+        time.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    """Exited (or a zombie waiting for a parent that is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def ends(receiver: Receiver) -> dict[str, list[str]]:
+    """monitor key -> the states its pings carried, in order."""
+    states: dict[str, list[str]] = {}
+    for ping in receiver.pings:
+        states.setdefault(ping.path.rsplit("/", 1)[1], []).append(ping.query["state"][0])
+    return states
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@WORKERS
+def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, workers: list[str], sig: int) -> None:
+    """The signal comes while the first case waits for the prefetched probes (the drain): the two answered cases
+    keep their verdicts, the two held ones fail as interrupted, every case has its run and its end ping, JUnit is
+    written, and the run ends within the stop grace with pytest's exit code for an interrupted run."""
+    with Receiver() as receiver:
+        run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
+        wait_for_requests(server, len(HELD))
+        time.sleep(0.3)
+        workers_pids = run.children()
+        took = run.signal_and_wait(sig, bound=STOP_GRACE_S)
+        states = ends(receiver)
+    name = signal.Signals(sig).name
+    assert run.process.returncode == 2, run.output
+    assert took < STOP_GRACE_S
+    cases = junit_cases(run.junit)
+    assert cases["svc/ok"]["model_monitor.verdict"] == "pass"
+    assert cases["svc/bad"]["model_monitor.class"] == "server_error"
+    for held in ("svc/hang", "svc/slow"):
+        reason = cases[held]["model_monitor.reason"]
+        assert cases[held]["model_monitor.class"] == "interrupted", reason
+        assert f"interrupted: run interrupted by {name} after " in reason and "; request in flight for " in reason
+    assert states == {key: ["run", "fail" if key != "svc-ok" else "complete"]
+                      for key in ("svc-ok", "svc-bad", "svc-hang", "svc-slow")}, "every case: its run, then its end"
+    assert f"model-monitor: run interrupted by {name}" in run.output
+    assert all(gone(pid) for pid in workers_pids), "no orphaned worker"
+    if workers:
+        assert len(workers_pids) == 2
+
+
+@WORKERS
+def test_a_second_signal_ends_the_run_at_once(server: FakeOpenAI, start_monitor, workers: list[str]) -> None:
+    """With a heartbeat service that never answers, the stopped run would wait for its pings: a second SIGTERM
+    ends it, and its workers, at once."""
+    with Receiver("hang") as receiver:
+        run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
+        wait_for_requests(server, len(HELD))
+        workers_pids = run.children()
+        run.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert run.process.poll() is None, "the first signal leaves time for the pings"
+        took = run.signal_and_wait(signal.SIGTERM, bound=3.0)
+    assert run.process.returncode == -signal.SIGTERM
+    assert took < 3.0
+    deadline = time.monotonic() + 3
+    while not all(gone(pid) for pid in workers_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(pid) for pid in workers_pids), "no orphaned worker"
+
+
+@WORKERS
+def test_the_run_deadline_fails_what_is_left_as_timeout_and_reports(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+    with Receiver() as receiver:
+        run = run_monitor({"endpoints": [endpoint(server.url, *HELD)]}, "--run-deadline=6",
+                          f"--cronitor-url={receiver.url}/p/stopkey1234", *workers, timeout=6 + STOP_GRACE_S + 10)
+        states = ends(receiver)
+    assert run.ret == 1, run.output
+    assert run.cases["svc/ok"]["model_monitor.verdict"] == "pass"
+    for held in ("svc/hang", "svc/slow"):
+        assert run.error_class(held) == "timeout"
+        assert run.reason(held).startswith("timeout: the run deadline of 6 s passed; request "), run.reason(held)
+    assert all(states[key] == ["run", "fail"] for key in ("svc-hang", "svc-slow"))
+    run.result.stdout.fnmatch_lines(["model-monitor: the run deadline of 6 s passed: *"])
+
+
+def test_a_run_deadline_that_cannot_work_is_refused(server: FakeOpenAI, run_monitor) -> None:
+    for bad in ("0", "nan", "-5", "soon"):
+        run = run_monitor({"endpoints": [endpoint(server.url, model("ok"))]}, f"--run-deadline={bad}")
+        assert run.ret == 4
+        assert f"--run-deadline: invalid value '{bad}'" in run.output
+    assert server.requests == []
+
+
+@WORKERS
+def test_pings_and_junit_carry_the_requests_own_times(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+    """The fast case comes first and waits for the slow one's probe; its pings and its JUnit time still say 0.2 s,
+    and each stamp is when the server saw the request begin and end, whichever process sends it."""
+    models = [model("fast+delay=0.2", id="fast"), model("slow+delay=1.2", id="slow"), model("down+delay=0.4+status=503", id="down")]
+    with Receiver() as receiver:
+        run = run_monitor({"endpoints": [endpoint(server.url, *models)]}, f"--cronitor-url={receiver.url}/p/stampkey1234",
+                          "--durations=0", *workers)
+        pings = {(p.path.rsplit("/", 1)[1], p.query["state"][0]): float(p.query["stamp"][0]) for p in receiver.pings}
+    assert run.ret == 1
+    times = {tc.split('name="test_endpoint[')[1].split("]")[0]: float(tc.split('time="')[1].split('"')[0])
+             for tc in run.junit.split("<testcase ")[1:]}
+    for key, name in (("svc-fast", "fast+delay=0.2"), ("svc-slow", "slow+delay=1.2"), ("svc-down", "down+delay=0.4+status=503")):
+        seen = server.requests_for(name)[0]
+        end = "complete" if key != "svc-down" else "fail"
+        assert pings[(key, "run")] == pytest.approx(seen.received_at, abs=0.02), key
+        assert pings[(key, end)] == pytest.approx(seen.finished_at, abs=0.02), key
+    assert times["svc/fast"] == pytest.approx(0.2, abs=0.15), "its own request, not the wait for the slow one"
+    assert times["svc/slow"] == pytest.approx(1.2, abs=0.15)
+    durations = [line for line in run.result.outlines if "call" in line and "test_endpoint[" in line]
+    assert "svc/slow" in durations[0], "--durations names the slow endpoint first"
