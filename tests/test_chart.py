@@ -37,6 +37,9 @@ RELEASE = "mm"
 CRONJOB_NAME_MAX = 52  # Kubernetes appends 11 characters to name each Job of a CronJob
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENDPOINTS_FILE = "/etc/model-monitor/endpoints.yaml"
+# What a run-deadline margin must leave for the pod's start beyond the stop grace: scheduling, a cached image,
+# Python's start-up and collection. activeDeadlineSeconds counts them, the monitor's run deadline does not.
+POD_START_SECONDS = 15
 SUITE_COMMAND = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--rootdir=/app", "/app/checks"]
 
 # Values file sets rendered by both Helms: [files] (combined with -f, in order).
@@ -52,6 +55,8 @@ MATRIX: dict[str, list[str]] = {
     "per-endpoint": ["per-endpoint.yaml"],
     "per-model": ["per-model.yaml"],
     "everything": ["everything.yaml"],
+    "no-deadline": ["no-deadline.yaml"],
+    "deadlines": ["deadlines.yaml"],
 }
 
 # checkov checks that must pass on every rendered manifest: the Pod Security ones. Left out, on purpose:
@@ -498,6 +503,64 @@ def test_extra_args_follow_only() -> None:
     (cronjob,) = kinds(render("helm4", "everything"), "CronJob")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["-m", "critical", "--junitxml=/tmp/report.xml"]
+
+
+# --- deadlines and stopping: the monitor stops and reports before Kubernetes kills it ------------------------------
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize(
+    ("case", "run_deadline", "stop_grace", "termination_grace"),
+    [
+        ("readme-secret", "210", "10", 15),  # the defaults: activeDeadlineSeconds 240 minus a 30 s margin
+        ("original-full", "210", "10", 15),  # a 1.x values file gets them too
+        ("per-endpoint", "210", "10", 15),
+        ("per-model", "210", "10", 15),
+        ("everything", "570", "10", 15),  # activeDeadlineSeconds 600
+        ("no-deadline", None, "10", 15),  # activeDeadlineSeconds null: no run deadline
+        ("deadlines", "825", "25", 40),  # every key set, per endpoint
+    ],
+)
+def test_run_deadline_stop_grace_and_termination_grace(
+    helm: str, case: str, run_deadline: str | None, stop_grace: str, termination_grace: int
+) -> None:
+    """Every CronJob's pod (and the helm test pod) gets the run deadline, the stop grace and the termination grace."""
+    specs = pod_specs(render(helm, case))
+    assert len(specs) == len(kinds(render(helm, case), "CronJob")) + 1
+    for spec in specs:
+        env = env_of(spec["containers"][0])
+        assert env.get("MODEL_MONITOR_RUN_DEADLINE", {}).get("value") == run_deadline
+        assert env["MODEL_MONITOR_STOP_GRACE"]["value"] == stop_grace
+        assert spec["terminationGracePeriodSeconds"] == termination_grace
+
+
+@pytest.mark.parametrize("case", MATRIX)
+def test_deadlines_leave_the_monitor_time_to_report(case: str) -> None:
+    """Pod start + run deadline + stop grace fit in activeDeadlineSeconds; SIGKILL waits longer than the stop grace."""
+    for cronjob in kinds(render("helm4", case), "CronJob"):
+        job = cronjob["spec"]["jobTemplate"]["spec"]
+        pod = job["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        stop_grace = int(env["MODEL_MONITOR_STOP_GRACE"]["value"])
+        assert pod["terminationGracePeriodSeconds"] > stop_grace
+        if "activeDeadlineSeconds" in job:
+            run_deadline = int(env["MODEL_MONITOR_RUN_DEADLINE"]["value"])
+            assert POD_START_SECONDS + run_deadline + stop_grace <= job["activeDeadlineSeconds"]
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize(("margin", "run_deadline"), [("239", "1"), ("240", None), ("300", None)])
+def test_a_margin_must_be_smaller_than_the_active_deadline(helm: str, margin: str, run_deadline: str | None) -> None:
+    proc = run([tool(helm), "template", RELEASE, str(CHART), *values_args(["readme-endpoints.yaml"]),
+                "--set", f"cronJob.runDeadlineMarginSeconds={margin}"])
+    if run_deadline is None:
+        assert proc.returncode != 0
+        assert "cronJob.runDeadlineMarginSeconds must be smaller than cronJob.activeDeadlineSeconds" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        (cronjob,) = kinds([doc for doc in yaml.safe_load_all(proc.stdout) if doc], "CronJob")
+        env = env_of(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+        assert env["MODEL_MONITOR_RUN_DEADLINE"]["value"] == run_deadline
 
 
 def test_helm_test_pod_runs_the_suite_like_the_cronjob() -> None:

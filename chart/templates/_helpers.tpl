@@ -133,14 +133,31 @@ or model's `schedule`, else cronJob.schedule.
 {{- end }}
 
 {{/*
+The monitor's run deadline in seconds: cronJob.activeDeadlineSeconds minus cronJob.runDeadlineMarginSeconds, which
+leaves the pod's start and the monitor's stop grace before Kubernetes stops the Job (README: "Deadlines and stopping").
+*/}}
+{{- define "model-monitor.runDeadline" -}}
+{{- $deadline := sub .activeDeadlineSeconds .runDeadlineMarginSeconds }}
+{{- if le $deadline 0 }}{{ fail "cronJob.runDeadlineMarginSeconds must be smaller than cronJob.activeDeadlineSeconds" }}{{ end }}
+{{- $deadline }}
+{{- end }}
+
+{{/*
 The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
 */}}
 {{- define "model-monitor.env" -}}
 {{- $telemetry := .root.Values.telemetry -}}
+{{- $cronJob := .root.Values.cronJob -}}
 - name: MODEL_MONITOR_ENDPOINTS
   value: {{ printf "%s/endpoints.yaml" (include "model-monitor.configDir" .root) | quote }}
 - name: CRONITOR_SCHEDULE
   value: {{ .schedule | quote }}
+{{- if not (kindIs "invalid" $cronJob.activeDeadlineSeconds) }}
+- name: MODEL_MONITOR_RUN_DEADLINE
+  value: {{ include "model-monitor.runDeadline" $cronJob | quote }}
+{{- end }}
+- name: MODEL_MONITOR_STOP_GRACE
+  value: {{ $cronJob.stopGraceSeconds | quote }}
 {{- if $telemetry.url.value }}
 - name: CRONITOR_URL
   value: {{ $telemetry.url.value | quote }}
@@ -200,6 +217,7 @@ metadata:
     {{- end }}
 spec:
   restartPolicy: {{ .restartPolicy }}
+  terminationGracePeriodSeconds: {{ $values.cronJob.terminationGracePeriodSeconds }}
   automountServiceAccountToken: false
   {{- with $values.imagePullSecrets }}
   imagePullSecrets:
