@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,9 @@ def write_endpoints(workdir: Path, text: str) -> Path:
     return path
 
 
-def run_hardened(img: str, endpoints: Path, *args: str, env: dict[str, str] | None = None,
-                 entrypoint: list[str] | None = None, user: str = "10001:10001") -> subprocess.CompletedProcess[str]:
-    """podman run as the chart's pod runs: read-only root, tmpfs /tmp, non-root, no capabilities."""
+def hardened(img: str, endpoints: Path, *args: str, env: dict[str, str] | None = None,
+             entrypoint: list[str] | None = None, user: str = "10001:10001") -> list[str]:
+    """The arguments of podman run as the chart's pod runs: read-only root, tmpfs /tmp, non-root, no capabilities."""
     cmd = ["run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,size=64m,mode=1777", "--network=host",
            "--user", user, "--cap-drop=ALL", "--security-opt=no-new-privileges",
            "-v", f"{endpoints}:{ENDPOINTS_PATH}:ro"]
@@ -89,7 +90,11 @@ def run_hardened(img: str, endpoints: Path, *args: str, env: dict[str, str] | No
         cmd += ["-e", f"{name}={value}"]
     if entrypoint is not None:
         cmd += ["--entrypoint", json.dumps(entrypoint)]
-    return podman(*cmd, img, *args)
+    return [*cmd, img, *args]
+
+
+def run_hardened(img: str, endpoints: Path, *args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    return podman(*hardened(img, endpoints, *args, **options))
 
 
 def endpoints_yaml(url: str, *models: tuple[str, str]) -> str:
@@ -181,6 +186,33 @@ def test_writes_nothing_outside_tmp(built_image: str, workdir: Path) -> None:
         assert changed in ([], ["/etc"]), changed
     finally:
         podman("rm", "-f", name)
+
+
+@image
+def test_sigterm_to_the_container_stops_the_run_in_order(built_image: str, workdir: Path) -> None:
+    """The monitor is PID 1 in the container, where SIGTERM has no default action: `podman stop` (as Kubernetes
+    stops a pod) must still end the run in order, with the held case failed as interrupted and its pings sent."""
+    name = f"mm-stop-{os.getpid()}"
+    with FakeOpenAI() as server, Receiver() as receiver:
+        text = yaml.safe_dump({"endpoints": [{"name": "svc", "url": server.url, "models": [
+            {"name": "chat-model", "type": "chat"}, {"name": "held+hang", "type": "chat", "timeout": 120}]}]})
+        cmd = hardened(built_image, write_endpoints(workdir, text), f"--cronitor-url={receiver.url}/p/stopkey1234")
+        run = subprocess.Popen([shutil.which("podman") or "podman", cmd[0], "--name", name, *cmd[1:]], env=podman_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while len(server.requests) < 2 and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stop = podman("stop", "--time", "30", name)  # SIGTERM, then SIGKILL only after 30 s
+            output, _ = run.communicate(timeout=60)
+        finally:
+            podman("rm", "-f", name)
+        states = {p.path.rsplit("/", 1)[1]: [q.query["state"][0] for q in receiver.pings if q.path == p.path]
+                  for p in receiver.pings}
+    assert stop.returncode == 0, stop.stderr
+    assert run.returncode == 2, output[-3000:]
+    assert "interrupted: run interrupted by SIGTERM after " in output
+    assert states == {"svc-chat-model": ["run", "complete"], "svc-held-hang": ["run", "fail"]}
 
 
 # --- end to end: the chart's CronJob, run as rendered ----------------------------------------------------------------
