@@ -36,6 +36,8 @@ CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate"
 ACCEPT_ENCODING = "gzip, deflate"
 MAX_CODINGS = 3
 INFLATE_STEP = 64 * 1024  # no decoding layer hands on more than this at once
+MAX_PIECES = 100_000  # network chunks per reply: a server that drips one byte per packet costs no more than this
+MAX_RETRY_AFTER_S = 1e9  # a Retry-After past this (or infinite) is read as this: it only has to be shown sanely
 
 T = TypeVar("T")
 
@@ -111,7 +113,10 @@ async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BOD
             ErrorClass.BAD_RESPONSE,
             f"reply of {int(declared)} bytes exceeds the {_mib(limit)} cap (headers after {clock.elapsed():.3f} s)",
         )
-    return b"".join([chunk async for chunk in body_chunks(response, clock, limit)])
+    body = bytearray()
+    async for chunk in body_chunks(response, clock, limit):
+        body += chunk
+    return bytes(body)
 
 
 async def body_chunks(
@@ -122,8 +127,11 @@ async def body_chunks(
     The cap counts decoded bytes, so a few KB of stacked gzip cannot grow into gigabytes: decoding stops as soon
     as the cap is passed, and no layer ever inflates more than INFLATE_STEP bytes at once."""
     layers = _decoders(response.headers)
-    size = 0
+    size = pieces = 0
     async for raw in response.aiter_raw():
+        pieces += 1
+        if pieces > MAX_PIECES:
+            raise ProbeError(over, f"reply arrived in more than {MAX_PIECES} pieces after {clock.elapsed():.3f} s")
         for chunk in _inflate(layers, raw):
             size += len(chunk)
             if size > limit:
@@ -222,7 +230,7 @@ def retry_after(response: httpx.Response) -> float | None:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError, OverflowError):
             return None
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S) if seconds == seconds else None  # NaN is no answer
 
 
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:

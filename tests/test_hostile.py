@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
+
+from checks.errors import ProbeError
+from checks.exchange import MAX_PIECES, Clock, read_body
+from checks.stream import read_stream
 
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
@@ -160,9 +167,36 @@ def test_retry_after_as_an_http_date_is_honoured(server: FakeOpenAI, run_monitor
     assert second.received - first.received >= 1.5, "the date, 2-3 s away, was waited for (the delta form: test_llm_checks)"
 
 
-def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_so(server: FakeOpenAI, run_monitor) -> None:
-    name = "w+flaky429=1+retry_after=3600"
+@pytest.mark.parametrize(("asked", "shown"), [("3600", "3600"), ("1e308", "1000000000"), ("inf", "1000000000")])
+def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_so(server: FakeOpenAI, run_monitor, asked: str, shown: str) -> None:
+    name = f"w+flaky429=1+retry_after={asked}"
     run = run_monitor({"endpoints": [endpoint(server.url, model(name, id="wait", retries=1, timeout=5))]})
     assert run.error_class("svc/wait") == "rate_limited"
-    assert "server asks to retry after 3600 s, beyond this case's 40 s budget" in run.reason("svc/wait")
+    assert f"server asks to retry after {shown} s, beyond this case's 40 s budget" in run.reason("svc/wait")
     assert len(server.requests_for(name)) == 1
+
+
+def test_a_reply_dripped_one_byte_per_packet_is_cut_at_a_number_of_pieces() -> None:
+    """Each network chunk costs a list entry and a stamp: 8 MiB in one-byte chunks would cost a gigabyte."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        for _ in range(MAX_PIECES + 1):
+            yield b"x"
+
+    async def read(consume) -> str:
+        response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Stream(drip()))
+        with pytest.raises(ProbeError) as raised:
+            await consume(response, Clock(start=time.monotonic()))
+        return str(raised.value)
+
+    assert asyncio.run(read(read_body)).startswith(f"reply arrived in more than {MAX_PIECES} pieces")
+    assert asyncio.run(read(read_stream)).startswith(f"reply arrived in more than {MAX_PIECES} pieces")
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
