@@ -35,6 +35,7 @@ RUN groupadd --gid 10001 monitor \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY pyproject.toml conftest.py /app/
+COPY model_monitor /app/model_monitor
 COPY checks /app/checks
 # Nothing is written outside /tmp: no bytecode, no pytest cache (-p no:cacheprovider), HOME in /tmp.
 ENV PATH=/opt/venv/bin:$PATH \

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from checks import config
-from checks.probes import PROBES
+from model_monitor import config
+from model_monitor.probes import PROBES
 
 ENDPOINTS = 10
 STREAM = "stream"

@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 import pytest
 
-from checks.config import Case
-from checks.engine import Outcome
+from model_monitor.config import Case
+from model_monitor.engine import Outcome
 
 
 def test_endpoint(case: Case, check_case: Callable[[Case], Outcome]) -> None:

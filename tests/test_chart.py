@@ -184,7 +184,7 @@ def test_values_schema_is_the_generators_output() -> None:
 
 def test_values_schema_inlines_the_endpoints_schema() -> None:
     values_schema = json.loads((CHART / "values.schema.json").read_text())
-    endpoints_schema = json.loads((ROOT / "checks" / "endpoints.schema.json").read_text())
+    endpoints_schema = json.loads((ROOT / "model_monitor" / "endpoints.schema.json").read_text())
     for name in ("endpoints", "defaults"):
         assert values_schema["properties"][name] == endpoints_schema["properties"][name]
     for name, definition in endpoints_schema["$defs"].items():
@@ -338,7 +338,7 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
     data = endpoints_file(docs)
     assert data["endpoints"] == values["endpoints"]
     assert data.get("defaults", {}) == values["defaults"]
-    schema = json.loads((ROOT / "checks" / "endpoints.schema.json").read_text())
+    schema = json.loads((ROOT / "model_monitor" / "endpoints.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(data)
     (config_map,) = kinds(docs, "ConfigMap")
     text = json.dumps(config_map)
@@ -348,7 +348,7 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
 @pytest.mark.parametrize("case", MATRIX)
 def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     """The monitor's own loader accepts the rendered file, given the env the CronJob passes."""
-    config = pytest.importorskip("checks.config", reason="the monitor's checks/config.py is required")
+    config = pytest.importorskip("model_monitor.config", reason="the monitor's model_monitor/config.py is required")
     path = tmp_path / "endpoints.yaml"
     (config_map,) = kinds(render("helm4", case), "ConfigMap")
     path.write_text(config_map["data"]["endpoints.yaml"])

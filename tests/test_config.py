@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from checks.config import MAX_DEPTH, ConfigError, base_url, load, monitor_key
+from model_monitor.config import MAX_DEPTH, ConfigError, base_url, load, monitor_key
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import CHECKS, endpoint, model

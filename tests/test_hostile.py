@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from checks.errors import ProbeError
-from checks.exchange import MAX_PIECES, Clock, read_body
-from checks.stream import read_stream
+from model_monitor.errors import ProbeError
+from model_monitor.exchange import MAX_PIECES, Clock, read_body
+from model_monitor.stream import read_stream
 
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver

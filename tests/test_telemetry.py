@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from checks.config import Case, Endpoint
-from checks.engine import Outcome
-from checks import settings
-from checks.redact import Redactor
-from checks.runtime import BackgroundLoop
-from checks.telemetry import (
+from model_monitor.config import Case, Endpoint
+from model_monitor.engine import Outcome
+from model_monitor import settings
+from model_monitor.redact import Redactor
+from model_monitor.runtime import BackgroundLoop
+from model_monitor.telemetry import (
     Cronitor,
     Delivery,
     Healthchecks,
@@ -26,7 +26,7 @@ from checks.telemetry import (
     provisioning,
     targets_from,
 )
-from checks.redact import Secret
+from model_monitor.redact import Secret
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -37,7 +37,7 @@ HC_KEY = "hcpingkey0123456789"
 
 
 def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
-    from checks.config import monitor_key
+    from model_monitor.config import monitor_key
 
     return Case(Endpoint("gw", "http://x/v1"), model_id, model_id, "chat", monitor_key(f"gw-{model_id}"))
 
@@ -348,8 +348,8 @@ def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server
 # --- a crash in the telemetry path, printed with every local, shows no secret ---
 
 CRASH_PLUGIN = """
-import checks.engine as engine
-import checks.telemetry as telemetry
+import model_monitor.engine as engine
+import model_monitor.telemetry as telemetry
 
 
 def boom(*args, **kwargs):

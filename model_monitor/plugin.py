@@ -22,7 +22,7 @@ from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop
 from .stop import Role, Stopper
 
-CHECKS_DIR = Path(__file__).resolve().parent
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"  # the suite pytest collects, beside this package
 TIMEOUT_SLACK_S = 10.0
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
