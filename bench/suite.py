@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from model_monitor import config
-from model_monitor.probes import PROBES
+from model_monitor.types import TYPES
 
 ENDPOINTS = 10
 STREAM = "stream"
@@ -95,7 +95,7 @@ def generate(size: int, url: str, folder: Path, streaming: bool) -> Suite:
     loaded = config.load(endpoints_file, environ={})
     requests = []
     for case in loaded.cases:
-        probe = PROBES[case.type]
+        probe = TYPES[case.type]
         body = probe.body(case)
         if kind_of[case.id] == STREAM and isinstance(body, dict):
             body.setdefault("stream", True)

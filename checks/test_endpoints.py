@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from model_monitor.config import Case
+from model_monitor.case import Case
 from model_monitor.engine import Outcome
 
 

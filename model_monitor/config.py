@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
@@ -17,33 +16,15 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 import jsonschema
 import yaml
 
+from .case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
 from .redact import Secret
+from .types import TYPES
 
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_MAX_CONCURRENCY = 20
-DEFAULT_MAX_TOKENS = {"chat": 256, "completion": 32}
-DEFAULT_PROMPT = {"chat": "Reply with the single word: pong", "completion": "The capital of France is"}
-JSON_PROMPT = 'Reply with the JSON object {"answer": "pong"} and nothing else.'
-TOOL_PROMPT = "What is the weather in Paris? Use the get_weather tool."
-DEFAULT_INPUT = ("Model Monitor canary sentence.",)
 
-# Options that mean something only for some model types: on a model of another type they are an error,
-# from `defaults` they apply only where they mean something.
-ONLY_FOR = {
-    "stream": ("chat", "completion"),
-    "expect": ("chat", "completion"),
-    "json_mode": ("chat",),
-    "tool_call": ("chat",),
-    "dimensions": ("embedding",),
-    "encoding_format": ("embedding",),
-    "input": ("embedding",),
-    "rank_check": ("rerank",),
-    "prompt": ("chat", "completion"),
-    "max_tokens": ("chat", "completion"),
-}
 STREAM_ONLY = ("max_ttft", "min_tokens_per_s")
+_TYPE_FIELDS = {name for model_type in TYPES.values() for name in model_type.fields}  # fields some types have
 
 # Bounds that keep a wrong or hostile file from exhausting the machine. A real endpoints file is a few KB,
 # a few hundred to a few thousand YAML nodes, and nested about 10 levels (a json_schema in `expect` a few more).
@@ -52,7 +33,6 @@ MAX_DEPTH = 64  # nesting levels, checked while composing: well below where anyt
 MAX_NODES = 100_000  # YAML nodes with every alias counted each time it is used: what later walks will visit
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#@\s]*@", re.IGNORECASE)
@@ -63,56 +43,6 @@ _BREAKING = ("Cc", "Zl", "Zp")
 
 class ConfigError(Exception):
     """The endpoints file cannot be used; the message names the file, the field and the line."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    base_url: str  # the API root, ending in /v1, without the URL's query
-    api_key: Secret | None = None
-    headers: tuple[tuple[str, Secret], ...] = ()
-    verify_tls: bool = True
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    query: Secret | None = None  # kept on every request (Azure's api-version); it may hold a key (?code=...)
-
-    def url_for(self, path: str) -> str:
-        """The request URL for an API path such as /chat/completions: the path after the API root, the query
-        after the path."""
-        url = self.base_url + path
-        return f"{url}?{self.query.reveal()}" if self.query else url
-
-
-@dataclass(frozen=True)
-class Case:
-    """One endpoint/model: one pytest case."""
-
-    endpoint: Endpoint
-    model: str
-    model_id: str
-    type: str
-    monitor: str
-    timeout: float = DEFAULT_TIMEOUT_S
-    tags: tuple[str, ...] = ()
-    prompt: str | None = None
-    input: tuple[str, ...] = DEFAULT_INPUT
-    max_tokens: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    retries: int = 0
-    schedule: str | None = None
-    stream: bool = False
-    expect: Mapping[str, Any] = field(default_factory=dict)
-    json_mode: bool = False
-    tool_call: bool = False
-    dimensions: int | None = None
-    encoding_format: str | None = None
-    rank_check: bool = False
-    max_latency: float | None = None
-    max_ttft: float | None = None
-    min_tokens_per_s: float | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.endpoint.name}/{self.model_id}"
 
 
 @dataclass(frozen=True)
@@ -138,17 +68,6 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def monitor_key(text: str) -> str:
-    """A path-safe, stable heartbeat monitor key: lower case, [a-z0-9_-] only.
-
-    Accents fold away (café -> cafe); a name in another script (模型, an emoji) keeps what is left and gains a
-    short hash of the whole name, so that two such names never share a key and none is left empty."""
-    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    key = _UNSAFE_KEY_CHARS.sub("-", folded.lower()).strip("-")
-    if not folded.isascii():
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        key = f"{key[:91]}-{digest}" if key else digest
-    return key[:100]
 
 
 def base_url(url: str) -> str:
@@ -518,54 +437,43 @@ def _case(
     raw: dict[str, Any],
     defaults: dict[str, Any],
 ) -> Case:
-    model_type = raw["type"]
+    model_type = TYPES[raw["type"]]
 
     def pick(name: str, fallback: Any = None) -> Any:
-        if model_type not in ONLY_FOR.get(name, (model_type,)):
-            return fallback
+        """The model's value, else its endpoint's, else the file's defaults'."""
         return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
 
-    for name, types in ONLY_FOR.items():
-        if name in raw and model_type not in types:
-            raise document.error(where + (name,), f"applies only to type {' or '.join(types)}, not {model_type}")
-    stream = bool(pick("stream", False))
+    for name in sorted((_TYPE_FIELDS - set(model_type.fields)) & set(raw)):
+        owners = [t.name for t in TYPES.values() if name in t.fields]
+        raise document.error(where + (name,), f"applies only to type {' or '.join(owners)}, not {model_type.name}")
+    # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have them).
+    options = {name: pick(name, default) for name, default in model_type.fields.items()}
+    stream = bool(options.get("stream"))
     for name in STREAM_ONLY:
         if name in raw and not stream:
             raise document.error(where + (name,), "needs stream: true (it is measured on a stream)")
-    expect = pick("expect", {})
-    _check_expect(document, where + ("expect",), expect)
+    if "expect" in options:
+        _check_expect(document, where + ("expect",), options["expect"])
     model_id = raw.get("id", raw["name"])
     monitor = monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}")
     if not monitor:
         raise document.error(where + ("monitor",), f"{raw.get('monitor')!r} leaves an empty monitor key: it needs "
                              "a letter or digit (a-z, 0-9; others become '-')")
-    text_input = pick("input", DEFAULT_INPUT)
-    json_mode, tool_call = bool(pick("json_mode", False)), bool(pick("tool_call", False))
-    default_prompt = TOOL_PROMPT if tool_call else JSON_PROMPT if json_mode else DEFAULT_PROMPT.get(model_type)
     return Case(
         endpoint=endpoint,
         model=raw["name"],
         model_id=model_id,
-        type=model_type,
+        type=model_type.name,
         monitor=monitor,
         timeout=float(pick("timeout", DEFAULT_TIMEOUT_S)),
         tags=tuple(dict.fromkeys([*defaults.get("tags", []), *raw.get("tags", [])])),
-        prompt=pick("prompt", default_prompt),
-        input=(text_input,) if isinstance(text_input, str) else tuple(text_input),
-        max_tokens=pick("max_tokens", DEFAULT_MAX_TOKENS.get(model_type)),
         params={**defaults.get("params", {}), **raw.get("params", {})},
         retries=pick("retries", 0),
         schedule=pick("schedule"),
-        stream=stream,
-        expect=expect,
-        json_mode=json_mode,
-        tool_call=tool_call,
-        dimensions=pick("dimensions"),
-        encoding_format=pick("encoding_format"),
-        rank_check=bool(pick("rank_check", False)),
         max_latency=pick("max_latency"),
         max_ttft=pick("max_ttft") if stream else None,
         min_tokens_per_s=pick("min_tokens_per_s") if stream else None,
+        options=options,
     )
 
 

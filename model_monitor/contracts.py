@@ -1,4 +1,4 @@
-"""Opt-in strictness on top of "it answered": expectations on the reply, JSON mode, tool calls, and SLOs."""
+"""Opt-in strictness on top of "it answered", for every type: `expect` on the reply's text, and the SLOs."""
 
 from __future__ import annotations
 
@@ -8,45 +8,24 @@ from typing import Any
 
 import jsonschema
 
-from .config import Case
+from .case import Case
 from .errors import ErrorClass, ProbeError
 from .exchange import load_json, one_line
 
+__all__ = ["check_expect", "check_slo", "reply_json"]
+
 SHOWN_REPLY_CHARS = 80  # how much of the reply an expectation failure quotes
 
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
-
-def request_fields(case: Case) -> dict[str, Any]:
-    """What the contracts add to a chat request."""
-    fields: dict[str, Any] = {}
-    if case.json_mode:
-        fields["response_format"] = {"type": "json_object"}
-    if case.tool_call:
-        fields["tools"] = [TOOL]
-    return fields
-
-
-def check_reply(case: Case, text: str, message: Mapping[str, Any] | None) -> None:
-    """The visible reply against the model entry's json_mode, tool_call and expect."""
-    if case.tool_call:
-        _check_tool_call(message or {})
-    if case.json_mode:
-        _parse_json(text, "although response_format asked for JSON")
+def check_expect(case: Case, text: str) -> None:
+    """The visible reply against the model entry's `expect`: contains, regex, json_schema."""
     expect = case.expect
     if "contains" in expect and expect["contains"] not in text:
         raise ProbeError(ErrorClass.EXPECTATION, f"reply does not contain {expect['contains']!r} ({_shown(text)})")
     if "regex" in expect and not re.search(expect["regex"], text):
         raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ ({_shown(text)})")
     if "json_schema" in expect:
-        data = _parse_json(text, "although expect.json_schema needs JSON")
+        data = reply_json(text, "although expect.json_schema needs JSON")
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data))
         if error is not None:
             where = "/".join(map(str, error.absolute_path)) or "(top level)"
@@ -74,22 +53,9 @@ def _shown(text: str) -> str:
     return f"reply of {len(text)} chars: {one_line(text, SHOWN_REPLY_CHARS)!r}"
 
 
-def _parse_json(text: str, why: str) -> Any:
+def reply_json(text: str, why: str) -> Any:
+    """The model's reply text as JSON, or an expectation failure that quotes the start of what came instead."""
     try:
         return load_json(text)
     except ProbeError:
         raise ProbeError(ErrorClass.EXPECTATION, f"reply is not JSON {why} ({_shown(text)})") from None
-
-
-def _check_tool_call(message: Mapping[str, Any]) -> None:
-    calls = message.get("tool_calls") or []
-    if not calls:
-        raise ProbeError(ErrorClass.EXPECTATION, "reply carries no tool call although get_weather was offered")
-    function = calls[0].get("function") if isinstance(calls[0], dict) else None
-    arguments = function.get("arguments") if isinstance(function, dict) else None
-    try:
-        parsed = load_json(arguments) if isinstance(arguments, str) else arguments
-    except ProbeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")

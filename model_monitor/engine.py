@@ -23,12 +23,13 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from . import __version__
-from .config import Case, Endpoint
+from .case import Case, Endpoint
 from .errors import ErrorClass, ProbeError
 from .exchange import ACCEPT_ENCODING, Timed, one_line, timed
-from .probes import PROBES, consumer, evaluate
+from .probes import consumer, evaluate
 from .redact import Redactor
 from .runtime import BackgroundLoop
+from .types import TYPES
 
 DEFAULT_MAX_CONCURRENCY = 100
 USER_AGENT = f"model-monitor/{__version__}"
@@ -233,7 +234,7 @@ class Engine:
     def _prepare(self, case: Case) -> tuple[AiohttpTransport, httpx.Request]:
         """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
         alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
-        probe = PROBES[case.type]
+        probe = TYPES[case.type]
         request = httpx.Request(
             probe.method,
             case.endpoint.url_for(probe.path),

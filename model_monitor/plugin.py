@@ -15,7 +15,8 @@ import pytest
 
 from . import config as endpoints_config
 from . import report, settings, telemetry, xdist_shard
-from .config import Case, ConfigError, Suite
+from .case import Case
+from .config import ConfigError, Suite
 from .engine import Engine, Outcome, case_budget
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .config import Case
+from .case import Case
 from .engine import PROPERTY_PREFIX, Outcome
 
 REASON_WIDTH = 120

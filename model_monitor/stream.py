@@ -43,10 +43,12 @@ class StreamReply:
     events: int = 0
     done: bool = False
 
-    def message(self) -> dict[str, Any]:
-        """As a chat message, so that streamed and plain replies are checked by the same rules."""
+    def body(self) -> dict[str, Any]:
+        """The reply as the JSON body a plain request would have got (a chat message and a completion's text in
+        one choice), so that a type's one check judges streamed and plain replies by the same rules."""
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        return {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
+        message = {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
+        return {"choices": [{"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}]}
 
     def metrics(self, duration: float) -> dict[str, float]:
         if not self.token_times:

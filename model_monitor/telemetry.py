@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import httpx
 
 from . import __version__
-from .config import Case, monitor_key
+from .case import Case, monitor_key
 from .engine import Outcome
 from .redact import Redactor, Secret
 from .runtime import BackgroundLoop

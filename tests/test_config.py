@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from model_monitor.config import MAX_DEPTH, ConfigError, base_url, load, monitor_key
+from model_monitor.case import monitor_key
+from model_monitor.config import MAX_DEPTH, ConfigError, base_url, load
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import CHECKS, endpoint, model
@@ -196,9 +197,9 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     assert [c.id for c in suite.cases] == ["gw/meta-llama/Llama-3.1-8B-Instruct", "gw/text-embedding-3-small"]
     assert chat.endpoint.base_url == "https://gateway.example/v1"
     assert (chat.timeout, embed.timeout) == (12.0, 3.0)
-    assert chat.tags == ("nightly", "critical") and chat.max_tokens == 512
+    assert chat.tags == ("nightly", "critical") and chat.options["max_tokens"] == 512
     assert chat.params == {"temperature": 0}
-    assert embed.input == ("a", "b")
+    assert embed.options["input"] == ["a", "b"]
     assert chat.monitor == "gw-meta-llama-llama-3-1-8b-instruct"
     assert set(suite.secrets) == {"sk-test-1234", "team-secret-value"}
     assert "sk-test-1234" not in repr(suite) and "team-secret-value" not in repr(suite)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from model_monitor.config import Case, Endpoint
+from model_monitor.case import Case, Endpoint
 from model_monitor.engine import Outcome
 from model_monitor import settings
 from model_monitor.redact import Redactor
@@ -37,7 +37,7 @@ HC_KEY = "hcpingkey0123456789"
 
 
 def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
-    from model_monitor.config import monitor_key
+    from model_monitor.case import monitor_key
 
     return Case(Endpoint("gw", "http://x/v1"), model_id, model_id, "chat", monitor_key(f"gw-{model_id}"))
 

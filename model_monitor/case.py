@@ -1,0 +1,81 @@
+"""What one pytest case checks: an endpoint and one of its models, as frozen data the rest of the code trusts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .redact import Secret
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_TIMEOUT_S", "Case", "Endpoint", "monitor_key"]
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_CONCURRENCY = 20
+_UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    base_url: str  # the API root, ending in /v1, without the URL's query
+    api_key: Secret | None = None
+    headers: tuple[tuple[str, Secret], ...] = ()
+    verify_tls: bool = True
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    query: Secret | None = None  # kept on every request (Azure's api-version); it may hold a key (?code=...)
+
+    def url_for(self, path: str) -> str:
+        """The request URL for an API path such as /chat/completions: the path after the API root, the query
+        after the path."""
+        url = self.base_url + path
+        return f"{url}?{self.query.reveal()}" if self.query else url
+
+
+@dataclass(frozen=True)
+class Case:
+    """One endpoint/model: one pytest case. `options` holds the fields of its model type (types/<type>.py)."""
+
+    endpoint: Endpoint
+    model: str
+    model_id: str
+    type: str
+    monitor: str
+    timeout: float = DEFAULT_TIMEOUT_S
+    tags: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    schedule: str | None = None
+    max_latency: float | None = None
+    max_ttft: float | None = None
+    min_tokens_per_s: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.endpoint.name}/{self.model_id}"
+
+    @property
+    def stream(self) -> bool:
+        """Whether the reply is read as an SSE stream (only types that stream have the field)."""
+        return bool(self.options.get("stream"))
+
+    @property
+    def expect(self) -> Mapping[str, Any]:
+        """What the reply's text must hold (only types that reply with text have the field)."""
+        return self.options.get("expect") or {}
+
+def monitor_key(text: str) -> str:
+    """A path-safe, stable heartbeat monitor key: lower case, [a-z0-9_-] only.
+
+    Accents fold away (café -> cafe); a name in another script (模型, an emoji) keeps what is left and gains a
+    short hash of the whole name, so that two such names never share a key and none is left empty."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    key = _UNSAFE_KEY_CHARS.sub("-", folded.lower()).strip("-")
+    if not folded.isascii():
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        key = f"{key[:91]}-{digest}" if key else digest
+    return key[:100]

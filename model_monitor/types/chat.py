@@ -1,0 +1,90 @@
+"""chat: POST /chat/completions, plain or streamed, with JSON mode and tool-call contracts.
+
+Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..case import Case
+from ..contracts import reply_json
+from ..errors import ErrorClass, ProbeError
+from ..exchange import load_json
+from .base import STREAM_FIELDS, Checked, ModelType, first_choice, stream_fields
+
+__all__ = ["TYPE"]
+
+PROMPT = "Reply with the single word: pong"
+JSON_PROMPT = 'Reply with the JSON object {"answer": "pong"} and nothing else.'
+TOOL_PROMPT = "What is the weather in Paris? Use the get_weather tool."
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+FIELDS = {**STREAM_FIELDS, "prompt": None, "max_tokens": 256, "json_mode": False, "tool_call": False}
+
+
+def _body(case: Case) -> dict[str, Any]:
+    options = case.options
+    default = TOOL_PROMPT if options["tool_call"] else JSON_PROMPT if options["json_mode"] else PROMPT
+    contracts: dict[str, Any] = {}
+    if options["json_mode"]:
+        contracts["response_format"] = {"type": "json_object"}
+    if options["tool_call"]:
+        contracts["tools"] = [TOOL]
+    return {
+        "model": case.model,
+        "messages": [{"role": "user", "content": options["prompt"] or default}],
+        "max_tokens": options["max_tokens"],
+        **stream_fields(case),
+        **contracts,
+        **case.params,
+    }
+
+
+def _check(case: Case, data: Any) -> Checked:
+    choice = first_choice(data)
+    message, finish_reason = choice.get("message"), choice.get("finish_reason")
+    if not isinstance(message, dict):
+        raise ProbeError(ErrorClass.SCHEMA, "choices[0].message is not an object")
+    if finish_reason == "error":
+        raise ProbeError(ErrorClass.BAD_RESPONSE, "the reply finished with finish_reason=error")
+    content, calls = message.get("content"), message.get("tool_calls")
+    if content is not None and not isinstance(content, str):
+        raise ProbeError(ErrorClass.SCHEMA, f"message content is {type(content).__name__}, expected a string")
+    if calls is not None and not (isinstance(calls, list) and all(isinstance(call, dict) for call in calls)):
+        raise ProbeError(ErrorClass.SCHEMA, f"message tool_calls is {type(calls).__name__}, expected a list of objects")
+    if content and content.strip():
+        summary = f"replied {len(content)} chars (finish_reason={finish_reason})"
+    elif calls:
+        summary = f"replied with {len(calls)} tool call(s) (finish_reason={finish_reason})"
+    elif message.get("reasoning_content") or message.get("reasoning"):
+        summary = f"reasoning only, no visible content yet (finish_reason={finish_reason})"
+    else:
+        raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
+    if case.options["tool_call"]:
+        _check_tool_call(calls or [])
+    if case.options["json_mode"]:
+        reply_json(content or "", "although response_format asked for JSON")
+    return Checked(summary, text=content or "")
+
+
+def _check_tool_call(calls: list[Mapping[str, Any]]) -> None:
+    if not calls:
+        raise ProbeError(ErrorClass.EXPECTATION, "reply carries no tool call although get_weather was offered")
+    function = calls[0].get("function")
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    try:
+        parsed = load_json(arguments) if isinstance(arguments, str) else arguments
+    except ProbeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")
+
+
+TYPE = ModelType("chat", "POST", "/chat/completions", FIELDS, _body, _check)

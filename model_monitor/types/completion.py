@@ -1,0 +1,31 @@
+"""completion: POST /completions (the legacy text API), plain or streamed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
+from .base import STREAM_FIELDS, Checked, ModelType, first_choice, stream_fields
+
+__all__ = ["TYPE"]
+
+FIELDS = {**STREAM_FIELDS, "prompt": "The capital of France is", "max_tokens": 32}
+
+
+def _body(case: Case) -> dict[str, Any]:
+    options = case.options
+    return {"model": case.model, "prompt": options["prompt"], "max_tokens": options["max_tokens"], **stream_fields(case), **case.params}
+
+
+def _check(case: Case, data: Any) -> Checked:
+    choice = first_choice(data)
+    text, finish_reason = choice.get("text"), choice.get("finish_reason")
+    if not isinstance(text, str):
+        raise ProbeError(ErrorClass.SCHEMA, "choices[0].text is not a string")
+    if not text.strip():
+        raise ProbeError(ErrorClass.EMPTY, f"completion text is empty (finish_reason={finish_reason})")
+    return Checked(f"completed {len(text)} chars (finish_reason={finish_reason})", text=text)
+
+
+TYPE = ModelType("completion", "POST", "/completions", FIELDS, _body, _check)

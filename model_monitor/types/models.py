@@ -1,0 +1,23 @@
+"""models: GET /models lists the model (a cheap liveness check that costs no tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
+from .base import Checked, ModelType, listed
+
+__all__ = ["TYPE"]
+
+
+def _check(case: Case, data: Any) -> Checked:
+    items = listed(data, "data", "models")
+    ids = [item.get("id") for item in items if isinstance(item, dict)]
+    if case.model not in ids:
+        shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
+        raise ProbeError(ErrorClass.EXPECTATION, f"model {case.model!r} is not listed by GET /models ({len(ids)} listed: {shown})")
+    return Checked(f"listed among {len(ids)} models")
+
+
+TYPE = ModelType("models", "GET", "/models", {}, lambda case: None, _check)
