@@ -1,12 +1,23 @@
 """Model types: one module each (its fields and defaults, its request, its check), found through one registry.
 
-Adding a type is adding a module here and its name below; nothing else asks `if type == ...`."""
+Every module of this package that defines TYPE is a model type: adding one is adding a module (and its entry in
+endpoints.schema.json); nothing else asks `if type == ...`."""
 
 from __future__ import annotations
 
-from . import chat, completion, embedding, models, rerank
+import importlib
+import pkgutil
+
 from .base import Checked, ModelType
 
 __all__ = ["TYPES", "Checked", "ModelType"]
 
-TYPES: dict[str, ModelType] = {t.name: t for t in (chat.TYPE, completion.TYPE, embedding.TYPE, rerank.TYPE, models.TYPE)}
+
+def _discover() -> dict[str, ModelType]:
+    """name -> type, in name order (a stable order for messages that list types)."""
+    modules = [importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)]
+    found = [module.TYPE for module in modules if isinstance(getattr(module, "TYPE", None), ModelType)]
+    return {model_type.name: model_type for model_type in sorted(found, key=lambda t: t.name)}
+
+
+TYPES: dict[str, ModelType] = _discover()

@@ -1,0 +1,26 @@
+"""The model-type registry and the endpoints schema describe the same types and fields."""
+
+from __future__ import annotations
+
+import json
+
+from model_monitor.config import SCHEMA_PATH
+from model_monitor.types import TYPES
+
+SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def test_every_type_module_is_in_the_schema_and_every_schema_type_has_a_module() -> None:
+    assert sorted(SCHEMA["$defs"]["type"]["enum"]) == sorted(TYPES)
+
+
+def test_every_field_a_type_owns_is_a_field_of_a_model_in_the_schema() -> None:
+    model_fields = set(SCHEMA["$defs"]["model"]["properties"])
+    for model_type in TYPES.values():
+        assert set(model_type.fields) <= model_fields, model_type.name
+
+
+def test_a_type_is_found_by_its_module_alone() -> None:
+    """The registry lists no names: it is every module of model_monitor/types that defines TYPE."""
+    assert list(TYPES) == sorted(TYPES)
+    assert {t.name for t in TYPES.values()} >= {"chat", "completion", "embedding", "rerank", "models"}
