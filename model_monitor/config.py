@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import math
+import operator
 import os
 import re
 import unicodedata
@@ -23,8 +26,6 @@ from .types import TYPES
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
 
-STREAM_ONLY = ("max_ttft", "min_tokens_per_s")
-_TYPE_FIELDS = {name for model_type in TYPES.values() for name in model_type.fields}  # fields some types have
 
 # Bounds that keep a wrong or hostile file from exhausting the machine. A real endpoints file is a few KB,
 # a few hundred to a few thousand YAML nodes, and nested about 10 levels (a json_schema in `expect` a few more).
@@ -244,10 +245,17 @@ class _Document:
         return walk(self.data, ())
 
     def validate(self, data: Any) -> None:
-        validator = jsonschema.Draft202012Validator(load_schema())
-        errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+        schema = load_schema()
+        errors = sorted(
+            jsonschema.Draft202012Validator(schema).iter_errors(data),
+            key=lambda e: (list(map(str, e.absolute_path)), e.validator),
+        )
+        # One line per field: two rules may refuse the same one (a type rule and the stream rule).
+        errors = [next(same) for _, same in itertools.groupby(errors, key=lambda e: tuple(e.absolute_path))]
         if errors:
-            lines = [self.error(list(e.absolute_path), _describe(e)).args[0] for e in _leaf_errors(errors)[:10]]
+            lines = [
+                self.error(list(e.absolute_path), _describe(e, schema, data)).args[0] for e in _leaf_errors(errors)[:10]
+            ]
             raise ConfigError("\n".join(lines))
 
 
@@ -298,9 +306,11 @@ def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.Va
     return out
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], data: Any) -> str:
     """One plain sentence for a schema violation, with the accepted values."""
     kind, expected, value = error.validator, error.validator_value, error.instance
+    if kind == "not" and list(error.absolute_schema_path)[-4:-2] == ["else", "properties"]:
+        return _not_applicable(error, schema, data)
     if kind == "enum":
         return f"{value!r} is not one of: {', '.join(map(str, expected))}"
     if kind == "required":
@@ -318,6 +328,29 @@ def _describe(error: jsonschema.ValidationError) -> str:
         shown = _USERINFO.sub(r"\1***@", value)  # a URL that is not one may still hold user:password@
         return f"{shown!r} does not match {expected}"
     return error.message
+
+
+def _not_applicable(error: jsonschema.ValidationError, schema: dict[str, Any], data: Any) -> str:
+    """A field refused by a rule `if: {properties: {<name>: {enum|const}}}, else: {properties: {<field>: {not: {}}}}`:
+    the condition under which it applies, and what the entry has instead."""
+    condition = _subschema(schema, [*list(error.absolute_schema_path)[:-4], "if"])
+    ((name, accepted),) = condition["properties"].items()
+    wanted = accepted["enum"] if "enum" in accepted else [accepted["const"]]
+    entry = functools.reduce(operator.getitem, list(error.absolute_path)[:-1], data)
+    if wanted == [True]:
+        return f"needs {name}: true" + (f", not {json.dumps(entry[name])}" if name in entry else "")
+    return f"applies only to {name} {' or '.join(map(str, wanted))}, not {entry.get(name)}"
+
+
+def _subschema(schema: dict[str, Any], path: list[Any]) -> Any:
+    """The part of the schema at an error's absolute_schema_path. jsonschema leaves each $ref out of that path,
+    so a key that is not there is looked up in the definition the $ref names (#/$defs/... in this schema)."""
+    node: Any = schema
+    for key in path:
+        while isinstance(node, dict) and key not in node and "$ref" in node:
+            node = functools.reduce(operator.getitem, node["$ref"].removeprefix("#/").split("/"), schema)
+        node = node[key]
+    return node
 
 
 def _resolve(document: _Document, data: dict[str, Any], environ: Mapping[str, str]) -> tuple[Case, ...]:
@@ -443,15 +476,10 @@ def _case(
         """The model's value, else its endpoint's, else the file's defaults'."""
         return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
 
-    for name in sorted((_TYPE_FIELDS - set(model_type.fields)) & set(raw)):
-        owners = [t.name for t in TYPES.values() if name in t.fields]
-        raise document.error(where + (name,), f"applies only to type {' or '.join(owners)}, not {model_type.name}")
-    # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have them).
+    # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have
+    # them; the schema refuses them on a model of another type).
     options = {name: pick(name, default) for name, default in model_type.fields.items()}
     stream = bool(options.get("stream"))
-    for name in STREAM_ONLY:
-        if name in raw and not stream:
-            raise document.error(where + (name,), "needs stream: true (it is measured on a stream)")
     if "expect" in options:
         _check_expect(document, where + ("expect",), options["expect"])
     model_id = raw.get("id", raw["name"])

@@ -189,6 +189,8 @@ def test_values_schema_inlines_the_endpoints_schema() -> None:
         assert values_schema["properties"][name] == endpoints_schema["properties"][name]
     for name, definition in endpoints_schema["$defs"].items():
         assert values_schema["$defs"][name] == definition
+    chart_rules = json.loads((CHART / "values.schema.in.json").read_text()).get("allOf", [])
+    assert endpoints_schema["allOf"] and values_schema["allOf"] == [*chart_rules, *endpoints_schema["allOf"]]
 
 
 def test_generator_refuses_a_clash() -> None:

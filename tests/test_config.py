@@ -31,14 +31,46 @@ endpoints:
 
 
 
-def one_model(fields: str) -> str:
-    """A file whose one model (line 4) has these extra flow-mapping fields."""
-    return f"endpoints:\n  - name: a\n    url: http://x\n    models: [{{name: m, type: chat, {fields}}}]\n"
+def one_model(fields: str, model_type: str = "chat") -> str:
+    """A file whose one model (line 4) has this type and these extra flow-mapping fields."""
+    return f"endpoints:\n  - name: a\n    url: http://x\n    models: [{{name: m, type: {model_type}, {fields}}}]\n"
 
 
 def one_endpoint(fields: str) -> str:
     """A file whose one endpoint has these extra fields on line 3 (the url is line 2)."""
     return f"endpoints:\n  - {{name: a, url: http://x,\n     {fields}, models: [{{name: m, type: chat}}]}}\n"
+
+
+# The fields that belong to some model types, a valid value of each, and the types it applies to.
+TYPE_FIELDS = {
+    "stream": ("true", "chat or completion"),
+    "expect": ("{contains: pong}", "chat or completion"),
+    "prompt": ("hello", "chat or completion"),
+    "max_tokens": ("8", "chat or completion"),
+    "max_ttft": ("2", "chat or completion"),
+    "min_tokens_per_s": ("5", "chat or completion"),
+    "json_mode": ("true", "chat"),
+    "tool_call": ("true", "chat"),
+    "dimensions": ("8", "embedding"),
+    "encoding_format": ("float", "embedding"),
+    "input": ("hello", "embedding"),
+    "rank_check": ("true", "rerank"),
+}
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models")
+
+
+def wrong_type_files() -> dict[str, tuple[str, str, int]]:
+    """Every field on every model type it does not apply to: refused, naming the types it applies to."""
+    return {
+        f"{name}-on-{model_type}": (
+            one_model(f"{name}: {value}", model_type),
+            f"endpoints[0].models[0].{name}: applies only to type {types}, not {model_type}",
+            4,
+        )
+        for name, (value, types) in TYPE_FIELDS.items()
+        for model_type in MODEL_TYPES
+        if model_type not in types.split(" or ")
+    }
 
 
 # Billion laughs: each anchor is nine aliases of the one before; "i" would stand for 9^9 strings.
@@ -121,6 +153,29 @@ BAD = {
         "endpoints[0].models[0].max_ttft: needs stream: true",
         5,
     ),
+    "min-tokens-per-s-without-stream": (
+        one_model("min_tokens_per_s: 5", "completion"),
+        "endpoints[0].models[0].min_tokens_per_s: needs stream: true",
+        4,
+    ),
+    "ttft-with-stream-off": (
+        one_model("stream: false, max_ttft: 2"), "endpoints[0].models[0].max_ttft: needs stream: true, not false", 4,
+    ),
+    "ttft-with-stream-off-in-defaults": (
+        "defaults: {stream: false}\n" + one_model("max_ttft: 2"),
+        "endpoints[0].models[0].max_ttft: needs stream: true",
+        5,
+    ),
+    "ttft-turning-off-the-defaults-stream": (
+        "defaults: {stream: true}\n" + one_model("stream: false, min_tokens_per_s: 5"),
+        "endpoints[0].models[0].min_tokens_per_s: needs stream: true, not false",
+        5,
+    ),
+    "ttft-on-embedding-with-the-defaults-stream": (
+        "defaults: {stream: true}\n" + one_model("max_ttft: 2", "embedding"),
+        "endpoints[0].models[0].max_ttft: applies only to type chat or completion, not embedding",
+        5,
+    ),
     "option-for-another-type": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: embedding, json_mode: true}\n",
         "endpoints[0].models[0].json_mode: applies only to type chat, not embedding",
@@ -186,6 +241,7 @@ BAD = {
     ),
     "lists-5000-deep": ("endpoints: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels deep (MAX_DEPTH)", 1),
     "mappings-100000-deep": ("endpoints: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n", "nested more than 64 levels deep", 1),
+    **wrong_type_files(),
 }
 
 
@@ -203,6 +259,13 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     assert chat.monitor == "gw-meta-llama-llama-3-1-8b-instruct"
     assert set(suite.secrets) == {"sk-test-1234", "team-secret-value"}
     assert "sk-test-1234" not in repr(suite) and "team-secret-value" not in repr(suite)
+
+
+def test_stream_slos_on_a_model_that_streams_by_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text("defaults: {stream: true}\n" + one_model("max_ttft: 2, min_tokens_per_s: 5"))
+    (case,) = load(path, {}).cases
+    assert (case.stream, case.max_ttft, case.min_tokens_per_s) == (True, 2, 5)
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
