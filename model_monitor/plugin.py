@@ -16,7 +16,8 @@ import pytest
 from . import config as endpoints_config
 from . import report, settings, telemetry, xdist_shard
 from .config import Case, ConfigError, Suite
-from .engine import Engine, Outcome, case_budget
+from .engine import Engine, case_budget
+from .outcome import Outcome
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .config import Case
-from .engine import PROPERTY_PREFIX, Outcome
+from .outcome import PROPERTY_PREFIX, Outcome
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"

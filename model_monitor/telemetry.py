@@ -27,7 +27,7 @@ import httpx
 
 from . import __version__
 from .config import Case, monitor_key
-from .engine import Outcome
+from .outcome import Outcome
 from .redact import Redactor, Secret
 from .runtime import BackgroundLoop
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from model_monitor.config import Case, Endpoint
-from model_monitor.engine import Outcome
+from model_monitor.outcome import Outcome
 from model_monitor import settings
 from model_monitor.redact import Redactor
 from model_monitor.runtime import BackgroundLoop
