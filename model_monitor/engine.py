@@ -11,7 +11,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import math
-import random
 import ssl
 import time
 import urllib.request
@@ -29,12 +28,11 @@ from .exchange import ACCEPT_ENCODING, Timed, one_line, timed
 from .outcome import Attempt, Outcome
 from .probes import PROBES, consumer, evaluate
 from .redact import Redactor
+from .retry import BACKOFF_CAP_S, backoff
 from .runtime import BackgroundLoop
 
 DEFAULT_MAX_CONCURRENCY = 100
 USER_AGENT = f"model-monitor/{__version__}"
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -332,12 +330,6 @@ def _proxy_for(url: str) -> httpx.Proxy | None:
     scheme, host = url.split("://", 1)[0], httpx.URL(url).host
     proxy = urllib.request.getproxies().get(scheme)
     return httpx.Proxy(proxy) if proxy and not urllib.request.proxy_bypass(host) else None
-
-
-def backoff(attempt: int, retry_after: float | None) -> float:
-    """Jittered exponential backoff, never shorter than the server's Retry-After (which may exceed our cap)."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
-    return max(delay, retry_after or 0.0)
 
 
 def case_budget(case: Case) -> float:
