@@ -17,6 +17,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 import jsonschema
 import yaml
 
+from .errors import MonitorError
 from .redact import Secret
 
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
@@ -61,7 +62,7 @@ _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#@\s]*@", re.IGNORECASE)
 _BREAKING = ("Cc", "Zl", "Zp")
 
 
-class ConfigError(Exception):
+class ConfigError(MonitorError):
     """The endpoints file cannot be used; the message names the file, the field and the line."""
 
 

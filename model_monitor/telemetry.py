@@ -26,6 +26,7 @@ import httpx
 
 from . import __version__
 from .config import Case, monitor_key
+from .errors import MonitorError
 from .outcome import Outcome
 from .redact import Redactor, Secret
 from .retry import backoff, retry_after
@@ -46,7 +47,7 @@ CRONITOR_SHAPE = "expected https://cronitor.link/p/<key>, https://cronitor.link/
 HEALTHCHECKS_SHAPE = "expected https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>"
 
 
-class TelemetryConfigError(ValueError):
+class TelemetryConfigError(MonitorError):
     """A heartbeat URL of the wrong shape; the message describes the shape, never the URL (it holds a key)."""
 
 

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from model_monitor import errors
+from model_monitor.config import ConfigError
+from model_monitor.errors import ProbeError
+from model_monitor.telemetry import TelemetryConfigError
+
 from .helpers import ROOT
 
 PACKAGE = ROOT / "model_monitor"
@@ -33,3 +38,10 @@ def test_outcome_is_at_the_bottom() -> None:
 def test_only_the_plugin_imports_the_engine(path: Path) -> None:
     if path.name not in ("plugin.py", "engine.py"):
         assert "engine" not in our_imports(path)
+
+
+
+@pytest.mark.parametrize("error", [ConfigError, TelemetryConfigError, ProbeError], ids=lambda e: e.__name__)
+def test_every_error_of_ours_is_a_monitor_error_drawn_in_the_tree(error: type[Exception]) -> None:
+    assert issubclass(error, errors.MonitorError)
+    assert error.__name__ in (errors.__doc__ or ""), "the docstring of errors.py draws the whole tree"
