@@ -20,6 +20,8 @@ import yaml
 from .errors import MonitorError
 from .redact import Secret
 
+__all__ = ["Case", "ConfigError", "Endpoint", "MAX_DEPTH", "Suite", "base_url", "load", "monitor_key"]
+
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -31,6 +31,8 @@ from .redact import Redactor
 from .retry import BACKOFF_CAP_S, backoff
 from .runtime import BackgroundLoop
 
+__all__ = ["Engine", "case_budget"]
+
 DEFAULT_MAX_CONCURRENCY = 100
 USER_AGENT = f"model-monitor/{__version__}"
 

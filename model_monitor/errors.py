@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import enum
 
+__all__ = ["ErrorClass", "MonitorError", "ProbeError", "status_class"]
+
 
 class ErrorClass(enum.StrEnum):
     TIMEOUT = "timeout"

@@ -27,6 +27,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .errors import ErrorClass, ProbeError, status_class
 from .retry import retry_after
 
+__all__ = [
+    "ACCEPT_ENCODING", "MAX_PIECES", "MAX_SERVER_MESSAGE", "STREAM", "Clock", "Timed", "body_chunks", "load_json",
+    "media_type", "one_line", "parse_json", "read_body", "server_message", "timed",
+]
+
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_SERVER_MESSAGE = 200

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["PROPERTY_PREFIX", "Attempt", "Outcome"]
+
 PROPERTY_PREFIX = "model_monitor."
 
 

@@ -11,6 +11,8 @@ import pytest
 from .config import Case
 from .outcome import PROPERTY_PREFIX, Outcome
 
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table"]
+
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"
 

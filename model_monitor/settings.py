@@ -17,6 +17,8 @@ import pytest
 
 from .redact import Secret
 
+__all__ = ["OPTIONS", "Option", "Settings", "addoption", "resolve"]
+
 GROUP = "model-monitor"
 
 

@@ -32,6 +32,11 @@ from .redact import Redactor, Secret
 from .retry import backoff, retry_after
 from .runtime import BackgroundLoop
 
+__all__ = [
+    "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Ping", "Target", "TelemetryConfigError", "cut_message",
+    "describe", "provisioning", "summary_lines", "targets_from",
+]
+
 log = logging.getLogger("model_monitor.telemetry")
 
 MAX_MESSAGE_CHARS = 1000  # cronitor-cli's cut; the server documents 2000, non-ASCII grows when encoded
