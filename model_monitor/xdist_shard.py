@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from xdist.scheduler import LoadScheduling
 
-__all__ = ["pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
+__all__ = ["FLAG", "pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
 
 T = TypeVar("T")
 FLAG = "model_monitor_shard"

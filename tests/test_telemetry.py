@@ -30,7 +30,7 @@ from model_monitor.redact import Secret
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
+from .helpers import WORKERS, endpoint, model
 
 KEY = "cronitorkey0123456789"
 HC_KEY = "hcpingkey0123456789"
@@ -178,7 +178,7 @@ def cronitor_pings(receiver: Receiver) -> dict[str, list[dict[str, list[str]]]]:
     return out
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 def test_each_case_sends_run_then_complete_or_fail_exactly_once(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
@@ -368,7 +368,7 @@ USERINFO_PASSWORD = "userinfo-pw-8c1d"
 URL_TOKEN = "url-token-4e7a"
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 @pytest.mark.parametrize("site", ["case", "end", "provisioning"])
 def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor, pytester: pytest.Pytester,
