@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from model_monitor.case import Case
-from model_monitor.engine import Outcome
+from model_monitor.outcome import Outcome
 
 
 def test_endpoint(case: Case, check_case: Callable[[Case], Outcome]) -> None:

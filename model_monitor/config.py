@@ -20,8 +20,11 @@ import jsonschema
 import yaml
 
 from .case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
+from .errors import MonitorError
 from .redact import Secret
 from .types import TYPES
+
+__all__ = ["ConfigError", "MAX_DEPTH", "SCHEMA_PATH", "Suite", "base_url", "load"]
 
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
@@ -42,7 +45,7 @@ _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#@\s]*@", re.IGNORECASE)
 _BREAKING = ("Cc", "Zl", "Zp")
 
 
-class ConfigError(Exception):
+class ConfigError(MonitorError):
     """The endpoints file cannot be used; the message names the file, the field and the line."""
 
 

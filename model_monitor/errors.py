@@ -1,20 +1,30 @@
-"""The one failure taxonomy, used in reasons, the summary, JUnit properties and heartbeat messages.
+"""The monitor's errors, one tree, and the one failure taxonomy used in reasons, the summary, JUnit properties and
+heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are translated into these at the boundary.
 
-    ProbeError(error_class, message)      a check failed; message is one line an on-call engineer can act on
-      error_class is one of ErrorClass:
-        timeout connect dns tls             the request did not complete
-        auth rate_limited                   401/403, 429
-        client_error server_error           other 4xx, 5xx
-        bad_response                        not JSON, HTML with 200, error object in a 200, redirect, over-size body
-        schema empty                        the reply has the wrong shape, or nothing in it
-        stream_broken                       an SSE stream that ended or broke before it was complete
-        slo expectation                     the reply was fine but too slow, or not what the model entry expects
-        interrupted                         the run was stopped (SIGTERM, SIGINT) before the case was judged
+    MonitorError                          anything the monitor raises about its input or an endpoint's reply
+      ConfigError                         config.py: the endpoints file is wrong, one line per fault naming its
+                                          place (`file:line: endpoints[0].models[1].field: message`)
+      TelemetryConfigError                telemetry.py: a heartbeat URL of the wrong shape, named by its option
+                                          (`--cronitor-url (CRONITOR_URL): ...`), the URL itself never printed
+      ProbeError(error_class, message)    a check failed; message is one line an on-call engineer can act on
+        error_class is one of ErrorClass:
+          timeout connect dns tls           the request did not complete
+          auth rate_limited                 401/403, 429
+          client_error server_error         other 4xx, 5xx
+          bad_response                      not JSON, HTML with 200, error object in a 200, redirect, over-size body
+          schema empty                      the reply has the wrong shape, or nothing in it
+          stream_broken                     an SSE stream that ended or broke before it was complete
+          slo expectation                   the reply was fine but too slow, or not what the model entry expects
+          interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
+
+ConfigError and TelemetryConfigError live beside the code that raises them; they derive from MonitorError here.
 """
 
 from __future__ import annotations
 
 import enum
+
+__all__ = ["ErrorClass", "MonitorError", "ProbeError", "status_class"]
 
 
 class ErrorClass(enum.StrEnum):
@@ -43,7 +53,11 @@ class ErrorClass(enum.StrEnum):
 _TRANSIENT = {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.RATE_LIMITED, ErrorClass.SERVER_ERROR}
 
 
-class ProbeError(Exception):
+class MonitorError(Exception):
+    """The root of every error the monitor raises itself (see the tree above)."""
+
+
+class ProbeError(MonitorError):
     """A failed check: its class, a one-line reason, and what the server said if anything."""
 
     def __init__(

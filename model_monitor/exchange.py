@@ -9,7 +9,6 @@ cannot hold a case past its timeout.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import re
 import socket
@@ -26,6 +25,12 @@ import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .errors import ErrorClass, ProbeError, status_class
+from .retry import retry_after
+
+__all__ = [
+    "ACCEPT_ENCODING", "MAX_PIECES", "MAX_SERVER_MESSAGE", "STREAM", "Clock", "Timed", "body_chunks", "load_json",
+    "media_type", "one_line", "parse_json", "read_body", "server_message", "timed",
+]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -37,7 +42,6 @@ ACCEPT_ENCODING = "gzip, deflate"
 MAX_CODINGS = 3
 INFLATE_STEP = 64 * 1024  # no decoding layer hands on more than this at once
 MAX_PIECES = 100_000  # network chunks per reply: a server that drips one byte per packet costs no more than this
-MAX_RETRY_AFTER_S = 1e9  # a Retry-After past this (or infinite) is read as this: it only has to be shown sanely
 
 T = TypeVar("T")
 
@@ -218,21 +222,6 @@ def one_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds from now: the delta-seconds form or an HTTP date (RFC 9110 10.2.3)."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S) if seconds == seconds else None  # NaN is no answer
-
-
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
     """A non-2xx reply: its class comes from the status alone, whatever its body holds."""
     status = response.status_code
@@ -251,7 +240,7 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
     except Exception:  # the server's words are a bonus: an unreadable error body changes nothing about the status
         said = None
     message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said}" if said else "")
-    return ProbeError(status_class(status), message, status_code=status, retry_after=retry_after(response))
+    return ProbeError(status_class(status), message, status_code=status, retry_after=retry_after(response.headers.get("retry-after")))
 
 
 def _location(response: httpx.Response) -> str:

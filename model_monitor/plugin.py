@@ -17,11 +17,18 @@ from . import config as endpoints_config
 from . import report, settings, telemetry, xdist_shard
 from .case import Case
 from .config import ConfigError, Suite
-from .engine import Engine, Outcome, case_budget
+from .engine import Engine, case_budget
+from .outcome import Outcome
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop
 from .stop import Role, Stopper
+
+__all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
+    "check_case", "pytest_addoption", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
+    "pytest_configure_node", "pytest_generate_tests", "pytest_report_header", "pytest_runtest_makereport",
+    "pytest_sessionfinish", "pytest_terminal_summary", "pytest_unconfigure",
+]
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"  # the suite pytest collects, beside this package
 TIMEOUT_SLACK_S = 10.0

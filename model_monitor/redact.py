@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+__all__ = ["MASK", "RedactingRecords", "Redactor", "Secret"]
+
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from .case import Case
-from .engine import PROPERTY_PREFIX, Outcome
+from .outcome import PROPERTY_PREFIX, Outcome
+
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table"]
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"

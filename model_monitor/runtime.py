@@ -9,6 +9,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+__all__ = ["BackgroundLoop"]
+
 T = TypeVar("T")
 
 

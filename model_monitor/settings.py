@@ -17,6 +17,8 @@ import pytest
 
 from .redact import Secret
 
+__all__ = ["OPTIONS", "Option", "Settings", "addoption", "resolve"]
+
 GROUP = "model-monitor"
 
 
@@ -102,19 +104,28 @@ SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
 
 @dataclass(frozen=True)
 class Settings:
-    values: Mapping[str, Any]
-    only: tuple[str, ...] = ()
+    """The resolved options, one typed field per Option (their defaults live in OPTIONS), and --only."""
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    endpoints: str
+    max_concurrency: int
+    cronitor_url: Secret | None
+    cronitor_env: str | None
+    healthchecks_url: Secret | None
+    healthchecks_create: bool
+    telemetry_dry_run: bool
+    telemetry_strict: bool
+    telemetry_deadline: float
+    run_deadline: float | None
+    stop_grace: float
+    cronitor_api_key: Secret | None
+    cronitor_api_url: str
+    cronitor_schedule: str | None
+    only: tuple[str, ...] = ()
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """The secret options' values in the open, for the Redactor only."""
-        return tuple(secret.reveal() for name in SECRET_OPTIONS if (secret := self.values.get(name)))
+        return tuple(secret.reveal() for name in SECRET_OPTIONS if (secret := getattr(self, name)))
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -140,7 +151,7 @@ def addoption(parser: pytest.Parser) -> None:
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from flags, environment and ini; a malformed value is a usage error naming its source."""
     values = {option.dest: _value(option, *_raw(option, config, environ)) for option in OPTIONS}
-    return Settings(values=values, only=tuple(config.option.only or ()))
+    return Settings(**values, only=tuple(config.option.only or ()))
 
 
 def _raw(option: Option, config: pytest.Config, environ: Mapping[str, str] | None) -> tuple[str | None, str]:

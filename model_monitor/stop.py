@@ -23,6 +23,8 @@ from typing import Any, Literal, Protocol
 
 from .errors import ErrorClass
 
+__all__ = ["Role", "Stopper"]
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Role = Literal["single", "controller", "worker"]
 

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import random
 import socket
 import time
 import uuid
@@ -27,9 +26,16 @@ import httpx
 
 from . import __version__
 from .case import Case, monitor_key
-from .engine import Outcome
+from .errors import MonitorError
+from .outcome import Outcome
 from .redact import Redactor, Secret
+from .retry import backoff, retry_after
 from .runtime import BackgroundLoop
+
+__all__ = [
+    "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Ping", "Target", "TelemetryConfigError", "cut_message",
+    "describe", "provisioning", "summary_lines", "targets_from",
+]
 
 log = logging.getLogger("model_monitor.telemetry")
 
@@ -46,7 +52,7 @@ CRONITOR_SHAPE = "expected https://cronitor.link/p/<key>, https://cronitor.link/
 HEALTHCHECKS_SHAPE = "expected https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>"
 
 
-class TelemetryConfigError(ValueError):
+class TelemetryConfigError(MonitorError):
     """A heartbeat URL of the wrong shape; the message describes the shape, never the URL (it holds a key)."""
 
 
@@ -339,7 +345,7 @@ class Delivery:
         reason = "not sent"
         host = ping.host
         for attempt in range(1, ATTEMPTS + 1):
-            wait = 0.5 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            asked = None
             try:
                 async with self._client.stream(
                     ping.method, ping.url.reveal(), content=ping.body, headers=request_headers(ping)
@@ -353,11 +359,9 @@ class Delivery:
                 reason = f"{response.status_code} from {host}"
                 if response.status_code != 429 and response.status_code < 500:
                     return reason
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.replace(".", "", 1).isdigit():
-                    wait = max(wait, min(RETRY_AFTER_CAP_S, float(retry_after)))
+                asked = retry_after(response.headers.get("retry-after"))
             if attempt < ATTEMPTS:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(backoff(attempt, None if asked is None else min(RETRY_AFTER_CAP_S, asked)))
         return reason
 
 

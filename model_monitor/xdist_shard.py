@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import pytest
 from xdist.scheduler import LoadScheduling
 
+__all__ = ["FLAG", "pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
+
 T = TypeVar("T")
 FLAG = "model_monitor_shard"
 

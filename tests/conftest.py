@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ import yaml
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import CHECKS
+from .helpers import CHECKS, junit_cases
 
 pytest_plugins = ["pytester"]
 
@@ -28,6 +26,19 @@ collect_ignore = [] if os.environ.get("MODEL_MONITOR_REAL_MODELS") else ["test_r
 def openai_server() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    """A server of the test's own: flaky counters and recorded requests start from nothing."""
+    with FakeOpenAI() as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+def module_runs() -> dict[str, Any]:
+    """A module's cache for one monitor run that its tests share (run_monitor itself is per test)."""
+    return {}
 
 
 @pytest.fixture
@@ -57,19 +68,6 @@ class MonitorRun:
 
     def error_class(self, case_id: str) -> str:
         return self.cases[case_id].get("model_monitor.class", "")
-
-
-def junit_cases(path: Path) -> dict[str, dict[str, str]]:
-    """case id -> its model_monitor properties (and the JUnit verdict under 'junit')."""
-    cases: dict[str, dict[str, str]] = {}
-    for testcase in ET.parse(path).getroot().iter("testcase"):
-        props = {p.get("name", ""): p.get("value", "") for p in testcase.iter("property")}
-        name = testcase.get("name", "")
-        case_id = props.get("model_monitor.case") or name[name.find("[") + 1 : -1]
-        failed = testcase.find("failure") is not None or testcase.find("error") is not None
-        props["junit"] = "failed" if failed else "passed"
-        cases[case_id] = props
-    return cases
 
 
 @pytest.fixture

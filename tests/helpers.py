@@ -1,12 +1,20 @@
-"""Small builders for endpoints files in tests."""
+"""What the project's tests share: builders for endpoints files, reading a run's JUnit XML, bounded waits."""
 
 from __future__ import annotations
 
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from testbed.openai_server import FakeOpenAI
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "checks"
+# A test that runs the monitor once alone and once under xdist with two workers.
+WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
 
 
 def endpoint(url: str, *models: dict[str, Any], name: str = "svc", **extra: Any) -> dict[str, Any]:
@@ -15,3 +23,24 @@ def endpoint(url: str, *models: dict[str, Any], name: str = "svc", **extra: Any)
 
 def model(name: str, type: str = "chat", **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": type, **extra}
+
+
+def junit_cases(path: Path) -> dict[str, dict[str, str]]:
+    """case id -> its model_monitor properties (and the JUnit verdict under 'junit')."""
+    cases: dict[str, dict[str, str]] = {}
+    for testcase in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name", ""): p.get("value", "") for p in testcase.iter("property")}
+        name = testcase.get("name", "")
+        case_id = props.get("model_monitor.case") or name[name.find("[") + 1 : -1]
+        failed = testcase.find("failure") is not None or testcase.find("error") is not None
+        props["junit"] = "failed" if failed else "passed"
+        cases[case_id] = props
+    return cases
+
+
+def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
+    """Until the server has seen `count` requests; fails the test after `within` seconds rather than hang."""
+    deadline = time.monotonic() + within
+    while len(server.requests) < count:
+        assert time.monotonic() < deadline, f"{len(server.requests)} of {count} requests within {within:g} s"
+        time.sleep(0.05)

@@ -25,7 +25,10 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from model_monitor import config
+
+from .helpers import ROOT
+
 CHART = ROOT / "chart"
 VALUES_DIR = Path(__file__).resolve().parent / "chart_values"
 TOOLS_BIN = ROOT / ".tools" / "bin"
@@ -351,7 +354,6 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
 @pytest.mark.parametrize("case", MATRIX)
 def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     """The monitor's own loader accepts the rendered file, given the env the CronJob passes."""
-    config = pytest.importorskip("model_monitor.config", reason="the monitor's model_monitor/config.py is required")
     path = tmp_path / "endpoints.yaml"
     (config_map,) = kinds(render("helm4", case), "ConfigMap")
     path.write_text(config_map["data"]["endpoints.yaml"])

@@ -10,7 +10,7 @@ import pytest
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
+from .helpers import WORKERS, endpoint, model
 
 # fault model name, timeout, expected class, a piece of the reason
 FAULTS = [
@@ -57,7 +57,7 @@ def tls_server() -> Iterator[FakeOpenAI]:
         yield server
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 def test_every_fault_fails_alone_with_its_class_reason_deadline_and_ping(
     keyed_server: FakeOpenAI,
     other_origin: FakeOpenAI,
@@ -125,7 +125,7 @@ CANARIES = {
 }
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 def test_no_secret_appears_in_any_output(run_monitor, monkeypatch: pytest.MonkeyPatch, workers: list[str]) -> None:
     key = CANARIES["ENDPOINT_KEY"]
     for name, value in CANARIES.items():

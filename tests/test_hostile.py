@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,17 +17,7 @@ from model_monitor.stream import read_stream
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
-
-WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    """A server of the test's own: flaky counters and recorded requests start from nothing."""
-    with FakeOpenAI() as fresh:
-        yield fresh
-
+from .helpers import WORKERS, endpoint, model
 
 def assert_no_crash(output: str) -> None:
     for sign in ("Traceback", "INTERNALERROR", "RecursionError", "TypeError", "AttributeError", "InvalidURL"):

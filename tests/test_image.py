@@ -27,7 +27,8 @@ import yaml
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import ROOT
+
 TOOLS = ROOT / ".tools"
 BASE = os.environ.get("MODEL_MONITOR_BASE_IMAGE", "localhost/debian-py:bookworm")
 IMAGE = "localhost/model-monitor:test"

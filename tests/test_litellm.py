@@ -12,6 +12,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,23 +65,18 @@ MODELS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def _runs() -> dict[str, object]:
-    return {}
-
-
 @pytest.fixture
-def litellm_run(litellm_proxy: LoopbackServer, litellm_keys: None, run_monitor, _runs: dict[str, object]):
+def litellm_run(litellm_proxy: LoopbackServer, litellm_keys: None, run_monitor, module_runs: dict[str, Any]):
     """One monitor run against the proxy, shared by this module's tests: every model with the right key, the
     healthy chat with a wrong key and with none."""
-    if "run" not in _runs:
+    if "run" not in module_runs:
         endpoints = [
             endpoint(litellm_proxy.url, *MODELS, name="gw", api_key_env="LITELLM_TEST_KEY", timeout=15),
             endpoint(litellm_proxy.url, model("mock-chat"), name="gw-wrong-key", api_key_env="LITELLM_WRONG_KEY", timeout=15),
             endpoint(litellm_proxy.url, model("mock-chat"), name="gw-no-key", timeout=15),
         ]
-        _runs["run"] = run_monitor({"endpoints": endpoints})
-    return _runs["run"]
+        module_runs["run"] = run_monitor({"endpoints": endpoints})
+    return module_runs["run"]
 
 
 def test_healthy_litellm_models_pass(litellm_run) -> None:

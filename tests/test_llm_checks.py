@@ -7,7 +7,7 @@ import pytest
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
+from .helpers import WORKERS, endpoint, model
 
 
 def stream(name: str, type: str = "chat", **extra: object) -> dict:
@@ -47,7 +47,7 @@ STREAM_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 def test_each_way_a_stream_breaks_is_its_own_failure(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
     models = [stream(name, id=name) for name, _, _ in STREAM_FAULTS] + [stream("st-fine", id="fine")]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)

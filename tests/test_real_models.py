@@ -162,17 +162,12 @@ def real_endpoints(llama: LoopbackServer, infinity: LoopbackServer) -> list[dict
     ]
 
 
-@pytest.fixture(scope="module")
-def _runs() -> dict[str, object]:
-    return {}
-
-
 @pytest.fixture
-def real_run(llama_server: LoopbackServer, infinity_server: LoopbackServer, real_keys: None, run_monitor, _runs):
+def real_run(llama_server: LoopbackServer, infinity_server: LoopbackServer, real_keys: None, run_monitor, module_runs):
     """One monitor run over every real-model case, shared by the tests below."""
-    if "run" not in _runs:
-        _runs["run"] = run_monitor({"endpoints": real_endpoints(llama_server, infinity_server)}, timeout=600)
-    return _runs["run"]
+    if "run" not in module_runs:
+        module_runs["run"] = run_monitor({"endpoints": real_endpoints(llama_server, infinity_server)}, timeout=600)
+    return module_runs["run"]
 
 
 def test_real_chat_and_completion_pass(real_run) -> None:

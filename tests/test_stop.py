@@ -18,20 +18,12 @@ import yaml
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .conftest import junit_cases
-from .helpers import CHECKS, endpoint, model
+from .helpers import CHECKS, WORKERS, endpoint, junit_cases, model, wait_for_requests
 
-WORKERS = pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
 STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
 # Two cases answer at once, two are held by the server far longer than the run lasts.
 HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
         model("held+delay=30", id="slow", timeout=60)]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fresh:
-        yield fresh
 
 
 @dataclass
@@ -86,13 +78,6 @@ def start_monitor(tmp_path: Path) -> Iterator:
         if run.process.poll() is None:
             run.process.kill()
             run.process.wait()
-
-
-def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while len(server.requests) < count:
-        assert time.monotonic() < deadline, f"{len(server.requests)} of {count} requests within {within:g} s"
-        time.sleep(0.05)
 
 
 def gone(pid: int) -> bool:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from model_monitor.case import Case, Endpoint
-from model_monitor.engine import Outcome
+from model_monitor.outcome import Outcome
 from model_monitor import settings
 from model_monitor.redact import Redactor
 from model_monitor.runtime import BackgroundLoop
@@ -30,7 +30,7 @@ from model_monitor.redact import Secret
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
+from .helpers import WORKERS, endpoint, model
 
 KEY = "cronitorkey0123456789"
 HC_KEY = "hcpingkey0123456789"
@@ -178,7 +178,7 @@ def cronitor_pings(receiver: Receiver) -> dict[str, list[dict[str, list[str]]]]:
     return out
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 def test_each_case_sends_run_then_complete_or_fail_exactly_once(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
@@ -273,21 +273,25 @@ def test_provisioning_creates_every_monitor_once(
 
 # --- outages: the run ends within its bound, with the same verdicts, and says what failed ---
 
+# A case's run and end pings go out together, one after the other: against 503s each takes its 3 attempts, so the
+# deadline must leave room for both (2 x about 2 s of backoff); against a hanging receiver it is what ends them.
 OUTAGES = [
-    ("status=503", "503 from 127.0.0.1"),
-    ("hang", "not delivered within the 2 s deadline"),
-    ("slow=5", "not delivered within the 2 s deadline"),
-    ("status=404", "404 from 127.0.0.1"),
+    ("status=503", 10, "503 from 127.0.0.1"),
+    ("hang", 2, "not delivered within the 2 s deadline"),
+    ("slow=5", 2, "not delivered within the 2 s deadline"),
+    ("status=404", 10, "404 from 127.0.0.1"),
 ]
 
 
-@pytest.mark.parametrize(("mode", "said"), OUTAGES, ids=[m for m, _ in OUTAGES])
-def test_a_telemetry_outage_never_changes_verdicts_and_is_named(openai_server: FakeOpenAI, run_monitor, mode: str, said: str) -> None:
+@pytest.mark.parametrize(("mode", "deadline", "said"), OUTAGES, ids=[m for m, _, _ in OUTAGES])
+def test_a_telemetry_outage_never_changes_verdicts_and_is_named(
+    openai_server: FakeOpenAI, run_monitor, mode: str, deadline: int, said: str
+) -> None:
     models = [model("out-ok"), model("out-bad+status=500", id="bad")]
     with Receiver(mode) as receiver:
         run = run_monitor(
             {"endpoints": [endpoint(openai_server.url, *models)]},
-            f"--cronitor-url={receiver.url}/p/{KEY}", "--telemetry-deadline=2", timeout=60,
+            f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-deadline={deadline}", timeout=60,
         )
     assert run.ret == 1
     assert {k: v["model_monitor.verdict"] for k, v in run.cases.items()} == {"svc/out-ok": "pass", "svc/bad": "fail"}
@@ -368,7 +372,7 @@ USERINFO_PASSWORD = "userinfo-pw-8c1d"
 URL_TOKEN = "url-token-4e7a"
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+@WORKERS
 @pytest.mark.parametrize("site", ["case", "end", "provisioning"])
 def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor, pytester: pytest.Pytester,

@@ -1,0 +1,79 @@
+"""What a case found, as plain data: the verdict, its attempts and metrics, and their encoding as pytest
+user_properties (the form in which they travel from xdist workers and land in JUnit XML).
+
+The bottom of the data flow: it imports nothing of ours, so reporters read outcomes without the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PROPERTY_PREFIX", "Attempt", "Outcome"]
+
+PROPERTY_PREFIX = "model_monitor."
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a case: None for error_class means it passed."""
+
+    error_class: str | None
+    status_code: int | None
+    duration_s: float
+
+    def __str__(self) -> str:
+        what = self.error_class or "ok"
+        return f"{what}{f' {self.status_code}' if self.status_code else ''} {self.duration_s:.3f}s"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a case found: the verdict, a one-line reason, the measured duration and metrics. Plain data only."""
+
+    passed: bool
+    reason: str
+    error_class: str | None = None
+    duration_s: float | None = None
+    status_code: int | None = None
+    attempts: tuple[Attempt, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    started_at: float | None = None  # Unix time the first attempt was sent
+    ended_at: float | None = None  # Unix time the last attempt ended (or the run stopped waiting for it)
+
+    @property
+    def request_s(self) -> float | None:
+        """The request's own time, every attempt and the waits between them: what JUnit and --durations show."""
+        return None if self.started_at is None or self.ended_at is None else self.ended_at - self.started_at
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """As pytest user_properties: they travel from xdist workers and land in JUnit XML."""
+        props: list[tuple[str, Any]] = [
+            ("verdict", "pass" if self.passed else "fail"),
+            ("reason", self.reason),
+            ("class", self.error_class or ""),
+            ("duration_s", None if self.duration_s is None else round(self.duration_s, 6)),
+            ("status_code", self.status_code),
+            ("attempts", "; ".join(map(str, self.attempts))),
+            ("started_at", self.started_at),
+            ("ended_at", self.ended_at),
+            *((f"metric.{name}", value) for name, value in self.metrics.items()),
+        ]
+        return [(PROPERTY_PREFIX + name, value) for name, value in props if value is not None]
+
+    @classmethod
+    def from_properties(cls, properties: Iterable[tuple[str, Any]]) -> Outcome | None:
+        props = {k[len(PROPERTY_PREFIX):]: v for k, v in properties if k.startswith(PROPERTY_PREFIX)}
+        if "verdict" not in props:
+            return None
+        return cls(
+            passed=props["verdict"] == "pass",
+            reason=props.get("reason", ""),
+            error_class=props.get("class") or None,
+            duration_s=props.get("duration_s"),
+            status_code=props.get("status_code"),
+            metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
+            started_at=props.get("started_at"),
+            ended_at=props.get("ended_at"),
+        )
