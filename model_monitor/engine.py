@@ -31,6 +31,7 @@ from .redact import Redactor
 from .retry import BACKOFF_CAP_S, backoff
 from .runtime import BackgroundLoop
 from .types import TYPES
+from .types.base import Multipart
 
 __all__ = ["Engine", "case_budget"]
 
@@ -171,13 +172,16 @@ class Engine:
         """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
         alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
         probe = TYPES[case.type]
+        body = probe.body(case)
+        content = {"data": body.data, "files": body.files} if isinstance(body, Multipart) else {"json": body}
         request = httpx.Request(
             probe.method,
             case.endpoint.url_for(probe.path),
-            json=probe.body(case),
+            **content,
             headers=_headers(case.endpoint),
             extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
         )
+        request.read()  # one body in memory, sent again as it is on a retry (a multipart stream reads only once)
         return self._transport(case.endpoint), request
 
     async def _run(self, case: Case, transport: AiohttpTransport, request: httpx.Request) -> _Probed:

@@ -15,7 +15,7 @@ import httpx
 from . import contracts
 from .case import Case
 from .errors import ErrorClass, ProbeError
-from .exchange import Clock, Timed, parse_json, read_body, server_message
+from .exchange import Clock, Timed, read_body, server_message
 from .stream import assemble, read_stream
 from .types import TYPES
 
@@ -44,7 +44,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
             metrics = reply.metrics(result.duration)
             data = reply.body()
         else:
-            data = parse_json(result)
+            data = TYPES[case.type].parse(result)
             _refuse_error_object(data)
         checked = TYPES[case.type].check(case, data)
         if checked.text is not None:

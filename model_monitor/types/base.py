@@ -9,9 +9,9 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..exchange import server_message
+from ..exchange import Timed, parse_json, server_message
 
-__all__ = ["STREAM_FIELDS", "Checked", "ModelType", "finite", "first_choice", "listed", "stream_fields"]
+__all__ = ["STREAM_FIELDS", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed", "stream_fields"]
 
 # The fields every streaming type has: its reply can be read as an SSE stream, and its text checked by `expect`.
 STREAM_FIELDS: Mapping[str, Any] = {"stream": False, "expect": {}}
@@ -26,6 +26,14 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Multipart:
+    """A multipart/form-data request body (an audio file to transcribe): form fields and files."""
+
+    data: Mapping[str, str]
+    files: Mapping[str, tuple[str, bytes, str]]  # field -> (file name, content, content type)
+
+
+@dataclass(frozen=True)
 class ModelType:
     """One model type: its own fields with their defaults, the request it sends, and its check of the reply.
 
@@ -36,8 +44,9 @@ class ModelType:
     method: str
     path: str
     fields: Mapping[str, Any]
-    body: Callable[[Case], dict[str, Any] | None]
+    body: Callable[[Case], dict[str, Any] | Multipart | None]  # a JSON body, a multipart one, or none (GET)
     check: Callable[[Case, Any], Checked]
+    parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
 
     @property
     def streams(self) -> bool:
