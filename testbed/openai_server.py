@@ -254,6 +254,9 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(wait)
         if request.method == "POST" and not isinstance(rec.body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
+        if sc.has("reasoner") and "max_tokens" in body:  # as OpenAI's o-series and GPT-5 answer
+            return _error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                          "Use 'max_completion_tokens' instead.", "invalid_request_error")
         if sc.has("hang"):
             return None
         if sc.has("raw"):

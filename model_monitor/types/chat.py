@@ -1,6 +1,7 @@
-"""chat: POST /chat/completions, plain or streamed, with JSON mode and tool-call contracts.
+"""chat: POST /chat/completions, plain or streamed, with JSON mode and tool-call contracts, and reasoning models.
 
-Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget."""
+Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget, unless
+`require_content` says a reply must have content."""
 
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-FIELDS = {**STREAM_FIELDS, "prompt": None, "max_tokens": 256, "json_mode": False, "tool_call": False}
+FIELDS = {
+    **STREAM_FIELDS,
+    "prompt": None,
+    "max_tokens": 256,
+    "token_param": "max_tokens",  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
+    "reasoning_effort": None,
+    "require_content": False,
+    "json_mode": False,
+    "tool_call": False,
+}
 
 
 def _body(case: Case) -> dict[str, Any]:
@@ -37,10 +47,12 @@ def _body(case: Case) -> dict[str, Any]:
         contracts["response_format"] = {"type": "json_object"}
     if options["tool_call"]:
         contracts["tools"] = [TOOL]
+    if options["reasoning_effort"]:
+        contracts["reasoning_effort"] = options["reasoning_effort"]
     return {
         "model": case.model,
         "messages": [{"role": "user", "content": options["prompt"] or default}],
-        "max_tokens": options["max_tokens"],
+        options["token_param"]: options["max_tokens"],
         **stream_fields(case),
         **contracts,
         **case.params,
@@ -63,8 +75,10 @@ def _check(case: Case, data: Any) -> Checked:
         summary = f"replied {len(content)} chars (finish_reason={finish_reason})"
     elif calls:
         summary = f"replied with {len(calls)} tool call(s) (finish_reason={finish_reason})"
-    elif message.get("reasoning_content") or message.get("reasoning"):
+    elif (message.get("reasoning_content") or message.get("reasoning")) and not case.options["require_content"]:
         summary = f"reasoning only, no visible content yet (finish_reason={finish_reason})"
+    elif message.get("reasoning_content") or message.get("reasoning"):
+        raise ProbeError(ErrorClass.EMPTY, f"reasoning but no visible content, and require_content is set (finish_reason={finish_reason})")
     else:
         raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
     if case.options["tool_call"]:
