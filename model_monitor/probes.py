@@ -38,15 +38,16 @@ def evaluate(case: Case, result: Timed) -> Verdict:
 
     A stream is assembled into the body a plain request would have got, so the type's one check serves both."""
     metrics: dict[str, float] = {}
+    model_type = TYPES[case.type]
     try:
         if case.stream:
-            reply = assemble(result.value, result.duration)
+            reply = assemble(result.value, result.duration, model_type.stream_format())
             metrics = reply.metrics(result.duration)
             data = reply.body()
         else:
             data = TYPES[case.type].parse(result)
             _refuse_error_object(data)
-        checked = TYPES[case.type].check(case, data)
+        checked = model_type.check(case, data)
         if checked.text is not None:
             contracts.check_expect(case, checked.text)
         contracts.check_slo(case, result.duration, metrics)

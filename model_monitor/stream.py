@@ -1,4 +1,5 @@
-"""Read an OpenAI-style SSE stream (chat or completion): integrity, the assembled reply and its timings.
+"""Read an SSE stream: integrity, the assembled reply and its timings. Each model type names its stream format
+(a StreamReply subclass); OpenAI chat and completion chunks are ChunkReply, the default.
 
 Timings follow vLLM's benchmark (benchmarks/backend_request_func.py) and llmperf, measured from the moment the
 request is sent to the arrival of the network chunk that completed each event:
@@ -31,24 +32,62 @@ MIN_DECODE_WINDOW_S = 0.001  # tokens closer together than this arrived in one b
 
 @dataclass
 class StreamReply:
-    """The reply assembled from a stream, with the moments (seconds since send) its tokens arrived."""
+    """What every stream format shares: the moments (seconds since send) its tokens arrived, and their metrics.
 
-    content: str = ""
-    reasoning: str = ""
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    finish_reason: str | None = None
+    A stream format is a subclass that folds one event at a time into the reply (take), says what a complete
+    stream must have carried (finish) and assembles the JSON body a plain request would have got (body), so that
+    a type's one check judges streamed and plain replies by the same rules. A model type names its format."""
+
     usage_tokens: int | None = None
     token_times: list[float] = field(default_factory=list)
     first_content: float | None = None
     events: int = 0
-    done: bool = False
+    done: bool = False  # the stream's end marker arrived: nothing after it is read
+
+    def take(self, name: str, data: str, now: float) -> None:
+        """Fold one SSE event (its name and data, arrived `now`) into the reply."""
+        raise NotImplementedError
+
+    def finish(self, after: str) -> None:
+        """Refuse a stream that ended incomplete; `after` says how far it got (`after 3 events and 0.2 s`)."""
+        raise NotImplementedError
 
     def body(self) -> dict[str, Any]:
-        """The reply as the JSON body a plain request would have got (a chat message and a completion's text in
-        one choice), so that a type's one check judges streamed and plain replies by the same rules."""
-        calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        message = {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
-        return {"choices": [{"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}]}
+        """The reply as the JSON body a plain request would have got."""
+        raise NotImplementedError
+
+    def token(self, now: float, visible: bool) -> None:
+        """A token-bearing event arrived: reasoning counts for TTFT, only visible output for TTFC."""
+        self.token_times.append(now)
+        if visible and self.first_content is None:
+            self.first_content = now
+
+    def count_usage(self, tokens: Any) -> None:
+        """The server's own count of output tokens, when it is a plausible one."""
+        if isinstance(tokens, int) and 0 <= tokens < MAX_TOKENS:
+            self.usage_tokens = tokens
+
+    def parse(self, name: str, data: str, now: float) -> dict[str, Any] | None:
+        """An event's data as a JSON object (None for an empty one); an error event, an error object or a
+        malformed event breaks the stream, in the server's own words where it has some."""
+        if not data.strip():
+            return None
+        try:
+            chunk = load_json(data, f"event {self.events}")
+        except ProbeError as error:
+            if name == "error":  # the server's own words, even when they are not JSON
+                raise self.error_event(one_line(data, MAX_SERVER_MESSAGE)) from None
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk after {now:.3f} s: {error.message}") from None
+        if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+            # Also next to choices: OpenRouter reports a provider failing mid-stream inside an HTTP 200 this way.
+            raise self.error_event(server_message(chunk))
+        if not isinstance(chunk, dict):
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {self.events}, not an object)")
+        return chunk
+
+    def error_event(self, said: str | None) -> ProbeError:
+        """The server reported an error inside the stream, in its own words."""
+        return ProbeError(ErrorClass.STREAM_BROKEN, f"error event in the stream after {self.events - 1} events: {said or 'no message'}")
 
     def metrics(self, duration: float) -> dict[str, float]:
         if not self.token_times:
@@ -72,6 +111,76 @@ class StreamReply:
         over a millisecond or more. A stream a proxy buffered into one burst would show a rate of 40,000/s."""
         times = self.token_times
         return len(times) >= 3 and times[-1] - times[0] >= MIN_DECODE_WINDOW_S
+
+
+@dataclass
+class ChunkReply(StreamReply):
+    """OpenAI chat and completion chunks (`choices[].delta` or `choices[].text`), ended by `data: [DONE]`."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """A chat message and a completion's text in one choice."""
+        calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        message = {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
+        return {"choices": [{"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}]}
+
+    def finish(self, after: str) -> None:
+        if not self.done:
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without [DONE] {after}")
+        if self.finish_reason is None:
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream carried no finish_reason {after}")
+        if not self.token_times:
+            raise ProbeError(ErrorClass.EMPTY, f"stream carried no content {after}")
+
+    def take(self, name: str, data: str, now: float) -> None:
+        if data.strip() == "[DONE]":
+            self.done = True
+            return
+        chunk = self.parse(name, data, now)
+        if chunk is None:
+            return
+        usage = chunk.get("usage")
+        self.count_usage(usage.get("completion_tokens") if isinstance(usage, dict) else None)
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict):
+                self._take_choice(choice, now)
+
+    def _take_choice(self, choice: dict[str, Any], now: float) -> None:
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        content = delta.get("content") if delta else choice.get("text")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        calls = delta.get("tool_calls") or []
+        if isinstance(content, str) and content:
+            self.content += content
+        if isinstance(reasoning, str) and reasoning:
+            self.reasoning += reasoning
+        for call in calls if isinstance(calls, list) else []:
+            self._merge_tool_call(call)
+        visible = bool(isinstance(content, str) and content) or bool(calls)
+        if visible or (isinstance(reasoning, str) and reasoning):
+            self.token(now, visible)
+        if choice.get("finish_reason") == "error":
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream finished with finish_reason=error after {now:.3f} s")
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+    def _merge_tool_call(self, call: Any) -> None:
+        """Tool calls arrive as deltas: the name once, the arguments in pieces, keyed by index."""
+        if not isinstance(call, dict):
+            return
+        index = call.get("index", 0)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ProbeError(ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer")
+        slot = self.tool_calls.setdefault(index, {"type": "function", "function": {"name": "", "arguments": ""}})
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        if isinstance(function.get("name"), str):
+            slot["function"]["name"] += function["name"]
+        if isinstance(function.get("arguments"), str):
+            slot["function"]["arguments"] += function["arguments"]
 
 
 MAX_STREAM_BYTES = 8 * 1024 * 1024
@@ -122,82 +231,15 @@ def _events(raw: RawStream) -> Iterator[tuple[float, str, str]]:
         yield replay.now, event.event, event.data
 
 
-def assemble(raw: RawStream, duration: float) -> StreamReply:
-    """The reply from a complete read; each way a stream can break is its own stream_broken (or empty) reason."""
-    reply = StreamReply()
+def assemble(raw: RawStream, duration: float, reply: StreamReply) -> StreamReply:
+    """Fold a complete read into `reply` (the type's stream format); each way a stream can break is its own
+    stream_broken (or empty) reason."""
     for now, name, data in _events(raw):
         reply.events += 1
-        if data.strip() == "[DONE]":
-            reply.done = True
+        reply.take(name, data, now)
+        if reply.done:
             break
-        _take(reply, name, data, now)
         if reply.events >= MAX_EVENTS:
             raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream exceeded {MAX_EVENTS} events")
-    after = f"after {reply.events} events and {duration:.3f} s"
-    if not reply.done:
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without [DONE] {after}")
-    if reply.finish_reason is None:
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream carried no finish_reason {after}")
-    if not reply.token_times:
-        raise ProbeError(ErrorClass.EMPTY, f"stream carried no content {after}")
+    reply.finish(f"after {reply.events} events and {duration:.3f} s")
     return reply
-
-
-def _take(reply: StreamReply, name: str, data: str, now: float) -> None:
-    """Fold one event into the reply."""
-    if not data.strip():
-        return
-    errored = f"error event in the stream after {reply.events - 1} events"
-    try:
-        chunk = load_json(data, f"event {reply.events}")
-    except ProbeError as error:
-        if name == "error":  # the server's own words, even when they are not JSON
-            raise ProbeError(ErrorClass.STREAM_BROKEN, f"{errored}: {one_line(data, MAX_SERVER_MESSAGE)}") from None
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk after {now:.3f} s: {error.message}") from None
-    if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
-        # Also next to choices: OpenRouter reports a provider failing mid-stream inside an HTTP 200 this way.
-        said = server_message(chunk) or "no message"
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"{errored}: {said}")
-    if not isinstance(chunk, dict):
-        raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {reply.events}, not an object)")
-    usage = chunk.get("usage")
-    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    if isinstance(tokens, int) and 0 <= tokens < MAX_TOKENS:
-        reply.usage_tokens = tokens
-    for choice in chunk.get("choices") or []:
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        content = delta.get("content") if delta else choice.get("text")
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        calls = delta.get("tool_calls") or []
-        if isinstance(content, str) and content:
-            reply.content += content
-        if isinstance(reasoning, str) and reasoning:
-            reply.reasoning += reasoning
-        for call in calls if isinstance(calls, list) else []:
-            _merge_tool_call(reply, call)
-        visible = bool(isinstance(content, str) and content) or bool(calls)
-        if visible or (isinstance(reasoning, str) and reasoning):
-            reply.token_times.append(now)
-        if visible and reply.first_content is None:
-            reply.first_content = now
-        if choice.get("finish_reason") == "error":
-            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream finished with finish_reason=error after {now:.3f} s")
-        if choice.get("finish_reason"):
-            reply.finish_reason = choice["finish_reason"]
-
-
-def _merge_tool_call(reply: StreamReply, call: Any) -> None:
-    """Tool calls arrive as deltas: the name once, the arguments in pieces, keyed by index."""
-    if not isinstance(call, dict):
-        return
-    index = call.get("index", 0)
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise ProbeError(ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer")
-    slot = reply.tool_calls.setdefault(index, {"type": "function", "function": {"name": "", "arguments": ""}})
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
-    if isinstance(function.get("name"), str):
-        slot["function"]["name"] += function["name"]
-    if isinstance(function.get("arguments"), str):
-        slot["function"]["arguments"] += function["arguments"]

@@ -10,6 +10,7 @@ from typing import Any
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..exchange import Timed, parse_json, server_message
+from ..stream import ChunkReply, StreamReply
 
 __all__ = ["STREAM_FIELDS", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed", "stream_fields"]
 
@@ -37,8 +38,8 @@ class Multipart:
 class ModelType:
     """One model type: its own fields with their defaults, the request it sends, and its check of the reply.
 
-    A streamed reply is assembled into the same shape as a JSON body (stream.StreamReply.body), so one check
-    serves both."""
+    A streamed reply is folded by the type's stream format into the same shape as a JSON body
+    (stream.StreamReply.body), so one check serves both."""
 
     name: str
     method: str
@@ -47,6 +48,7 @@ class ModelType:
     body: Callable[[Case], dict[str, Any] | Multipart | None]  # a JSON body, a multipart one, or none (GET)
     check: Callable[[Case, Any], Checked]
     parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
+    stream_format: type[StreamReply] = ChunkReply  # how a streamed reply is folded into that body
 
     @property
     def streams(self) -> bool:
