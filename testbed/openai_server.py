@@ -202,7 +202,7 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank"):
+        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -248,7 +248,7 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
             return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
         status = self._injected_status(sc, rec.model or "")
-        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions")
+        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions", "responses")
                      and status is None and (sc.has("providererror") or not any(map(sc.has, BODY_FAULTS))))
         if not streaming:
             await asyncio.sleep(wait)
@@ -300,6 +300,8 @@ class FakeOpenAI(BackgroundServer):
             if 300 <= status < 400:
                 headers["Location"] = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + "/v1/landing"
             return _error(status, f"injected {status}", "server_error", status, headers)
+        if streaming and kind == "responses":
+            return await self._responses_stream(request, sc, body, wait)
         if streaming:
             return await self._stream(request, sc, body, kind, wait)
         payload = self._payload(sc, body, kind, rec.model or "")
@@ -329,6 +331,8 @@ class FakeOpenAI(BackgroundServer):
             return self._embeddings(sc, body, model)
         if kind == "rerank":
             return self._rerank(sc, body, model)
+        if kind == "responses":
+            return self._response(sc, body, model, "".join(PIECES), status="completed")
         head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
         if kind == "completions":
             choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
@@ -399,6 +403,63 @@ class FakeOpenAI(BackgroundServer):
             results = []
         return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
                 "usage": {"total_tokens": max(1, len(json.dumps(body).split()))}}
+
+    def _response(self, sc: Scenario, body: dict[str, Any], model: str, text: str, status: str) -> dict[str, Any]:
+        """A Responses API Response object: `status` unless a fault (incomplete, failed, empty, badshape) says
+        otherwise, and one message item carrying `text`."""
+        details, error, done = None, None, status == "completed"
+        if done and sc.has("incomplete"):
+            status, details = "incomplete", {"reason": "max_output_tokens"}
+        if done and sc.has("failed"):
+            status, error = "failed", {"code": "server_error", "message": "The model crashed while generating"}
+        text = "" if sc.has("empty") else text
+        part = {"type": "output_text", "text": text, "annotations": []}
+        message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [part]}
+        output: Any = ("pong" if sc.has("badshape") else [message]) if done else []
+        tokens = len(text) // 2
+        return {"id": "resp_1", "object": "response", "created_at": int(time.time()), "model": model,
+                "status": status, "error": error, "incomplete_details": details, "output": output,
+                "max_output_tokens": body.get("max_output_tokens"),
+                "usage": {"input_tokens": max(1, len(json.dumps(body.get("input")).split())),
+                          "output_tokens": tokens, "total_tokens": tokens + 1}}
+
+    async def _responses_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
+                                wait: float) -> web.StreamResponse | None:
+        """Typed Responses events, as OpenAI and vLLM send them (no [DONE]); faults: reasoning, malformed,
+        errorevent, cut, nocontent, nofinish, incomplete, failed."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await asyncio.sleep(wait)
+        model = str(body.get("model"))
+
+        async def send(kind: str, **fields: Any) -> None:
+            await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode())
+
+        await send("response.created", response=self._response(sc, body, model, "", "in_progress"))
+        for piece in ("thinking", "...") if sc.has("reasoning") else ():
+            await send("response.reasoning_text.delta", item_id="rs_1", output_index=0, content_index=0, delta=piece)
+            await asyncio.sleep(sc.num("token_delay"))
+        if sc.has("malformed"):
+            await resp.write(b"event: response.output_text.delta\ndata: {\"delta\": \n\n")
+        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        text = ""
+        for i in range(n):
+            if i == min(2, n) and sc.has("cut"):
+                _kill(request, rst=False)
+                return None
+            if i == min(2, n) and sc.has("errorevent"):
+                await send("error", code="server_error", message="upstream overloaded", param=None)
+                return resp
+            if i:
+                await asyncio.sleep(sc.num("token_delay"))
+            text += PIECES[i % 2]
+            await send("response.output_text.delta", item_id="msg_1", output_index=0, content_index=0,
+                       delta=PIECES[i % 2])
+        if sc.has("nofinish"):
+            return resp
+        final = self._response(sc, body, model, text, "completed")
+        await send(f"response.{final['status']}", response=final)
+        return resp
 
     def _body(self, name: str, status: int, streaming: bool) -> web.Response:
         """A hostile body: as JSON, or inside an SSE event when a stream was asked for."""

@@ -43,20 +43,21 @@ def one_endpoint(fields: str) -> str:
 
 # The fields that belong to some model types, a valid value of each, and the types it applies to.
 TYPE_FIELDS = {
-    "stream": ("true", "chat or completion"),
-    "expect": ("{contains: pong}", "chat or completion"),
+    "stream": ("true", "chat or completion or responses"),
+    "expect": ("{contains: pong}", "chat or completion or responses"),
     "prompt": ("hello", "chat or completion"),
     "max_tokens": ("8", "chat or completion"),
-    "max_ttft": ("2", "chat or completion"),
-    "min_tokens_per_s": ("5", "chat or completion"),
+    "max_ttft": ("2", "chat or completion or responses"),
+    "min_tokens_per_s": ("5", "chat or completion or responses"),
     "json_mode": ("true", "chat"),
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
     "encoding_format": ("float", "embedding"),
-    "input": ("hello", "embedding"),
+    "input": ("hello", "embedding or responses"),
+    "max_output_tokens": ("8", "responses"),
     "rank_check": ("true", "rerank"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
@@ -93,7 +94,7 @@ BAD = {
     "empty-list": ("endpoints: []\n", "endpoints: must not be empty", 1),
     "unknown-type": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chatt}\n",
-        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, models",
+        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models",
         5,
     ),
     "missing-url": ("endpoints:\n  - name: a\n    models: [{name: m, type: chat}]\n", "endpoints[0]: missing required field 'url'", 2),
@@ -173,7 +174,7 @@ BAD = {
     ),
     "ttft-on-embedding-with-the-defaults-stream": (
         "defaults: {stream: true}\n" + one_model("max_ttft: 2", "embedding"),
-        "endpoints[0].models[0].max_ttft: applies only to type chat or completion, not embedding",
+        "endpoints[0].models[0].max_ttft: applies only to type chat or completion or responses, not embedding",
         5,
     ),
     "option-for-another-type": (
@@ -306,7 +307,7 @@ def test_a_config_error_stops_the_run_with_exit_4_before_any_request(openai_serv
     bad = {"endpoints": [endpoint(openai_server.url, model("never-sent"), model("never-sent-either", "chatt"))]}
     run = run_monitor(bad)
     assert run.ret == 4
-    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, rerank, models" in run.output
+    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models" in run.output
     assert openai_server.requests_for("never-sent") == []
 
 

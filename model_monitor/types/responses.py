@@ -1,0 +1,119 @@
+"""responses: POST /responses (OpenAI's Responses API, also served by vLLM, SGLang, Ollama and LiteLLM), plain
+or streamed as typed events.
+
+Plain and streamed replies are judged by one check on the Response object: a streamed one is the `response`
+that its terminal event (response.completed, .incomplete or .failed) carries; the deltas before it give the
+timings. There is no `data: [DONE]`: a stream without a terminal event is broken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
+from ..exchange import one_line, server_message
+from ..stream import StreamReply
+from .base import STREAM_FIELDS, Checked, ModelType, listed
+
+__all__ = ["TYPE"]
+
+PROMPT = "Reply with the single word: pong"
+FIELDS = {**STREAM_FIELDS, "input": PROMPT, "max_output_tokens": 256}
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+VISIBLE_DELTAS = ("response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta")
+REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
+
+
+def _body(case: Case) -> dict[str, Any]:
+    options = case.options
+    stream = {"stream": True} if case.stream else {}
+    return {"model": case.model, "input": options["input"], "max_output_tokens": options["max_output_tokens"],
+            **stream, **case.params}
+
+
+def _check(case: Case, data: Any) -> Checked:
+    status = data.get("status") if isinstance(data, dict) else None
+    if not isinstance(status, str):
+        raise ProbeError(ErrorClass.SCHEMA, "reply has no response status (expected a Response object)")
+    tokens = _output_tokens(data)
+    counted = f" after {tokens} output tokens" if tokens is not None else ""
+    if status == "failed":
+        said = server_message({"error": data.get("error")}) or "no error message"
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response status failed{counted}: {said}")
+    if status == "incomplete":
+        details = data.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        hint = f" (max_output_tokens is {case.options['max_output_tokens']})" if reason == "max_output_tokens" else ""
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
+    if status != "completed":
+        raise ProbeError(ErrorClass.SCHEMA, f"response status is {one_line(status, 40)!r}, expected completed")
+    text = _output_text(listed(data, "output", "output items"))
+    if not text.strip():
+        raise ProbeError(ErrorClass.EMPTY, f"response carries no output_text{counted}")
+    of = f", {tokens} output tokens" if tokens is not None else ""
+    return Checked(f"replied {len(text)} chars (status=completed{of})", text=text)
+
+
+def _output_text(items: list[Any]) -> str:
+    """The text of every output_text part of the message items (reasoning and tool-call items carry none)."""
+    text = ""
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ProbeError(ErrorClass.SCHEMA, f"output[{i}] is not an object")
+        if item.get("type", "message") != "message":
+            continue
+        parts = item.get("content")
+        if not isinstance(parts, list):
+            raise ProbeError(ErrorClass.SCHEMA, f"output[{i}].content is {type(parts).__name__}, expected a list")
+        for j, part in enumerate(parts):
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                if not isinstance(part.get("text"), str):
+                    raise ProbeError(ErrorClass.SCHEMA, f"output[{i}].content[{j}].text is not a string")
+                text += part["text"]
+    return text
+
+
+def _output_tokens(data: dict[str, Any]) -> int | None:
+    usage = data.get("usage")
+    tokens = usage.get("output_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+
+
+@dataclass
+class ResponsesReply(StreamReply):
+    """Typed Responses events (`event: response.output_text.delta` ...), ended by a terminal event whose
+    `response` is the reply."""
+
+    response: dict[str, Any] | None = None
+
+    def take(self, name: str, data: str, now: float) -> None:
+        if data.strip() == "[DONE]":  # some gateways add it; the terminal event is what completes the stream
+            return
+        event = self.parse(name, data, now)
+        if event is None:
+            return
+        kind = event.get("type") or name  # the data names its type; the SSE event line is optional
+        if kind == "error":
+            raise self.error_event(server_message(event))
+        delta = event.get("delta")
+        if kind in VISIBLE_DELTAS + REASONING_DELTAS and isinstance(delta, str) and delta:
+            self.token(now, visible=kind in VISIBLE_DELTAS)
+        if kind in TERMINAL:
+            response = event.get("response")
+            if not isinstance(response, dict):
+                raise ProbeError(ErrorClass.STREAM_BROKEN, f"{kind} event carries no response object after {now:.3f} s")
+            self.response, self.done = response, True
+            self.count_usage(_output_tokens(response))
+
+    def finish(self, after: str) -> None:
+        if self.response is None:
+            raise ProbeError(ErrorClass.STREAM_BROKEN, f"stream ended without response.completed {after}")
+        if self.response.get("status") == "completed" and not self.token_times:
+            raise ProbeError(ErrorClass.EMPTY, f"stream carried no output_text delta {after}")
+
+    def body(self) -> dict[str, Any]:
+        return self.response or {}
+
+
+TYPE = ModelType("responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply)

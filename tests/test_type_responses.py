@@ -1,0 +1,94 @@
+"""The responses type end to end: POST /v1/responses, plain and streamed as typed events, against FakeOpenAI."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.openai_server import FakeOpenAI
+
+from .helpers import WORKERS, endpoint, model
+
+
+def responses(name: str, **extra: object) -> dict:
+    return model(name, "responses", id=name, **extra)
+
+
+def test_a_healthy_response_passes_plain_and_streamed(openai_server: FakeOpenAI, run_monitor) -> None:
+    models = [
+        responses("r-ok", expect={"contains": "pong"}),
+        responses("r-stream+tokens=10+token_delay=0.05+delay=0.2", stream=True, expect={"regex": "^(pong)+$"}),
+        responses("r-think+reasoning+tokens=4+token_delay=0.02", stream=True, max_ttft=30),
+    ]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]})
+    assert run.ret == 0, run.output
+    assert run.reason("svc/r-ok") == "replied 4 chars (status=completed, 2 output tokens)"
+    sent = openai_server.requests_for("r-ok")[-1]
+    assert (sent.path, sent.body) == ("/v1/responses", {"model": "r-ok", "input": "Reply with the single word: pong",
+                                                        "max_output_tokens": 256})
+    name = "r-stream+tokens=10+token_delay=0.05+delay=0.2"
+    assert openai_server.requests_for(name)[-1].body["stream"] is True
+    props = run.cases[f"svc/{name}"]
+    metrics = {k.removeprefix("model_monitor.metric."): float(v) for k, v in props.items() if ".metric." in k}
+    duration = float(props["model_monitor.duration_s"])
+    assert props["model_monitor.reason"] == "streamed: replied 20 chars (status=completed, 10 output tokens)"
+    assert 0.2 <= metrics["ttft_s"] < duration - 0.4, "the first delta after the 0.2 s delay, 9 more 0.05 s apart"
+    assert metrics["output_tokens"] == 10, "usage.output_tokens of the final response"
+    assert metrics["tokens_per_s"] == pytest.approx(9 / (duration - metrics["ttft_s"]), rel=0.01)
+    assert 0.05 <= metrics["itl_max_s"]
+    think = run.cases["svc/r-think+reasoning+tokens=4+token_delay=0.02"]
+    assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), "reasoning is alive first"
+
+
+FAULTS = [
+    # plain
+    ("r+empty", {}, "empty", "response carries no output_text after 0 output tokens"),
+    ("r+badshape", {}, "schema", "'output' is str, expected a list"),
+    ("r+incomplete", {}, "bad_response", "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)"),
+    ("r+failed", {}, "bad_response", "error object in HTTP 200: The model crashed while generating"),
+    ("r+status=503", {}, "server_error", "HTTP 503 from POST /v1/responses"),
+    ("r+html", {}, "bad_response", "expected JSON: HTML page 'Sign in'"),
+    ("r+body=deep", {}, "bad_response", "reply is JSON nested too deep to read"),
+    ("r+error200", {}, "bad_response", "error object in HTTP 200: model is loading"),
+    # streamed
+    ("rs+cut", {"stream": True}, "stream_broken", "connection lost reading the stream"),
+    ("rs+nofinish", {"stream": True}, "stream_broken", "stream ended without response.completed after 5 events"),
+    ("rs+malformed", {"stream": True}, "stream_broken", "malformed chunk after"),
+    ("rs+errorevent", {"stream": True}, "stream_broken", "error event in the stream after 3 events: upstream overloaded"),
+    ("rs+nocontent", {"stream": True}, "empty", "stream carried no output_text delta after 2 events"),
+    ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
+    ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
+    ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
+    ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
+    ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
+    ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+]
+
+
+@WORKERS
+def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+    models = [responses(name, **extra) for name, extra, _, _ in FAULTS] + [responses("r-fine", stream=True)]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
+    assert run.ret == 1
+    assert run.cases["svc/r-fine"]["model_monitor.verdict"] == "pass"
+    for name, _, error_class, piece in FAULTS:
+        reason = run.reason(f"svc/{name}")
+        assert run.error_class(f"svc/{name}") == error_class, reason
+        assert piece in reason and "\n" not in reason, reason
+
+
+CONFIG_ERRORS = {
+    "max-output-tokens-on-chat": (model("m", max_output_tokens=8), "models[0].max_output_tokens: applies only to type responses, not chat"),
+    "max-output-tokens-zero": (model("m", "responses", max_output_tokens=0), "models[0].max_output_tokens: 0 is less than the minimum of 1"),
+    "input-a-list": (model("m", "responses", input=["a", "b"]), "models[0].input: ['a', 'b'] is not of type string"),
+    "input-on-completion": (model("m", "completion", input="hi"), "models[0].input: applies only to type embedding or responses, not completion"),
+    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion, not responses"),
+    "ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_ERRORS))
+def test_each_config_error_of_its_fields_exits_4_naming_the_field(openai_server: FakeOpenAI, run_monitor, name: str) -> None:
+    entry, piece = CONFIG_ERRORS[name]
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
+    assert run.ret == 4 and f"endpoints[0].{piece}" in run.output, run.output
+    assert openai_server.requests_for("m") == []
