@@ -2,7 +2,7 @@
 
 One proxy is started for the module (~12-20 s) from tests/litellm/config.yaml and always stopped. Its models
 answer from `mock_response`, so no provider is called: healthy chat (plain and streamed), completion,
-embeddings, a model that always fails with HTTP 500, and master-key auth whose wrong key is a 401
+responses (plain: LiteLLM's mock cannot stream it), embeddings, a model that always fails with HTTP 500, and master-key auth whose wrong key is a 401
 (tests/litellm/custom_auth.py).
 """
 
@@ -61,6 +61,7 @@ MODELS = [
     model("mock-chat", "completion", id="mock-completion"),
     model("mock-embed", "embedding"),
     model("mock-chat", "models", id="mock-chat-listed"),
+    model("mock-chat", "responses", id="mock-responses"),  # LiteLLM's mock answers /v1/responses plain, not streamed
     model("mock-broken", "chat"),
 ]
 
@@ -82,7 +83,8 @@ def litellm_run(litellm_proxy: LoopbackServer, litellm_keys: None, run_monitor, 
 def test_healthy_litellm_models_pass(litellm_run) -> None:
     run = litellm_run
     assert run.ret == 1, run.output  # the broken model and the wrong keys fail the run
-    for case_id in ("gw/mock-chat", "gw/mock-chat-stream", "gw/mock-completion", "gw/mock-embed", "gw/mock-chat-listed"):
+    for case_id in ("gw/mock-chat", "gw/mock-chat-stream", "gw/mock-completion", "gw/mock-embed", "gw/mock-chat-listed",
+                    "gw/mock-responses"):
         props = run.cases[case_id]
         assert props["model_monitor.verdict"] == "pass", (case_id, props.get("model_monitor.reason"), run.output)
         assert props["junit"] == "passed", case_id
@@ -91,6 +93,7 @@ def test_healthy_litellm_models_pass(litellm_run) -> None:
     assert run.reason("gw/mock-completion").startswith("completed 4 chars")
     assert run.reason("gw/mock-embed") == "1 vector(s) of 4 dimensions"
     assert run.reason("gw/mock-chat-listed").startswith("listed among 3 models")
+    assert run.reason("gw/mock-responses").startswith("replied 4 chars (status=completed")
 
 
 def test_streamed_litellm_chat_passes_with_stream_metrics(litellm_run) -> None:
