@@ -45,7 +45,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
             metrics = reply.metrics(result.duration)
             data = reply.body()
         else:
-            data = TYPES[case.type].parse(result)
+            data = model_type.parse(result)
             _refuse_error_object(data)
         checked = model_type.check(case, data)
         if checked.text is not None:
