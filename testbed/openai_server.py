@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from testbed import audio
 from testbed._runner import BackgroundServer
 
 DEFAULT_MODELS = ("chat-model", "embed-model", "rerank-model", "completion-model")
@@ -186,6 +187,21 @@ def _transcription(sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
+def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
+    """A 1.5 s tone in the format asked for, or the faults: corrupt (cut inside its header), zerolen (no bytes),
+    nosamples (a header with no audio), wrongformat (mp3 for anything else, wav for mp3)."""
+    asked = body.get("response_format", "mp3")
+    if asked not in audio.MAKERS or not body.get("input") or not body.get("voice"):
+        return _error(400, f"need input, voice and a response_format of {', '.join(audio.MAKERS)}", "invalid_request_error")
+    sent = ("wav" if asked == "mp3" else "mp3") if sc.has("wrongformat") else asked
+    data = audio.tone(sent, 0 if sc.has("nosamples") else 1.5)
+    if sc.has("corrupt"):
+        data = data[:13]
+    if sc.has("zerolen"):
+        data = b""
+    return web.Response(body=data, content_type=audio.CONTENT_TYPES[sent])
+
+
 def _vector(text: str, dims: int) -> list[float]:
     """A deterministic pseudo-embedding of a text."""
     rng = random.Random(text)
@@ -232,7 +248,7 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank", "audio/transcriptions"):
+        for route in ("chat/completions", "completions", "embeddings", "rerank", "audio/transcriptions", "audio/speech"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -330,6 +346,8 @@ class FakeOpenAI(BackgroundServer):
             return _error(status, f"injected {status}", "server_error", status, headers)
         if streaming:
             return await self._stream(request, sc, body, kind, wait)
+        if kind == "audio/speech":
+            return _speech(sc, body)
         payload = self._payload(sc, body, kind, rec.model or "")
         if sc.has("trickle"):
             return await self._trickle(request, json.dumps(payload).encode())
