@@ -44,7 +44,7 @@ def one_endpoint(fields: str) -> str:
 # The fields that belong to some model types, a valid value of each, and the types it applies to.
 TYPE_FIELDS = {
     "stream": ("true", "chat or completion"),
-    "expect": ("{contains: pong}", "chat or completion"),
+    "expect": ("{contains: pong}", "chat or completion or transcription"),
     "prompt": ("hello", "chat or completion"),
     "max_tokens": ("8", "chat or completion"),
     "max_ttft": ("2", "chat or completion"),
@@ -53,10 +53,13 @@ TYPE_FIELDS = {
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
     "encoding_format": ("float", "embedding"),
-    "input": ("hello", "embedding"),
+    "input": ("hello", "embedding or speech"),
     "rank_check": ("true", "rerank"),
+    "language": ("en", "transcription"),
+    "voice": ("alloy", "speech"),
+    "response_format": ("wav", "speech"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models", "transcription", "speech")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
