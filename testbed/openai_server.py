@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import email.parser
+import email.policy
 import email.utils
 import functools
 import hmac
@@ -22,9 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
+from testbed import audio
 from testbed._runner import BackgroundServer
 
 DEFAULT_MODELS = ("chat-model", "embed-model", "rerank-model", "completion-model")
+TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
 HUGE_BYTES = 50 * 1024 * 1024
 PIECES = ("po", "ng")
 LOGIN_PAGE = (
@@ -156,6 +160,48 @@ def _usage(prompt: Any, completion: int) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": completion, "total_tokens": p + completion}
 
 
+def _form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body: text fields as str, files as bytes."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        content = part.get_payload(decode=True) or b""
+        form[part.get_param("name", header="content-disposition")] = (
+            content if part.get_filename() else content.decode())
+    return form
+
+
+def _transcription(sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
+    """What a whisper hears in a WAV file (the canary's words); nothing in anything else."""
+    audio = body.get("file")
+    text = TRANSCRIPT if isinstance(audio, bytes) and audio[:4] == b"RIFF" else ""
+    if sc.has("empty"):
+        text = ""
+    if sc.has("notext"):
+        return {"language": "english", "duration": 2.78}
+    if sc.has("wrongshape"):
+        return {"text": text.split()}
+    return {"text": text}
+
+
+def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
+    """A 1.5 s tone in the format asked for, or the faults: corrupt (cut inside its header), zerolen (no bytes),
+    nosamples (a header with no audio), wrongformat (mp3 for anything else, wav for mp3)."""
+    asked = body.get("response_format", "mp3")
+    if asked not in audio.MAKERS or not body.get("input") or not body.get("voice"):
+        return _error(400, f"need input, voice and a response_format of {', '.join(audio.MAKERS)}", "invalid_request_error")
+    sent = ("wav" if asked == "mp3" else "mp3") if sc.has("wrongformat") else asked
+    data = audio.tone(sent, 0 if sc.has("nosamples") else 1.5)
+    if sc.has("corrupt"):
+        data = data[:13]
+    if sc.has("zerolen"):
+        data = b""
+    return web.Response(body=data, content_type=audio.CONTENT_TYPES[sent])
+
+
 def _vector(text: str, dims: int) -> list[float]:
     """A deterministic pseudo-embedding of a text."""
     rng = random.Random(text)
@@ -202,7 +248,7 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses"):
+        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses", "audio/transcriptions", "audio/speech"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -211,7 +257,8 @@ class FakeOpenAI(BackgroundServer):
         received, received_at = time.monotonic(), time.time()
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw else None
+            body = _form(request.headers["Content-Type"], raw) if request.content_type == "multipart/form-data" \
+                else json.loads(raw) if raw else None
         except ValueError:
             body = None
         model = body.get("model") if isinstance(body, dict) else None
@@ -304,6 +351,8 @@ class FakeOpenAI(BackgroundServer):
             return await self._responses_stream(request, sc, body, wait)
         if streaming:
             return await self._stream(request, sc, body, kind, wait)
+        if kind == "audio/speech":
+            return _speech(sc, body)
         payload = self._payload(sc, body, kind, rec.model or "")
         if sc.has("trickle"):
             return await self._trickle(request, json.dumps(payload).encode())
@@ -333,6 +382,8 @@ class FakeOpenAI(BackgroundServer):
             return self._rerank(sc, body, model)
         if kind == "responses":
             return self._response(sc, body, model, "".join(PIECES), status="completed")
+        if kind == "audio/transcriptions":
+            return _transcription(sc, body)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
         if kind == "completions":
             choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,

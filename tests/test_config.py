@@ -44,7 +44,7 @@ def one_endpoint(fields: str) -> str:
 # The fields that belong to some model types, a valid value of each, and the types it applies to.
 TYPE_FIELDS = {
     "stream": ("true", "chat or completion or responses"),
-    "expect": ("{contains: pong}", "chat or completion or responses"),
+    "expect": ("{contains: pong}", "chat or completion or responses or transcription"),
     "prompt": ("hello", "chat or completion"),
     "max_tokens": ("8", "chat or completion"),
     "max_ttft": ("2", "chat or completion or responses"),
@@ -53,11 +53,14 @@ TYPE_FIELDS = {
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
     "encoding_format": ("float", "embedding"),
-    "input": ("hello", "embedding or responses"),
+    "input": ("hello", "embedding or responses or speech"),
     "max_output_tokens": ("8", "responses"),
     "rank_check": ("true", "rerank"),
+    "language": ("en", "transcription"),
+    "voice": ("alloy", "speech"),
+    "response_format": ("wav", "speech"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models", "transcription", "speech")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:

@@ -1,0 +1,56 @@
+"""speech: POST /audio/speech: the reply is audio of the requested format, with a valid header and a duration
+above zero (types/audio.py reads the headers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
+from ..exchange import Timed, load_json, media_type, server_message
+from .audio import READERS, sniff
+from .base import Checked, ModelType
+
+__all__ = ["TYPE"]
+
+FIELDS = {"input": "Model Monitor canary sentence.", "voice": "alloy", "response_format": "wav"}
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A plain reply read as bytes: what speech checks instead of JSON."""
+
+    data: bytes
+    content_type: str
+
+
+def _body(case: Case) -> dict[str, Any]:
+    options = case.options
+    return {"model": case.model, "input": options["input"], "voice": options["voice"],
+            "response_format": options["response_format"], **case.params}
+
+
+def _parse(reply: Timed) -> Audio:
+    return Audio(reply.value, media_type(reply.headers))
+
+
+def _check(case: Case, audio: Audio) -> Checked:
+    wanted = case.options["response_format"]
+    if "json" in audio.content_type or audio.content_type.startswith("text/"):
+        said = server_message(load_json(audio.data)) if "json" in audio.content_type else None
+        if said:
+            raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"content-type {audio.content_type} ({len(audio.data)} bytes), expected {wanted} audio")
+    if not audio.data:
+        raise ProbeError(ErrorClass.EMPTY, f"reply has no audio (0 bytes, content-type {audio.content_type or '(none)'})")
+    found = sniff(audio.data)
+    if found and found != wanted:
+        raise ProbeError(ErrorClass.SCHEMA, f"asked for {wanted} audio, got {found}")
+    sound = READERS[wanted](audio.data)
+    if sound.seconds <= 0:
+        raise ProbeError(ErrorClass.EMPTY, f"{wanted} audio has a valid header but no samples ({len(audio.data)} bytes)")
+    return Checked(f"{wanted} {sound.seconds:.2f} s, {sound.rate} Hz")
+
+
+TYPE = ModelType("speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse)
