@@ -202,7 +202,7 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank"):
+        for route in ("chat/completions", "completions", "embeddings", "rerank", "moderations"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -326,6 +326,8 @@ class FakeOpenAI(BackgroundServer):
             return self._embeddings(sc, body, model)
         if kind == "rerank":
             return self._rerank(sc, body, model)
+        if kind == "moderations":
+            return self._moderations(sc, body, model)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
         if kind == "completions":
             choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
@@ -396,6 +398,30 @@ class FakeOpenAI(BackgroundServer):
             results = []
         return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
                 "usage": {"total_tokens": max(1, len(json.dumps(body).split()))}}
+
+    def _moderations(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """One result per input: nothing flagged unless the text says "flagme", deterministic scores."""
+        inp = body.get("input")
+        texts = [inp] if isinstance(inp, str) else [str(x) for x in inp or []]
+        categories = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+                      "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+                      "violence/graphic")
+        results = []
+        for text in texts:
+            rng = random.Random(text)
+            scores = {name: round(rng.uniform(0, 0.01), 6) for name in categories}
+            flagged = "flagme" in text
+            results.append({"flagged": flagged, "categories": {name: flagged for name in scores},
+                            "category_scores": scores})
+        if sc.has("nan") and results:
+            results[0]["category_scores"]["violence"] = float("nan")
+        if sc.has("noflagged") and results:
+            del results[0]["flagged"]
+        if sc.has("wrongcount"):  # one result too many: one too few would be none for the usual single input
+            results = results + results[-1:]
+        if sc.has("empty"):
+            results = []
+        return {"id": f"modr-{uuid.uuid4().hex[:12]}", "model": model, "results": results}
 
     def _body(self, name: str, status: int, streaming: bool) -> web.Response:
         """A hostile body: as JSON, or inside an SSE event when a stream was asked for."""

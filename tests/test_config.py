@@ -53,10 +53,10 @@ TYPE_FIELDS = {
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
     "encoding_format": ("float", "embedding"),
-    "input": ("hello", "embedding"),
+    "input": ("hello", "embedding or moderation"),
     "rank_check": ("true", "rerank"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models", "moderation")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
