@@ -45,7 +45,7 @@ def one_endpoint(fields: str) -> str:
 TYPE_FIELDS = {
     "stream": ("true", "chat or completion"),
     "expect": ("{contains: pong}", "chat or completion"),
-    "prompt": ("hello", "chat or completion"),
+    "prompt": ("hello", "chat or completion or image"),
     "max_tokens": ("8", "chat or completion"),
     "max_ttft": ("2", "chat or completion"),
     "min_tokens_per_s": ("5", "chat or completion"),
@@ -55,8 +55,9 @@ TYPE_FIELDS = {
     "encoding_format": ("float", "embedding"),
     "input": ("hello", "embedding or moderation"),
     "rank_check": ("true", "rerank"),
+    "size": ("256x256", "image"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models", "moderation")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "models", "moderation", "image")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
