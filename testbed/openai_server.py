@@ -248,7 +248,8 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses", "audio/transcriptions", "audio/speech"):
+        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses", "audio/transcriptions",
+                      "audio/speech", "moderations", "images/generations"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -384,6 +385,10 @@ class FakeOpenAI(BackgroundServer):
             return self._response(sc, body, model, "".join(PIECES), status="completed")
         if kind == "audio/transcriptions":
             return _transcription(sc, body)
+        if kind == "moderations":
+            return self._moderations(sc, body, model)
+        if kind == "images/generations":
+            return self._images(sc, body)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
         if kind == "completions":
             choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
@@ -511,6 +516,72 @@ class FakeOpenAI(BackgroundServer):
         final = self._response(sc, body, model, text, "completed")
         await send(f"response.{final['status']}", response=final)
         return resp
+
+    def _moderations(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """One result per input: nothing flagged unless the text says "flagme", deterministic scores."""
+        inp = body.get("input")
+        texts = [inp] if isinstance(inp, str) else [str(x) for x in inp or []]
+        categories = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+                      "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
+                      "violence/graphic")
+        results = []
+        for text in texts:
+            rng = random.Random(text)
+            scores = {name: round(rng.uniform(0, 0.01), 6) for name in categories}
+            flagged = "flagme" in text
+            results.append({"flagged": flagged, "categories": {name: flagged for name in scores},
+                            "category_scores": scores})
+        if sc.has("nan") and results:
+            results[0]["category_scores"]["violence"] = float("nan")
+        if sc.has("noflagged") and results:
+            del results[0]["flagged"]
+        if sc.has("wrongcount"):  # one result too many: one too few would be none for the usual single input
+            results = results + results[-1:]
+        if sc.has("empty"):
+            results = []
+        return {"id": f"modr-{uuid.uuid4().hex[:12]}", "model": model, "results": results}
+
+    def _images(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
+        """One image of the asked size: PNG, or format=jpeg|webp; `url` (or response_format url) links to it."""
+        width, _, height = str(body.get("size") or "256x256").partition("x")
+        size = (int(width), int(height)) if width.isdigit() and height.isdigit() else (256, 256)
+        maker = {"jpeg": self._jpeg, "webp": self._webp}.get(sc.tokens.get("format", ""), self._png)
+        picture = b"<html>not an image</html>" if sc.has("notimage") else maker(*size)
+        if sc.has("truncated"):
+            picture = picture[: len(picture) // 2]
+        item: dict[str, Any] = {"b64_json": base64.b64encode(picture).decode(), "revised_prompt": body.get("prompt")}
+        if sc.has("badb64"):
+            item["b64_json"] = "iVBOR*not base64*"
+        if sc.has("url") or body.get("response_format") == "url":
+            item = {"url": sc.tokens.get("url") or "https://images.example/i/1.png?sig=canary-signature"}
+        return {"created": int(time.time()), "data": [] if sc.has("empty") else [item]}
+
+    @staticmethod
+    def _png(width: int, height: int) -> bytes:
+        """A real PNG: white, 8-bit RGB."""
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        rows = (b"\x00" + b"\xff" * 3 * width) * height
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                + chunk(b"IEND", b""))
+
+    @staticmethod
+    def _jpeg(width: int, height: int) -> bytes:
+        """The markers of a baseline JPEG (SOI, APP0, SOF0, SOS, EOI) around filler scan data: enough for a header
+        reader, not for a decoder."""
+        app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+        sos = b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00"
+        return b"\xff\xd8" + app0 + sof0 + sos + b"\x12\x34" * 64 + b"\xff\xd9"
+
+    @staticmethod
+    def _webp(width: int, height: int) -> bytes:
+        """A lossless (VP8L) WebP header with its size, and filler: enough for a header reader."""
+        bits = (width - 1) | (height - 1) << 14
+        payload = b"\x2f" + struct.pack("<I", bits) + bytes(16)
+        chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+        return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 
     def _body(self, name: str, status: int, streaming: bool) -> web.Response:
         """A hostile body: as JSON, or inside an SSE event when a stream was asked for."""

@@ -45,7 +45,7 @@ def one_endpoint(fields: str) -> str:
 TYPE_FIELDS = {
     "stream": ("true", "chat or completion or responses"),
     "expect": ("{contains: pong}", "chat or completion or responses or transcription"),
-    "prompt": ("hello", "chat or completion"),
+    "prompt": ("hello", "chat or completion or image"),
     "max_tokens": ("8", "chat or completion"),
     "max_ttft": ("2", "chat or completion or responses"),
     "min_tokens_per_s": ("5", "chat or completion or responses"),
@@ -53,14 +53,16 @@ TYPE_FIELDS = {
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
     "encoding_format": ("float", "embedding"),
-    "input": ("hello", "embedding or responses or speech"),
+    "input": ("hello", "embedding or moderation or responses or speech"),
     "max_output_tokens": ("8", "responses"),
     "rank_check": ("true", "rerank"),
     "language": ("en", "transcription"),
     "voice": ("alloy", "speech"),
     "response_format": ("wav", "speech"),
+    "size": ("256x256", "image"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models", "transcription", "speech")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models", "transcription", "speech", "moderation",
+               "image")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:

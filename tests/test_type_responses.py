@@ -80,8 +80,8 @@ CONFIG_ERRORS = {
     "max-output-tokens-on-chat": (model("m", max_output_tokens=8), "models[0].max_output_tokens: applies only to type responses, not chat"),
     "max-output-tokens-zero": (model("m", "responses", max_output_tokens=0), "models[0].max_output_tokens: 0 is less than the minimum of 1"),
     "input-a-list": (model("m", "responses", input=["a", "b"]), "models[0].input: ['a', 'b'] is not of type string"),
-    "input-on-completion": (model("m", "completion", input="hi"), "models[0].input: applies only to type embedding or responses, not completion"),
-    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion, not responses"),
+    "input-on-completion": (model("m", "completion", input="hi"), "models[0].input: applies only to type embedding or moderation or responses or speech, not completion"),
+    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion or image, not responses"),
     "ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
 }
 
