@@ -154,6 +154,24 @@ def test_exit_0_when_every_case_passes(built_image: str, workdir: Path) -> None:
 
 
 @image
+def test_every_model_type_passes_in_the_image(built_image: str, workdir: Path) -> None:
+    """Each type, its canary (the transcription WAV ships in the package) and its reader work in the image."""
+    models = [{"name": name, "type": kind, **extra} for name, kind, extra in (
+        ("chat-model", "chat", {}), ("chat-model", "chat", {"id": "chat-stream", "stream": True}),
+        ("completion-model", "completion", {}), ("embed-model", "embedding", {}), ("rerank-model", "rerank", {}),
+        ("chat-model", "models", {"id": "listed"}), ("resp-model", "responses", {}),
+        ("resp-model", "responses", {"id": "resp-stream", "stream": True}), ("whisper-model", "transcription", {}),
+        ("tts-model", "speech", {}), ("mod-model", "moderation", {}), ("image-model", "image", {}),
+    )]
+    with FakeOpenAI() as server:
+        path = write_endpoints(workdir, yaml.safe_dump({"endpoints": [{"name": "svc", "url": server.url, "models": models}]}))
+        proc = run_hardened(built_image, path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert f"{len(models)} passed" in proc.stdout
+    assert "heard " in proc.stdout and "PNG 256x256" in proc.stdout
+
+
+@image
 def test_exit_1_when_a_case_fails(built_image: str, workdir: Path) -> None:
     with FakeOpenAI() as server:
         path = write_endpoints(workdir, endpoints_yaml(server.url, ("chat-model", "chat"), ("x+status=503", "chat")))
