@@ -6,6 +6,8 @@ errors and HTTP status handling live in exchange.py and are the same for every t
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,9 @@ class Verdict:
 
 def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
     """How the exchange reads this case's reply: as a stream, or as one body."""
-    return read_stream if case.stream else read_body
+    if not case.stream:
+        return read_body
+    return functools.partial(read_stream, ends=TYPES[case.type].stream_format.ends)
 
 
 def evaluate(case: Case, result: Timed) -> Verdict:

@@ -15,7 +15,7 @@ request is sent to the arrival of the network chunk that completed each event:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,12 @@ class StreamReply:
     first_content: float | None = None
     events: int = 0
     done: bool = False  # the stream's end marker arrived: nothing after it is read
+
+    @staticmethod
+    def ends(chunk: bytes) -> bool:
+        """Whether this network chunk closes the stream, so that reading stops there instead of waiting for the
+        server (or a proxy in front of it) to close the connection."""
+        return chunk.rstrip().endswith(DONE)
 
     def take(self, name: str, data: str, now: float) -> None:
         """Fold one SSE event (its name and data, arrived `now`) into the reply."""
@@ -197,7 +203,8 @@ class RawStream:
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
 
 
-async def read_stream(response: httpx.Response, clock: Clock) -> RawStream:
+async def read_stream(response: httpx.Response, clock: Clock, ends: Callable[[bytes], bool] = StreamReply.ends) -> RawStream:
+    """The stream's chunks, stamped, up to the one its format says ends it (`ends`) or the server's close."""
     clock.phase = STREAM
     content_type = media_type(response.headers)
     if content_type != "text/event-stream":
@@ -205,7 +212,7 @@ async def read_stream(response: httpx.Response, clock: Clock) -> RawStream:
     raw = RawStream()
     async for chunk in body_chunks(response, clock, MAX_STREAM_BYTES, over=ErrorClass.STREAM_BROKEN):
         raw.chunks.append((clock.elapsed(), chunk))
-        if chunk.rstrip().endswith(DONE):  # the stream is complete: do not wait for the server to close it
+        if ends(chunk):  # the stream is complete: do not wait for the server to close it
             break
     return raw
 

@@ -515,6 +515,8 @@ class FakeOpenAI(BackgroundServer):
             return resp
         final = self._response(sc, body, model, text, "completed")
         await send(f"response.{final['status']}", response=final)
+        if sc.has("linger"):  # a server or proxy that keeps the connection open after the terminal event
+            await asyncio.sleep(3600)
         return resp
 
     def _moderations(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:

@@ -92,3 +92,11 @@ def test_each_config_error_of_its_fields_exits_4_naming_the_field(openai_server:
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4 and f"endpoints[0].{piece}" in run.output, run.output
     assert openai_server.requests_for("m") == []
+
+
+def test_a_stream_held_open_after_its_terminal_event_ends_there(openai_server: FakeOpenAI, run_monitor) -> None:
+    """The Responses API sends no [DONE]: reading stops at response.completed, not when a proxy closes the line."""
+    entry = {"name": "rs+linger+tokens=3+token_delay=0.01", "type": "responses", "id": "lingering", "stream": True, "timeout": 3}
+    run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
+    assert run.cases["svc/lingering"]["model_monitor.verdict"] == "pass", run.reason("svc/lingering")
+    assert float(run.cases["svc/lingering"]["model_monitor.duration_s"]) < 3

@@ -87,6 +87,19 @@ class ResponsesReply(StreamReply):
 
     response: dict[str, Any] | None = None
 
+    @staticmethod
+    def ends(chunk: bytes) -> bool:
+        """The chunk's last event is a terminal one (by its event line or its data's type): the API sends no [DONE],
+        and a server or proxy may keep the connection open after it."""
+        if not chunk.endswith(b"\n\n"):
+            return False
+        last = chunk.rstrip().rsplit(b"\n\n", 1)[-1]
+        return any(
+            last.startswith(b"event: " + kind.encode()) or f'"type": "{kind}"'.encode() in last
+            or f'"type":"{kind}"'.encode() in last
+            for kind in TERMINAL
+        )
+
     def take(self, name: str, data: str, now: float) -> None:
         if data.strip() == "[DONE]":  # some gateways add it; the terminal event is what completes the stream
             return
