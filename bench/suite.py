@@ -94,7 +94,7 @@ def generate(size: int, url: str, folder: Path, streaming: bool) -> Suite:
 
     loaded = config.load(endpoints_file, environ={})
     requests = []
-    for case in loaded.cases:
+    for case in loaded.resolve(loaded.cases, environ={}):
         probe = TYPES[case.type]
         body = probe.body(case)
         if kind_of[case.id] == STREAM and isinstance(body, dict):

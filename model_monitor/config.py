@@ -10,8 +10,9 @@ import operator
 import os
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
@@ -24,7 +25,7 @@ from .errors import MonitorError
 from .redact import Secret
 from .types import TYPES
 
-__all__ = ["ConfigError", "MAX_DEPTH", "SCHEMA_PATH", "Suite", "base_url", "load"]
+__all__ = ["ConfigError", "MAX_DEPTH", "MAX_LISTED", "SCHEMA_PATH", "Suite", "base_url", "load", "secrets"]
 
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 
@@ -35,6 +36,7 @@ SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 MAX_FILE_BYTES = 10 * 1024 * 1024  # refused before parsing
 MAX_DEPTH = 64  # nesting levels, checked while composing: well below where anything recursive would overflow
 MAX_NODES = 100_000  # YAML nodes with every alias counted each time it is used: what later walks will visit
+MAX_LISTED = 20  # problems listed in one error (a file of mistakes is fixed a screenful at a time); the rest counted
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -46,26 +48,94 @@ _BREAKING = ("Cc", "Zl", "Zp")
 
 
 class ConfigError(MonitorError):
-    """The endpoints file cannot be used; the message names the file, the field and the line."""
+    """The endpoints file cannot be used; each line of the message names the file, the line, the field and the
+    problem. `problems` holds one error per line, so that errors from several checks can be listed together."""
+
+    def __init__(self, message: str, line: int = 0, parts: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.line = line
+        self.parts = parts
+        self.problems: list[ConfigError] = [self]
+
+    @classmethod
+    def listing(cls, errors: Iterable[ConfigError]) -> ConfigError:
+        """One error listing every problem once, in file order: at most MAX_LISTED lines, then how many more."""
+        unique = {str(p): p for e in errors for p in e.problems}
+        ordered = sorted(unique.values(), key=lambda p: p.line)
+        lines = [str(p) for p in ordered[:MAX_LISTED]]
+        if len(ordered) > MAX_LISTED:
+            lines.append(f"... and {len(ordered) - MAX_LISTED} more")
+        listed = cls("\n".join(lines), ordered[0].line, ordered[0].parts)
+        listed.problems = ordered
+        return listed
+
+
+class _Problems:
+    """The problems found so far, so that one run reports every fault in the file, and later checks can skip a
+    place where one was found (a check on a value the schema refused would only repeat it)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        self.errors.extend(error.problems)
+
+    @contextmanager
+    def catch(self) -> Iterator[None]:
+        """Record a ConfigError raised inside and carry on with the next check."""
+        try:
+            yield
+        except ConfigError as error:
+            self.add(error)
+
+    def above(self, parts: tuple[Any, ...]) -> bool:
+        """Whether a problem was found at this place or at one that contains it."""
+        return any(parts[: len(e.parts)] == e.parts for e in self.errors)
+
+    def touched(self, parts: tuple[Any, ...]) -> bool:
+        """Whether a problem was found at this place, at one that contains it, or inside it."""
+        return self.above(parts) or any(e.parts[: len(parts)] == parts for e in self.errors)
+
+    def check(self) -> None:
+        if self.errors:
+            raise ConfigError.listing(self.errors)
 
 
 @dataclass(frozen=True)
 class Suite:
-    path: Path
-    cases: tuple[Case, ...]
+    """The cases of an endpoints file, in file order. Their endpoints' URL, headers and API key are read from the
+    environment only for the cases a run selects (resolve): a CI job that holds one service's secret can run that
+    service's cases from a file shared with others."""
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Every secret value the cases carry, for redaction."""
-        found: set[str] = set()
-        for case in self.cases:
-            if case.endpoint.api_key:
-                found.add(case.endpoint.api_key.reveal())
-            found.update(value.reveal() for _, value in case.endpoint.headers)
-            if case.endpoint.query:
-                query = case.endpoint.query.reveal()
-                found.update([query, *(value for _, value in parse_qsl(query))])
-        return tuple(sorted(s for s in found if s))
+    path: Path
+    cases: tuple[Case, ...]  # each endpoint with its name and caps only, until resolved
+    connections: Mapping[str, _Connection] = field(default_factory=dict, repr=False)
+
+    def resolve(self, cases: Iterable[Case], environ: Mapping[str, str] | None = None) -> tuple[Case, ...]:
+        """The given cases, each endpoint resolved from the environment; raise ConfigError listing every problem
+        of their endpoints (an unset variable, a URL that is not one)."""
+        environ = os.environ if environ is None else environ
+        cases = tuple(cases)
+        problems = _Problems()
+        endpoints: dict[str, Endpoint] = {}
+        for name in dict.fromkeys(case.endpoint.name for case in cases):
+            with problems.catch():
+                endpoints[name] = self.connections[name].resolve(environ)
+        problems.check()
+        return tuple(replace(case, endpoint=endpoints[case.endpoint.name]) for case in cases)
+
+
+def secrets(cases: Iterable[Case]) -> tuple[str, ...]:
+    """Every secret value that resolved cases carry, for redaction."""
+    found: set[str] = set()
+    for case in cases:
+        if case.endpoint.api_key:
+            found.add(case.endpoint.api_key.reveal())
+        found.update(value.reveal() for _, value in case.endpoint.headers)
+        if case.endpoint.query:
+            query = case.endpoint.query.reveal()
+            found.update([query, *(value for _, value in parse_qsl(query))])
+    return tuple(sorted(s for s in found if s))
 
 
 def load_schema() -> dict[str, Any]:
@@ -81,13 +151,18 @@ def base_url(url: str) -> str:
 
 
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Suite:
-    """Read, interpolate, validate and resolve an endpoints file; raise ConfigError naming the place of any fault."""
+    """Read, interpolate, validate and build the cases of an endpoints file (their endpoints' connections wait
+    for Suite.resolve); raise ConfigError listing every problem, each naming its place. A file too big, too deep
+    or not YAML stops at that first problem."""
     environ = os.environ if environ is None else environ
     document = _Document.read(path)
     data = document.interpolate(environ)
     document.validate(data)
-    cases = _resolve(document, data, environ)
-    return Suite(path=path, cases=cases)
+    cases, connections = _build(document, data)
+    document.problems.check()
+    if not cases:
+        raise ConfigError(f"{document.path}: no enabled models; every model has enabled: false")
+    return Suite(path=path, cases=cases, connections=connections)
 
 
 def format_path(parts: tuple[Any, ...] | list[Any]) -> str:
@@ -164,8 +239,9 @@ class _Document:
     """The parsed file plus its YAML node tree, so that every error can name a line."""
 
     path: Path
-    data: Any
-    root: yaml.Node | None
+    data: Any = field(repr=False)
+    root: yaml.Node | None = field(repr=False)
+    problems: _Problems = field(default_factory=_Problems, repr=False)
 
     @classmethod
     def read(cls, path: Path) -> _Document:
@@ -202,52 +278,55 @@ class _Document:
             raise ConfigError(f"{path}:1: the top level is {kind}; expected a mapping with an 'endpoints' list")
         return cls(path=path, data=data, root=root)
 
-    def where(self, parts: tuple[Any, ...] | list[Any]) -> str:
-        """file:line for a path into the document (the deepest node that exists)."""
-        node = self.root
+    def line(self, parts: tuple[Any, ...]) -> int | None:
+        """The line of a place in the document: of its key where it is a mapping's field (a block value starts
+        on the line below), else of the deepest node that exists."""
+        node, mark = self.root, self.root.start_mark if self.root is not None else None
         for part in parts:
             child = None
             if isinstance(node, yaml.MappingNode):
-                child = next((v for k, v in node.value if k.value == part), None)
+                key, child = next(((k, v) for k, v in node.value if k.value == part), (None, None))
+                mark = key.start_mark if key is not None else mark
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
                 child = node.value[part]
+                mark = child.start_mark
             if child is None:
                 break
             node = child
-        return f"{self.path}:{node.start_mark.line + 1}" if node is not None else str(self.path)
+        return mark.line + 1 if mark is not None else None
 
-    def error(self, parts: tuple[Any, ...] | list[Any], message: str) -> ConfigError:
-        return ConfigError(f"{self.where(parts)}: {format_path(parts)}: {message}")
+    def error(self, parts: tuple[Any, ...], message: str) -> ConfigError:
+        line = self.line(parts)
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        return ConfigError(f"{where}: {format_path(parts)}: {message}", line or 0, parts)
 
     def interpolate(self, environ: Mapping[str, str]) -> Any:
-        """Replace ${VAR} in every string value, and refuse what no request can carry (see _json_problem);
-        an unset variable is an error."""
+        """Replace ${VAR} in every string value but those that wait for Suite.resolve (see _waits), and refuse
+        what no request can carry (see _json_problem); an unset variable is a problem of its field."""
 
         def walk(value: Any, parts: tuple[Any, ...]) -> Any:
             if isinstance(value, dict):
-                return {key(k, parts): walk(v, parts + (k,)) for k, v in value.items()}
+                return {k: walk(v, parts + (k,)) for k, v in value.items() if text_key(k, parts)}
             if isinstance(value, list):
                 return [walk(v, parts + (i,)) for i, v in enumerate(value)]
-            if isinstance(value, str):
-                value = _VAR.sub(lambda m: lookup(m.group(1), parts), value)
+            if isinstance(value, str) and not _waits(parts):
+                with self.problems.catch():
+                    value = _expand(self, parts, value, environ)
             if problem := _json_problem(value):
-                raise self.error(parts, problem)
+                self.problems.add(self.error(parts, problem))
             return value
 
-        def key(name: Any, parts: tuple[Any, ...]) -> Any:
+        def text_key(name: Any, parts: tuple[Any, ...]) -> bool:
+            """A key that is not text is a problem, and left out of what the schema sees."""
             problem = _json_problem(name) if isinstance(name, str) else "is not text; quote it"
             if problem:
-                raise self.error(parts, f"key {name!r}: {problem}")
-            return name
-
-        def lookup(name: str, parts: tuple[Any, ...]) -> str:
-            if name not in environ:
-                raise self.error(parts, f"environment variable {name} is not set (used as ${{{name}}})")
-            return environ[name]
+                self.problems.add(self.error(parts, f"key {name!r}: {problem}"))
+            return not problem
 
         return walk(self.data, ())
 
     def validate(self, data: Any) -> None:
+        """Record every schema violation, but none at or inside a place already refused (its cause is listed)."""
         schema = load_schema()
         errors = sorted(
             jsonschema.Draft202012Validator(schema).iter_errors(data),
@@ -255,11 +334,35 @@ class _Document:
         )
         # One line per field: two rules may refuse the same one (a type rule and the stream rule).
         errors = [next(same) for _, same in itertools.groupby(errors, key=lambda e: tuple(e.absolute_path))]
-        if errors:
-            lines = [
-                self.error(list(e.absolute_path), _describe(e, schema, data)).args[0] for e in _leaf_errors(errors)[:10]
-            ]
-            raise ConfigError("\n".join(lines))
+        placed = [place for error in _leaf_errors(errors) for place in _placed(error, schema, data)]
+        for parts, message in placed:
+            if not self.problems.above(parts):
+                self.problems.add(self.error(parts, message))
+
+
+def _waits(parts: tuple[Any, ...]) -> bool:
+    """Whether a ${VAR} at this place waits until a selected case needs its endpoint (Suite.resolve).
+
+    An endpoint's URL and header values wait: they are where a service's secrets live, and nothing selects on
+    them. Every other field is resolved at load: names, ids, monitors and tags make the test ids and markers
+    that --only, -k and -m select on, so they must be known before selection; the type picks the schema's
+    rules; and the schema and the checks after it need the final text of params, prompts and expectations."""
+    match parts:
+        case ("endpoints", int(), "url") | ("endpoints", int(), "headers", str()) | ("defaults", "headers", str()):
+            return True
+    return False
+
+
+def _expand(document: _Document, parts: tuple[Any, ...], text: str, environ: Mapping[str, str]) -> str:
+    """The text with each ${VAR} replaced by its value; an unset variable is an error of its field."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise document.error(parts, f"environment variable {name} is not set (used as ${{{name}}})")
+        return environ[name]
+
+    return _VAR.sub(value, text)
 
 
 def _json_problem(value: Any) -> str | None:
@@ -301,6 +404,19 @@ def _join_surrogates(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
+def _placed(
+    error: jsonschema.ValidationError, schema: dict[str, Any], data: Any
+) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Each place a schema violation names, with its sentence: an unknown field at its own key, one each."""
+    parts = tuple(error.absolute_path)
+    if error.validator == "additionalProperties":
+        accepted = sorted(error.schema.get("properties", {}))
+        for name in sorted(set(error.instance) - set(accepted)):
+            yield parts + (name,), f"unknown field {name!r}; accepted: {', '.join(accepted)}"
+        return
+    yield parts, _describe(error, schema, data)
+
+
 def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
     """For oneOf/anyOf failures, the most specific sub-error says more than 'is not valid under any'."""
     out = []
@@ -319,10 +435,6 @@ def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], data: A
     if kind == "required":
         missing = [name for name in expected if name not in value]
         return f"missing required field {missing[0]!r}" if missing else error.message
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(value) - set(allowed))
-        return f"unknown field {unknown[0]!r}; accepted: {', '.join(allowed)}"
     if kind == "type":
         return f"{value!r} is not of type {expected}"
     if kind == "minItems" and expected == 1:
@@ -356,68 +468,135 @@ def _subschema(schema: dict[str, Any], path: list[Any]) -> Any:
     return node
 
 
-def _resolve(document: _Document, data: dict[str, Any], environ: Mapping[str, str]) -> tuple[Case, ...]:
+def _build(document: _Document, data: dict[str, Any]) -> tuple[tuple[Case, ...], dict[str, _Connection]]:
+    """The enabled cases and each endpoint's connection, recording every problem the checks after the schema
+    find. An entry with a problem already (the schema's, or an unset variable) is skipped, not checked twice."""
+    problems = document.problems
+    if problems.touched(("defaults",)) or problems.above(("endpoints",)):
+        return (), {}  # the defaults feed every entry; the list itself is broken
     defaults = data.get("defaults", {})
+    for t, tag in enumerate(defaults.get("tags", [])):
+        with problems.catch():
+            _check_name(document, ("defaults", "tags", t), tag)
     cases: list[Case] = []
-    seen_ids: dict[str, tuple[Any, ...]] = {}
-    seen_monitors: dict[str, tuple[Any, ...]] = {}
-    for parts, name in _names(data):
-        if char := _breaking_char(name):
-            raise document.error(parts, f"contains {char}, a control character or line break: names become test "
-                                 "ids, monitor keys and one-line reports")
+    connections: dict[str, _Connection] = {}
+    seen: dict[str, dict[str, tuple[Any, ...]]] = {"case id": {}, "monitor key": {}}
     for e, raw_endpoint in enumerate(data["endpoints"]):
-        endpoint = _endpoint(document, raw_endpoint, defaults, environ, ("endpoints", e))
+        where = ("endpoints", e)
+        if problems.above(where) or any(problems.touched(where + (f,)) for f in raw_endpoint if f != "models"):
+            continue
+        with problems.catch():
+            _check_name(document, where + ("name",), raw_endpoint["name"])
+        connection = _connection(document, raw_endpoint, defaults, where)
+        connections[raw_endpoint["name"]] = connection
         for m, raw_model in enumerate(raw_endpoint["models"]):
-            where = ("endpoints", e, "models", m)
-            if not raw_model.get("enabled", True):
+            at = where + ("models", m)
+            if problems.touched(at):
                 continue
-            case = _case(document, where, endpoint, raw_endpoint, raw_model, defaults)
-            for seen, value, label in ((seen_ids, case.id, "case id"), (seen_monitors, case.monitor, "monitor key")):
-                if value in seen:
-                    raise document.error(
-                        where, f"duplicate {label} {value!r} (also {format_path(seen[value])}); set a distinct "
-                        + ("'id'" if label == "case id" else "'monitor'")
-                    )
-                seen[value] = where
-            cases.append(case)
-    if not cases:
-        raise ConfigError(f"{document.path}: no enabled models; every model has enabled: false")
-    return tuple(cases)
+            for parts, name in _names(at, raw_model):
+                with problems.catch():
+                    _check_name(document, parts, name)
+            if not raw_model.get("enabled", True) or problems.touched(at):
+                continue
+            with problems.catch():
+                case = _case(document, at, connection.endpoint, raw_endpoint, raw_model, defaults)
+                _check_unique(document, at, case, seen)
+                cases.append(case)
+    return tuple(cases), connections
 
 
-def _names(data: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Every value that becomes (part of) a test id, a monitor key, a marker or a header name, with its place."""
-    for t, tag in enumerate(data.get("defaults", {}).get("tags", [])):
-        yield ("defaults", "tags", t), tag
-    for e, endpoint in enumerate(data["endpoints"]):
-        yield ("endpoints", e, "name"), endpoint["name"]
-        for m, model in enumerate(endpoint["models"]):
-            where = ("endpoints", e, "models", m)
-            yield from ((where + (name,), model[name]) for name in ("name", "id", "monitor") if name in model)
-            yield from ((where + ("tags", t), tag) for t, tag in enumerate(model.get("tags", [])))
+def _names(where: tuple[Any, ...], model: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """A model's values that become (part of) a test id, a monitor key or a marker, with their places."""
+    yield from ((where + (name,), model[name]) for name in ("name", "id", "monitor") if name in model)
+    yield from ((where + ("tags", t), tag) for t, tag in enumerate(model.get("tags", [])))
 
 
-def _endpoint(
-    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], environ: Mapping[str, str], where: tuple[Any, ...]
-) -> Endpoint:
-    url = _split_url(document, where + ("url",), raw["url"])
-    return Endpoint(
+def _check_name(document: _Document, parts: tuple[Any, ...], name: str) -> None:
+    if char := _breaking_char(name):
+        raise document.error(parts, f"contains {char}, a control character or line break: names become test "
+                             "ids, monitor keys and one-line reports")
+
+
+def _check_unique(
+    document: _Document, where: tuple[Any, ...], case: Case, seen: dict[str, dict[str, tuple[Any, ...]]]
+) -> None:
+    """A case id or monitor key used twice would merge two cases' results."""
+    for label, value in (("case id", case.id), ("monitor key", case.monitor)):
+        if value in seen[label]:
+            raise document.error(
+                where, f"duplicate {label} {value!r} (also {format_path(seen[label][value])}); set a distinct "
+                + ("'id'" if label == "case id" else "'monitor'")
+            )
+    seen["case id"][case.id] = seen["monitor key"][case.monitor] = where
+
+
+@dataclass(frozen=True)
+class _Connection:
+    """An endpoint's URL, headers and API key as the file writes them, read from the environment only when a
+    selected case needs the endpoint (resolve). Written values are held as Secret: a file may hold a key."""
+
+    document: _Document = field(repr=False)
+    endpoint: Endpoint  # its name and caps; base_url is empty until resolved
+    url: tuple[tuple[Any, ...], Secret]  # (its place, its text)
+    headers: tuple[tuple[tuple[Any, ...], str, Secret], ...]  # (place, name, value), the endpoint's over the defaults'
+    api_key_env: tuple[tuple[Any, ...], str] | None  # (its place, the variable's name)
+
+    def resolve(self, environ: Mapping[str, str]) -> Endpoint:
+        """The endpoint with its URL, headers and API key; raise ConfigError listing each problem."""
+        problems = _Problems()
+        resolved: dict[str, Any] = {}
+        with problems.catch():
+            url = _url(self.document, *self.url, environ)
+            resolved.update(base_url=base_url(urlunsplit(url._replace(query=""))), query=Secret(url.query) or None)
+        headers = []
+        for parts, name, value in self.headers:
+            with problems.catch():
+                headers.append((name, _header_value(self.document, parts, value, environ)))
+        with problems.catch():
+            resolved["api_key"] = _api_key(self.document, *self.api_key_env, environ) if self.api_key_env else None
+        problems.check()
+        return replace(self.endpoint, headers=tuple(headers), **resolved)
+
+
+def _connection(document: _Document, raw: dict[str, Any], defaults: dict[str, Any], where: tuple[Any, ...]) -> _Connection:
+    """An endpoint's connection, its fixed values checked now (they stop every run), those with a ${VAR} when
+    resolved (they stop only the runs that select the endpoint)."""
+    url = (where + ("url",), Secret(raw["url"]))
+    headers = []
+    for name, value in {**defaults.get("headers", {}), **raw.get("headers", {})}.items():
+        parts = (where if name in raw.get("headers", {}) else ("defaults",)) + ("headers", name)
+        headers.append((parts, name, Secret(value)))
+        with document.problems.catch():
+            if not _HEADER_NAME.fullmatch(name):
+                raise document.error(parts, f"{name!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+    if not _VAR.search(url[1].reveal()):
+        with document.problems.catch():
+            _url(document, *url, {})
+    for parts, _, value in headers:
+        if not _VAR.search(value.reveal()):
+            with document.problems.catch():
+                _header_value(document, parts, value, {})
+    key_env = raw.get("api_key_env", defaults.get("api_key_env"))
+    key_parts = where + ("api_key_env",) if "api_key_env" in raw else ("defaults", "api_key_env")
+    endpoint = Endpoint(
         name=raw["name"],
-        base_url=base_url(urlunsplit(url._replace(query=""))),
-        query=Secret(url.query) if url.query else None,
-        api_key=_api_key(document, raw, defaults, environ, where),
-        headers=_headers(document, raw, defaults, where),
+        base_url="",
         verify_tls=raw.get("verify_tls", defaults.get("verify_tls", True)),
         max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
     )
+    return _Connection(document, endpoint, url, tuple(headers), (key_parts, key_env) if key_env else None)
 
 
-def _split_url(document: _Document, where: tuple[Any, ...], url: str) -> SplitResult:
-    """The endpoint URL, refused here when no request could use it (rather than failing in every case)."""
+def _url(document: _Document, where: tuple[Any, ...], url: Secret, environ: Mapping[str, str]) -> SplitResult:
+    """The endpoint URL, refused here when no request could use it (rather than failing in every case). The text
+    is never echoed: its query or a ${VAR} in it may hold a key."""
+    text = _expand(document, where, url.reveal(), environ)
     try:
-        split = urlsplit(url)
+        split = urlsplit(text)
     except ValueError as exc:  # a bracket left open in an IPv6 host
         raise document.error(where, f"not a valid URL: {exc}") from None
+    if split.scheme not in ("http", "https"):  # the schema checks a URL without ${VAR}; this, the one it becomes
+        raise document.error(where, "not a valid URL: it does not start with http:// or https://")
     if "@" in split.netloc:  # never echo it: the part before @ is a password
         raise document.error(where, "credentials in the URL are not accepted; put the API key in the environment "
                              "variable named by api_key_env, or other credentials in headers")
@@ -432,37 +611,24 @@ def _split_url(document: _Document, where: tuple[Any, ...], url: str) -> SplitRe
     return split
 
 
-def _api_key(
-    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], environ: Mapping[str, str], where: tuple[Any, ...]
-) -> Secret | None:
+def _api_key(document: _Document, where: tuple[Any, ...], key_env: str, environ: Mapping[str, str]) -> Secret:
     """The API key from the environment variable named by api_key_env, without surrounding whitespace: a key
     file made with `kubectl create secret --from-file` usually ends with a newline."""
-    key_env = raw.get("api_key_env", defaults.get("api_key_env"))
-    if not key_env:
-        return None
-    field_path = where + ("api_key_env",) if "api_key_env" in raw else ("defaults", "api_key_env")
     key = environ.get(key_env, "").strip()
     if not key:
-        raise document.error(field_path, f"environment variable {key_env} (the API key) is not set or empty")
+        raise document.error(where, f"environment variable {key_env} (the API key) is not set or empty")
     if problem := _header_problem(key):
-        raise document.error(field_path, f"environment variable {key_env} (the API key) {problem}")
+        raise document.error(where, f"environment variable {key_env} (the API key) {problem}")
     return Secret(key)
 
 
-def _headers(
-    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], where: tuple[Any, ...]
-) -> tuple[tuple[str, Secret], ...]:
-    """Extra headers, the endpoint's over the defaults'. Values lose surrounding whitespace, as HTTP itself
-    ignores it (and a ${VAR} read from a key file often ends with a newline)."""
-    out = []
-    for name, value in {**defaults.get("headers", {}), **raw.get("headers", {})}.items():
-        field_path = (where if name in raw.get("headers", {}) else ("defaults",)) + ("headers", name)
-        if not _HEADER_NAME.fullmatch(name):
-            raise document.error(field_path, f"{name!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
-        if problem := _header_problem(value.strip()):
-            raise document.error(field_path, problem)
-        out.append((name, Secret(value.strip())))
-    return tuple(out)
+def _header_value(document: _Document, where: tuple[Any, ...], value: Secret, environ: Mapping[str, str]) -> Secret:
+    """A header's value, without surrounding whitespace: HTTP itself ignores it (and a ${VAR} read from a key file
+    often ends with a newline)."""
+    text = _expand(document, where, value.reveal(), environ).strip()
+    if problem := _header_problem(text):
+        raise document.error(where, problem)
+    return Secret(text)
 
 
 def _case(

@@ -27,13 +27,14 @@ from .stop import Role, Stopper
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
     "check_case", "pytest_addoption", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
     "pytest_configure_node", "pytest_generate_tests", "pytest_report_header", "pytest_runtest_makereport",
-    "pytest_sessionfinish", "pytest_terminal_summary", "pytest_unconfigure",
+    "pytest_runtestloop", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "pytest_unconfigure",
 ]
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"  # the suite pytest collects, beside this package
 TIMEOUT_SLACK_S = 10.0
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
+CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Monitor:
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
     heartbeats: telemetry.Heartbeats | None = None
+    config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
 
     def background(self) -> BackgroundLoop:
         if self.loop is None:
@@ -111,7 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
-    redact = Redactor([*suite.secrets, *resolved.secrets, *(s for t in targets for s in t.secrets)])
+    redact = Redactor([*resolved.secrets, *(s for t in targets for s in t.secrets)])  # the cases' once resolved
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets)
@@ -179,6 +181,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected: what is left is the run's selection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     monitor = config.stash.get(MONITOR, None)
     if monitor is None:
@@ -197,6 +200,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _resolve(config, monitor, items)
+
+
+def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) -> None:
+    """Read the selected cases' URLs, headers and API keys from the environment, before any request: an unset
+    variable stops the run only if a selected case needs it. Every xdist worker resolves the whole selection, so
+    none starts a request when another's share would have failed; the controller raises a worker's error."""
+    selected = [(item, case) for item in items if (case := case_of(item)) is not None]
+    try:
+        cases = monitor.suite.resolve(case for _, case in selected)
+    except ConfigError as exc:
+        if not hasattr(config, "workerinput"):
+            raise pytest.UsageError(f"endpoints file: {exc}") from None
+        config.workeroutput[CONFIG_ERROR] = f"endpoints file: {exc}"
+        config.hook.pytest_deselected(items=items[:])
+        items[:] = []
+        return
+    for (item, _), case in zip(selected, cases):
+        item.callspec.params["case"] = case  # the value pytest passes to the test: its case, now resolved
+    monitor.redact.add(*endpoints_config.secrets(cases))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: keep a worker's configuration error (every worker finds the same one)."""
+    monitor = node.config.stash.get(MONITOR, None)
+    found = getattr(node, "workeroutput", {}).get(CONFIG_ERROR)
+    if monitor is not None and found:
+        monitor.config_error = found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """xdist controller: a worker's configuration error ends the run as one raised here would (exit 4)."""
+    result = yield
+    monitor = session.config.stash.get(MONITOR, None)
+    if monitor is not None and monitor.config_error:
+        raise pytest.UsageError(monitor.config_error)
+    return result
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

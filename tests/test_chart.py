@@ -361,7 +361,7 @@ def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     environ = {name: item.get("value", f"from-{name}") for name, item in env_of(container).items()}
     suite = config.load(path, environ)
-    assert suite.cases
+    assert suite.resolve(suite.cases, environ)
 
 
 @pytest.mark.parametrize("case", MATRIX)

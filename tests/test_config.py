@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from model_monitor.case import monitor_key
-from model_monitor.config import MAX_DEPTH, ConfigError, base_url, load
+from model_monitor.config import MAX_DEPTH, ConfigError, Suite, base_url, load, secrets
 from testbed.openai_server import FakeOpenAI
 
-from .helpers import CHECKS, endpoint, model
+from .helpers import CHECKS, WORKERS, endpoint, model
 
 GOOD = """\
 defaults:
@@ -111,7 +111,7 @@ BAD = {
     "typo-field": (
         "endpoints:\n  - name: a\n    url: http://x\n    modles: []\n    models: [{name: m, type: chat}]\n",
         "unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, schedule, timeout, url",
-        2,
+        4,
     ),
     "wrong-type": (
         "endpoints:\n  - name: a\n    url: http://x\n    timeout: soon\n    models: [{name: m, type: chat}]\n",
@@ -254,8 +254,9 @@ BAD = {
 def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> None:
     path = tmp_path / "endpoints.yaml"
     path.write_text(GOOD)
-    suite = load(path, {"GW_KEY": "sk-test-1234", "TEAM": "team-secret-value"})
-    chat, embed = suite.cases
+    environ = {"GW_KEY": "sk-test-1234", "TEAM": "team-secret-value"}
+    suite = load(path, environ)
+    chat, embed = suite.resolve(suite.cases, environ)
     assert [c.id for c in suite.cases] == ["gw/meta-llama/Llama-3.1-8B-Instruct", "gw/text-embedding-3-small"]
     assert chat.endpoint.base_url == "https://gateway.example/v1"
     assert (chat.timeout, embed.timeout) == (12.0, 3.0)
@@ -263,8 +264,9 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     assert chat.params == {"temperature": 0}
     assert embed.options["input"] == ["a", "b"]
     assert chat.monitor == "gw-meta-llama-llama-3-1-8b-instruct"
-    assert set(suite.secrets) == {"sk-test-1234", "team-secret-value"}
-    assert "sk-test-1234" not in repr(suite) and "team-secret-value" not in repr(suite)
+    assert set(secrets([chat, embed])) == {"sk-test-1234", "team-secret-value"}
+    for shown in (repr(suite), repr(chat), repr(embed)):
+        assert "sk-test-1234" not in shown and "team-secret-value" not in shown
 
 
 def test_stream_slos_on_a_model_that_streams_by_the_defaults(tmp_path: Path) -> None:
@@ -274,13 +276,18 @@ def test_stream_slos_on_a_model_that_streams_by_the_defaults(tmp_path: Path) -> 
     assert (case.stream, case.max_ttft, case.min_tokens_per_s) == (True, 2, 5)
 
 
+def resolved(suite: Suite) -> tuple:
+    """Every case of the suite, resolved as a run that selects them all resolves them (with no variable set)."""
+    return suite.resolve(suite.cases, {})
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_a_bad_file_is_one_clear_error_naming_file_field_and_line(tmp_path: Path, name: str) -> None:
     text, piece, line = BAD[name]
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as raised:
-        load(path, {})
+        resolved(load(path, {}))
     message = str(raised.value)
     assert piece in message
     assert message.startswith(f"{path}:{line}: " if line else f"{path}: ")
@@ -408,9 +415,9 @@ def test_the_url_query_is_held_as_a_secret(tmp_path: Path) -> None:
     """A query may carry a key (?code=...): it never prints itself, and the redactor knows it."""
     path = tmp_path / "endpoints.yaml"
     path.write_text("endpoints:\n  - {name: a, url: 'https://h/openai/v1/?code=k-1234', models: [{name: m, type: chat}]}\n")
-    suite = load(path, {})
-    assert suite.cases[0].endpoint.url_for("/chat/completions") == "https://h/openai/v1/chat/completions?code=k-1234"
-    assert "k-1234" not in repr(suite) and "code=k-1234" in suite.secrets
+    (case,) = resolved(load(path, {}))
+    assert case.endpoint.url_for("/chat/completions") == "https://h/openai/v1/chat/completions?code=k-1234"
+    assert "k-1234" not in repr(case) and "code=k-1234" in secrets([case])
 
 
 def test_a_huge_file_is_refused_by_size_before_parsing(pytester: pytest.Pytester) -> None:
@@ -433,3 +440,69 @@ def test_a_file_nested_to_the_limit_still_loads(openai_server: FakeOpenAI, run_m
     deep = model("chat-model", params=params, expect={"json_schema": schema})
     run = run_monitor({"endpoints": [endpoint(openai_server.url, deep)]}, "--collect-only")
     assert run.ret == 0, run.output
+
+
+# Five kinds of mistake, one a line: a wrong type, an unknown field, a block value of the wrong type (its key's
+# line, not the line below where the value starts), a type that does not exist, and a regex that does not compile
+# (found by a check after the schema).
+FIVE_MISTAKES = """\
+endpoints:
+  - name: a
+    url: http://x
+    timeout: soon
+    modles: []
+    models:
+      - name: m
+        type: chat
+        params:
+          - 1
+  - name: b
+    url: http://y
+    models:
+      - name: n
+        type: chatt
+      - name: o
+        type: chat
+        expect: {regex: 'po(ng'}
+"""
+FIVE_FOUND = [
+    "4: endpoints[0].timeout: 'soon' is not of type number",
+    "5: endpoints[0].modles: unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, "
+    "schedule, timeout, url, verify_tls",
+    "9: endpoints[0].models[0].params: [1] is not of type object",
+    "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models, "
+    "transcription, speech, moderation, image",
+    "18: endpoints[1].models[1].expect.regex: invalid regular expression: missing ), unterminated subpattern at "
+    "position 2",
+]
+
+
+def test_every_mistake_in_a_file_is_listed_at_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(FIVE_MISTAKES)
+    with pytest.raises(ConfigError) as raised:
+        load(path, {})
+    assert str(raised.value).splitlines() == [f"{path}:{found}" for found in FIVE_FOUND]
+
+
+def test_a_file_of_thirty_mistakes_lists_twenty_and_counts_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text("endpoints:\n  - name: a\n    url: http://x\n    models:\n"
+                    + "".join(f"      - {{name: m{n}, type: chatt}}\n" for n in range(30)))
+    with pytest.raises(ConfigError) as raised:
+        load(path, {})
+    lines = str(raised.value).splitlines()
+    assert [line.split(": ")[0] for line in lines[:-1]] == [f"{path}:{5 + n}" for n in range(20)]
+    assert lines[-1] == "... and 10 more"
+
+
+@WORKERS
+def test_every_mistake_stops_the_run_in_one_go_before_any_request(
+    openai_server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
+    before = len(openai_server.requests)
+    run = run_monitor(FIVE_MISTAKES.replace("http://y", openai_server.url), *workers)
+    assert run.ret == 4
+    errors = [line for line in run.result.stderr.lines if "endpoints.yaml:" in line]
+    assert [line.split("endpoints.yaml:", 1)[1] for line in errors] == FIVE_FOUND
+    assert errors[0].startswith("ERROR: endpoints file: ") and len(openai_server.requests) == before
