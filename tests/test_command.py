@@ -26,7 +26,8 @@ from .helpers import ROOT, endpoint, model
 
 ENTRY_POINT = "model_monitor.plugin"  # the pytest11 entry point's name: `-p no:model_monitor.plugin` turns it off
 OURS_OR_PYTESTS = ("PYTEST_", "MODEL_MONITOR_")  # variables of this test run, not of the user's
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".tools", "__pycache__", "*.egg-info", "build", "dist")
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build",
+                                    "dist")
 
 
 @dataclass(frozen=True)
