@@ -23,21 +23,24 @@ COPY pyproject.toml /src/pyproject.toml
 RUN /opt/venv/bin/python -c 'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"], sep="\n")' \
         /src/pyproject.toml > /src/requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir --no-compile -r /src/requirements.txt \
-    && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && find /opt/venv -type d -name tests -path '*/site-packages/*/tests' -prune -exec rm -rf {} + \
-    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
-    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]'
+    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} +
+# The package itself, not editable: the model-monitor command and the suite it runs. (README.md: the package's
+# long description.) pip then leaves, with setuptools.
+COPY README.md /src/README.md
+COPY model_monitor /src/model_monitor
+RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --no-deps /src \
+    && /opt/venv/bin/pip uninstall --yes pip setuptools \
+    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]; import model_monitor.cli, model_monitor.plugin'
 
 FROM ${BASE}
 # 10001: the fixed non-root uid and gid the Helm chart's securityContext uses.
 RUN groupadd --gid 10001 monitor \
     && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --home-dir /tmp --shell /usr/sbin/nologin monitor
 COPY --from=builder /opt/venv /opt/venv
-WORKDIR /app
-COPY pyproject.toml conftest.py /app/
-COPY model_monitor /app/model_monitor
-COPY checks /app/checks
-# Nothing is written outside /tmp: no bytecode, no pytest cache (-p no:cacheprovider), HOME in /tmp.
+# Relative paths given to the command (--junitxml=report.xml) land in the one writable place.
+WORKDIR /tmp
+# Nothing is written outside /tmp: no bytecode, no pytest cache (the command turns it off), HOME in /tmp.
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -46,4 +49,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 # Extra arguments (e.g. --only my-service, -m critical, --junitxml=/tmp/report.xml) are appended.
 # The exit code is pytest's: 0 every case passed, 1 a case failed, 4 the configuration is wrong.
-ENTRYPOINT ["python", "-m", "pytest", "-p", "no:cacheprovider", "--rootdir=/app", "/app/checks"]
+ENTRYPOINT ["model-monitor"]

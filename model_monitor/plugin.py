@@ -22,6 +22,7 @@ from .outcome import Outcome
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
 from .runtime import BackgroundLoop
+from .suite import SUITE_DIR
 from .stop import Role, Stopper
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
@@ -356,16 +357,28 @@ def _check_only(only: tuple[str, ...], case_by_id: dict[str, Case]) -> None:
 
 
 def _collects_checks(config: pytest.Config) -> bool:
-    """The endpoints file matters only to runs that collect checks/ (not `pytest tests`)."""
+    """The endpoints file matters only to runs that collect our suite (not `pytest tests`, nor a user's own tests
+    next to the installed plugin)."""
     for arg in config.args:
         raw = Path(arg.split("::")[0])
         for base in (config.invocation_params.dir, config.rootpath):
             path = (base / raw).resolve()
             if path.exists():
-                if path == CHECKS_DIR or CHECKS_DIR in path.parents or path in CHECKS_DIR.parents:
+                if _is_suite(path):
                     return True
                 break
     return False
+
+
+def _is_suite(path: Path) -> bool:
+    """A checkout's checks/, also named by a folder above it; the packaged suite only by its own path (a user's
+    project may hold the virtualenv it is installed in, and pytest collects nothing there)."""
+    in_checkout = CHECKS_DIR.is_dir() and (_within(path, CHECKS_DIR) or path in CHECKS_DIR.parents)
+    return in_checkout or _within(path, SUITE_DIR)
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from .redact import Secret
 
-__all__ = ["OPTIONS", "Option", "Settings", "addoption", "resolve"]
+__all__ = ["ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
 
 GROUP = "model-monitor"
 
@@ -61,6 +61,10 @@ class Option:
         return "--" + self.dest.replace("_", "-")
 
     @property
+    def metavar(self) -> str:
+        return self.dest.upper()
+
+    @property
     def ini(self) -> str:
         return "model_monitor_" + self.dest
 
@@ -100,6 +104,8 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
+ONLY_METAVAR = "NAME"
+ONLY_HELP = "Run only this endpoint, or this case id (<endpoint>/<model id>). Repeatable."
 
 
 @dataclass(frozen=True)
@@ -137,14 +143,14 @@ def addoption(parser: pytest.Parser) -> None:
         if option.is_flag:
             group.addoption(option.flag, action="store_const", const="true", dest=option.dest, help=option.help + env)
         else:
-            group.addoption(option.flag, dest=option.dest, metavar=option.dest.upper(), help=option.help + env)
+            group.addoption(option.flag, dest=option.dest, metavar=option.metavar, help=option.help + env)
         parser.addini(option.ini, option.help)
     group.addoption(
         "--only",
         action="append",
         default=[],
-        metavar="NAME",
-        help="Run only this endpoint, or this case id (<endpoint>/<model id>). Repeatable.",
+        metavar=ONLY_METAVAR,
+        help=ONLY_HELP,
     )
 
 

@@ -43,7 +43,7 @@ ENDPOINTS_FILE = "/etc/model-monitor/endpoints.yaml"
 # What a run-deadline margin must leave for the pod's start beyond the stop grace: scheduling, a cached image,
 # Python's start-up and collection. activeDeadlineSeconds counts them, the monitor's run deadline does not.
 POD_START_SECONDS = 15
-SUITE_COMMAND = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--rootdir=/app", "/app/checks"]
+SUITE_COMMAND = ["model-monitor"]
 
 # Values file sets rendered by both Helms: [files] (combined with -f, in order).
 MATRIX: dict[str, list[str]] = {

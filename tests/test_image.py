@@ -35,7 +35,7 @@ IMAGE = "localhost/model-monitor:test"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 SIZE_GOAL_BYTES = 150_000_000
 OUR_LAYERS_MAX_BYTES = 40_000_000  # what the Dockerfile adds to its base: the venv, the code, the user
-ENTRYPOINT = ["python", "-m", "pytest", "-p", "no:cacheprovider", "--rootdir=/app", "/app/checks"]
+ENTRYPOINT = ["model-monitor"]
 ENDPOINTS_PATH = "/etc/model-monitor/endpoints.yaml"
 
 image = pytest.mark.image

@@ -1,0 +1,171 @@
+"""The `model-monitor` command as a user gets it: `pip install` of the checkout (not editable) into a fresh virtual
+environment, then the command run from a folder outside the checkout, against the loopback FakeOpenAI server.
+
+The fresh environment takes its dependencies from the running interpreter's (a .pth file), so that nothing comes from
+the network; it is built once per session, inside a folder that stands for a user's project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model_monitor import settings
+from testbed.openai_server import FakeOpenAI
+
+from .helpers import ROOT, endpoint, model
+
+ENTRY_POINT = "model_monitor.plugin"  # the pytest11 entry point's name: `-p no:model_monitor.plugin` turns it off
+OURS_OR_PYTESTS = ("PYTEST_", "MODEL_MONITOR_")  # variables of this test run, not of the user's
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build",
+                                    "dist")
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A fresh virtual environment with the package installed from a copy of the checkout."""
+
+    venv: Path
+    project: Path  # the folder that holds the environment, as a user's project holds its .venv
+    source: Path  # the copy of the checkout that pip installed from
+    site_packages: Path
+
+    @property
+    def command(self) -> str:
+        return str(self.venv / "bin" / "model-monitor")
+
+    @property
+    def python(self) -> str:
+        return str(self.venv / "bin" / "python")
+
+    def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)}
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    base = tmp_path_factory.mktemp("installed")
+    source = base / "checkout"
+    shutil.copytree(ROOT, source, ignore=NOT_COPIED)  # pip writes build/ into what it installs
+    project = base / "project"
+    venv = project / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site_packages = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    shared = dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib"))  # pip, setuptools, dependencies
+    (site_packages / "shared-dependencies.pth").write_text("".join(f"{path}\n" for path in shared), encoding="utf-8")
+    env = Installed(venv, project, source, site_packages)
+    pip = env.run(env.python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                  "--ignore-installed", "--quiet", str(source), cwd=base)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    return env
+
+
+def write_endpoints(path: Path, url: str, *names: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(url, *(model(name) for name in names))]}), encoding="utf-8")
+    return path
+
+
+def outcome_counts(output: str) -> dict[str, int]:
+    """pytest's last line, e.g. '1 failed, 2 passed in 0.1s' -> {'failed': 1, 'passed': 2}."""
+    found = re.findall(r"(\d+) (passed|failed|errors?|skipped)", output.splitlines()[-1])
+    return {word: int(count) for count, word in found}
+
+
+@pytest.mark.parametrize("form", ["space", "equals"])
+def test_the_installed_command_runs_from_any_folder(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path,
+                                                    form: str) -> None:
+    """The command runs the suite that pip installed (not the checkout), from a folder outside the checkout, with
+    the endpoints file outside it too; relative paths (the endpoints file, the JUnit report) are the caller's."""
+    write_endpoints(tmp_path / "config" / "staging.yaml", openai_server.url, "chat-model", "embed-model")
+    caller = tmp_path / "elsewhere"
+    caller.mkdir()
+    endpoints = ["--endpoints", "../config/staging.yaml"] if form == "space" else ["--endpoints=../config/staging.yaml"]
+    proc = installed.run(installed.command, *endpoints, "--junitxml=report.xml", "-v", cwd=caller)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert outcome_counts(proc.stdout) == {"passed": 2}
+    assert f"rootdir: {installed.site_packages / 'model_monitor' / 'suite'}" in output
+    assert "model-monitor summary" in output and "Warning" not in output
+    assert 'tests="2"' in (caller / "report.xml").read_text(encoding="utf-8")
+
+
+def test_a_failing_model_exits_1(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "x+status=503")
+    proc = installed.run(installed.command, "--endpoints", str(path), cwd=tmp_path)
+    assert proc.returncode == 1, (proc.stdout + proc.stderr)[-3000:]
+    assert outcome_counts(proc.stdout) == {"failed": 1, "passed": 1}
+    assert "server_error: HTTP 503" in proc.stdout
+
+
+def test_help_shows_our_options_first_with_defaults_and_environment(installed: Installed, tmp_path: Path) -> None:
+    """Every option, with its environment variable and default, before pytest's own help (and no endpoints file
+    is needed to read it)."""
+    proc = installed.run(installed.command, "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ours, _, theirs = proc.stdout.partition("pytest's own options follow")
+    assert "-k EXPRESSION" in theirs and "-k EXPRESSION" not in ours
+    entries = dict(re.findall(r"^  (\S+).*\n +(.*)$", ours, re.MULTILINE))
+    assert set(entries) == {option.env if option.env_only else option.flag for option in settings.OPTIONS} | {"--only"}
+    for option in settings.OPTIONS:
+        text = entries[option.env if option.env_only else option.flag]
+        assert "[default: " in text
+        assert option.env_only or f"[env {option.env}]" in text
+    assert "[default: endpoints.yaml]" in entries["--endpoints"] and "[default: 100]" in entries["--max-concurrency"]
+
+
+def test_the_checkout_runs_with_the_package_installed(installed: Installed, openai_server: FakeOpenAI,
+                                                      tmp_path: Path) -> None:
+    """In a checkout, the root conftest.py's pytest_plugins and the entry point name one plugin: pytest registers it
+    once (twice would be an error) and `pytest checks` runs the suite as before."""
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model")
+    proc = installed.run(installed.python, "-m", "pytest", "-p", "no:cacheprovider", "checks", f"--endpoints={path}",
+                         cwd=installed.source)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert outcome_counts(proc.stdout) == {"passed": 1}
+    assert "checks/test_endpoints.py::test_endpoint[svc/chat-model]" in installed.run(
+        installed.python, "-m", "pytest", "-p", "no:cacheprovider", "checks", f"--endpoints={path}", "--co", "-q",
+        cwd=installed.source).stdout
+
+
+USER_TESTS = """\
+def test_mine_passes(request):
+    assert request.node.get_closest_marker("timeout") is None
+
+def test_mine_fails():
+    assert 1 == 2
+"""
+
+
+def test_dormant_next_to_a_users_own_tests(installed: Installed) -> None:
+    """A user's project that holds the environment: pytest there shows our options in its help, and otherwise
+    changes nothing: no header or summary, no endpoints file read (theirs is not ours), no timeout set, the same
+    verdicts and exit code as with the plugin turned off."""
+    (installed.project / "test_mine.py").write_text(USER_TESTS, encoding="utf-8")
+    (installed.project / "endpoints.yaml").write_text("not: an endpoints file\n", encoding="utf-8")
+    pytest_in_project = (installed.python, "-m", "pytest", "-p", "no:cacheprovider")
+    helped = installed.run(*pytest_in_project, "--help", cwd=installed.project)
+    assert "--endpoints=ENDPOINTS" in helped.stdout and "MODEL_MONITOR_ENDPOINTS" in helped.stdout
+    with_plugin = installed.run(*pytest_in_project, cwd=installed.project)
+    without = installed.run(*pytest_in_project, "-p", f"no:{ENTRY_POINT}", cwd=installed.project)
+    assert with_plugin.returncode == without.returncode == 1, with_plugin.stdout[-3000:] + with_plugin.stderr
+    assert outcome_counts(with_plugin.stdout) == outcome_counts(without.stdout) == {"failed": 1, "passed": 1}
+    assert report_lines(with_plugin) == report_lines(without)
+
+
+def report_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """A run's output without what differs between two runs anyway: durations, and pytest's list of the installed
+    plugins (which names the package whether it is turned off or not)."""
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [re.sub(r" in [\d.]+s", "", line) for line in lines if not line.startswith("plugins: ")]
