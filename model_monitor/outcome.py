@@ -27,6 +27,12 @@ class Attempt:
         what = self.error_class or "ok"
         return f"{what}{f' {self.status_code}' if self.status_code else ''} {self.duration_s:.3f}s"
 
+    @classmethod
+    def parse(cls, text: str) -> Attempt:
+        """The attempt back from its str() (how attempts travel as one user property): `server_error 503 0.054s`."""
+        what, *status, duration = text.split()
+        return cls(None if what == "ok" else what, int(status[0]) if status else None, float(duration.rstrip("s")))
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -73,6 +79,7 @@ class Outcome:
             error_class=props.get("class") or None,
             duration_s=props.get("duration_s"),
             status_code=props.get("status_code"),
+            attempts=tuple(Attempt.parse(text) for text in props.get("attempts", "").split("; ") if text),
             metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
             started_at=props.get("started_at"),
             ended_at=props.get("ended_at"),

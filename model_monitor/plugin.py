@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from . import config as endpoints_config
-from . import report, settings, telemetry, xdist_shard
+from . import report, results, settings, telemetry, xdist_shard
 from .case import Case
 from .config import ConfigError, Suite
 from .engine import Engine, case_budget
 from .outcome import Outcome
 from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
+from .report_paths import report_paths
 from .runtime import BackgroundLoop
 from .suite import SUITE_DIR
 from .stop import Role, Stopper
@@ -97,6 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _collects_checks(config):
         return
     resolved = settings.resolve(config)
+    reports = None if hasattr(config, "workerinput") else report_paths(config, resolved)  # before any request
     path = Path(resolved.endpoints)
     if not path.is_absolute():
         path = config.invocation_params.dir / path
@@ -121,6 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
+    if reports is not None and (reports.results_json or reports.step_summary):
+        config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
     if targets and not hasattr(config, "workerinput"):
         heartbeats = monitor.start_heartbeats()
         config.pluginmanager.register(HeartbeatHooks(heartbeats, monitor.cases), "model_monitor.heartbeats")

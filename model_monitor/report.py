@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 from .case import Case
 from .outcome import PROPERTY_PREFIX, Outcome
 
-__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table"]
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "verdicts"]
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"
@@ -68,27 +68,33 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
     return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {said}", error_class=error_class)
 
 
+def verdicts(reports: Iterable[Any], index: CaseIndex) -> list[tuple[Case, pytest.TestReport]]:
+    """The report that decided each case that ran (its call, a failed setup, a crash), in the endpoints file's order."""
+    found: dict[str, tuple[Case, pytest.TestReport]] = {}
+    for report in sorted((r for r in reports if isinstance(r, pytest.TestReport)), key=_phase_order):
+        case = index.case_of(report)
+        if case is not None and _is_verdict(report):
+            found[case.id] = (case, report)
+    return [found[case_id] for case_id in index.case_by_id if case_id in found]
+
+
 def rows(stats: Mapping[str, list[Any]], index: CaseIndex) -> list[Row]:
     """One row per case that ran, in the endpoints file's order."""
-    found: dict[str, Row] = {}
-    reports = sorted((r for reports in stats.values() for r in reports if isinstance(r, pytest.TestReport)), key=_phase_order)
-    for report in reports:
-        case = index.case_of(report)
-        if case is None or not _is_verdict(report):
-            continue
-        outcome = outcome_of(report)
-        verdict = "PASS" if report.passed else "FAIL"
-        metrics = outcome.metrics
-        found[case.id] = Row(
-            case.id,
-            case.type,
-            verdict,
-            _number(outcome.duration_s, "{:.3f}s"),
-            _number(metrics.get("ttft_s"), "{:.3f}s"),
-            _number(metrics.get("tokens_per_s"), "{:.1f}"),
-            _cut(outcome.reason),
-        )
-    return [found[case_id] for case_id in index.case_by_id if case_id in found]
+    return [_row(case, report) for case, report in verdicts((r for reports in stats.values() for r in reports), index)]
+
+
+def _row(case: Case, report: pytest.TestReport) -> Row:
+    outcome = outcome_of(report)
+    metrics = outcome.metrics
+    return Row(
+        case.id,
+        case.type,
+        "PASS" if report.passed else "FAIL",
+        _number(outcome.duration_s, "{:.3f}s"),
+        _number(metrics.get("ttft_s"), "{:.3f}s"),
+        _number(metrics.get("tokens_per_s"), "{:.1f}"),
+        _cut(outcome.reason),
+    )
 
 
 def table(rows: list[Row]) -> list[str]:

@@ -101,6 +101,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True, secret=True),
     Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
+    Option(
+        "results_json",
+        "Write the run and every case's result to this path as one JSON document (model_monitor/results.schema.json).",
+        env="MODEL_MONITOR_RESULTS_JSON",
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -126,6 +131,7 @@ class Settings:
     cronitor_api_key: Secret | None
     cronitor_api_url: str
     cronitor_schedule: str | None
+    results_json: str | None
     only: tuple[str, ...] = ()
 
     @property

@@ -1,0 +1,63 @@
+"""GitHub's job summary: the results document as Markdown, appended to the file GITHUB_STEP_SUMMARY names."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MAX_ROWS", "markdown"]
+
+MAX_ROWS = 200  # failing cases first; GitHub caps a step's summary at 1 MiB
+MAX_REASON = 300
+COLUMNS = ("case", "type", "verdict", "class", "duration", "ttft", "reason")
+
+
+def markdown(document: Mapping[str, Any]) -> str:
+    """A heading, the counts, and a table of the cases, failing ones first, cut after MAX_ROWS."""
+    run, cases = document["run"], document["cases"]
+    failed = sum(case["verdict"] == "fail" for case in cases)
+    exit_status = run["exit_status"]
+    took = run["ended_at_unix"] - run["started_at_unix"]
+    lines = [
+        f"### Model Monitor: {'FAIL' if exit_status['code'] else 'PASS'}",
+        "",
+        f"{len(cases) - failed} passed, {failed} failed, {run['selection']['deselected']} deselected; "
+        f"exit {exit_status['code']} ({exit_status['name']}) after {took:.1f} s; {_cell(run['selection']['endpoints_file'])}",
+    ]
+    if run["stopped"] is not None:
+        lines += ["", f"Stopped: {_cell(run['stopped']['reason'])}"]
+    if cases:
+        ordered = sorted(cases, key=lambda case: case["verdict"] != "fail")  # stable: file order within each
+        lines += ["", _line(COLUMNS), _line(["---"] * len(COLUMNS)), *(_line(_row(case)) for case in ordered[:MAX_ROWS])]
+        if len(ordered) > MAX_ROWS:
+            lines += ["", f"... and {len(ordered) - MAX_ROWS} more"]
+    return "\n".join(lines) + "\n\n"
+
+
+def _row(case: Mapping[str, Any]) -> list[str]:
+    return [
+        case["id"],
+        case["type"],
+        case["verdict"].upper(),
+        case["class"] or "",
+        _seconds(case["duration_s"]),
+        _seconds(case["metrics"].get("ttft_s")),
+        case["reason"],
+    ]
+
+
+def _line(cells: Any) -> str:
+    return "| " + " | ".join(_cell(str(cell)) for cell in cells) + " |"
+
+
+def _cell(text: str) -> str:
+    """One table cell: on one line, cut short, with | and HTML escaped (a server's words must not shape the page)."""
+    text = " ".join(text.split())
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 1] + "…"
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}s"
