@@ -59,3 +59,8 @@ def test_release_version_refuses_another_tag() -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (f"release-version: tag v0.0.0-other is not v{__version__}, "
                            "the version in model_monitor/__init__.py\n")
+
+
+def test_examples_run_the_released_image_at_the_project_version() -> None:
+    for example in ("github-actions.yml", "gitlab-ci.yml"):
+        assert f"ghcr.io/model-monitor/model-monitor:{__version__}" in (ROOT / "examples" / example).read_text()
