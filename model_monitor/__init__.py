@@ -6,4 +6,6 @@ that it cannot rewrite the asserts of a package that holds none.
 
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+# The one version number: the package, the image tag and the chart (version and appVersion) are released under it.
+# 2.0.0 continues the chart's numbering (its 1.x ran curl); a v<version> tag starts the release.
+__version__ = "2.0.0"

@@ -401,7 +401,8 @@ def test_cronjob_defaults_and_annotations(case: str) -> None:
         assert container.get("envFrom") == (values["envFrom"] or None)
         image = values["cronJob"]["image"]
         if image["repository"] not in values["cronJob"]["legacyImages"]:
-            assert container["image"] == f"{image['repository']}:{image['tag'] or '0.1.0'}"
+            app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+            assert container["image"] == f"{image['repository']}:{image['tag'] or app_version}"
         assert container["imagePullPolicy"] == image["pullPolicy"]
         assert "command" not in container, "the image's entrypoint runs the suite"
 
