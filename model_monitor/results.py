@@ -82,9 +82,11 @@ class Results:
         """Last of the session's end, so that the exit status (which the pings may still change) is final."""
         document = self.document(int(session.exitstatus), time.time())
         if self._paths.results_json is not None:
-            self._write("wrote the results to", self._paths.results_json, lambda path: write_atomically(path, _dumps(document)))
+            text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            self._write("wrote the results to", self._paths.results_json, lambda path: write_atomically(path, text))
         if self._paths.step_summary is not None:
-            self._write("appended the step summary to", self._paths.step_summary, lambda path: _append(path, step_summary.markdown(document)))
+            summary = step_summary.markdown(document)
+            self._write("appended the step summary to", self._paths.step_summary, lambda path: _append(path, summary))
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -146,10 +148,6 @@ def _append(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as out:
         out.write(text)
-
-
-def _dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _when(name: str, unix: float) -> dict[str, Any]:
