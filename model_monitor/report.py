@@ -11,7 +11,7 @@ import pytest
 from .case import Case
 from .outcome import PROPERTY_PREFIX, Outcome
 
-__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "usage_line"]
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "usage_line", "verdicts"]
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"

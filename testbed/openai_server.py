@@ -149,6 +149,11 @@ def _kill(request: web.Request, rst: bool) -> None:
         transport.close()
 
 
+def _header_values(request: web.Request) -> dict[str, str]:
+    """Headers by lower-case name; a name sent twice keeps both values, joined as HTTP joins them (", ")."""
+    return {name.lower(): ", ".join(request.headers.getall(name)) for name in request.headers}
+
+
 def _words(text: str) -> set[str]:
     """Lower-case words of a text."""
     return set(re.findall(r"\w+", text.lower()))
@@ -284,7 +289,7 @@ class FakeOpenAI(BackgroundServer):
             body = None
         model = body.get("model") if isinstance(body, dict) else None
         rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
-                            {k.lower(): v for k, v in request.headers.items()}, body, received,
+                            _header_values(request), body, received,
                             query=request.query_string, received_at=received_at)
         with self._lock:
             self.requests.append(rec)
