@@ -11,11 +11,21 @@ from typing import Any
 
 from .redact import Secret
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_TIMEOUT_S", "Case", "Endpoint", "monitor_key"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_TIMEOUT_S", "PROBE_HEADER", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
 
 DEFAULT_TIMEOUT_S = 30.0
+PROBE_HEADER = "X-Model-Monitor-Probe"
 DEFAULT_MAX_CONCURRENCY = 20
 _UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class ProbeHeader:
+    """The header that marks a request as a probe; without a value, each case sends its monitor key (ASCII,
+    stable, the name its heartbeat has), so that a gateway can tell probes apart and by case."""
+
+    name: str = PROBE_HEADER
+    value: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,9 @@ class Endpoint:
     verify_tls: bool = True
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     query: Secret | None = None  # kept on every request (Azure's api-version); it may hold a key (?code=...)
+    probe_header: ProbeHeader | None = ProbeHeader()  # None: no probe header
+    probe_metadata: bool = False  # metadata.model_monitor_probe in the body (OpenAI's chat wants store: true for it)
+    probe_user: str | None = None  # the body's `user`, where the type accepts it (gateways attribute spend by it)
 
     def url_for(self, path: str) -> str:
         """The request URL for an API path such as /chat/completions: the path after the API root, the query
@@ -52,6 +65,8 @@ class Case:
     max_latency: float | None = None
     max_ttft: float | None = None
     min_tokens_per_s: float | None = None
+    warn_latency: float | None = None  # crossing a warn_ threshold passes the case, marked degraded
+    warn_ttft: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property

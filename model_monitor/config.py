@@ -20,7 +20,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 import jsonschema
 import yaml
 
-from .case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
+from .case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, ProbeHeader, monitor_key
 from .errors import MonitorError
 from .redact import Secret
 from .types import TYPES
@@ -583,8 +583,26 @@ def _connection(document: _Document, raw: dict[str, Any], defaults: dict[str, An
         base_url="",
         verify_tls=raw.get("verify_tls", defaults.get("verify_tls", True)),
         max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+        probe_header=_probe_header(document, raw, defaults, where),
+        probe_metadata=raw.get("probe_metadata", defaults.get("probe_metadata", False)),
+        probe_user=raw.get("probe_user", defaults.get("probe_user")),
     )
     return _Connection(document, endpoint, url, tuple(headers), (key_parts, key_env) if key_env else None)
+
+
+def _probe_header(
+    document: _Document, raw: dict[str, Any], defaults: dict[str, Any], where: tuple[Any, ...]
+) -> ProbeHeader | None:
+    """The endpoint's probe header, else the defaults', else X-Model-Monitor-Probe with the case's monitor key;
+    false turns it off."""
+    field_path = where + ("probe_header",) if "probe_header" in raw else ("defaults", "probe_header")
+    given = raw.get("probe_header", defaults.get("probe_header", {}))
+    if given is False:
+        return None
+    header = ProbeHeader(**given)  # the schema checked the name
+    if header.value is not None and (problem := _header_problem(header.value)):
+        raise document.error(field_path + ("value",), problem)
+    return header
 
 
 def _url(document: _Document, where: tuple[Any, ...], url: Secret, environ: Mapping[str, str]) -> SplitResult:
@@ -656,6 +674,10 @@ def _case(
     if not monitor:
         raise document.error(where + ("monitor",), f"{raw.get('monitor')!r} leaves an empty monitor key: it needs "
                              "a letter or digit (a-z, 0-9; others become '-')")
+    limits = {name: pick(name) for name in ("max_latency", "warn_latency")}
+    if stream:
+        limits |= {name: pick(name) for name in ("max_ttft", "warn_ttft")}
+    _check_warnings(document, where, raw, limits)
     return Case(
         endpoint=endpoint,
         model=raw["name"],
@@ -667,11 +689,25 @@ def _case(
         params={**defaults.get("params", {}), **raw.get("params", {})},
         retries=pick("retries", 0),
         schedule=pick("schedule"),
-        max_latency=pick("max_latency"),
-        max_ttft=pick("max_ttft") if stream else None,
+        max_latency=limits["max_latency"],
+        max_ttft=limits.get("max_ttft"),
         min_tokens_per_s=pick("min_tokens_per_s") if stream else None,
+        warn_latency=limits["warn_latency"],
+        warn_ttft=limits.get("warn_ttft"),
         options=options,
     )
+
+
+def _check_warnings(document: _Document, where: tuple[Any, ...], raw: dict[str, Any], limits: dict[str, Any]) -> None:
+    """A warning threshold above its limit could never warn before the case fails: a config error, named on the
+    model (either value may come from defaults)."""
+    for warn, limit in (("warn_latency", "max_latency"), ("warn_ttft", "max_ttft")):
+        if limits.get(warn) is not None and limits.get(limit) is not None and limits[warn] > limits[limit]:
+            origin = {name: "" if name in raw else " (from defaults)" for name in (warn, limit)}
+            raise document.error(
+                where + (warn,), f"{limits[warn]:g} s{origin[warn]} is above {limit} {limits[limit]:g} s{origin[limit]}: "
+                "it would never warn before the case fails"
+            )
 
 
 def _check_expect(document: _Document, where: tuple[Any, ...], expect: Mapping[str, Any]) -> None:

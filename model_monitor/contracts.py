@@ -12,7 +12,7 @@ from .case import Case
 from .errors import ErrorClass, ProbeError
 from .exchange import load_json, one_line
 
-__all__ = ["check_expect", "check_slo", "reply_json"]
+__all__ = ["check_expect", "check_slo", "reply_json", "warnings"]
 
 SHOWN_REPLY_CHARS = 80  # how much of the reply an expectation failure quotes
 
@@ -34,18 +34,30 @@ def check_expect(case: Case, text: str) -> None:
 
 def check_slo(case: Case, duration: float, metrics: Mapping[str, float]) -> None:
     """Every breached objective, with the numbers: `ttft 3.21 s > max_ttft 2 s`."""
-    breaches = []
-    if case.max_latency is not None and duration > case.max_latency:
-        breaches.append(f"latency {duration:.3f} s > max_latency {case.max_latency:g} s")
-    ttft = metrics.get("ttft_s")
-    if case.max_ttft is not None and ttft is not None and ttft > case.max_ttft:
-        breaches.append(f"ttft {ttft:.3f} s > max_ttft {case.max_ttft:g} s")
+    breaches = _over(duration, metrics, ("max_latency", case.max_latency), ("max_ttft", case.max_ttft))
     rate = metrics.get("tokens_per_s")
     if case.min_tokens_per_s is not None and (rate is None or rate < case.min_tokens_per_s):
         shown = "unmeasurable (fewer than 3 token chunks over 1 ms or more)" if rate is None else f"{rate:.1f}"
         breaches.append(f"tokens/s {shown} < min_tokens_per_s {case.min_tokens_per_s:g}")
     if breaches:
         raise ProbeError(ErrorClass.SLO, "; ".join(breaches))
+
+
+def warnings(case: Case, duration: float, metrics: Mapping[str, float]) -> tuple[str, ...]:
+    """Every warning threshold crossed by a passing reply, with the numbers: `ttft 1.20 s > warn_ttft 1 s`."""
+    return tuple(_over(duration, metrics, ("warn_latency", case.warn_latency), ("warn_ttft", case.warn_ttft)))
+
+
+def _over(
+    duration: float, metrics: Mapping[str, float], latency: tuple[str, float | None], ttft: tuple[str, float | None]
+) -> list[str]:
+    """The latency and TTFT limits (each a field name and its value, None when unset) that were exceeded."""
+    measured = (("latency", duration, *latency), ("ttft", metrics.get("ttft_s"), *ttft))
+    return [
+        f"{what} {value:.3f} s > {name} {limit:g} s"
+        for what, value, name, limit in measured
+        if limit is not None and value is not None and value > limit
+    ]
 
 
 def _shown(text: str) -> str:

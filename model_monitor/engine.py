@@ -26,7 +26,7 @@ from .case import Case, Endpoint
 from .errors import ErrorClass, ProbeError
 from .exchange import ACCEPT_ENCODING, Timed, one_line, timed
 from .outcome import Attempt, Outcome
-from .probes import consumer, evaluate
+from .probes import Verdict, consumer, evaluate
 from .redact import Redactor
 from .retry import BACKOFF_CAP_S, backoff
 from .runtime import BackgroundLoop
@@ -173,12 +173,14 @@ class Engine:
         alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
         probe = TYPES[case.type]
         body = probe.body(case)
+        if isinstance(body, dict):
+            body = {**_probe_fields(case, probe.tags), **body}  # the type's and the user's own fields win
         content = {"data": body.data, "files": body.files} if isinstance(body, Multipart) else {"json": body}
         request = httpx.Request(
             probe.method,
             case.endpoint.url_for(probe.path),
             **content,
-            headers=_headers(case.endpoint),
+            headers=_headers(case),
             extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
         )
         request.read()  # one body in memory, sent again as it is on a retry (a multipart stream reads only once)
@@ -228,24 +230,24 @@ class Engine:
             attempt = Attempt(error.error_class.value, result.status_code, result.duration)
             return self._failed(error, [*probed.attempts, attempt], probed)
         attempts = [*probed.attempts, Attempt(None, result.status_code, result.duration)]
-        return self._passed(verdict.summary, result, attempts, verdict.metrics, probed)
+        return self._passed(verdict, result, attempts, probed)
 
-    def _passed(
-        self, summary: str, result: Timed, attempts: list[Attempt], metrics: dict[str, float], probed: _Probed
-    ) -> Outcome:
+    def _passed(self, verdict: Verdict, result: Timed, attempts: list[Attempt], probed: _Probed) -> Outcome:
+        """A pass, degraded when it needed a retry or crossed a warning threshold; the reason says which."""
         retried = [a for a in attempts if a.error_class]
-        if retried:
-            n = len(retried)
-            summary = f"passed after {n} retr{'y' if n == 1 else 'ies'}: {retried[-1].status_code or retried[-1].error_class}; {summary}"
+        n, last = len(retried), retried[-1] if retried else None
+        retry = [f"{n} retr{'y' if n == 1 else 'ies'}: {last.status_code or last.error_class}"] if last else []
+        summary = "; ".join([*(f"passed after {r}" for r in retry), *verdict.warnings, verdict.summary])
         return Outcome(
             passed=True,
             reason=self._redact(summary),
             duration_s=result.duration,
             status_code=result.status_code,
             attempts=tuple(attempts),
-            metrics=metrics,
+            metrics=verdict.metrics,
             started_at=probed.started_at,
             ended_at=probed.ended_at,
+            degraded=(*retry, *verdict.warnings),
         )
 
     def _failed(self, error: ProbeError, attempts: list[Attempt], probed: _Probed) -> Outcome:
@@ -306,7 +308,7 @@ class _Slots:
         self._endpoint.release()
 
 
-def _evaluate_totally(case: Case, result: Timed) -> Any:
+def _evaluate_totally(case: Case, result: Timed) -> Verdict:
     """Judging is total: whatever a reply holds, it passes or fails with a class and one line, never a traceback.
 
     Every check names the faults it knows; this is the boundary that keeps one it does not know from escaping."""
@@ -320,16 +322,32 @@ def _evaluate_totally(case: Case, result: Timed) -> Any:
         ) from None
 
 
-def _headers(endpoint: Endpoint) -> dict[str, str]:
-    headers = {
+def _headers(case: Case) -> httpx.Headers:
+    """Ours, then the user's: a header of the same name in the endpoints file replaces ours (names are
+    case-insensitive)."""
+    endpoint = case.endpoint
+    headers = httpx.Headers({
         "user-agent": USER_AGENT,
         "accept": "application/json, text/event-stream",
         "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
-    }
+    })
+    if endpoint.probe_header:
+        headers[endpoint.probe_header.name] = endpoint.probe_header.value or case.monitor
     if endpoint.api_key:
         headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
-    headers.update((name, value.reveal()) for name, value in endpoint.headers)
+    for name, value in endpoint.headers:
+        headers[name] = value.reveal()
     return headers
+
+
+def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
+    """The body fields that mark a probe, those the endpoint asks for and the type's API accepts."""
+    fields: dict[str, Any] = {}
+    if case.endpoint.probe_metadata and "metadata" in accepted:
+        fields["metadata"] = {"model_monitor_probe": case.monitor}
+    if case.endpoint.probe_user and "user" in accepted:
+        fields["user"] = case.endpoint.probe_user
+    return fields
 
 
 def _proxy_for(url: str) -> httpx.Proxy | None:

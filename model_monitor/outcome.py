@@ -47,6 +47,7 @@ class Outcome:
     metrics: Mapping[str, float] = field(default_factory=dict)
     started_at: float | None = None  # Unix time the first attempt was sent
     ended_at: float | None = None  # Unix time the last attempt ended (or the run stopped waiting for it)
+    degraded: tuple[str, ...] = ()  # why a passing case is degraded: a retry, a warning threshold crossed
 
     @property
     def request_s(self) -> float | None:
@@ -64,6 +65,7 @@ class Outcome:
             ("attempts", "; ".join(map(str, self.attempts))),
             ("started_at", self.started_at),
             ("ended_at", self.ended_at),
+            ("degraded", "; ".join(self.degraded) or None),
             *((f"metric.{name}", value) for name, value in self.metrics.items()),
         ]
         return [(PROPERTY_PREFIX + name, value) for name, value in props if value is not None]
@@ -83,4 +85,5 @@ class Outcome:
             metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
             started_at=props.get("started_at"),
             ended_at=props.get("ended_at"),
+            degraded=tuple(props["degraded"].split("; ")) if props.get("degraded") else (),
         )

@@ -300,11 +300,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     monitor = terminalreporter.config.stash.get(MONITOR, None)
     if monitor is None:
         return
-    rows = report.rows(terminalreporter.stats, monitor.cases)
-    if rows:
+    found = report.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
+    if found:
         terminalreporter.section("model-monitor summary")
-        for line in report.table(rows):
+        for line in report.table(report.rows(found)):
             terminalreporter.write_line(line)
+    if used := report.usage_line([outcome for _, outcome, _ in found]):
+        terminalreporter.write_line(used)
     if monitor.stopper.reason is not None:
         error_class, why = monitor.stopper.reason
         terminalreporter.write_line(

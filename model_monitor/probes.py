@@ -20,6 +20,7 @@ from .errors import ErrorClass, ProbeError
 from .exchange import Clock, Timed, read_body, server_message
 from .stream import assemble, read_stream
 from .types import TYPES
+from .usage import token_usage
 
 __all__ = ["Verdict", "consumer", "evaluate"]
 
@@ -28,6 +29,7 @@ __all__ = ["Verdict", "consumer", "evaluate"]
 class Verdict:
     summary: str
     metrics: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # warning thresholds the passing reply crossed
 
 
 def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
@@ -38,7 +40,8 @@ def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
 
 
 def evaluate(case: Case, result: Timed) -> Verdict:
-    """Judge a completed exchange: shape, content, contracts and SLOs. A ProbeError carries the metrics measured.
+    """Judge a completed exchange: shape, content, contracts, SLOs and warnings. A ProbeError carries the metrics
+    measured, token usage included: a reply that fails its check still cost its tokens.
 
     A stream is assembled into the body a plain request would have got, so the type's one check serves both."""
     metrics: dict[str, float] = {}
@@ -51,6 +54,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
         else:
             data = model_type.parse(result)
             _refuse_error_object(data)
+        metrics.update(token_usage(data))
         checked = model_type.check(case, data)
         if checked.text is not None:
             contracts.check_expect(case, checked.text)
@@ -59,7 +63,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
         error.metrics = metrics
         raise
     summary = f"streamed: {checked.summary}" if case.stream else checked.summary
-    return Verdict(summary, metrics)
+    return Verdict(summary, metrics, contracts.warnings(case, result.duration, metrics))
 
 
 def _refuse_error_object(data: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 from .case import Case
 from .outcome import PROPERTY_PREFIX, Outcome
 
-__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "verdicts"]
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "usage_line", "verdicts"]
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"
@@ -50,10 +50,12 @@ class Row:
     duration: str
     ttft: str
     tokens_per_s: str
+    tokens: str
     reason: str
 
 
-COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s")
+COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s", "tokens")
+TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 
 
 def outcome_of(report: pytest.TestReport) -> Outcome:
@@ -68,37 +70,62 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
     return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {said}", error_class=error_class)
 
 
-def verdicts(reports: Iterable[Any], index: CaseIndex) -> list[tuple[Case, pytest.TestReport]]:
-    """The report that decided each case that ran (its call, a failed setup, a crash), in the endpoints file's order."""
-    found: dict[str, tuple[Case, pytest.TestReport]] = {}
+def verdicts(reports: Iterable[Any], index: CaseIndex) -> list[tuple[Case, Outcome, pytest.TestReport]]:
+    """Each case that ran with its outcome and the report that decided it (its call, a failed setup, a crash), in
+    the endpoints file's order."""
+    found: dict[str, tuple[Case, Outcome, pytest.TestReport]] = {}
     for report in sorted((r for r in reports if isinstance(r, pytest.TestReport)), key=_phase_order):
         case = index.case_of(report)
         if case is not None and _is_verdict(report):
-            found[case.id] = (case, report)
+            found[case.id] = (case, outcome_of(report), report)
     return [found[case_id] for case_id in index.case_by_id if case_id in found]
 
 
-def rows(stats: Mapping[str, list[Any]], index: CaseIndex) -> list[Row]:
-    """One row per case that ran, in the endpoints file's order."""
-    return [_row(case, report) for case, report in verdicts((r for reports in stats.values() for r in reports), index)]
+def rows(found: list[tuple[Case, Outcome, pytest.TestReport]]) -> list[Row]:
+    """One row per case that ran (see verdicts)."""
+    return [_row(case, outcome, report) for case, outcome, report in found]
 
 
-def _row(case: Case, report: pytest.TestReport) -> Row:
-    outcome = outcome_of(report)
+def usage_line(outcomes: list[Outcome]) -> str | None:
+    """The run's token total, `this run used 1,234 tokens`, or None when no case reported usage."""
+    reported = [o.metrics for o in outcomes if any(kind in o.metrics for kind in TOKEN_KINDS)]
+    if not reported:
+        return None
+    prompt, completion, reasoning = (int(sum(m.get(kind, 0) for m in reported)) for kind in TOKEN_KINDS)
+    silent = len(outcomes) - len(reported)
+    return (
+        f"this run used {prompt + completion:,} tokens: {prompt:,} prompt + {completion:,} completion, of which "
+        f"{reasoning:,} reasoning (OpenAI counts reasoning tokens in the completion)"
+        + (f"; {silent} case(s) reported no usage" if silent else "")
+    )
+
+
+def _row(case: Case, outcome: Outcome, report: pytest.TestReport) -> Row:
     metrics = outcome.metrics
+    verdict = "FAIL" if not report.passed else "DEGRADED" if outcome.degraded else "PASS"
     return Row(
         case.id,
         case.type,
-        "PASS" if report.passed else "FAIL",
+        verdict,
         _number(outcome.duration_s, "{:.3f}s"),
         _number(metrics.get("ttft_s"), "{:.3f}s"),
         _number(metrics.get("tokens_per_s"), "{:.1f}"),
+        _tokens(metrics),
         _cut(outcome.reason),
     )
 
 
+def _tokens(metrics: Mapping[str, float]) -> str:
+    """prompt+completion as the server counted them, `12+64 (60 r)` when it counted reasoning: `-` when it did not."""
+    prompt, completion, reasoning = (metrics.get(kind) for kind in TOKEN_KINDS)
+    if prompt is None and completion is None:
+        return "-"
+    shown = "+".join(_number(n, "{:.0f}") for n in (prompt, completion))
+    return shown + (f" ({reasoning:.0f} r)" if reasoning else "")
+
+
 def table(rows: list[Row]) -> list[str]:
-    header = Row("case", "type", "verdict", "duration", "ttft", "tok/s", "reason")
+    header = Row("case", "type", "verdict", "duration", "ttft", "tok/s", "tokens", "reason")
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in COLUMNS]
 
     def line(r: Row) -> str:

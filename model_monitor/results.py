@@ -24,7 +24,7 @@ from . import step_summary
 from .case import Case
 from .config import Suite
 from .outcome import Outcome
-from .report import CaseIndex, outcome_of, verdicts
+from .report import CaseIndex, verdicts
 from .report_paths import ReportPaths
 from .stop import Stopper
 
@@ -94,7 +94,7 @@ class Results:
             terminalreporter.write_line(line, red=failed, bold=failed)
 
     def document(self, exit_code: int, ended: float) -> dict[str, Any]:
-        cases = [case_entry(case, outcome_of(report)) for case, report in verdicts(self._reports, self._index)]
+        cases = [case_entry(case, outcome) for case, outcome, _ in verdicts(self._reports, self._index)]
         in_file = len(self._suite.cases)
         stop = self._stopper.reason
         return {

@@ -24,9 +24,9 @@ from httpx_sse import EventSource
 
 from .errors import ErrorClass, ProbeError
 from .exchange import MAX_SERVER_MESSAGE, STREAM, Clock, body_chunks, load_json, media_type, one_line, server_message
+from .usage import count
 
 MAX_EVENTS = 100_000
-MAX_TOKENS = 10**9  # a usage count past this is no count
 MIN_DECODE_WINDOW_S = 0.001  # tokens closer together than this arrived in one burst: no rate can be read from them
 
 
@@ -70,7 +70,7 @@ class StreamReply:
 
     def count_usage(self, tokens: Any) -> None:
         """The server's own count of output tokens, when it is a plausible one."""
-        if isinstance(tokens, int) and 0 <= tokens < MAX_TOKENS:
+        if count(tokens) is not None:
             self.usage_tokens = tokens
 
     def parse(self, name: str, data: str, now: float) -> dict[str, Any] | None:
@@ -127,12 +127,14 @@ class ChunkReply(StreamReply):
     reasoning: str = ""
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
+    usage: dict[str, Any] | None = None  # the last chunk's, with stream_options.include_usage
 
     def body(self) -> dict[str, Any]:
-        """A chat message and a completion's text in one choice."""
+        """A chat message and a completion's text in one choice, and the stream's usage."""
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         message = {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
-        return {"choices": [{"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}]}
+        choice = {"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}
+        return {"choices": [choice], "usage": self.usage}
 
     def finish(self, after: str) -> None:
         if not self.done:
@@ -150,7 +152,9 @@ class ChunkReply(StreamReply):
         if chunk is None:
             return
         usage = chunk.get("usage")
-        self.count_usage(usage.get("completion_tokens") if isinstance(usage, dict) else None)
+        if isinstance(usage, dict):
+            self.usage = usage
+            self.count_usage(usage.get("completion_tokens"))
         for choice in chunk.get("choices") or []:
             if isinstance(choice, dict):
                 self._take_choice(choice, now)

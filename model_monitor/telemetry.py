@@ -175,9 +175,11 @@ def cut_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def end_message(outcome: Outcome) -> str:
+    """A pass says `ok`, or `degraded` when it needed a retry or crossed a warning threshold (its reason says
+    which); the state stays complete, as a degraded case passed."""
     if outcome.passed:
         took = f" in {outcome.duration_s:.3f} s" if outcome.duration_s is not None else ""
-        return cut_message(f"ok{took}: {outcome.reason}")
+        return cut_message(f"{'degraded' if outcome.degraded else 'ok'}{took}: {outcome.reason}")
     return cut_message(outcome.reason)
 
 

@@ -149,15 +149,40 @@ def _kill(request: web.Request, rst: bool) -> None:
         transport.close()
 
 
+def _header_values(request: web.Request) -> dict[str, str]:
+    """Headers by lower-case name; a name sent twice keeps both values, joined as HTTP joins them (", ")."""
+    return {name.lower(): ", ".join(request.headers.getall(name)) for name in request.headers}
+
+
 def _words(text: str) -> set[str]:
     """Lower-case words of a text."""
     return set(re.findall(r"\w+", text.lower()))
 
 
-def _usage(prompt: Any, completion: int) -> dict[str, int]:
-    """OpenAI usage block with a rough prompt token count."""
+REASONING_TOKENS = 2  # what the reasoning scenarios think ("thinking", "...") costs
+ABSURD_USAGE = {"prompt_tokens": 10**12, "completion_tokens": -5, "total_tokens": "many",
+                "completion_tokens_details": {"reasoning_tokens": True}}
+
+
+def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
+    """OpenAI usage block with a rough prompt token count; reasoning tokens (part of the completion, as OpenAI
+    counts them) for the reasoning scenarios; absurd values for badusage."""
+    if sc.has("badusage"):
+        return ABSURD_USAGE
     p = max(1, len(json.dumps(prompt).split()))
-    return {"prompt_tokens": p, "completion_tokens": completion, "total_tokens": p + completion}
+    reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") else 0
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": visible + reasoning,
+                             "total_tokens": p + visible + reasoning}
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def _responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """A chat usage block in the Responses API's words (input/output tokens)."""
+    words = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
+             "completion_tokens_details": "output_tokens_details"}
+    return {words.get(key, key): value for key, value in usage.items()}
 
 
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
@@ -264,7 +289,7 @@ class FakeOpenAI(BackgroundServer):
             body = None
         model = body.get("model") if isinstance(body, dict) else None
         rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
-                            {k.lower(): v for k, v in request.headers.items()}, body, received,
+                            _header_values(request), body, received,
                             query=request.query_string, received_at=received_at)
         with self._lock:
             self.requests.append(rec)
@@ -394,9 +419,9 @@ class FakeOpenAI(BackgroundServer):
             choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
                       "finish_reason": "stop"}
             return {**head, "object": "text_completion", "choices": [] if sc.has("nochoices") else [choice],
-                    "usage": _usage(body.get("prompt"), 1)}
+                    "usage": _usage(sc, body.get("prompt"), 1)}
         choices = [] if sc.has("nochoices") else [self._chat_choice(sc, body)]
-        return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(body.get("messages"), 1)}
+        return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(sc, body.get("messages"), 1)}
 
     def _chat_choice(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
         """choices[0] of a chat reply, honouring tools and response_format."""
@@ -476,8 +501,7 @@ class FakeOpenAI(BackgroundServer):
         return {"id": "resp_1", "object": "response", "created_at": int(time.time()), "model": model,
                 "status": status, "error": error, "incomplete_details": details, "output": output,
                 "max_output_tokens": body.get("max_output_tokens"),
-                "usage": {"input_tokens": max(1, len(json.dumps(body.get("input")).split())),
-                          "output_tokens": tokens, "total_tokens": tokens + 1}}
+                "usage": _responses_usage(_usage(sc, body.get("input"), tokens))}
 
     async def _responses_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
                                 wait: float) -> web.StreamResponse | None:
@@ -691,7 +715,7 @@ class FakeOpenAI(BackgroundServer):
             await send(chunk("", "stop") if not chat else chunk(finish="stop"))
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
-            await send({**base, "choices": [], "usage": _usage(body.get("messages") or body.get("prompt"), n)})
+            await send({**base, "choices": [], "usage": _usage(sc, body.get("messages") or body.get("prompt"), n)})
         if not sc.has("nodone"):
             await send("[DONE]")
         return resp

@@ -110,7 +110,7 @@ BAD = {
     ),
     "typo-field": (
         "endpoints:\n  - name: a\n    url: http://x\n    modles: []\n    models: [{name: m, type: chat}]\n",
-        "unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, schedule, timeout, url",
+        "unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, probe_header, probe_metadata, probe_user, schedule, timeout, url",
         4,
     ),
     "wrong-type": (

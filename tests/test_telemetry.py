@@ -196,7 +196,8 @@ def test_each_case_sends_run_then_complete_or_fail_exactly_once(
         for query in (start, end):
             assert query["env"] == ["staging"] and query["host"][0] and float(query["stamp"][0]) > 1.7e9
         props = run.cases[case_id]
-        assert end["metric"] == [f"duration:{float(props['model_monitor.duration_s']):.3f}"]
+        metrics = [f"{k.removeprefix('model_monitor.metric.')}:{float(v):.3f}" for k, v in props.items() if k.startswith("model_monitor.metric.")]
+        assert end["metric"] == [f"duration:{float(props['model_monitor.duration_s']):.3f}", *metrics], "token usage too"
         if props["model_monitor.verdict"] == "pass":
             assert end["state"] == ["complete"] and end["status_code"] == ["0"]
             assert end["message"][0].startswith("ok in ")

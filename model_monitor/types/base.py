@@ -49,6 +49,7 @@ class ModelType:
     check: Callable[[Case, Any], Checked]
     parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
     stream_format: type[StreamReply] = ChunkReply  # how a streamed reply is folded into that body
+    tags: frozenset[str] = frozenset()  # the request fields that can mark a probe (`metadata`, `user`) its API accepts
 
     @property
     def streams(self) -> bool:

@@ -145,4 +145,4 @@ def _positive(size: tuple[int, int]) -> tuple[int, int]:
     return size
 
 
-TYPE = ModelType("image", "POST", "/images/generations", FIELDS, _body, _check)
+TYPE = ModelType("image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}))
