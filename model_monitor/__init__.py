@@ -4,8 +4,6 @@ PYTEST_DONT_REWRITE: the model-monitor command imports this package before it st
 that it cannot rewrite the asserts of a package that holds none.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 __all__ = ["__version__"]
 
 # The one version number: the package, the image tag and the chart (version and appVersion) are released under it.
