@@ -27,6 +27,12 @@ class Attempt:
         what = self.error_class or "ok"
         return f"{what}{f' {self.status_code}' if self.status_code else ''} {self.duration_s:.3f}s"
 
+    @classmethod
+    def parse(cls, text: str) -> Attempt:
+        """An attempt from its str(): how attempts travel in user_properties."""
+        what, *status, took = text.split()
+        return cls(None if what == "ok" else what, int(status[0]) if status else None, float(took.removesuffix("s")))
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -41,6 +47,7 @@ class Outcome:
     metrics: Mapping[str, float] = field(default_factory=dict)
     started_at: float | None = None  # Unix time the first attempt was sent
     ended_at: float | None = None  # Unix time the last attempt ended (or the run stopped waiting for it)
+    degraded: tuple[str, ...] = ()  # why a passing case is degraded: a retry, a warning threshold crossed
 
     @property
     def request_s(self) -> float | None:
@@ -73,6 +80,7 @@ class Outcome:
             error_class=props.get("class") or None,
             duration_s=props.get("duration_s"),
             status_code=props.get("status_code"),
+            attempts=tuple(map(Attempt.parse, filter(None, props.get("attempts", "").split("; ")))),
             metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
             started_at=props.get("started_at"),
             ended_at=props.get("ended_at"),
