@@ -97,6 +97,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True, secret=True),
     Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
+    Option("pushgateway_url", "Prometheus Pushgateway URL: every run ends with one push of its per-case series.", env="MODEL_MONITOR_PUSHGATEWAY_URL", secret=True),
+    Option("pushgateway_username", "Pushgateway basic auth user.", env="MODEL_MONITOR_PUSHGATEWAY_USERNAME", env_only=True, secret=True),
+    Option("pushgateway_password", "Pushgateway basic auth password.", env="MODEL_MONITOR_PUSHGATEWAY_PASSWORD", env_only=True, secret=True),
+    Option("pushgateway_headers", "Pushgateway request headers: Name=value,... or a JSON object.", env="MODEL_MONITOR_PUSHGATEWAY_HEADERS", env_only=True, secret=True),
+    Option(
+        "metrics_instance",
+        "The run's identity in the Pushgateway grouping key (instance=): a run replaces the series its last push left.",
+        "default",
+        env="MODEL_MONITOR_METRICS_INSTANCE",
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -120,6 +130,11 @@ class Settings:
     cronitor_api_key: Secret | None
     cronitor_api_url: str
     cronitor_schedule: str | None
+    pushgateway_url: Secret | None
+    pushgateway_username: Secret | None
+    pushgateway_password: Secret | None
+    pushgateway_headers: Secret | None
+    metrics_instance: str
     only: tuple[str, ...] = ()
 
     @property

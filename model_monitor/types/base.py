@@ -49,6 +49,7 @@ class ModelType:
     check: Callable[[Case, Any], Checked]
     parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
     stream_format: type[StreamReply] = ChunkReply  # how a streamed reply is folded into that body
+    operation: str | None = None  # OpenTelemetry's gen_ai.operation.name for it; None: the type's own name
 
     @property
     def streams(self) -> bool:

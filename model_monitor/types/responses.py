@@ -129,4 +129,4 @@ class ResponsesReply(StreamReply):
         return self.response or {}
 
 
-TYPE = ModelType("responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply)
+TYPE = ModelType("responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply, operation="chat")
