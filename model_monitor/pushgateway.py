@@ -23,7 +23,7 @@ from .case import Case
 from .outcome import Outcome
 from .redact import Redactor, Secret
 from .retry import backoff
-from .telemetry import REPLY_READ_CAP, USER_AGENT, TelemetryConfigError, _split
+from .telemetry import REPLY_READ_CAP, USER_AGENT, TelemetryConfigError, split_url
 
 __all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
 
@@ -40,7 +40,7 @@ PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
     "success": ("1 when the case passed, else 0.", lambda o: float(o.passed)),
     "degraded": ("1 when the case passed but was degraded (a retry, a warning threshold crossed).",
                  lambda o: float(o.passed and bool(o.degraded))),
-    "duration_seconds": ("The request's duration (the last attempt's).", lambda o: o.duration_s),
+    "duration_seconds": ("The request's duration, as the summary shows it.", lambda o: o.duration_s),
     "ttft_seconds": ("Time to the first token of a stream.", lambda o: o.metrics.get("ttft_s")),
     "tokens_per_second": ("Decode rate of a stream after its first token.", lambda o: o.metrics.get("tokens_per_s")),
     "attempts": ("Attempts the case took (retries + 1).", lambda o: float(len(o.attempts)) if o.attempts else None),
@@ -84,7 +84,7 @@ class Gateway:
         cls, url: Secret, instance: str, username: Secret | None = None, password: Secret | None = None,
         headers: tuple[tuple[str, Secret], ...] = (),
     ) -> Gateway:
-        split = _split(url, SHAPE)
+        split = split_url(url, SHAPE)
         if split.query:
             raise TelemetryConfigError(SHAPE)
         auth = split.auth
@@ -145,11 +145,11 @@ def _handler(
                         client.stream(method, url, content=data, headers=sent) as response:
                     _skim(response)
             except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__} from {response_host(url)}"
+                reason = f"{type(exc).__name__} from {_host(url)}"
             else:
                 if response.is_success:
                     return
-                reason = f"{response.status_code} from {response_host(url)}"
+                reason = f"{response.status_code} from {_host(url)}"
                 if response.status_code < 500:  # a redirect, a refusal: the same request would get the same
                     break
             if attempt < PUSH_ATTEMPTS:
@@ -159,7 +159,7 @@ def _handler(
     return send
 
 
-def response_host(url: str) -> str:
+def _host(url: str) -> str:
     return httpx.URL(url).host or "?"
 
 
@@ -198,7 +198,7 @@ class Pusher:
         except PushFailed as exc:
             self.failure = self.redact(str(exc))
         except Exception as exc:  # never let the push's fault escape unreported
-            self.failure = f"{type(exc).__name__} pushing to {response_host(self.gateway.url)}"
+            self.failure = f"{type(exc).__name__} pushing to {_host(self.gateway.url)}"
 
     def summary_line(self) -> str:
         cases = f"{len(self.results)} cases"
