@@ -5,16 +5,17 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import config as endpoints_config
-from . import report, results, settings, telemetry, xdist_shard
+from . import pushgateway, report, results, settings, telemetry, xdist_shard
 from .case import Case
 from .config import ConfigError, Suite
 from .engine import Engine, case_budget
@@ -25,6 +26,9 @@ from .report_paths import report_paths
 from .runtime import BackgroundLoop
 from .suite import SUITE_DIR
 from .stop import Role, Stopper
+
+if TYPE_CHECKING:
+    from .otlp import OtlpMetrics
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
     "check_case", "pytest_addoption", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
@@ -37,6 +41,7 @@ TIMEOUT_SLACK_S = 10.0
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 @dataclass
@@ -54,6 +59,9 @@ class Monitor:
     engine: Engine | None = None
     heartbeats: telemetry.Heartbeats | None = None
     config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
+    gateway: pushgateway.Gateway | None = None
+    pusher: pushgateway.Pusher | None = None
+    otlp: OtlpMetrics | None = None
 
     def background(self) -> BackgroundLoop:
         if self.loop is None:
@@ -114,20 +122,27 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except telemetry.TelemetryConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    gateway = _gateway(resolved)
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
     redact = Redactor([*resolved.secrets, *(s for t in targets for s in t.secrets)])  # the cases' once resolved
+    if gateway is not None:
+        redact.add(*gateway.secrets)
     records = RedactingRecords(redact)
     records.install()
-    monitor = Monitor(resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets)
+    monitor = Monitor(
+        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets, gateway=gateway
+    )
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
     if reports is not None and (reports.results_json or reports.step_summary):
         config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
+    if not hasattr(config, "workerinput"):
+        _start_reporters(config, monitor)
     if targets and not hasattr(config, "workerinput"):
         heartbeats = monitor.start_heartbeats()
-        config.pluginmanager.register(HeartbeatHooks(heartbeats, monitor.cases), "model_monitor.heartbeats")
+        config.pluginmanager.register(VerdictHooks(heartbeats.ended, monitor.cases), "model_monitor.heartbeats")
         cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
         if cronitor is not None and resolved.cronitor_api_key:
             selected = [case for case in suite.cases if not resolved.only or _selected(case, resolved.only)]
@@ -135,6 +150,36 @@ def pytest_configure(config: pytest.Config) -> None:
                 resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
             heartbeats.delivery.send(ping, chain="provisioning")
+
+
+def _gateway(resolved: settings.Settings) -> pushgateway.Gateway | None:
+    """The Pushgateway to push to, if any; a malformed URL or header list is a usage error naming its option."""
+    if not resolved.pushgateway_url:
+        return None
+    try:
+        headers = pushgateway.parse_headers(resolved.pushgateway_headers) if resolved.pushgateway_headers else ()
+    except telemetry.TelemetryConfigError as exc:
+        raise pytest.UsageError(f"MODEL_MONITOR_PUSHGATEWAY_HEADERS: {exc}") from None
+    try:
+        return pushgateway.Gateway.from_settings(
+            resolved.pushgateway_url, resolved.metrics_instance, resolved.pushgateway_username,
+            resolved.pushgateway_password, headers,
+        )
+    except telemetry.TelemetryConfigError as exc:
+        raise pytest.UsageError(f"--pushgateway-url (MODEL_MONITOR_PUSHGATEWAY_URL): {exc}") from None
+
+
+def _start_reporters(config: pytest.Config, monitor: Monitor) -> None:
+    """The end-of-run metrics (Pushgateway, OTLP) on the process that sees every verdict."""
+    if monitor.gateway is not None:
+        monitor.pusher = pushgateway.Pusher(monitor.gateway, monitor.redact, monitor.settings.telemetry_dry_run)
+        config.pluginmanager.register(VerdictHooks(monitor.pusher.ended, monitor.cases), "model_monitor.pushgateway")
+    where = next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
+    if where is not None:
+        from .otlp import OtlpMetrics  # the SDK takes 0.1 s to import: only for the runs that export
+
+        monitor.otlp = OtlpMetrics(where)
+        config.pluginmanager.register(VerdictHooks(monitor.otlp.ended, monitor.cases), "model_monitor.otlp")
 
 
 def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
@@ -170,6 +215,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
         telemetry.describe(monitor.targets, s.telemetry_dry_run),
+        *([f"metrics: push to {monitor.gateway.url} at the end of the run"] if monitor.gateway else []),
     ]
 
 
@@ -282,18 +328,31 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Deliver the last pings (bounded, tighter after a stop) before the summary names any that failed."""
+    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
+    that failed."""
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
         return
     if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if monitor.heartbeats is None:
-        return
-    delivery = monitor.heartbeats.delivery
-    delivery.flush(max(MIN_FLUSH_S, min(monitor.settings.telemetry_deadline, monitor.stopper.grace_left())))
-    if delivery.failures and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
+    failed = False
+    if monitor.pusher is not None:
+        monitor.pusher.push(_end_budget(monitor))
+        failed |= monitor.pusher.failure is not None
+    if monitor.otlp is not None:
+        monitor.otlp.flush(_end_budget(monitor))
+        failed |= monitor.otlp.failure is not None
+    if monitor.heartbeats is not None:
+        delivery = monitor.heartbeats.delivery
+        delivery.flush(_end_budget(monitor))
+        failed |= bool(delivery.failures)
+    if failed and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _end_budget(monitor: Monitor) -> float:
+    """What the run's end may still spend on telemetry: the deadline, or what is left of a stopped run's grace."""
+    return max(MIN_FLUSH_S, min(monitor.settings.telemetry_deadline, monitor.stopper.grace_left()))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -317,22 +376,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         failed = bool(monitor.heartbeats.delivery.failures)
         for line in telemetry.summary_lines(monitor.heartbeats.delivery, monitor.targets):
             terminalreporter.write_line(line, yellow=failed, bold=failed)
+    for metrics in (monitor.pusher, monitor.otlp):
+        if metrics is not None:
+            failed = metrics.failure is not None
+            terminalreporter.write_line(metrics.summary_line(), yellow=failed, bold=failed)
 
 
-class HeartbeatHooks:
-    """Pings per case from the process that sees every report: the only one, or xdist's controller."""
+class VerdictHooks:
+    """Hands each case's verdict to a reporter (heartbeats, metrics) from the process that sees every report:
+    the only one, or xdist's controller."""
 
-    def __init__(self, heartbeats: telemetry.Heartbeats, cases: CaseIndex) -> None:
-        self._heartbeats = heartbeats
+    def __init__(self, ended: Callable[[Case, Outcome], None], cases: CaseIndex) -> None:
+        self._ended = ended
         self._cases = cases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """On a case's verdict (its call, or a failed setup, a crash, a timeout): its run and its end, each
-        stamped with when its request really started and ended."""
+        """On a case's verdict (its call, or a failed setup, a crash, a timeout): its outcome, stamped with when
+        its request really started and ended."""
         case = self._cases.case_of(report)
         if case is None or report.when == "teardown" or report.skipped or (report.when == "setup" and report.passed):
             return
-        self._heartbeats.ended(case, outcome_of(report))
+        self._ended(case, outcome_of(report))
 
 
 def case_of(item: pytest.Item) -> Case | None:

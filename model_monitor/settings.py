@@ -106,6 +106,16 @@ OPTIONS: tuple[Option, ...] = (
         "Write the run and every case's result to this path as one JSON document (model_monitor/results.schema.json).",
         env="MODEL_MONITOR_RESULTS_JSON",
     ),
+    Option("pushgateway_url", "Prometheus Pushgateway URL: every run ends with one push of its per-case series.", env="MODEL_MONITOR_PUSHGATEWAY_URL", secret=True),
+    Option("pushgateway_username", "Pushgateway basic auth user.", env="MODEL_MONITOR_PUSHGATEWAY_USERNAME", env_only=True, secret=True),
+    Option("pushgateway_password", "Pushgateway basic auth password.", env="MODEL_MONITOR_PUSHGATEWAY_PASSWORD", env_only=True, secret=True),
+    Option("pushgateway_headers", "Pushgateway request headers: Name=value,... or a JSON object.", env="MODEL_MONITOR_PUSHGATEWAY_HEADERS", env_only=True, secret=True),
+    Option(
+        "metrics_instance",
+        "The run's identity in the Pushgateway grouping key (instance=): a run replaces the series its last push left.",
+        "default",
+        env="MODEL_MONITOR_METRICS_INSTANCE",
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -132,6 +142,11 @@ class Settings:
     cronitor_api_url: str
     cronitor_schedule: str | None
     results_json: str | None
+    pushgateway_url: Secret | None
+    pushgateway_username: Secret | None
+    pushgateway_password: Secret | None
+    pushgateway_headers: Secret | None
+    metrics_instance: str
     only: tuple[str, ...] = ()
 
     @property

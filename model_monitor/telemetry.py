@@ -35,6 +35,7 @@ from .runtime import BackgroundLoop
 __all__ = [
     "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Ping", "Target", "TelemetryConfigError", "cut_message",
     "describe", "provisioning", "summary_lines", "targets_from",
+    "REPLY_READ_CAP", "USER_AGENT", "split_url",
 ]
 
 log = logging.getLogger("model_monitor.telemetry")
@@ -138,7 +139,7 @@ class _Split:
         return Address(self.origin, path + tail, self.query, self.auth)
 
 
-def _split(url: Secret, shape: str) -> _Split:
+def split_url(url: Secret, shape: str) -> _Split:
     """The one place a heartbeat URL is read in the open: urllib.parse splits it, its secret parts become Secrets."""
     __tracebackhide__ = True  # its locals hold the whole URL: pytest never prints this frame
     try:
@@ -195,7 +196,7 @@ class Cronitor:
 
     @classmethod
     def from_url(cls, url: Secret, env: str | None = None) -> Cronitor:
-        split = _split(url, CRONITOR_SHAPE)
+        split = split_url(url, CRONITOR_SHAPE)
         segments = split.segments
         keyed = len(segments) >= 2 and segments[0] in ("p", "ping") and MONITOR not in segments[1]
         if any(MONITOR in s for s in segments):
@@ -253,7 +254,7 @@ class Healthchecks:
 
     @classmethod
     def from_url(cls, url: Secret, create: bool = False) -> Healthchecks:
-        split = _split(url, HEALTHCHECKS_SHAPE)
+        split = split_url(url, HEALTHCHECKS_SHAPE)
         segments = split.segments
         if not (len(segments) == 1 or (len(segments) == 2 and segments[0] == "ping")):
             raise TelemetryConfigError(HEALTHCHECKS_SHAPE)

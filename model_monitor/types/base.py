@@ -50,6 +50,7 @@ class ModelType:
     parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
     stream_format: type[StreamReply] = ChunkReply  # how a streamed reply is folded into that body
     tags: frozenset[str] = frozenset()  # the request fields that can mark a probe (`metadata`, `user`) its API accepts
+    operation: str | None = None  # OpenTelemetry's gen_ai.operation.name for it; None: the type's own name
 
     @property
     def streams(self) -> bool:

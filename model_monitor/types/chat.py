@@ -101,4 +101,4 @@ def _check_tool_call(calls: list[Mapping[str, Any]]) -> None:
         raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")
 
 
-TYPE = ModelType("chat", "POST", "/chat/completions", FIELDS, _body, _check, tags=frozenset({"metadata", "user"}))
+TYPE = ModelType("chat", "POST", "/chat/completions", FIELDS, _body, _check, tags=frozenset({"metadata", "user"}), operation="chat")

@@ -28,4 +28,4 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"completed {len(text)} chars (finish_reason={finish_reason})", text=text)
 
 
-TYPE = ModelType("completion", "POST", "/completions", FIELDS, _body, _check, tags=frozenset({"user"}))
+TYPE = ModelType("completion", "POST", "/completions", FIELDS, _body, _check, tags=frozenset({"user"}), operation="text_completion")

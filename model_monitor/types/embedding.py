@@ -63,4 +63,4 @@ def _vector(raw: Any, i: int) -> list[Any]:
     return raw
 
 
-TYPE = ModelType("embedding", "POST", "/embeddings", FIELDS, _body, _check, tags=frozenset({"user"}))
+TYPE = ModelType("embedding", "POST", "/embeddings", FIELDS, _body, _check, tags=frozenset({"user"}), operation="embeddings")

@@ -131,5 +131,5 @@ class ResponsesReply(StreamReply):
 
 TYPE = ModelType(
     "responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply,
-    tags=frozenset({"metadata", "user"}),
+    tags=frozenset({"metadata", "user"}), operation="chat",
 )

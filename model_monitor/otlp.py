@@ -1,0 +1,114 @@
+"""OTLP metrics per case, in OpenTelemetry's GenAI semantic conventions, when OTEL_EXPORTER_OTLP_* says where to.
+
+Each verdict records the case's inference duration, its time to the first chunk (streams) and its token usage on
+the SDK's histograms; nothing leaves the process before the run's end, when one bounded flush exports them all.
+The exporter reads the standard variables itself (endpoint, headers, timeout, compression).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from . import __version__
+from .case import Case
+from .outcome import Outcome
+from .types import TYPES
+
+__all__ = ["OtlpMetrics", "attributes"]
+
+# The conventions' advised buckets: seconds for durations, powers of 4 for tokens.
+SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+TOKEN_BUCKETS = [4.0**i for i in range(14)]
+TOKEN_TYPES = {"input": "prompt_tokens", "output": "completion_tokens"}  # output already counts reasoning tokens
+
+
+def attributes(case: Case, outcome: Outcome) -> dict[str, Any]:
+    """The GenAI attributes of a case's measurements; error.type (our error class) on a failure."""
+    url = urlsplit(case.endpoint.base_url)
+    model_type = TYPES.get(case.type)
+    found: dict[str, Any] = {
+        "gen_ai.operation.name": (model_type.operation if model_type else None) or case.type,
+        "gen_ai.request.model": case.model,
+        "server.address": url.hostname or "",
+        "server.port": url.port or (443 if url.scheme == "https" else 80),
+        "model_monitor.endpoint": case.endpoint.name,
+    }
+    if not outcome.passed:
+        found["error.type"] = outcome.error_class or "error"
+    return found
+
+
+class _Exporter(OTLPMetricExporter):
+    """The OTLP/HTTP exporter, counting the exports that failed (the SDK only logs them)."""
+
+    failed = 0
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        result = super().export(metrics_data, timeout_millis, **kwargs)
+        if result is not MetricExportResult.SUCCESS:
+            self.failed += 1
+        return result
+
+
+class OtlpMetrics:
+    """The run's meter and its three histograms; a reader that exports only when flushed."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # the variable that enabled it, for the header and the summary
+        self.recorded = 0
+        self.failure: str | None = None
+        self._exporter = _Exporter()
+        reader = PeriodicExportingMetricReader(self._exporter, export_interval_millis=math.inf)
+        resource = Resource.create({"service.name": "model-monitor", "service.version": __version__})
+        self._provider = MeterProvider(metric_readers=[reader], resource=resource)
+        meter = self._provider.get_meter("model_monitor", __version__)
+        self._duration = meter.create_histogram(
+            "gen_ai.client.inference.duration", unit="s", description="GenAI inference duration.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        )
+        self._first_chunk = meter.create_histogram(
+            "gen_ai.client.inference.time_to_first_chunk", unit="s",
+            description="Time to receive the first chunk of a streamed reply.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+        )
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+
+    def ended(self, case: Case, outcome: Outcome) -> None:
+        attrs = attributes(case, outcome)
+        if outcome.duration_s is not None:
+            self._duration.record(outcome.duration_s, attrs)
+        if case.stream and "ttft_s" in outcome.metrics:
+            self._first_chunk.record(outcome.metrics["ttft_s"], attrs)
+        for token_type, metric in TOKEN_TYPES.items():
+            if metric in outcome.metrics:
+                self._tokens.record(outcome.metrics[metric], attrs | {"gen_ai.token.type": token_type})
+        self.recorded += 1
+
+    def flush(self, budget: float) -> None:
+        """Export what was recorded and stop the SDK, at most `budget` seconds for each."""
+        millis = budget * 1000
+        try:
+            flushed = self._provider.force_flush(millis)
+            self._provider.shutdown(millis)
+        except Exception as exc:  # the SDK's fault is reported, never raised from a hook
+            self.failure = f"{type(exc).__name__} while exporting"
+            return
+        if self._exporter.failed:
+            self.failure = "the OTLP endpoint refused them or could not be reached"
+        elif not flushed:
+            self.failure = f"not exported within {budget:g} s"
+
+    def summary_line(self) -> str:
+        if self.failure is not None:
+            return f"otlp ({self.where}): metrics of {self.recorded} cases failed: {self.failure}"
+        return f"otlp ({self.where}): metrics of {self.recorded} cases exported"

@@ -1,0 +1,209 @@
+"""One push per run of every case's series to a Prometheus Pushgateway: replace semantics, bounded, secret-safe.
+
+The run's series are one group, keyed by job and the run's identity (`--metrics-instance`): each push (PUT)
+replaces the whole group, so a model removed from the endpoints file disappears with the next run. prometheus_client
+writes the exposition; our handler sends it with a timeout, a few retries, a capped reply and no redirects.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import push_to_gateway
+
+from .case import Case
+from .outcome import Outcome
+from .redact import Redactor, Secret
+from .retry import backoff
+from .telemetry import REPLY_READ_CAP, USER_AGENT, TelemetryConfigError, split_url
+
+__all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
+
+JOB = "model-monitor"
+PUSH_ATTEMPTS = 3
+PUSH_TIMEOUT_S = 10.0
+SHAPE = "expected http(s)://host[:port][/path] of a Pushgateway, without a query"
+HEADERS_SHAPE = "expected Name=value,... or a JSON object of strings"
+LABELS = ("endpoint", "model", "type", "case")
+TOKEN_KINDS = {"prompt": "prompt_tokens", "completion": "completion_tokens", "reasoning": "reasoning_tokens"}
+
+# name -> (help, the value from a case's outcome; None: no series for that case)
+PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
+    "success": ("1 when the case passed, else 0.", lambda o: float(o.passed)),
+    "degraded": ("1 when the case passed but was degraded (a retry, a warning threshold crossed).",
+                 lambda o: float(o.passed and bool(o.degraded))),
+    "duration_seconds": ("The request's duration, as the summary shows it.", lambda o: o.duration_s),
+    "ttft_seconds": ("Time to the first token of a stream.", lambda o: o.metrics.get("ttft_s")),
+    "tokens_per_second": ("Decode rate of a stream after its first token.", lambda o: o.metrics.get("tokens_per_s")),
+    "attempts": ("Attempts the case took (retries + 1).", lambda o: float(len(o.attempts)) if o.attempts else None),
+}
+
+
+def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> CollectorRegistry:
+    """Every case's series, labelled endpoint, model, type and case, and the run's end time."""
+    reg = CollectorRegistry(auto_describe=True)
+    gauges = {name: Gauge(f"model_monitor_probe_{name}", text, LABELS, registry=reg) for name, (text, _) in PER_CASE.items()}
+    tokens = Gauge("model_monitor_probe_tokens", "Tokens the case's reply reported using, by kind.", (*LABELS, "kind"), registry=reg)
+    # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 15 and
+    # say nothing that model_monitor_probe_success does not; the push replaces the group, so a recovered case's
+    # error series is gone with the next run.
+    errors = Gauge("model_monitor_probe_error", "1 for the class of a failed case's error.", (*LABELS, "class"), registry=reg)
+    for case, outcome in results:
+        labels = (case.endpoint.name, case.model, case.type, case.id)
+        for name, (_, value_of) in PER_CASE.items():
+            if (value := value_of(outcome)) is not None:
+                gauges[name].labels(*labels).set(value)
+        for kind, metric in TOKEN_KINDS.items():
+            if metric in outcome.metrics:
+                tokens.labels(*labels, kind).set(outcome.metrics[metric])
+        if not outcome.passed:
+            errors.labels(*labels, outcome.error_class or "error").set(1)
+    Gauge("model_monitor_last_run_timestamp_seconds", "Unix time the run ended.", registry=reg).set(ended_at)
+    return reg
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Where the push goes: the URL without its userinfo (printable), and the auth and headers kept Secret."""
+
+    base: str
+    instance: str
+    auth: Secret | None = None
+    headers: tuple[tuple[str, Secret], ...] = ()
+
+    @classmethod
+    def from_settings(
+        cls, url: Secret, instance: str, username: Secret | None = None, password: Secret | None = None,
+        headers: tuple[tuple[str, Secret], ...] = (),
+    ) -> Gateway:
+        split = split_url(url, SHAPE)
+        if split.query:
+            raise TelemetryConfigError(SHAPE)
+        auth = split.auth
+        if username or password:
+            pair = f"{username.reveal() if username else ''}:{password.reveal() if password else ''}"
+            auth = Secret("Basic " + base64.b64encode(pair.encode()).decode())
+        base = "/".join([split.origin, *split.segments])
+        return cls(base, instance, auth, headers)
+
+    @property
+    def url(self) -> str:
+        """The group's URL, as it may be printed."""
+        return f"{self.base}/metrics/job/{JOB}/instance/{self.instance}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The auth and header values in the open, for the Redactor only."""
+        return tuple(s.reveal() for s in (self.auth, *(v for _, v in self.headers)) if s)
+
+
+def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
+    """MODEL_MONITOR_PUSHGATEWAY_HEADERS read as JSON, else as Name=value pairs; an error never shows a value."""
+    raw = text.reveal().strip()
+    pairs: list[tuple[Any, Any]]
+    if raw.startswith("{"):
+        try:
+            pairs = list(json.loads(raw).items())
+        except (ValueError, AttributeError):
+            raise TelemetryConfigError(HEADERS_SHAPE) from None
+    else:
+        pairs = [tuple(item.split("=", 1)) if "=" in item else (item, None) for item in raw.split(",") if item.strip()]
+    if not pairs or not all(isinstance(n, str) and n.strip() and isinstance(v, str) for n, v in pairs):
+        raise TelemetryConfigError(HEADERS_SHAPE)
+    return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)
+
+
+class PushFailed(Exception):
+    """Why the push did not land: one line, no secret."""
+
+
+def _handler(
+    gateway: Gateway, deadline: float, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+    data: bytes,
+) -> Callable[[], None]:
+    """prometheus_client's handler interface: our own request, bounded by `deadline` (monotonic) in all."""
+
+    def send() -> None:
+        sent = dict(headers) | {"user-agent": USER_AGENT} | {n: v.reveal() for n, v in gateway.headers}
+        if gateway.auth:
+            sent["authorization"] = gateway.auth.reveal()
+        reason = "not sent"
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                with httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client, \
+                        client.stream(method, url, content=data, headers=sent) as response:
+                    _skim(response)
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__} from {_host(url)}"
+            else:
+                if response.is_success:
+                    return
+                reason = f"{response.status_code} from {_host(url)}"
+                if response.status_code < 500:  # a redirect, a refusal: the same request would get the same
+                    break
+            if attempt < PUSH_ATTEMPTS:
+                time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
+        raise PushFailed(reason)
+
+    return send
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or "?"
+
+
+def _skim(response: httpx.Response) -> None:
+    """Read at most REPLY_READ_CAP bytes of the reply: the status says it all."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read >= REPLY_READ_CAP:
+            return
+
+
+@dataclass
+class Pusher:
+    """Keeps every case's last verdict of the run, and pushes them all once at its end."""
+
+    gateway: Gateway
+    redact: Redactor
+    dry_run: bool = False
+    results: dict[str, tuple[Case, Outcome]] = field(default_factory=dict)
+    failure: str | None = None
+
+    def ended(self, case: Case, outcome: Outcome) -> None:
+        self.results[case.id] = (case, outcome)
+
+    def push(self, budget: float) -> None:
+        """One PUT of the run's group, at most `budget` seconds; a failure is kept for the summary."""
+        if self.dry_run:
+            return
+        reg = registry(self.results.values(), time.time())
+        try:
+            push_to_gateway(
+                self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S,
+                handler=partial(_handler, self.gateway, time.monotonic() + budget),
+            )
+        except PushFailed as exc:
+            self.failure = self.redact(str(exc))
+        except Exception as exc:  # never let the push's fault escape unreported
+            self.failure = f"{type(exc).__name__} pushing to {_host(self.gateway.url)}"
+
+    def summary_line(self) -> str:
+        cases = f"{len(self.results)} cases"
+        if self.dry_run:
+            return f"metrics (dry run): {cases} not pushed to {self.gateway.url}"
+        if self.failure is not None:
+            return f"metrics: push of {cases} to {self.gateway.url} failed: {self.failure}"
+        return f"metrics: {cases} pushed to {self.gateway.url}"
