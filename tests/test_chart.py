@@ -61,6 +61,7 @@ MATRIX: dict[str, list[str]] = {
     "no-deadline": ["no-deadline.yaml"],
     "deadlines": ["deadlines.yaml"],
     "model-types": ["model-types.yaml"],
+    "metrics-dashboard": ["metrics-dashboard.yaml"],
 }
 
 # checkov checks that must pass on every rendered manifest: the Pod Security ones. Left out, on purpose:
@@ -150,9 +151,14 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container.get("env", [])}
 
 
+def endpoints_config_map(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap of endpoints.yaml (not the Grafana dashboard's)."""
+    (config_map,) = [cm for cm in kinds(docs, "ConfigMap") if "endpoints.yaml" in cm["data"]]
+    return config_map
+
+
 def endpoints_file(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (config_map,) = kinds(docs, "ConfigMap")
-    return yaml.safe_load(config_map["data"]["endpoints.yaml"])
+    return yaml.safe_load(endpoints_config_map(docs)["data"]["endpoints.yaml"])
 
 
 # --- the tools are there and are the versions we claim -----------------------------------------------------------
@@ -249,7 +255,8 @@ def test_readme_documents_every_values_key() -> None:
     readme = (CHART / "README.md").read_text()
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
     opaque = {"podSecurityContext", "securityContext", "telemetry.url.valueFrom", "telemetry.healthchecksUrl.valueFrom",
-              "telemetry.apiKey.valueFrom", "cronJob.resources"}
+              "telemetry.apiKey.valueFrom", "cronJob.resources",
+              "metrics.grafanaDashboard.labels"}
 
     def keys(node: Any, prefix: str = "") -> list[str]:
         out = []
@@ -346,7 +353,7 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
     assert data.get("defaults", {}) == values["defaults"]
     schema = json.loads((ROOT / "model_monitor" / "endpoints.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(data)
-    (config_map,) = kinds(docs, "ConfigMap")
+    config_map = endpoints_config_map(docs)
     text = json.dumps(config_map)
     assert "SECRET" not in text and "secretKeyRef" not in text
 
@@ -355,7 +362,7 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
 def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     """The monitor's own loader accepts the rendered file, given the env the CronJob passes."""
     path = tmp_path / "endpoints.yaml"
-    (config_map,) = kinds(render("helm4", case), "ConfigMap")
+    config_map = endpoints_config_map(render("helm4", case))
     path.write_text(config_map["data"]["endpoints.yaml"])
     cronjob = kinds(render("helm4", case), "CronJob")[0]
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
@@ -368,7 +375,7 @@ def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
 def test_cronjob_defaults_and_annotations(case: str) -> None:
     values = load_values(MATRIX[case])
     docs = render("helm4", case)
-    (config_map,) = kinds(docs, "ConfigMap")
+    config_map = endpoints_config_map(docs)
     for cronjob in kinds(docs, "CronJob"):
         name = cronjob["metadata"]["name"]
         assert len(name) <= CRONJOB_NAME_MAX and DNS1123_LABEL.match(name), name

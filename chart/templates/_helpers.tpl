@@ -143,7 +143,7 @@ leaves the pod's start and the monitor's stop grace before Kubernetes stops the 
 {{- end }}
 
 {{/*
-The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
+The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" ONLY.
 */}}
 {{- define "model-monitor.env" -}}
 {{- $telemetry := .root.Values.telemetry -}}
@@ -182,6 +182,20 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
 - name: HEALTHCHECKS_URL
   valueFrom:
     {{- toYaml $telemetry.healthchecksUrl.valueFrom | nindent 4 }}
+{{- end }}
+{{- $pushgateway := .root.Values.metrics.pushgatewayUrl }}
+{{- if $pushgateway.value }}
+- name: MODEL_MONITOR_PUSHGATEWAY_URL
+  value: {{ $pushgateway.value | quote }}
+{{- else if $pushgateway.valueFrom }}
+- name: MODEL_MONITOR_PUSHGATEWAY_URL
+  valueFrom:
+    {{- toYaml $pushgateway.valueFrom | nindent 4 }}
+{{- end }}
+{{- if or $pushgateway.value $pushgateway.valueFrom }}
+{{- /* The Pushgateway group of this CronJob: a push replaces its group, so split CronJobs need their own. */}}
+- name: MODEL_MONITOR_METRICS_INSTANCE
+  value: {{ ternary (printf "%s/%s" .root.Release.Name .only) .root.Release.Name (ne .only "") | quote }}
 {{- end }}
 {{- range .root.Values.apiKeys }}
 - name: {{ .env }}
@@ -240,7 +254,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       env:
-        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule) | nindent 8 }}
+        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "only" .only) | nindent 8 }}
       {{- with $values.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}

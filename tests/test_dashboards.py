@@ -1,0 +1,461 @@
+"""The chart's alerts and Grafana dashboard, proven with the real tools (Debian's prometheus, prometheus-pushgateway
+and promtool; scripts/install-tools installs them, and a missing tool is a failure, not a skip).
+
+- The PrometheusRule that `helm template` renders passes `promtool check rules`, and `promtool test rules` runs
+  tests/prometheus/rules_test.yaml against it: at least one unit test per alert.
+- A real Pushgateway and a real Prometheus (scraping it every second, honor_labels) run on loopback; push_run()
+  pushes one run's series, and every dashboard panel's query and every alert expression returns the series
+  expected of that run through Prometheus' HTTP API.
+- Helm renders and lints the chart with the metrics options on and off. kubernetes-validate knows only the core
+  API, not the PrometheusRule CRD, so its shape is checked against PROMETHEUS_RULE_SHAPE below.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from .helpers import ROOT
+from .servers import LoopbackServer, free_port, loopback_server
+from .test_chart import CHART, HELMS, RELEASE, env_of, kinds, load_values, pod_specs, run, tool, values_args
+
+RULES_TEST = Path(__file__).resolve().parent / "prometheus" / "rules_test.yaml"
+METRICS_ON = ["metrics-rules.yaml"]
+METRICS_OFF = ["readme-endpoints.yaml"]
+DASHBOARD = CHART / "files" / "grafana-dashboard.json"
+JOB = "model-monitor"
+INSTANCE = RELEASE  # the chart's MODEL_MONITOR_METRICS_INSTANCE in mode all
+ALERTS = ("ModelMonitorModelFailing", "ModelMonitorModelDegraded", "ModelMonitorTTFTOverSLO", "ModelMonitorNoRun",
+          "ModelMonitorAbsent")
+WAIT_S = 60  # bound on every wait for Prometheus to show a pushed series (it scrapes every second)
+# Instant queries ask about a time up to 2 run intervals after the push: Prometheus must still see its samples.
+LOOKBACK_DELTA = "30m"
+
+# The CRD's shape, as far as the chart writes it (kubernetes-validate has no schema for monitoring.coreos.com).
+PROMETHEUS_RULE_SHAPE: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {
+            "type": "object",
+            "required": ["name", "labels"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr", "labels", "annotations"],
+                                    "properties": {
+                                        "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": {"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$"},
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+# --- one run's series, as the monitor pushes them -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushedCase:
+    """One case's result in a run, as its series carry it."""
+
+    endpoint: str
+    model: str
+    type: str
+    success: bool
+    degraded: bool
+    duration_s: float
+    attempts: int
+    ttft_s: float | None = None
+    tokens_per_second: float | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+    error_class: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "model": self.model, "type": self.type, "case": f"{self.endpoint}/{self.model}"}
+
+
+RUN = (
+    # passed after a retry, slow to its first token: degraded, and over the 5 s TTFT SLO
+    PushedCase("gw", "chat-ok", "chat", success=True, degraded=True, duration_s=2.5, attempts=2, ttft_s=6.0,
+               tokens_per_second=40.0, tokens={"prompt": 12, "completion": 30, "reasoning": 8}),
+    PushedCase("gw", "chat-fast", "chat", success=True, degraded=False, duration_s=0.8, attempts=1, ttft_s=0.2,
+               tokens_per_second=90.0, tokens={"prompt": 12, "completion": 30}),
+    PushedCase("gw", "chat-down", "chat", success=False, degraded=False, duration_s=0.3, attempts=1,
+               error_class="server_error"),
+    PushedCase("search", "embed", "embedding", success=True, degraded=False, duration_s=0.1, attempts=1,
+               tokens={"prompt": 5}),
+)
+
+
+def push_run(gateway_url: str) -> None:
+    """Push one run's series like the monitor does at the end of a run (grouping key job, instance; replace).
+
+    Stands in for a monitor run: a real run pushing to `gateway_url` (MODEL_MONITOR_PUSHGATEWAY_URL, with
+    MODEL_MONITOR_METRICS_INSTANCE=INSTANCE) must leave the same series.
+    """
+    registry = CollectorRegistry()
+    case_labels = ["endpoint", "model", "type", "case"]
+
+    def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, [*case_labels, *extra], registry=registry)
+
+    success = gauge("model_monitor_probe_success", "1 if the case passed")
+    degraded = gauge("model_monitor_probe_degraded", "1 if the case passed degraded")
+    duration = gauge("model_monitor_probe_duration_seconds", "the request's duration")
+    ttft = gauge("model_monitor_probe_ttft_seconds", "time to the first token")
+    speed = gauge("model_monitor_probe_tokens_per_second", "completion tokens per second")
+    attempts = gauge("model_monitor_probe_attempts", "requests made")
+    tokens = gauge("model_monitor_probe_tokens", "tokens used", ("kind",))
+    error = gauge("model_monitor_probe_error", "1 for the failing error class", ("class",))
+    last_run = Gauge("model_monitor_last_run_timestamp_seconds", "when the run ended", registry=registry)
+    for case in RUN:
+        labels = case.labels
+        success.labels(**labels).set(int(case.success))
+        degraded.labels(**labels).set(int(case.degraded))
+        duration.labels(**labels).set(case.duration_s)
+        attempts.labels(**labels).set(case.attempts)
+        if case.ttft_s is not None:
+            ttft.labels(**labels).set(case.ttft_s)
+        if case.tokens_per_second is not None:
+            speed.labels(**labels).set(case.tokens_per_second)
+        for kind, count in case.tokens.items():
+            tokens.labels(**labels, kind=kind).set(count)
+        if case.error_class:
+            error.labels(**labels, **{"class": case.error_class}).set(1)
+    last_run.set_to_current_time()
+    push_to_gateway(gateway_url, job=JOB, registry=registry, grouping_key={"instance": INSTANCE}, timeout=10)
+
+
+def cases(predicate: Callable[[PushedCase], bool]) -> set[tuple[str, ...]]:
+    """(endpoint, model) of the run's cases that match."""
+    return {(case.endpoint, case.model) for case in RUN if predicate(case)}
+
+
+# What each panel shows for RUN: (the labels that tell its series apart, the expected values of those labels).
+EXPECTED_PANELS: dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]] = {
+    "Success per model": (("endpoint", "model"), cases(lambda c: True)),
+    "Degraded": (("endpoint", "model"), cases(lambda c: True)),
+    "Time to first token": (("endpoint", "model"), cases(lambda c: c.ttft_s is not None)),
+    "Latency": (("endpoint", "model"), cases(lambda c: True)),
+    "Tokens per second": (("endpoint", "model"), cases(lambda c: c.tokens_per_second is not None)),
+    "Tokens used per run": (("endpoint", "model", "kind"), {(c.endpoint, c.model, k) for c in RUN for k in c.tokens}),
+    "Errors by class": (("class",), {(c.error_class,) for c in RUN if c.error_class}),
+    "Attempts": (("endpoint", "model"), cases(lambda c: True)),
+    "Last run age": (("instance",), {(INSTANCE,)}),
+}
+# What each dashboard variable offers for RUN.
+EXPECTED_VARIABLES = {
+    "instance": {INSTANCE},
+    "endpoint": {c.endpoint for c in RUN},
+    "model": {c.model for c in RUN},
+}
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def render(helm: str, files: list[str]) -> list[dict[str, Any]]:
+    proc = run([tool(helm), "template", RELEASE, str(CHART), *values_args(files)])
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def prometheus_rule() -> dict[str, Any]:
+    (rule,) = kinds(render("helm4", METRICS_ON), "PrometheusRule")
+    return rule
+
+
+def rule_values() -> dict[str, Any]:
+    return load_values(METRICS_ON)["metrics"]["prometheusRule"]
+
+
+def write_rules(directory: Path) -> Path:
+    """The rendered PrometheusRule's spec (its groups) as a Prometheus rule file."""
+    path = directory / "rules.yaml"
+    path.write_text(yaml.safe_dump(prometheus_rule()["spec"], sort_keys=False))
+    return path
+
+
+def alert_exprs() -> dict[str, str]:
+    return {rule["alert"]: rule["expr"] for group in prometheus_rule()["spec"]["groups"] for rule in group["rules"]}
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def substitute(expr: str, variables: dict[str, str]) -> str:
+    """A panel's query as Grafana sends it, every variable set to `variables` (All: its allValue)."""
+    out = re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], expr)
+    assert "$" not in out, out
+    return out
+
+
+def all_values() -> dict[str, str]:
+    return {v["name"]: v["allValue"] for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+
+
+# --- promtool ------------------------------------------------------------------------------------------------------
+
+
+def test_promtool_checks_the_rendered_rules(tmp_path: Path) -> None:
+    proc = run([tool("promtool"), "check", "rules", str(write_rules(tmp_path))])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in proc.stdout
+
+
+def test_promtool_unit_tests_pass_and_cover_every_alert(tmp_path: Path) -> None:
+    write_rules(tmp_path)
+    shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
+    proc = run([tool("promtool"), "test", "rules", str(tmp_path / RULES_TEST.name)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tests = yaml.safe_load(RULES_TEST.read_text())["tests"]
+    fired = {t["alertname"] for test in tests for t in test["alert_rule_test"] if t["exp_alerts"]}
+    assert set(alert_exprs()) == set(ALERTS) == fired
+
+
+def test_unit_tests_assume_the_default_thresholds() -> None:
+    """rules_test.yaml's timings are those of the chart's defaults: a change of default must update it."""
+    defaults = load_values([])["metrics"]["prometheusRule"]
+    assert {k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")} == {
+        "runIntervalSeconds": 300, "failingRuns": 3, "degradedFor": "15m", "ttftSloSeconds": 5, "ttftFor": "15m",
+        "severity": "critical", "warningSeverity": "warning",
+    }
+    assert {k: v for k, v in rule_values().items() if k not in ("enabled", "namespace", "labels")} == {
+        k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")
+    }
+
+
+# --- a real Pushgateway scraped by a real Prometheus ----------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    pushgateway: LoopbackServer
+    prometheus: LoopbackServer
+    before_push: float  # a time Prometheus has no pushed series for
+    pushed_at: float  # the run's model_monitor_last_run_timestamp_seconds
+
+    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.prometheus.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"},
+                             timeout=10)
+        assert response.status_code == 200, f"{expr}: HTTP {response.status_code} {response.text}"
+        return response.json()["data"]["result"]
+
+    def series(self, match: str) -> list[dict[str, str]]:
+        response = httpx.get(f"{self.prometheus.url}/api/v1/series", params={"match[]": match}, timeout=10)
+        assert response.status_code == 200, f"{match}: HTTP {response.status_code} {response.text}"
+        return response.json()["data"]
+
+
+def wait_for(probe: Callable[[], list[Any]], what: str) -> list[Any]:
+    """probe() once it returns something, polled for at most WAIT_S seconds."""
+    deadline = time.monotonic() + WAIT_S
+    while not (found := probe()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert found, f"{what}: nothing within {WAIT_S} s"
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    work = tmp_path_factory.mktemp("prometheus")
+    gateway_port, prometheus_port = free_port(), free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
+                            "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}],
+    }
+    (work / "prom.yml").write_text(yaml.safe_dump(config))
+    gateway_cmd = [tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gateway_port}",
+                   "--persistence.file="]  # nothing left from an earlier run
+    prometheus_cmd = [tool("prometheus"), f"--config.file={work / 'prom.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                      f"--web.listen-address=127.0.0.1:{prometheus_port}", f"--query.lookback-delta={LOOKBACK_DELTA}"]
+    with (
+        loopback_server("pushgateway", gateway_cmd, port=gateway_port, ready_path="/-/ready",
+                        log=work / "pushgateway.log") as pushgateway,
+        loopback_server("prometheus", prometheus_cmd, port=prometheus_port, ready_path="/-/ready",
+                        log=work / "prometheus.log") as prometheus,
+    ):
+        before_push = time.time()
+        push_run(pushgateway.url)
+        stack = Stack(pushgateway, prometheus, before_push, 0.0)
+        (found,) = wait_for(
+            lambda: stack.query(f'model_monitor_last_run_timestamp_seconds{{job="{JOB}", instance="{INSTANCE}"}}',
+                                time.time()),
+            "the run's model_monitor_last_run_timestamp_seconds in Prometheus")
+        stack.pushed_at = float(found["value"][1])
+        yield stack
+
+
+def labelled(result: list[dict[str, Any]], keys: tuple[str, ...]) -> set[tuple[str, ...]]:
+    return {tuple(item["metric"].get(key, "") for key in keys) for item in result}
+
+
+@pytest.mark.parametrize("title", EXPECTED_PANELS)
+def test_every_panel_query_returns_the_runs_series(stack: Stack, title: str) -> None:
+    (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
+    keys, expected = EXPECTED_PANELS[title]
+    for target in panel["targets"]:
+        expr = substitute(target["expr"], all_values())
+        result = wait_for(lambda: stack.query(expr, time.time()), f"panel {title!r}: {expr}")
+        assert labelled(result, keys) == expected, expr
+
+
+def test_every_panel_is_checked() -> None:
+    assert sorted(p["title"] for p in dashboard()["panels"]) == sorted(EXPECTED_PANELS)
+
+
+@pytest.mark.parametrize("name", EXPECTED_VARIABLES)
+def test_every_dashboard_variable_offers_the_runs_values(stack: Stack, name: str) -> None:
+    """label_values(<selector>, <label>), as Grafana's Prometheus data source answers it: through /api/v1/series."""
+    (variable,) = [v for v in dashboard()["templating"]["list"] if v["name"] == name]
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
+    assert match, variable["query"]
+    selector = substitute(match.group(1), all_values())
+    found = wait_for(lambda: stack.series(selector), f"variable {name}: {selector}")
+    assert {series[match.group(2)] for series in found} == EXPECTED_VARIABLES[name]
+
+
+def alert_expectations(stack: Stack) -> dict[str, tuple[float, tuple[str, ...], set[tuple[str, ...]]]]:
+    """Per alert: when to ask (Unix time), the labels that tell its series apart, what it must return then."""
+    late = stack.pushed_at + 2 * rule_values()["runIntervalSeconds"] + 60  # no run since the push
+    return {
+        "ModelMonitorModelFailing": (time.time(), ("endpoint", "model"), cases(lambda c: not c.success)),
+        "ModelMonitorModelDegraded": (time.time(), ("endpoint", "model"), cases(lambda c: c.degraded)),
+        "ModelMonitorTTFTOverSLO": (
+            time.time(), ("endpoint", "model"),
+            cases(lambda c: c.ttft_s is not None and c.ttft_s > rule_values()["ttftSloSeconds"])),
+        "ModelMonitorNoRun": (late, ("job", "instance"), {(JOB, INSTANCE)}),
+        "ModelMonitorAbsent": (stack.before_push, ("job",), {(JOB,)}),
+    }
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_every_alert_expression_returns_the_expected_series(stack: Stack, alert: str) -> None:
+    at, keys, expected = alert_expectations(stack)[alert]
+    expr = alert_exprs()[alert]
+    result = wait_for(lambda: stack.query(expr, at), f"{alert}: {expr}")
+    assert labelled(result, keys) == expected
+    assert all(item["metric"].get("instance") in (None, INSTANCE) for item in result)
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_no_alert_expression_holds_at_the_other_times(stack: Stack, alert: str) -> None:
+    """Right after the run only the model alerts hold; two intervals later only NoRun; before it only Absent."""
+    times = {"now": time.time(), "late": alert_expectations(stack)["ModelMonitorNoRun"][0], "before": stack.before_push}
+    holds_at = {"ModelMonitorNoRun": "late", "ModelMonitorAbsent": "before"}.get(alert, "now")
+    for name, at in times.items():
+        if name != holds_at:
+            assert stack.query(alert_exprs()[alert], at) == [], f"{alert} at {name}"
+
+
+# --- helm: on and off, and the shapes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize("files", [METRICS_OFF, METRICS_ON], ids=["off", "on"])
+def test_lint_strict_with_metrics_on_and_off(helm: str, files: list[str]) -> None:
+    proc = run([tool(helm), "lint", "--strict", str(CHART), *values_args(files)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_metrics_are_off_by_default(helm: str) -> None:
+    docs = render(helm, METRICS_OFF)
+    assert not kinds(docs, "PrometheusRule")
+    assert not [cm for cm in kinds(docs, "ConfigMap") if cm["metadata"]["name"].endswith("-dashboard")]
+    for spec in pod_specs(docs):
+        env = env_of(spec["containers"][0])
+        assert "MODEL_MONITOR_PUSHGATEWAY_URL" not in env and "MODEL_MONITOR_METRICS_INSTANCE" not in env
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_prometheus_rule_has_the_crds_shape(helm: str) -> None:
+    (rule,) = kinds(render(helm, METRICS_ON), "PrometheusRule")
+    jsonschema.Draft202012Validator(PROMETHEUS_RULE_SHAPE).validate(rule)
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_dashboard_configmap_is_the_dashboard_file_for_the_sidecar(helm: str) -> None:
+    (config_map,) = [cm for cm in kinds(render(helm, METRICS_ON), "ConfigMap") if "model-monitor.json" in cm["data"]]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Models"}
+    assert json.loads(config_map["data"]["model-monitor.json"]) == dashboard()
+
+
+def test_dashboard_takes_its_data_source_as_a_variable() -> None:
+    board = dashboard()
+    (source,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "prometheus"
+    uses = [p["datasource"] for p in board["panels"]] + [t["datasource"] for p in board["panels"] for t in p["targets"]]
+    assert uses and all(use == {"type": "prometheus", "uid": f"${{{source['name']}}}"} for use in uses)
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (METRICS_ON, {RELEASE: {"value": "http://prometheus-pushgateway.monitoring:9091"}}),
+        (["metrics-dashboard.yaml"], {f"{RELEASE}/gw": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}},
+                                      f"{RELEASE}/search": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}}}),
+    ],
+    ids=["value-mode-all", "secret-per-endpoint"],
+)
+def test_each_cronjob_pushes_to_the_url_under_its_own_instance(files: list[str], expected: dict[str, Any]) -> None:
+    """A push replaces its group: split CronJobs must not share one, or each would delete the other's series."""
+    pushes = {}
+    for cronjob in kinds(render("helm4", files), "CronJob"):
+        env = env_of(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+        url = {k: v for k, v in env["MODEL_MONITOR_PUSHGATEWAY_URL"].items() if k != "name"}
+        pushes[env["MODEL_MONITOR_METRICS_INSTANCE"]["value"]] = url
+    assert pushes == expected
