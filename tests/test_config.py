@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from model_monitor.case import monitor_key
-from model_monitor.config import MAX_DEPTH, ConfigError, Suite, base_url, load, secrets
+from model_monitor.config import MAX_DEPTH, SCHEMA_PATH, ConfigError, Suite, base_url, load, secrets
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import CHECKS, WORKERS, endpoint, model
+
+# An endpoint's fields as an unknown-field error lists them: the schema's own list, so a new field needs no edit here.
+ENDPOINT_FIELDS = ", ".join(sorted(json.loads(SCHEMA_PATH.read_text())["$defs"]["endpoint"]["properties"]))
 
 GOOD = """\
 defaults:
@@ -110,7 +115,7 @@ BAD = {
     ),
     "typo-field": (
         "endpoints:\n  - name: a\n    url: http://x\n    modles: []\n    models: [{name: m, type: chat}]\n",
-        "unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, probe_header, probe_metadata, probe_user, schedule, timeout, url",
+        "unknown field 'modles'; accepted: " + ENDPOINT_FIELDS,
         4,
     ),
     "wrong-type": (
@@ -467,8 +472,7 @@ endpoints:
 """
 FIVE_FOUND = [
     "4: endpoints[0].timeout: 'soon' is not of type number",
-    "5: endpoints[0].modles: unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, "
-    "schedule, timeout, url, verify_tls",
+    f"5: endpoints[0].modles: unknown field 'modles'; accepted: {ENDPOINT_FIELDS}",
     "9: endpoints[0].models[0].params: [1] is not of type object",
     "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models, "
     "transcription, speech, moderation, image",
