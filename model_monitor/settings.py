@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from .redact import Secret
+from .shard import Shard
+from .shard import parse as parse_shard
 
 __all__ = ["OPTIONS", "Option", "Settings", "addoption", "resolve"]
 
@@ -97,6 +99,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("cronitor_api_key", "Cronitor API key: create or update the monitors once per run.", env="CRONITOR_API_KEY", env_only=True, secret=True),
     Option("cronitor_api_url", "Cronitor Monitor API base URL.", "https://cronitor.io/api", env="CRONITOR_API_URL"),
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
+    Option(
+        "shard",
+        "Run only share I/K of the selected cases (0 <= I < K); K processes given 0/K to K-1/K run each case once.",
+        env="MODEL_MONITOR_SHARD",
+        parse=parse_shard,
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -120,6 +128,7 @@ class Settings:
     cronitor_api_key: Secret | None
     cronitor_api_url: str
     cronitor_schedule: str | None
+    shard: Shard | None
     only: tuple[str, ...] = ()
 
     @property
