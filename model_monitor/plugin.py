@@ -70,7 +70,10 @@ class Monitor:
         return self.engine
 
     def start_heartbeats(self) -> telemetry.Heartbeats:
-        delivery = telemetry.Delivery(self.background(), self.redact, dry_run=self.settings.telemetry_dry_run)
+        s = self.settings
+        delivery = telemetry.Delivery(
+            self.background(), self.redact, s.telemetry_rate, s.telemetry_deadline, dry_run=s.telemetry_dry_run
+        )
         self.heartbeats = telemetry.Heartbeats(self.targets, delivery)
         return self.heartbeats
 
@@ -167,6 +170,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
+    if monitor.targets and not s.telemetry_dry_run:
+        pings = 2 * len(here) * len(monitor.targets)  # each case's run and end, to every target
+        lines += telemetry.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
     return lines
 
 

@@ -105,6 +105,13 @@ OPTIONS: tuple[Option, ...] = (
         env="MODEL_MONITOR_SHARD",
         parse=parse_shard,
     ),
+    Option(
+        "telemetry_rate",
+        "Most pings sent per second, over every target (Cronitor limits about 50/s per IP).",
+        20.0,
+        env="MODEL_MONITOR_TELEMETRY_RATE",
+        parse=_positive_float,
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -129,6 +136,7 @@ class Settings:
     cronitor_api_url: str
     cronitor_schedule: str | None
     shard: Shard | None
+    telemetry_rate: float
     only: tuple[str, ...] = ()
 
     @property
