@@ -143,7 +143,9 @@ leaves the pod's start and the monitor's stop grace before Kubernetes stops the 
 {{- end }}
 
 {{/*
-The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
+The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "shards" SHARDS (absent: 1).
+Kubernetes expands $(VAR) only from variables listed before it, and the Job controller appends its own
+JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's index annotation.
 */}}
 {{- define "model-monitor.env" -}}
 {{- $telemetry := .root.Values.telemetry -}}
@@ -158,6 +160,15 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
 {{- end }}
 - name: MODEL_MONITOR_STOP_GRACE
   value: {{ $cronJob.stopGraceSeconds | quote }}
+{{- $shards := int (.shards | default 1) }}
+{{- if gt $shards 1 }}
+- name: JOB_COMPLETION_INDEX
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+- name: MODEL_MONITOR_SHARD
+  value: {{ printf "$(JOB_COMPLETION_INDEX)/%d" $shards | quote }}
+{{- end }}
 {{- if $telemetry.url.value }}
 - name: CRONITOR_URL
   value: {{ $telemetry.url.value | quote }}
@@ -196,7 +207,7 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE.
 
 {{/*
 The pod template that runs the monitor once: the CronJob's jobTemplate and the helm test pod share it.
-Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY.
+Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY ["shards" SHARDS].
 */}}
 {{- define "model-monitor.podTemplate" -}}
 {{- $root := .root }}
@@ -240,7 +251,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       env:
-        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule) | nindent 8 }}
+        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "shards" .shards) | nindent 8 }}
       {{- with $values.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}
