@@ -82,7 +82,10 @@ class Monitor:
         return self.engine
 
     def start_heartbeats(self) -> telemetry.Heartbeats:
-        delivery = telemetry.Delivery(self.background(), self.redact, dry_run=self.settings.telemetry_dry_run)
+        s = self.settings
+        delivery = telemetry.Delivery(
+            self.background(), self.redact, s.telemetry_rate, s.telemetry_deadline, dry_run=s.telemetry_dry_run
+        )
         self.heartbeats = telemetry.Heartbeats(self.targets, delivery)
         return self.heartbeats
 
@@ -145,7 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(VerdictHooks(heartbeats.ended, monitor.cases), "model_monitor.heartbeats")
         cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
         if cronitor is not None and resolved.cronitor_api_key:
-            selected = [case for case in suite.cases if not resolved.only or _selected(case, resolved.only)]
+            selected = [case for case in suite.cases if _runs_here(case, resolved)]
             ping = telemetry.provisioning(
                 resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
@@ -211,12 +214,19 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if monitor is None:
         return None
     s = monitor.settings
-    return [
+    here = [case for case in monitor.suite.cases if _runs_here(case, s)]
+    lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
         telemetry.describe(monitor.targets, s.telemetry_dry_run),
         *([f"metrics: push to {monitor.gateway.url} at the end of the run"] if monitor.gateway else []),
     ]
+    if s.shard is not None:
+        lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
+    if monitor.targets and not s.telemetry_dry_run:
+        pings = 2 * len(here) * len(monitor.targets)  # each case's run and end, to every target
+        lines += telemetry.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -240,7 +250,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         case = case_of(item)
-        if case is not None and monitor.settings.only and not _selected(case, monitor.settings.only):
+        if case is not None and not _runs_here(case, monitor.settings):
             drop.append(item)
             continue
         if case is not None:
@@ -417,6 +427,13 @@ def _sets_timeouts(config: pytest.Config) -> bool:
 
 def _selected(case: Case, only: tuple[str, ...]) -> bool:
     return case.endpoint.name in only or case.id in only
+
+
+def _runs_here(case: Case, resolved: settings.Settings) -> bool:
+    """Chosen by --only (when given) and owned by this process's --shard (when given). A shard depends on the
+    case id alone, so -k and -m, applied by pytest around this, select from each shard what they select overall."""
+    only, shard = resolved.only, resolved.shard
+    return (not only or _selected(case, only)) and (shard is None or shard.owns(case.id))
 
 
 def _check_only(only: tuple[str, ...], case_by_id: dict[str, Case]) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from .redact import Secret
+from .shard import Shard
+from .shard import parse as parse_shard
 
 __all__ = ["ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
 
@@ -116,6 +118,19 @@ OPTIONS: tuple[Option, ...] = (
         "default",
         env="MODEL_MONITOR_METRICS_INSTANCE",
     ),
+    Option(
+        "shard",
+        "Run only share I/K of the selected cases (0 <= I < K); K processes given 0/K to K-1/K run each case once.",
+        env="MODEL_MONITOR_SHARD",
+        parse=parse_shard,
+    ),
+    Option(
+        "telemetry_rate",
+        "Most pings sent per second, over every target (Cronitor limits about 50/s per IP).",
+        20.0,
+        env="MODEL_MONITOR_TELEMETRY_RATE",
+        parse=_positive_float,
+    ),
 )
 
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
@@ -147,6 +162,8 @@ class Settings:
     pushgateway_password: Secret | None
     pushgateway_headers: Secret | None
     metrics_instance: str
+    shard: Shard | None
+    telemetry_rate: float
     only: tuple[str, ...] = ()
 
     @property

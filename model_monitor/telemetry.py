@@ -2,7 +2,8 @@
 
 A target turns a case's start and end into Ping objects (pure logic, wire formats in
 ../shared/telemetry-protocols.md). Delivery sends them on the background loop, in order per case, with at most
-three attempts each, and reports what could not be delivered. Pings never touch a check's timing or verdict.
+three attempts each, evenly spaced to at most --telemetry-rate requests per second (heartbeat services
+rate-limit), and reports what could not be delivered. Pings never touch a check's timing or verdict.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from .retry import backoff, retry_after
 from .runtime import BackgroundLoop
 
 __all__ = [
-    "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Ping", "Target", "TelemetryConfigError", "cut_message",
-    "describe", "provisioning", "summary_lines", "targets_from",
+    "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Pacer", "Ping", "Target", "TelemetryConfigError",
+    "cut_message", "describe", "pacing_note", "provisioning", "summary_lines", "targets_from",
     "REPLY_READ_CAP", "USER_AGENT", "split_url",
 ]
 
@@ -44,7 +45,6 @@ MAX_MESSAGE_CHARS = 1000  # cronitor-cli's cut; the server documents 2000, non-A
 ATTEMPTS = 3
 PING_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 PINGS_IN_FLIGHT = 10
-RETRY_AFTER_CAP_S = 10.0
 REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
 USER_AGENT = f"model-monitor/{__version__}"
 MONITOR = "{monitor}"  # where a URL template takes the case's monitor key
@@ -280,12 +280,35 @@ class Healthchecks:
 Target = Cronitor | Healthchecks
 
 
-class Delivery:
-    """Sends pings on the background loop (or only records them, in a dry run) and keeps the tally."""
+class Pacer:
+    """Evenly spaced requests, at most `rate` per second: each one sleeps until its own slot. Used only on the
+    background loop's thread, so reserving a slot needs no lock."""
 
-    def __init__(self, loop: BackgroundLoop, redact: Redactor, dry_run: bool = False) -> None:
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0  # time.monotonic() of the next free slot
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class Delivery:
+    """Sends pings on the background loop (or only records them, in a dry run) and keeps the tally.
+
+    `rate` is the most requests per second (every attempt counts); `longest_wait` (--telemetry-deadline) is the
+    longest a ping waits before a retry, whatever Retry-After a heartbeat service asks."""
+
+    def __init__(
+        self, loop: BackgroundLoop, redact: Redactor, rate: float, longest_wait: float, dry_run: bool = False
+    ) -> None:
         self._loop = loop
         self._redact = redact
+        self._pacer = Pacer(rate)
+        self._longest_wait = longest_wait
         self.dry_run = dry_run
         self.sent: list[Ping] = []
         self.failures: list[str] = []  # why each undelivered ping failed, redacted
@@ -343,12 +366,14 @@ class Delivery:
             log.warning("telemetry: ping failed: %s %s: %s", ping.method, ping.shown, self._redact(reason))
 
     async def _attempts(self, ping: Ping) -> str | None:
-        """None when delivered, else why not. Retries network errors, 5xx and 429 (honouring Retry-After)."""
+        """None when delivered, else why not. Retries network errors, 5xx and 429 (honouring Retry-After, at most
+        the telemetry deadline: a longer wait would outlast the run's last flush)."""
         assert self._client is not None
         reason = "not sent"
         host = ping.host
         for attempt in range(1, ATTEMPTS + 1):
             asked = None
+            await self._pacer.wait()
             try:
                 async with self._client.stream(
                     ping.method, ping.url.reveal(), content=ping.body, headers=request_headers(ping)
@@ -364,7 +389,7 @@ class Delivery:
                     return reason
                 asked = retry_after(response.headers.get("retry-after"))
             if attempt < ATTEMPTS:
-                await asyncio.sleep(backoff(attempt, None if asked is None else min(RETRY_AFTER_CAP_S, asked)))
+                await asyncio.sleep(backoff(attempt, None if asked is None else min(self._longest_wait, asked)))
         return reason
 
 
@@ -446,6 +471,15 @@ def describe(targets: Iterable[Target], dry_run: bool) -> str:
     if not shown:
         return "telemetry: off (no --cronitor-url / CRONITOR_URL or --healthchecks-url / HEALTHCHECKS_URL)"
     return "telemetry: " + ", ".join(shown) + (" (dry run: pings are printed, not sent)" if dry_run else "")
+
+
+def pacing_note(pings: int, rate: float, deadline: float) -> list[str]:
+    """For the report header, when sending every ping at --telemetry-rate takes more than half the deadline that
+    bounds the last ones: how long it takes (the pings of cases judged early go out during the run)."""
+    took = pings / rate
+    if took <= deadline / 2:
+        return []
+    return [f"telemetry: {pings} pings at {rate:g}/s take about {took:.0f} s; --telemetry-deadline is {deadline:g} s"]
 
 
 def summary_lines(delivery: Delivery, targets: Iterable[Target]) -> list[str]:

@@ -18,7 +18,8 @@ from testbed._runner import BackgroundServer
 
 HUGE_BYTES = 100 * 2**20
 BOMB_BYTES = 2**30
-MODES = ("ok", "status", "hang", "slow", "fail_first", "huge", "gzipbomb")
+MODES = ("ok", "status", "hang", "slow", "fail_first", "limit_first", "huge", "gzipbomb")
+RETRY_AFTER_S = 1  # what every 429 asks
 
 
 @functools.cache
@@ -43,7 +44,8 @@ class Ping:
 
 
 class Receiver(BackgroundServer):
-    """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S", "fail_first=N", or a hostile 200:
+    """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S", "fail_first=N" (503s),
+    "limit_first=N" (429s with Retry-After, as a rate-limited heartbeat service answers), or a hostile 200:
     "huge" (a 100 MiB body) or "gzipbomb" (1 GiB of zeros behind `Content-Encoding: gzip, gzip`)."""
 
     def __init__(self, mode: str = "ok", *, port: int = 0, tls: bool = False) -> None:
@@ -94,7 +96,9 @@ class Receiver(BackgroundServer):
             status = int(self._value)
         elif self._name == "fail_first" and count <= self._value:
             status = 503
-        headers = {"Retry-After": "1"} if status == 429 else None
+        elif self._name == "limit_first" and count <= self._value:
+            status = 429
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
         if status == 200 and request.method == "PUT" and request.path == "/api/monitors":
             try:
                 monitors = json.loads(body)

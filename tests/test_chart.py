@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from model_monitor import config
+from model_monitor import config, shard
 
 from .helpers import ROOT
 
@@ -62,6 +62,7 @@ MATRIX: dict[str, list[str]] = {
     "deadlines": ["deadlines.yaml"],
     "model-types": ["model-types.yaml"],
     "metrics-dashboard": ["metrics-dashboard.yaml"],
+    "shards": ["shards.yaml"],
 }
 
 # checkov checks that must pass on every rendered manifest: the Pod Security ones. Left out, on purpose:
@@ -388,7 +389,7 @@ def test_cronjob_defaults_and_annotations(case: str) -> None:
         assert spec.get("startingDeadlineSeconds") == values["cronJob"]["startingDeadlineSeconds"]
         assert spec.get("timeZone") == values["cronJob"]["timeZone"]
         job = spec["jobTemplate"]["spec"]
-        assert job["backoffLimit"] == 0
+        assert job["backoffLimitPerIndex" if values["cronJob"]["shards"] > 1 else "backoffLimit"] == 0
         assert job.get("activeDeadlineSeconds") == values["cronJob"]["activeDeadlineSeconds"]
         assert job.get("ttlSecondsAfterFinished") == values["cronJob"]["ttlSecondsAfterFinished"]
         pod = job["template"]
@@ -516,6 +517,37 @@ def test_extra_args_follow_only() -> None:
     (cronjob,) = kinds(render("helm4", "everything"), "CronJob")
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["-m", "critical", "--junitxml=/tmp/report.xml"]
+
+
+# --- shards: one Indexed Job whose pods split the cases ------------------------------------------------------------
+
+
+def test_one_shard_is_one_pod_as_before() -> None:
+    for spec in pod_specs(render("helm4", "readme-secret")):
+        assert not {"JOB_COMPLETION_INDEX", "MODEL_MONITOR_SHARD"} & set(env_of(spec["containers"][0]))
+    (cronjob,) = kinds(render("helm4", "readme-secret"), "CronJob")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert not {"completionMode", "completions", "parallelism", "backoffLimitPerIndex"} & set(job)
+
+
+@pytest.mark.parametrize("helm", HELMS)
+def test_shards_make_the_job_indexed_and_pass_each_pod_its_shard(helm: str) -> None:
+    """Each of the K pods gets --shard <its index>/K, once Kubernetes expands $(JOB_COMPLETION_INDEX): that works
+    only for a variable listed before, so the chart lists it first (the Job controller would append it last)."""
+    docs = render(helm, "shards")
+    (cronjob,) = kinds(docs, "CronJob")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
+    assert job["backoffLimitPerIndex"] == 0 and "backoffLimit" not in job, "a failing shard stops no other shard"
+    names = [item["name"] for item in job["template"]["spec"]["containers"][0]["env"]]
+    env = env_of(job["template"]["spec"]["containers"][0])
+    assert names.index("JOB_COMPLETION_INDEX") < names.index("MODEL_MONITOR_SHARD")
+    field = env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    expanded = [env["MODEL_MONITOR_SHARD"]["value"].replace("$(JOB_COMPLETION_INDEX)", str(i)) for i in range(3)]
+    assert [shard.parse(text) for text in expanded] == [shard.Shard(i, 3) for i in range(3)]
+    (pod,) = kinds(docs, "Pod")
+    assert "MODEL_MONITOR_SHARD" not in env_of(pod["spec"]["containers"][0]), "helm test runs every case"
 
 
 # --- deadlines and stopping: the monitor stops and reports before Kubernetes kills it ------------------------------

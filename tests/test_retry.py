@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import time
 
 import httpx
@@ -53,12 +54,12 @@ def test_retry_after_as_an_http_date_counts_from_now() -> None:
 
 
 @pytest.mark.parametrize(
-    ("as_date", "asked", "low", "high"),
-    [(True, 5, 3.5, 5.0), (True, 3600, 10.0, 10.0), (False, 4, 4.0, 4.0)],
-    ids=["date-in-5-s", "date-in-1-h-capped", "delta-4-s"],
+    ("as_date", "asked", "longest", "low", "high"),
+    [(True, 5, 10, 3.5, 5.0), (True, 3600, 10, 10.0, 10.0), (False, 4, 10, 4.0, 4.0), (False, 60, 2, 2.0, 2.0)],
+    ids=["date-in-5-s", "date-in-1-h-capped", "delta-4-s", "delta-60-s-capped-by-a-2-s-deadline"],
 )
-def test_a_ping_waits_as_long_as_retry_after_asks_in_either_form_at_most_10_s(
-    monkeypatch: pytest.MonkeyPatch, as_date: bool, asked: int, low: float, high: float
+def test_a_ping_waits_as_long_as_retry_after_asks_in_either_form_at_most_the_telemetry_deadline(
+    monkeypatch: pytest.MonkeyPatch, as_date: bool, asked: int, longest: float, low: float, high: float
 ) -> None:
     """A 503 with Retry-After, then a 200: the wait between the attempts follows the header (capped for pings)."""
     header = http_date(asked) if as_date else str(asked)
@@ -74,7 +75,7 @@ def test_a_ping_waits_as_long_as_retry_after_asks_in_either_form_at_most_10_s(
 
     loop = BackgroundLoop()
     try:
-        delivery = telemetry.Delivery(loop, Redactor())
+        delivery = telemetry.Delivery(loop, Redactor(), rate=math.inf, longest_wait=longest)  # unpaced: only the retry waits
         delivery._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
         ping = telemetry.Ping("cronitor", "GET", Secret("https://h/p/key/m"), "https://h/p/***/m")
         monkeypatch.setattr(asyncio, "sleep", no_sleep)

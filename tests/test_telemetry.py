@@ -28,7 +28,7 @@ from model_monitor.telemetry import (
 )
 from model_monitor.redact import Secret
 from testbed.openai_server import FakeOpenAI
-from testbed.receiver import Receiver
+from testbed.receiver import RETRY_AFTER_S, Receiver
 
 from .helpers import WORKERS, endpoint, model
 
@@ -151,7 +151,7 @@ def test_secrets_are_held_as_secret_from_settings_to_pings() -> None:
     pings = [t.start(a_case(), "s1", Outcome(True, "ok")) for t in targets] + [provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)]
     loop = BackgroundLoop()
     try:
-        delivery = Delivery(loop, Redactor(resolved.secrets), dry_run=False)
+        delivery = Delivery(loop, Redactor(resolved.secrets), resolved.telemetry_rate, resolved.telemetry_deadline)
         printed = repr([resolved, targets, pings, delivery, vars(delivery)])
         delivery.flush(1)
     finally:
@@ -314,6 +314,52 @@ def test_a_flaky_target_gets_every_ping_after_retries(openai_server: FakeOpenAI,
     assert run.ret == 0
     assert states == ["complete", "run", "run", "run"], "the run ping was retried until delivered"
     run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 pings sent"])
+
+
+# --- paced delivery: heartbeat services rate-limit ---
+
+RATE = 10
+PACED_CASES = 10  # 20 pings
+
+
+def test_pings_are_spread_at_the_telemetry_rate(openai_server: FakeOpenAI, receiver: Receiver, run_monitor) -> None:
+    """Every case's verdict is ready at once; the pings still go out at most RATE a second. Receiving them later
+    than paced is allowed (a loaded machine), earlier is not: the span is at least (n - 1) / RATE."""
+    models = [model(f"paced-{i}") for i in range(PACED_CASES)]
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, *models)]},
+        f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-rate={RATE}",
+    )
+    assert run.ret == 0, run.output
+    arrived = sorted(p.time for p in receiver.pings)
+    assert len(arrived) == 2 * PACED_CASES
+    # The first ping may arrive late by its own latency (its connection's set-up); 0.5 s is ample, and unpaced
+    # the 20 pings arrive within a few tens of milliseconds.
+    assert arrived[-1] - arrived[0] >= (len(arrived) - 1) / RATE - 0.5
+
+
+def test_a_429_is_honoured_and_the_ping_arrives(openai_server: FakeOpenAI, run_monitor) -> None:
+    with Receiver("limit_first=1") as receiver:
+        run = run_monitor({"endpoints": [endpoint(openai_server.url, model("limited"))]}, f"--cronitor-url={receiver.url}/p/{KEY}")
+        pings = list(receiver.pings)
+    assert run.ret == 0, run.output
+    assert [p.query["state"][0] for p in pings] == ["run", "run", "complete"], "the limited ping was retried"
+    assert pings[1].time - pings[0].time >= RETRY_AFTER_S - 0.01, "not before the Retry-After the 429 asked"
+    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 pings sent"])
+
+
+@pytest.mark.parametrize(("deadline", "said"), [(3, True), (30, False)])
+def test_the_header_says_how_long_paced_delivery_takes_when_it_nears_the_deadline(
+    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, deadline: int, said: bool
+) -> None:
+    models = [model(f"paced-{i}") for i in range(PACED_CASES)]
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, *models)]}, "--collect-only",
+        f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-rate={RATE}", f"--telemetry-deadline={deadline}",
+    )
+    assert run.ret == 0, run.output
+    line = f"telemetry: 20 pings at {RATE}/s take about 2 s; --telemetry-deadline is {deadline} s"
+    assert (line in run.result.stdout.lines) is said, run.output
 
 
 def test_strict_mode_fails_the_run_on_undelivered_pings(openai_server: FakeOpenAI, run_monitor) -> None:

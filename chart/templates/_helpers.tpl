@@ -143,7 +143,9 @@ leaves the pod's start and the monitor's stop grace before Kubernetes stops the 
 {{- end }}
 
 {{/*
-The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" ONLY.
+The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" ONLY "shards" SHARDS (absent: 1).
+Kubernetes expands $(VAR) only from variables listed before it, and the Job controller appends its own
+JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's index annotation.
 */}}
 {{- define "model-monitor.env" -}}
 {{- $telemetry := .root.Values.telemetry -}}
@@ -158,6 +160,15 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" 
 {{- end }}
 - name: MODEL_MONITOR_STOP_GRACE
   value: {{ $cronJob.stopGraceSeconds | quote }}
+{{- $shards := int (.shards | default 1) }}
+{{- if gt $shards 1 }}
+- name: JOB_COMPLETION_INDEX
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
+- name: MODEL_MONITOR_SHARD
+  value: {{ printf "$(JOB_COMPLETION_INDEX)/%d" $shards | quote }}
+{{- end }}
 {{- if $telemetry.url.value }}
 - name: CRONITOR_URL
   value: {{ $telemetry.url.value | quote }}
@@ -193,9 +204,10 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" 
     {{- toYaml $pushgateway.valueFrom | nindent 4 }}
 {{- end }}
 {{- if or $pushgateway.value $pushgateway.valueFrom }}
-{{- /* The Pushgateway group of this CronJob: a push replaces its group, so split CronJobs need their own. */}}
+{{- /* The Pushgateway group of this CronJob: a push replaces its group, so split CronJobs and shards need their own. */}}
+{{- $instance := ternary (printf "%s/%s" .root.Release.Name .only) .root.Release.Name (ne .only "") }}
 - name: MODEL_MONITOR_METRICS_INSTANCE
-  value: {{ ternary (printf "%s/%s" .root.Release.Name .only) .root.Release.Name (ne .only "") | quote }}
+  value: {{ ternary (printf "%s/shard-$(JOB_COMPLETION_INDEX)" $instance) $instance (gt $shards 1) | quote }}
 {{- end }}
 {{- range .root.Values.apiKeys }}
 - name: {{ .env }}
@@ -210,7 +222,7 @@ The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" 
 
 {{/*
 The pod template that runs the monitor once: the CronJob's jobTemplate and the helm test pod share it.
-Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY.
+Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY ["shards" SHARDS].
 */}}
 {{- define "model-monitor.podTemplate" -}}
 {{- $root := .root }}
@@ -254,7 +266,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       env:
-        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "only" .only) | nindent 8 }}
+        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "only" .only "shards" .shards) | nindent 8 }}
       {{- with $values.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}
