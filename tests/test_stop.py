@@ -20,6 +20,9 @@ from testbed.receiver import Receiver
 from .helpers import CHECKS, WORKERS, endpoint, junit_cases, model, wait_for_requests
 
 STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
+# The run deadline of the deadline test: its healthy cases must be judged before it, also when xdist's workers take
+# seconds to start on a loaded machine (6 s was seen to pass before they had sent a request).
+DEADLINE_S = 12.0
 # Two cases answer at once, two are held by the server far longer than the run lasts.
 HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
         model("held+delay=30", id="slow", timeout=60)]
@@ -149,16 +152,16 @@ def test_a_second_signal_ends_the_run_at_once(server: FakeOpenAI, start_monitor,
 @WORKERS
 def test_the_run_deadline_fails_what_is_left_as_timeout_and_reports(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
     with Receiver() as receiver:
-        run = run_monitor({"endpoints": [endpoint(server.url, *HELD)]}, "--run-deadline=6",
-                          f"--cronitor-url={receiver.url}/p/stopkey1234", *workers, timeout=6 + STOP_GRACE_S + 10)
+        run = run_monitor({"endpoints": [endpoint(server.url, *HELD)]}, f"--run-deadline={DEADLINE_S:g}",
+                          f"--cronitor-url={receiver.url}/p/stopkey1234", *workers, timeout=DEADLINE_S + STOP_GRACE_S + 10)
         states = ends(receiver)
     assert run.ret == 1, run.output
     assert run.cases["svc/ok"]["model_monitor.verdict"] == "pass"
     for held in ("svc/hang", "svc/slow"):
         assert run.error_class(held) == "timeout"
-        assert run.reason(held).startswith("timeout: the run deadline of 6 s passed; request "), run.reason(held)
+        assert run.reason(held).startswith(f"timeout: the run deadline of {DEADLINE_S:g} s passed; request "), run.reason(held)
     assert all(states[key] == ["run", "fail"] for key in ("svc-hang", "svc-slow"))
-    run.result.stdout.fnmatch_lines(["model-monitor: the run deadline of 6 s passed: *"])
+    run.result.stdout.fnmatch_lines([f"model-monitor: the run deadline of {DEADLINE_S:g} s passed: *"])
 
 
 def test_a_run_deadline_that_cannot_work_is_refused(server: FakeOpenAI, run_monitor) -> None:
