@@ -11,7 +11,7 @@ import pytest
 from .case import Case
 from .outcome import PROPERTY_PREFIX, Outcome
 
-__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "usage_line", "verdicts"]
+__all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "token_totals", "usage_line", "verdicts"]
 
 REASON_WIDTH = 120
 CASE_KEY = PROPERTY_PREFIX + "case"
@@ -86,13 +86,21 @@ def rows(found: list[tuple[Case, Outcome, pytest.TestReport]]) -> list[Row]:
     return [_row(case, outcome, report) for case, outcome, report in found]
 
 
-def usage_line(outcomes: list[Outcome]) -> str | None:
-    """The run's token total, `this run used 1,234 tokens`, or None when no case reported usage."""
+def token_totals(outcomes: list[Outcome]) -> dict[str, int] | None:
+    """The run's prompt, completion and reasoning tokens over the cases that reported usage; None when none did."""
     reported = [o.metrics for o in outcomes if any(kind in o.metrics for kind in TOKEN_KINDS)]
     if not reported:
         return None
-    prompt, completion, reasoning = (int(sum(m.get(kind, 0) for m in reported)) for kind in TOKEN_KINDS)
-    silent = len(outcomes) - len(reported)
+    totals = {kind.removesuffix("_tokens"): int(sum(m.get(kind, 0) for m in reported)) for kind in TOKEN_KINDS}
+    return {**totals, "cases_without_usage": len(outcomes) - len(reported)}
+
+
+def usage_line(outcomes: list[Outcome]) -> str | None:
+    """The run's token total, `this run used 1,234 tokens`, or None when no case reported usage."""
+    totals = token_totals(outcomes)
+    if totals is None:
+        return None
+    prompt, completion, reasoning, silent = totals.values()
     return (
         f"this run used {prompt + completion:,} tokens: {prompt:,} prompt + {completion:,} completion, of which "
         f"{reasoning:,} reasoning (OpenAI counts reasoning tokens in the completion)"

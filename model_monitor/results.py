@@ -24,7 +24,7 @@ from . import step_summary
 from .case import Case
 from .config import Suite
 from .outcome import Outcome
-from .report import CaseIndex, verdicts
+from .report import CaseIndex, token_totals, verdicts
 from .report_paths import ReportPaths
 from .stop import Stopper
 
@@ -43,6 +43,7 @@ def case_entry(case: Case, outcome: Outcome) -> dict[str, Any]:
         "type": case.type,
         "monitor": case.monitor,
         "verdict": "pass" if outcome.passed else "fail",
+        "degraded": list(outcome.degraded),
         "class": outcome.error_class,
         "reason": outcome.reason,
         "duration_s": outcome.request_s,
@@ -94,7 +95,8 @@ class Results:
             terminalreporter.write_line(line, red=failed, bold=failed)
 
     def document(self, exit_code: int, ended: float) -> dict[str, Any]:
-        cases = [case_entry(case, outcome) for case, outcome, _ in verdicts(self._reports, self._index)]
+        found = verdicts(self._reports, self._index)
+        cases = [case_entry(case, outcome) for case, outcome, _ in found]
         in_file = len(self._suite.cases)
         stop = self._stopper.reason
         return {
@@ -114,6 +116,7 @@ class Results:
                 },
                 "exit_status": {"code": exit_code, "name": _exit_name(exit_code)},
                 "stopped": None if stop is None else {"class": stop[0].value, "reason": stop[1]},
+                "tokens": token_totals([outcome for _, outcome, _ in found]),
             },
             "cases": cases,
         }

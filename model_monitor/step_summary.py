@@ -17,14 +17,18 @@ def markdown(document: Mapping[str, Any]) -> str:
     """A heading, the counts, and a table of the cases, failing ones first, cut after MAX_ROWS."""
     run, cases = document["run"], document["cases"]
     failed = sum(case["verdict"] == "fail" for case in cases)
+    degraded = sum(bool(case["degraded"]) for case in cases)
     exit_status = run["exit_status"]
     took = run["ended_at_unix"] - run["started_at_unix"]
     lines = [
         f"### Model Monitor: {'FAIL' if exit_status['code'] else 'PASS'}",
         "",
-        f"{len(cases) - failed} passed, {failed} failed, {run['selection']['deselected']} deselected; "
+        f"{len(cases) - failed} passed ({degraded} degraded), {failed} failed, {run['selection']['deselected']} deselected; "
         f"exit {exit_status['code']} ({exit_status['name']}) after {took:.1f} s; {_cell(run['selection']['endpoints_file'])}",
     ]
+    if (tokens := run["tokens"]) is not None:
+        lines += ["", f"Tokens: {tokens['prompt'] + tokens['completion']:,} ({tokens['prompt']:,} prompt + "
+                  f"{tokens['completion']:,} completion, of which {tokens['reasoning']:,} reasoning)"]
     if run["stopped"] is not None:
         lines += ["", f"Stopped: {_cell(run['stopped']['reason'])}"]
     if cases:
@@ -39,7 +43,7 @@ def _row(case: Mapping[str, Any]) -> list[str]:
     return [
         case["id"],
         case["type"],
-        case["verdict"].upper(),
+        "DEGRADED" if case["degraded"] else case["verdict"].upper(),
         case["class"] or "",
         _seconds(case["duration_s"]),
         _seconds(case["metrics"].get("ttft_s")),

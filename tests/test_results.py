@@ -23,9 +23,11 @@ from .helpers import ROOT, WORKERS, endpoint, model, wait_for_requests
 from .test_stop import HELD, start_monitor  # noqa: F401  (the fixture that runs the monitor in the background)
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
-# A pass, a failure after a retry, a stream with its metrics, a case killed by pytest-timeout, one left out by -k.
+# A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by
+# pytest-timeout, one left out by -k.
 MIXED = [
     model("ok"),
+    model("flaky+flaky=1", id="flaky", retries=1),
     model("bad+status=503", id="bad", retries=1),
     model("ok-stream", stream=True),
     model("killed+hang", id="killed", timeout=60),
@@ -57,19 +59,30 @@ def test_the_results_document_holds_the_run_and_every_case(
     document = valid(out)
     rundata, cases = document["run"], by_id(document)
     assert document["schema_version"] == 1
-    assert list(cases) == ["svc/ok", "svc/bad", "svc/ok-stream", "svc/killed"], "the file's order, the selection only"
+    assert list(cases) == ["svc/ok", "svc/flaky", "svc/bad", "svc/ok-stream", "svc/killed"], "file order, selection only"
     assert rundata["selection"] == {"endpoints_file": str(pytester.path / "endpoints.yaml"),
                                     "only": [], "keyword": "not left-out", "markers": None,
-                                    "cases_in_file": 5, "selected": 4, "deselected": 1}
+                                    "cases_in_file": 6, "selected": 5, "deselected": 1}
     assert rundata["exit_status"] == {"code": 1, "name": "TESTS_FAILED"}
     assert rundata["stopped"] is None
     assert before <= rundata["started_at_unix"] <= rundata["ended_at_unix"] <= time.time()
     for name in ("started_at", "ended_at"):
         assert datetime.fromisoformat(rundata[name]).timestamp() == pytest.approx(rundata[f"{name}_unix"], abs=0.002)
     ok = cases["svc/ok"]
-    assert {k: ok[k] for k in ("id", "endpoint", "model", "type", "monitor", "verdict", "class", "reason", "metrics")} == {
+    assert {k: ok[k] for k in ("id", "endpoint", "model", "type", "monitor", "verdict", "degraded", "class", "reason")} == {
         "id": "svc/ok", "endpoint": "svc", "model": "ok", "type": "chat", "monitor": "svc-ok", "verdict": "pass",
-        "class": None, "reason": "replied 4 chars (finish_reason=stop)", "metrics": {},
+        "degraded": [], "class": None, "reason": "replied 4 chars (finish_reason=stop)",
+    }
+    assert set(ok["metrics"]) == {"prompt_tokens", "completion_tokens"}, "the server's usage, nothing it did not count"
+    flaky = cases["svc/flaky"]
+    assert (flaky["verdict"], flaky["class"], len(flaky["attempts"])) == ("pass", None, 2)
+    assert flaky["degraded"] and "retry" in flaky["degraded"][0], flaky["degraded"]
+    reported = [c["metrics"] for c in cases.values() if "prompt_tokens" in c["metrics"]]
+    assert rundata["tokens"] == {
+        "prompt": sum(int(m["prompt_tokens"]) for m in reported),
+        "completion": sum(int(m["completion_tokens"]) for m in reported),
+        "reasoning": 0,
+        "cases_without_usage": len(cases) - len(reported),
     }
     assert [(a["class"], a["status_code"]) for a in ok["attempts"]] == [(None, 200)]
     assert ok["duration_s"] == pytest.approx(ok["attempts"][0]["duration_s"], abs=0.002)
@@ -120,19 +133,22 @@ def test_the_step_summary_is_appended_failing_cases_first(server: FakeOpenAI, ru
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     passing = [model("ok", id=f"ok-{n:03}") for n in range(step_summary.MAX_ROWS + 1)]
     failing = [model("bad+status=503", id="a|b"), model("login+html", id="login")]
-    run = run_monitor({"endpoints": [endpoint(server.url, *passing, *failing)]})
+    degraded = model("flaky+flaky=1", id="flaky", retries=1)
+    run = run_monitor({"endpoints": [endpoint(server.url, degraded, *passing, *failing)]})
     assert run.ret == 1, run.output
     text = summary.read_text(encoding="utf-8")
     head, _, table = text.partition("| case | type | verdict | class | duration | ttft | reason |\n| --- |")
     assert head.startswith("earlier step\n### Model Monitor: FAIL\n")
-    assert "201 passed, 2 failed, 0 deselected; exit 1 (TESTS_FAILED) after " in head
+    assert "202 passed (1 degraded), 2 failed, 0 deselected; exit 1 (TESTS_FAILED) after " in head
+    assert "\nTokens: " in head, "the run's token total"
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == step_summary.MAX_ROWS
     assert rows[0].startswith("| svc/a\\|b | chat | FAIL | server_error | ") and rows[0].count(" | ") == 6
     assert rows[1].startswith("| svc/login | chat | FAIL | bad_response | ")
     assert "HTML page 'Sign in'" in rows[1] and "<" not in rows[1]
-    assert rows[2].startswith("| svc/ok-000 | chat | PASS |  | ")
-    assert text.endswith("\n... and 3 more\n\n")
+    assert rows[2].startswith("| svc/flaky | chat | DEGRADED |  | ")
+    assert rows[3].startswith("| svc/ok-000 | chat | PASS |  | ")
+    assert text.endswith("\n... and 4 more\n\n")
     run.result.stdout.fnmatch_lines([f"model-monitor: appended the step summary to {summary}"])
 
 
@@ -140,8 +156,8 @@ def test_a_table_cell_stays_one_cell() -> None:
     """Unit level: a newline cannot reach a cell from a real run (reasons are one line), but the cell holds anyway."""
     text = step_summary.markdown({
         "run": {"exit_status": {"code": 0, "name": "OK"}, "started_at_unix": 0, "ended_at_unix": 1, "stopped": None,
-                "selection": {"deselected": 0, "endpoints_file": "e.yaml"}},
-        "cases": [{"id": "svc/m", "type": "chat", "verdict": "pass", "class": None, "duration_s": 0.5,
+                "tokens": None, "selection": {"deselected": 0, "endpoints_file": "e.yaml"}},
+        "cases": [{"id": "svc/m", "type": "chat", "verdict": "pass", "degraded": [], "class": None, "duration_s": 0.5,
                    "metrics": {"ttft_s": 0.25}, "reason": "two\nlines | and <b>" + "x" * 400}],
     })
     [row] = [line for line in text.splitlines() if line.startswith("| svc/m ")]
