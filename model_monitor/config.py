@@ -108,7 +108,7 @@ class Suite:
     service's cases from a file shared with others."""
 
     path: Path
-    cases: tuple[Case, ...]  # each endpoint with its name and caps only, until resolved
+    cases: tuple[Case, ...]  # each endpoint without its headers and key (and its URL when it holds a ${VAR}) until resolved
     connections: Mapping[str, _Connection] = field(default_factory=dict, repr=False)
 
     def resolve(self, cases: Iterable[Case], environ: Mapping[str, str] | None = None) -> tuple[Case, ...]:
@@ -536,7 +536,7 @@ class _Connection:
     selected case needs the endpoint (resolve). Written values are held as Secret: a file may hold a key."""
 
     document: _Document = field(repr=False)
-    endpoint: Endpoint  # its name and caps; base_url is empty until resolved
+    endpoint: Endpoint  # its name and caps; base_url is empty until resolved when the URL holds a ${VAR}
     url: tuple[tuple[Any, ...], Secret]  # (its place, its text)
     headers: tuple[tuple[tuple[Any, ...], str, Secret], ...]  # (place, name, value), the endpoint's over the defaults'
     api_key_env: tuple[tuple[Any, ...], str] | None  # (its place, the variable's name)
@@ -569,9 +569,10 @@ def _connection(document: _Document, raw: dict[str, Any], defaults: dict[str, An
         with document.problems.catch():
             if not _HEADER_NAME.fullmatch(name):
                 raise document.error(parts, f"{name!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)")
+    fixed_base = ""  # a URL without ${VAR} is known now: reporters on xdist's controller name its server
     if not _VAR.search(url[1].reveal()):
         with document.problems.catch():
-            _url(document, *url, {})
+            fixed_base = base_url(urlunsplit(_url(document, *url, {})._replace(query="")))
     for parts, _, value in headers:
         if not _VAR.search(value.reveal()):
             with document.problems.catch():
@@ -580,7 +581,7 @@ def _connection(document: _Document, raw: dict[str, Any], defaults: dict[str, An
     key_parts = where + ("api_key_env",) if "api_key_env" in raw else ("defaults", "api_key_env")
     endpoint = Endpoint(
         name=raw["name"],
-        base_url="",
+        base_url=fixed_base,
         verify_tls=raw.get("verify_tls", defaults.get("verify_tls", True)),
         max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
         probe_header=_probe_header(document, raw, defaults, where),

@@ -59,6 +59,7 @@ class Monitor:
     engine: Engine | None = None
     heartbeats: telemetry.Heartbeats | None = None
     config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
+    others_shards: int = 0  # selected cases this process left to the other shards
     gateway: pushgateway.Gateway | None = None
     pusher: pushgateway.Pusher | None = None
     otlp: OtlpMetrics | None = None
@@ -252,6 +253,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         case = case_of(item)
         if case is not None and not _runs_here(case, monitor.settings):
             drop.append(item)
+            monitor.others_shards += _selected_elsewhere(case, monitor.settings)
             continue
         if case is not None:
             item.user_properties.extend(report.identity_properties(case))
@@ -272,11 +274,13 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
     try:
         cases = monitor.suite.resolve(case for _, case in selected)
     except ConfigError as exc:
+        # No case is left to probe: pytest calls pytest_collection_finish, which starts the probes, even when this
+        # hook raises.
+        config.hook.pytest_deselected(items=items[:])
+        items[:] = []
         if not hasattr(config, "workerinput"):
             raise pytest.UsageError(f"endpoints file: {exc}") from None
         config.workeroutput[CONFIG_ERROR] = f"endpoints file: {exc}"
-        config.hook.pytest_deselected(items=items[:])
-        items[:] = []
         return
     for (item, _), case in zip(selected, cases):
         item.callspec.params["case"] = case  # the value pytest passes to the test: its case, now resolved
@@ -345,6 +349,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
+    if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and monitor.others_shards:
+        # A shard whose share of a non-empty selection is empty did its part: exit 5 would fail its Job's index.
+        session.exitstatus = pytest.ExitCode.OK
     failed = False
     if monitor.pusher is not None:
         monitor.pusher.push(_end_budget(monitor))
@@ -370,6 +377,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if monitor is None:
         return
     found = report.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
+    if not found and monitor.others_shards:
+        terminalreporter.write_line(f"model-monitor: shard {monitor.settings.shard} holds none of the selected cases "
+                                    f"(the other shards hold {monitor.others_shards}): nothing to run here")
     if found:
         terminalreporter.section("model-monitor summary")
         for line in report.table(report.rows(found)):
@@ -427,6 +437,11 @@ def _sets_timeouts(config: pytest.Config) -> bool:
 
 def _selected(case: Case, only: tuple[str, ...]) -> bool:
     return case.endpoint.name in only or case.id in only
+
+
+def _selected_elsewhere(case: Case, resolved: settings.Settings) -> bool:
+    """Selected, but owned by another shard."""
+    return resolved.shard is not None and (not resolved.only or _selected(case, resolved.only))
 
 
 def _runs_here(case: Case, resolved: settings.Settings) -> bool:

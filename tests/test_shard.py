@@ -104,3 +104,19 @@ def test_a_bad_shard_is_a_one_line_usage_error(
     source = "--shard" if flag else "environment variable MODEL_MONITOR_SHARD"
     errors = [line for line in run.result.stderr.lines if "ERROR" in line]
     assert errors == [f"ERROR: {source}: invalid value {(env or '3/3')!r}: expected I/K with 0 <= I < K, e.g. 0/3 for the first of 3 shards"]
+
+
+def test_a_shard_whose_share_is_empty_passes_and_says_so(server: FakeOpenAI, run_monitor) -> None:
+    """One case over three shards: two of them hold nothing, which is their whole job done, not pytest's exit 5
+    (that would fail their index of the Indexed Job); a selection that is empty everywhere still exits 5."""
+    file = {"endpoints": [endpoint(server.url, model("only-one"))]}
+    owner = next(i for i in range(K) if Shard(i, K).owns("svc/only-one"))
+    for index in range(K):
+        run = run_monitor(file, f"--shard={index}/{K}")
+        if index == owner:
+            assert run.ret == 0 and run.cases["svc/only-one"]["model_monitor.verdict"] == "pass", run.output
+        else:
+            assert run.ret == 0, run.output
+            run.result.stdout.fnmatch_lines([f"model-monitor: shard {index}/{K} holds none of the selected cases *"])
+    assert run_monitor(file, f"--shard={owner}/{K}", "-k", "no-such-case").ret == 5
+    assert len(server.requests) == 1
