@@ -255,12 +255,25 @@ def test_promtool_unit_tests_pass_and_cover_every_alert(tmp_path: Path) -> None:
     assert set(alert_exprs()) == set(ALERTS) == fired
 
 
+def test_the_rules_template_does_no_arithmetic() -> None:
+    """Every duration and number of the alerts is a value as written (no logic in templates)."""
+    template = (CHART / "files" / "prometheus-rules.yaml").read_text(encoding="utf-8")
+    assert not re.search(r"{{[^}]*\b(mul|div|add|sub|mod|add1|max|min)\b", template)
+
+
+def test_the_default_no_run_duration_is_the_same_in_seconds() -> None:
+    """noRunFor (the `for:` of ModelMonitorAbsent) and noRunSeconds (ModelMonitorNoRun's threshold) are one length."""
+    defaults = load_values([])["metrics"]["prometheusRule"]
+    minutes = re.fullmatch(r"(\d+)m", defaults["noRunFor"])
+    assert minutes and int(minutes.group(1)) * 60 == defaults["noRunSeconds"]
+
+
 def test_unit_tests_assume_the_default_thresholds() -> None:
     """rules_test.yaml's timings are those of the chart's defaults: a change of default must update it."""
     defaults = load_values([])["metrics"]["prometheusRule"]
     assert {k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")} == {
-        "runIntervalSeconds": 300, "failingRuns": 3, "degradedFor": "15m", "ttftSloSeconds": 5, "ttftFor": "15m",
-        "severity": "critical", "warningSeverity": "warning",
+        "failingFor": "10m", "noRunFor": "10m", "noRunSeconds": 600, "degradedFor": "15m", "ttftSloSeconds": 5,
+        "ttftFor": "15m", "severity": "critical", "warningSeverity": "warning",
     }
     assert {k: v for k, v in rule_values().items() if k not in ("enabled", "namespace", "labels")} == {
         k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")
@@ -393,7 +406,7 @@ def test_every_dashboard_variable_is_checked() -> None:
 
 def alert_expectations(run: PushedRun) -> dict[str, tuple[float, tuple[str, ...], set[tuple[str, ...]]]]:
     """Per alert: when to ask (Unix time), the labels that tell its series apart, what it must return then."""
-    late = run.pushed_at + 2 * rule_values()["runIntervalSeconds"] + 60  # no run since the push
+    late = run.pushed_at + rule_values()["noRunSeconds"] + 60  # no run since the push
     slo = rule_values()["ttftSloSeconds"]
     return {
         "ModelMonitorModelFailing": (time.time(), ("endpoint", "model"), run.matching(lambda c: not c.success)),
@@ -416,7 +429,7 @@ def test_every_alert_expression_returns_the_expected_series(stack: Stack, pushed
 
 @pytest.mark.parametrize("alert", ALERTS)
 def test_no_alert_expression_holds_at_the_other_times(stack: Stack, pushed: PushedRun, alert: str) -> None:
-    """Right after the run only the model alerts hold; two intervals later only NoRun; before it only Absent."""
+    """Right after the run only the model alerts hold; noRunSeconds later only NoRun; before it only Absent."""
     times = {"now": time.time(), "late": alert_expectations(pushed)["ModelMonitorNoRun"][0], "before": pushed.before_push}
     holds_at = {"ModelMonitorNoRun": "late", "ModelMonitorAbsent": "before"}.get(alert, "now")
     for name, at in times.items():
