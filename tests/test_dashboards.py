@@ -3,9 +3,9 @@ and promtool; scripts/install-tools installs them, and a missing tool is a failu
 
 - The PrometheusRule that `helm template` renders passes `promtool check rules`, and `promtool test rules` runs
   tests/prometheus/rules_test.yaml against it: at least one unit test per alert.
-- A real Pushgateway and a real Prometheus (scraping it every second, honor_labels) run on loopback; push_run()
-  pushes one run's series, and every dashboard panel's query and every alert expression returns the series
-  expected of that run through Prometheus' HTTP API.
+- A real Pushgateway and a real Prometheus (scraping it every second, honor_labels) run on loopback; a real monitor
+  run against FakeOpenAI pushes to it as the chart's CronJob does, and every dashboard panel's query and every alert
+  expression returns, through Prometheus' HTTP API, the series that the run's results say it must.
 - Helm renders and lints the chart with the metrics options on and off. kubernetes-validate knows only the core
   API, not the PrometheusRule CRD, so its shape is checked against PROMETHEUS_RULE_SHAPE below.
 """
@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-from .helpers import ROOT
+from testbed.openai_server import FakeOpenAI
+
+from .helpers import endpoint, model
 from .servers import LoopbackServer, free_port, loopback_server
 from .test_chart import CHART, HELMS, RELEASE, env_of, kinds, load_values, pod_specs, run, tool, values_args
 
@@ -97,105 +98,98 @@ PROMETHEUS_RULE_SHAPE: dict[str, Any] = {
 }
 
 
-# --- one run's series, as the monitor pushes them -----------------------------------------------------------------
+# --- one real monitor run, and what its series must show -----------------------------------------------------------
+
+# The endpoints file of the run, against FakeOpenAI (its fault tokens are in the model names): a passing stream
+# (ttft, tokens/s, prompt/completion/reasoning tokens), a stream slower to its first token than the default 5 s
+# TTFT SLO, a pass after a 503 and a retry (degraded), a failure (HTTP 500: server_error) and an embedding.
+RUN_MODELS = {
+    "gw": [
+        model("dash-stream+reasoning+token_delay=0.05", id="chat-fast", stream=True),
+        model("dash-slow+delay=6", id="chat-slow", stream=True),
+        model("dash-flaky+flaky=1", id="chat-flaky", retries=1),
+        model("dash-down+status=500", id="chat-down"),
+    ],
+    "search": [model("dash-embed", type="embedding")],
+}
 
 
 @dataclass(frozen=True)
 class PushedCase:
-    """One case's result in a run, as its series carry it."""
+    """One case of the run, as its results and JUnit properties tell it."""
 
     endpoint: str
     model: str
-    type: str
     success: bool
     degraded: bool
-    duration_s: float
-    attempts: int
-    ttft_s: float | None = None
-    tokens_per_second: float | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
-    error_class: str | None = None
+    ttft_s: float | None
+    tokens_per_second: float | None
+    token_kinds: frozenset[str]
+    error_class: str | None
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return {"endpoint": self.endpoint, "model": self.model, "type": self.type, "case": f"{self.endpoint}/{self.model}"}
-
-
-RUN = (
-    # passed after a retry, slow to its first token: degraded, and over the 5 s TTFT SLO
-    PushedCase("gw", "chat-ok", "chat", success=True, degraded=True, duration_s=2.5, attempts=2, ttft_s=6.0,
-               tokens_per_second=40.0, tokens={"prompt": 12, "completion": 30, "reasoning": 8}),
-    PushedCase("gw", "chat-fast", "chat", success=True, degraded=False, duration_s=0.8, attempts=1, ttft_s=0.2,
-               tokens_per_second=90.0, tokens={"prompt": 12, "completion": 30}),
-    PushedCase("gw", "chat-down", "chat", success=False, degraded=False, duration_s=0.3, attempts=1,
-               error_class="server_error"),
-    PushedCase("search", "embed", "embedding", success=True, degraded=False, duration_s=0.1, attempts=1,
-               tokens={"prompt": 5}),
-)
+    @classmethod
+    def of(cls, entry: dict[str, Any], junit: dict[str, str]) -> PushedCase:
+        """From the case's --results-json entry and its JUnit properties (which say whether it was degraded)."""
+        metrics = entry["metrics"]
+        return cls(
+            entry["endpoint"], entry["model"], success=entry["verdict"] == "pass",
+            degraded="model_monitor.degraded" in junit, ttft_s=metrics.get("ttft_s"),
+            tokens_per_second=metrics.get("tokens_per_s"),
+            token_kinds=frozenset(kind for kind in ("prompt", "completion", "reasoning") if f"{kind}_tokens" in metrics),
+            error_class=entry["class"],
+        )
 
 
-def push_run(gateway_url: str) -> None:
-    """Push one run's series like the monitor does at the end of a run (grouping key job, instance; replace).
+@dataclass
+class PushedRun:
+    """The run's cases, and the times around its push."""
 
-    Stands in for a monitor run: a real run pushing to `gateway_url` (MODEL_MONITOR_PUSHGATEWAY_URL, with
-    MODEL_MONITOR_METRICS_INSTANCE=INSTANCE) must leave the same series.
-    """
-    registry = CollectorRegistry()
-    case_labels = ["endpoint", "model", "type", "case"]
+    cases: tuple[PushedCase, ...]
+    before_push: float  # a time Prometheus has no pushed series for
+    pushed_at: float  # the run's model_monitor_last_run_timestamp_seconds, as Prometheus has it
 
-    def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, doc, [*case_labels, *extra], registry=registry)
-
-    success = gauge("model_monitor_probe_success", "1 if the case passed")
-    degraded = gauge("model_monitor_probe_degraded", "1 if the case passed degraded")
-    duration = gauge("model_monitor_probe_duration_seconds", "the request's duration")
-    ttft = gauge("model_monitor_probe_ttft_seconds", "time to the first token")
-    speed = gauge("model_monitor_probe_tokens_per_second", "completion tokens per second")
-    attempts = gauge("model_monitor_probe_attempts", "requests made")
-    tokens = gauge("model_monitor_probe_tokens", "tokens used", ("kind",))
-    error = gauge("model_monitor_probe_error", "1 for the failing error class", ("class",))
-    last_run = Gauge("model_monitor_last_run_timestamp_seconds", "when the run ended", registry=registry)
-    for case in RUN:
-        labels = case.labels
-        success.labels(**labels).set(int(case.success))
-        degraded.labels(**labels).set(int(case.degraded))
-        duration.labels(**labels).set(case.duration_s)
-        attempts.labels(**labels).set(case.attempts)
-        if case.ttft_s is not None:
-            ttft.labels(**labels).set(case.ttft_s)
-        if case.tokens_per_second is not None:
-            speed.labels(**labels).set(case.tokens_per_second)
-        for kind, count in case.tokens.items():
-            tokens.labels(**labels, kind=kind).set(count)
-        if case.error_class:
-            error.labels(**labels, **{"class": case.error_class}).set(1)
-    last_run.set_to_current_time()
-    push_to_gateway(gateway_url, job=JOB, registry=registry, grouping_key={"instance": INSTANCE}, timeout=10)
+    def matching(self, predicate: Callable[[PushedCase], bool]) -> set[tuple[str, ...]]:
+        """(endpoint, model) of the run's cases that match."""
+        return {(case.endpoint, case.model) for case in self.cases if predicate(case)}
 
 
-def cases(predicate: Callable[[PushedCase], bool]) -> set[tuple[str, ...]]:
-    """(endpoint, model) of the run's cases that match."""
-    return {(case.endpoint, case.model) for case in RUN if predicate(case)}
-
-
-# What each panel shows for RUN: (the labels that tell its series apart, the expected values of those labels).
-EXPECTED_PANELS: dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]] = {
-    "Success per model": (("endpoint", "model"), cases(lambda c: True)),
-    "Degraded": (("endpoint", "model"), cases(lambda c: True)),
-    "Time to first token": (("endpoint", "model"), cases(lambda c: c.ttft_s is not None)),
-    "Latency": (("endpoint", "model"), cases(lambda c: True)),
-    "Tokens per second": (("endpoint", "model"), cases(lambda c: c.tokens_per_second is not None)),
-    "Tokens used per run": (("endpoint", "model", "kind"), {(c.endpoint, c.model, k) for c in RUN for k in c.tokens}),
-    "Errors by class": (("class",), {(c.error_class,) for c in RUN if c.error_class}),
-    "Attempts": (("endpoint", "model"), cases(lambda c: True)),
-    "Last run age": (("instance",), {(INSTANCE,)}),
+# The labels that tell each panel's series apart.
+PANEL_KEYS: dict[str, tuple[str, ...]] = {
+    "Success per model": ("endpoint", "model"),
+    "Degraded": ("endpoint", "model"),
+    "Time to first token": ("endpoint", "model"),
+    "Latency": ("endpoint", "model"),
+    "Tokens per second": ("endpoint", "model"),
+    "Tokens used per run": ("endpoint", "model", "kind"),
+    "Errors by class": ("class",),
+    "Attempts": ("endpoint", "model"),
+    "Last run age": ("instance",),
 }
-# What each dashboard variable offers for RUN.
-EXPECTED_VARIABLES = {
-    "instance": {INSTANCE},
-    "endpoint": {c.endpoint for c in RUN},
-    "model": {c.model for c in RUN},
-}
+
+
+def expected_panels(run: PushedRun) -> dict[str, set[tuple[str, ...]]]:
+    """What each panel shows for the run: the values of its PANEL_KEYS labels."""
+    every = run.matching(lambda c: True)
+    return {
+        "Success per model": every,
+        "Degraded": every,
+        "Time to first token": run.matching(lambda c: c.ttft_s is not None),
+        "Latency": every,
+        "Tokens per second": run.matching(lambda c: c.tokens_per_second is not None),
+        "Tokens used per run": {(c.endpoint, c.model, kind) for c in run.cases for kind in c.token_kinds},
+        "Errors by class": {(c.error_class,) for c in run.cases if c.error_class},
+        "Attempts": every,
+        "Last run age": {(INSTANCE,)},
+    }
+
+
+def expected_variables(run: PushedRun) -> dict[str, set[str]]:
+    """What each dashboard variable offers for the run."""
+    return {
+        "instance": {INSTANCE},
+        "endpoint": {c.endpoint for c in run.cases},
+        "model": {c.model for c in run.cases},
+    }
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -261,12 +255,25 @@ def test_promtool_unit_tests_pass_and_cover_every_alert(tmp_path: Path) -> None:
     assert set(alert_exprs()) == set(ALERTS) == fired
 
 
+def test_the_rules_template_does_no_arithmetic() -> None:
+    """Every duration and number of the alerts is a value as written (no logic in templates)."""
+    template = (CHART / "files" / "prometheus-rules.yaml").read_text(encoding="utf-8")
+    assert not re.search(r"{{[^}]*\b(mul|div|add|sub|mod|add1|max|min)\b", template)
+
+
+def test_the_default_no_run_duration_is_the_same_in_seconds() -> None:
+    """noRunFor (the `for:` of ModelMonitorAbsent) and noRunSeconds (ModelMonitorNoRun's threshold) are one length."""
+    defaults = load_values([])["metrics"]["prometheusRule"]
+    minutes = re.fullmatch(r"(\d+)m", defaults["noRunFor"])
+    assert minutes and int(minutes.group(1)) * 60 == defaults["noRunSeconds"]
+
+
 def test_unit_tests_assume_the_default_thresholds() -> None:
     """rules_test.yaml's timings are those of the chart's defaults: a change of default must update it."""
     defaults = load_values([])["metrics"]["prometheusRule"]
     assert {k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")} == {
-        "runIntervalSeconds": 300, "failingRuns": 3, "degradedFor": "15m", "ttftSloSeconds": 5, "ttftFor": "15m",
-        "severity": "critical", "warningSeverity": "warning",
+        "failingFor": "10m", "noRunFor": "10m", "noRunSeconds": 600, "degradedFor": "15m", "ttftSloSeconds": 5,
+        "ttftFor": "15m", "severity": "critical", "warningSeverity": "warning",
     }
     assert {k: v for k, v in rule_values().items() if k not in ("enabled", "namespace", "labels")} == {
         k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")
@@ -278,10 +285,10 @@ def test_unit_tests_assume_the_default_thresholds() -> None:
 
 @dataclass
 class Stack:
+    """A real Pushgateway and the real Prometheus that scrapes it."""
+
     pushgateway: LoopbackServer
     prometheus: LoopbackServer
-    before_push: float  # a time Prometheus has no pushed series for
-    pushed_at: float  # the run's model_monitor_last_run_timestamp_seconds
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         response = httpx.get(f"{self.prometheus.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"},
@@ -324,63 +331,96 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         loopback_server("prometheus", prometheus_cmd, port=prometheus_port, ready_path="/-/ready",
                         log=work / "prometheus.log") as prometheus,
     ):
+        yield Stack(pushgateway, prometheus)
+
+
+@pytest.fixture
+def pushed(stack: Stack, openai_server: FakeOpenAI, run_monitor: Callable[..., Any], module_runs: dict[str, Any],
+           tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> PushedRun:
+    """One monitor run of RUN_MODELS, pushing to the stack's Pushgateway as the chart's CronJob does (the URL and the
+    instance from the environment), once Prometheus has scraped it; made once for the module."""
+    if "pushed" not in module_runs:
+        monkeypatch.setenv("MODEL_MONITOR_PUSHGATEWAY_URL", stack.pushgateway.url)
+        monkeypatch.setenv("MODEL_MONITOR_METRICS_INSTANCE", INSTANCE)
+        results = tmp_path_factory.mktemp("run") / "results.json"
         before_push = time.time()
-        push_run(pushgateway.url)
-        stack = Stack(pushgateway, prometheus, before_push, 0.0)
+        run = run_monitor({"endpoints": [endpoint(openai_server.url, *models, name=name)
+                                         for name, models in RUN_MODELS.items()]}, f"--results-json={results}")
+        assert run.ret == 1, run.output  # the failing case fails the run; the degraded one passes
+        assert f"metrics: {len(run.cases)} cases pushed to {stack.pushgateway.url}/metrics/job/{JOB}/instance/{INSTANCE}" \
+            in run.output, run.output
+        entries = json.loads(results.read_text(encoding="utf-8"))["cases"]
         (found,) = wait_for(
             lambda: stack.query(f'model_monitor_last_run_timestamp_seconds{{job="{JOB}", instance="{INSTANCE}"}}',
                                 time.time()),
             "the run's model_monitor_last_run_timestamp_seconds in Prometheus")
-        stack.pushed_at = float(found["value"][1])
-        yield stack
+        module_runs["pushed"] = PushedRun(tuple(PushedCase.of(e, run.cases[e["id"]]) for e in entries),
+                                          before_push, float(found["value"][1]))
+    return module_runs["pushed"]
+
+
+def test_the_run_has_every_kind_of_case_the_expectations_need(pushed: PushedRun) -> None:
+    """Else an expectation derived from the run could be empty and prove nothing."""
+    slo = rule_values()["ttftSloSeconds"]
+    assert [c for c in pushed.cases if c.success and c.tokens_per_second and c.token_kinds >= {"prompt", "completion",
+                                                                                              "reasoning"}]
+    assert [c for c in pushed.cases if c.ttft_s is not None and c.ttft_s > slo]
+    assert [c for c in pushed.cases if c.ttft_s is not None and c.ttft_s <= slo]
+    assert [c for c in pushed.cases if c.success and c.degraded]
+    assert [c for c in pushed.cases if not c.success and c.error_class]
+    assert [c for c in pushed.cases if c.endpoint == "search" and c.token_kinds == {"prompt"}]
 
 
 def labelled(result: list[dict[str, Any]], keys: tuple[str, ...]) -> set[tuple[str, ...]]:
     return {tuple(item["metric"].get(key, "") for key in keys) for item in result}
 
 
-@pytest.mark.parametrize("title", EXPECTED_PANELS)
-def test_every_panel_query_returns_the_runs_series(stack: Stack, title: str) -> None:
+@pytest.mark.parametrize("title", PANEL_KEYS)
+def test_every_panel_query_returns_the_runs_series(stack: Stack, pushed: PushedRun, title: str) -> None:
     (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
-    keys, expected = EXPECTED_PANELS[title]
     for target in panel["targets"]:
         expr = substitute(target["expr"], all_values())
         result = wait_for(lambda: stack.query(expr, time.time()), f"panel {title!r}: {expr}")
-        assert labelled(result, keys) == expected, expr
+        assert labelled(result, PANEL_KEYS[title]) == expected_panels(pushed)[title], expr
 
 
 def test_every_panel_is_checked() -> None:
-    assert sorted(p["title"] for p in dashboard()["panels"]) == sorted(EXPECTED_PANELS)
+    assert sorted(p["title"] for p in dashboard()["panels"]) == sorted(PANEL_KEYS)
 
 
-@pytest.mark.parametrize("name", EXPECTED_VARIABLES)
-def test_every_dashboard_variable_offers_the_runs_values(stack: Stack, name: str) -> None:
+@pytest.mark.parametrize("name", ["instance", "endpoint", "model"])
+def test_every_dashboard_variable_offers_the_runs_values(stack: Stack, pushed: PushedRun, name: str) -> None:
     """label_values(<selector>, <label>), as Grafana's Prometheus data source answers it: through /api/v1/series."""
     (variable,) = [v for v in dashboard()["templating"]["list"] if v["name"] == name]
     match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"]["query"])
     assert match, variable["query"]
     selector = substitute(match.group(1), all_values())
     found = wait_for(lambda: stack.series(selector), f"variable {name}: {selector}")
-    assert {series[match.group(2)] for series in found} == EXPECTED_VARIABLES[name]
+    assert {series[match.group(2)] for series in found} == expected_variables(pushed)[name]
 
 
-def alert_expectations(stack: Stack) -> dict[str, tuple[float, tuple[str, ...], set[tuple[str, ...]]]]:
+def test_every_dashboard_variable_is_checked() -> None:
+    names = {v["name"] for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+    assert names == {"instance", "endpoint", "model"}
+
+
+def alert_expectations(run: PushedRun) -> dict[str, tuple[float, tuple[str, ...], set[tuple[str, ...]]]]:
     """Per alert: when to ask (Unix time), the labels that tell its series apart, what it must return then."""
-    late = stack.pushed_at + 2 * rule_values()["runIntervalSeconds"] + 60  # no run since the push
+    late = run.pushed_at + rule_values()["noRunSeconds"] + 60  # no run since the push
+    slo = rule_values()["ttftSloSeconds"]
     return {
-        "ModelMonitorModelFailing": (time.time(), ("endpoint", "model"), cases(lambda c: not c.success)),
-        "ModelMonitorModelDegraded": (time.time(), ("endpoint", "model"), cases(lambda c: c.degraded)),
+        "ModelMonitorModelFailing": (time.time(), ("endpoint", "model"), run.matching(lambda c: not c.success)),
+        "ModelMonitorModelDegraded": (time.time(), ("endpoint", "model"), run.matching(lambda c: c.degraded)),
         "ModelMonitorTTFTOverSLO": (
-            time.time(), ("endpoint", "model"),
-            cases(lambda c: c.ttft_s is not None and c.ttft_s > rule_values()["ttftSloSeconds"])),
+            time.time(), ("endpoint", "model"), run.matching(lambda c: c.ttft_s is not None and c.ttft_s > slo)),
         "ModelMonitorNoRun": (late, ("job", "instance"), {(JOB, INSTANCE)}),
-        "ModelMonitorAbsent": (stack.before_push, ("job",), {(JOB,)}),
+        "ModelMonitorAbsent": (run.before_push, ("job",), {(JOB,)}),
     }
 
 
 @pytest.mark.parametrize("alert", ALERTS)
-def test_every_alert_expression_returns_the_expected_series(stack: Stack, alert: str) -> None:
-    at, keys, expected = alert_expectations(stack)[alert]
+def test_every_alert_expression_returns_the_expected_series(stack: Stack, pushed: PushedRun, alert: str) -> None:
+    at, keys, expected = alert_expectations(pushed)[alert]
     expr = alert_exprs()[alert]
     result = wait_for(lambda: stack.query(expr, at), f"{alert}: {expr}")
     assert labelled(result, keys) == expected
@@ -388,9 +428,9 @@ def test_every_alert_expression_returns_the_expected_series(stack: Stack, alert:
 
 
 @pytest.mark.parametrize("alert", ALERTS)
-def test_no_alert_expression_holds_at_the_other_times(stack: Stack, alert: str) -> None:
-    """Right after the run only the model alerts hold; two intervals later only NoRun; before it only Absent."""
-    times = {"now": time.time(), "late": alert_expectations(stack)["ModelMonitorNoRun"][0], "before": stack.before_push}
+def test_no_alert_expression_holds_at_the_other_times(stack: Stack, pushed: PushedRun, alert: str) -> None:
+    """Right after the run only the model alerts hold; noRunSeconds later only NoRun; before it only Absent."""
+    times = {"now": time.time(), "late": alert_expectations(pushed)["ModelMonitorNoRun"][0], "before": pushed.before_push}
     holds_at = {"ModelMonitorNoRun": "late", "ModelMonitorAbsent": "before"}.get(alert, "now")
     for name, at in times.items():
         if name != holds_at:
