@@ -110,7 +110,8 @@ BAD = {
     ),
     "typo-field": (
         "endpoints:\n  - name: a\n    url: http://x\n    modles: []\n    models: [{name: m, type: chat}]\n",
-        "unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, probe_header, probe_metadata, probe_user, schedule, timeout, url",
+        "unknown field 'modles'; accepted: api_key_env, discover, discover_timeout, exclude, headers, include, "
+        "max_concurrency, models, name, probe_header, probe_metadata, probe_user, schedule, timeout, types, url",
         4,
     ),
     "wrong-type": (
@@ -467,8 +468,9 @@ endpoints:
 """
 FIVE_FOUND = [
     "4: endpoints[0].timeout: 'soon' is not of type number",
-    "5: endpoints[0].modles: unknown field 'modles'; accepted: api_key_env, headers, max_concurrency, models, name, "
-    "schedule, timeout, url, verify_tls",
+    "5: endpoints[0].modles: unknown field 'modles'; accepted: api_key_env, discover, discover_timeout, exclude, "
+    "headers, include, max_concurrency, models, name, probe_header, probe_metadata, probe_user, schedule, timeout, "
+    "types, url, verify_tls",
     "9: endpoints[0].models[0].params: [1] is not of type object",
     "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models, "
     "transcription, speech, moderation, image",
