@@ -1,4 +1,4 @@
-"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,telemetry,xdist,sequential,curl,floor,collect] [--repeat 3]
+"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery] [--repeat 3]
 
 Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
 prints one table per size plus the targets, and writes everything to bench/out/results.json.
@@ -17,12 +17,13 @@ from pathlib import Path
 
 from testbed.receiver import Receiver
 
-from . import report, rows, suite
+from . import discovery, report, rows, suite
 from .rows import Row
 from .target import Target
 
 OUT = Path(__file__).resolve().parent / "out"
 ROW_KEYS = ("default", "telemetry", "xdist", "sequential", "curl", "floor")
+EXTRA_ROWS = ("collect", "discovery")  # measured once, not per size
 # Run order: the floor right before our default run, the slow sequential row last.
 RUN_ORDER = ("floor", "default", "telemetry", "xdist", "curl", "sequential")
 DEFAULT_MAX_CONCURRENCY = 100
@@ -41,8 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Model Monitor's scale benchmark.")
     parser.add_argument("--sizes", default="50,500", help="comma-separated case counts (default 50,500)")
     parser.add_argument("--latency", type=float, default=1.0, help="the server's fixed latency in seconds (1.0)")
-    parser.add_argument("--only", default=",".join((*ROW_KEYS, "collect")),
-                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect (all)")
+    parser.add_argument("--only", default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
+                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="run each row this many times and keep the run with the median wall time "
                              "(3; the sequential row runs once)")
@@ -52,7 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
-    unknown = set(args.only) - {*ROW_KEYS, "collect"}
+    unknown = set(args.only) - {*ROW_KEYS, *EXTRA_ROWS}
     if unknown:
         parser.error(f"--only: unknown row(s) {', '.join(sorted(unknown))}")
     args.repeat = max(1, args.repeat)
@@ -188,8 +189,11 @@ def main(argv: list[str]) -> int:
         bench = Bench(args, target, receiver, streaming)
         for size in args.sizes:
             bench.run(size)
+    found = discovery.run(args.out / "discovery", args.latency) if "discovery" in args.only else None
     print()
     bench.print_tables()
+    if found is not None:
+        print("\n".join(discovery.describe(found, args.latency)) + "\n")
     verdicts = report.targets(bench.rows, bench.collect_s, args.latency)
     print("targets (issue #6), our default run:")
     for v in verdicts:
@@ -198,6 +202,9 @@ def main(argv: list[str]) -> int:
     results = {"command": command, "machine": machine, "latency_s": args.latency, "streaming": streaming,
                "repeat": args.repeat, "started": started, "sizes": bench.sizes,
                "targets": [asdict(v) for v in verdicts]}
+    if found is not None:
+        results["discovery"] = {"collect_only_s": found.collect.wall_s, "run_s": found.run.wall_s,
+                                "peak_rss_mb": found.run.peak_rss_bytes / report.MB, "listings": found.listings}
     path = args.out / "results.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nresults: {path}")

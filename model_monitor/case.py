@@ -68,6 +68,8 @@ class Case:
     warn_latency: float | None = None  # crossing a warn_ threshold passes the case, marked degraded
     warn_ttft: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    # (error class, reason) of a case that fails without sending a request: a discovery whose listing failed
+    failure: tuple[str, str] | None = None
 
     @property
     def id(self) -> str:

@@ -13,7 +13,6 @@ import contextlib
 import math
 import ssl
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,10 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from . import __version__
 from .case import Case, Endpoint
+from .connection import request_headers, transport_for
 from .errors import ErrorClass, ProbeError
-from .exchange import ACCEPT_ENCODING, Timed, one_line, timed
+from .exchange import Timed, one_line, timed
 from .outcome import Attempt, Outcome
 from .probes import Verdict, consumer, evaluate
 from .redact import Redactor
@@ -36,7 +35,6 @@ from .types.base import Multipart
 __all__ = ["Engine", "case_budget"]
 
 DEFAULT_MAX_CONCURRENCY = 100
-USER_AGENT = f"model-monitor/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ class Engine:
         ones does not hold the GIL while the first ones are being timed."""
         if self._stop is not None:
             return
-        prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures]
+        prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures and not case.failure]
         for case, transport, request in prepared:
             self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
 
@@ -108,6 +106,9 @@ class Engine:
         """Wait for this case's probe (starting it if it was not prefetched), then judge it.
 
         After stop(), a probe that had finished is still judged; one that had not fails with the stop's class."""
+        if case.failure is not None:
+            error_class, why = case.failure
+            return Outcome(passed=False, reason=self._redact(f"{error_class}: {why}"), error_class=error_class)
         if self._stop is not None and case.id not in self._futures:
             return self._stopped(case, self._stop)
         started = time.monotonic()
@@ -180,7 +181,7 @@ class Engine:
             probe.method,
             case.endpoint.url_for(probe.path),
             **content,
-            headers=_headers(case),
+            headers=request_headers(case.endpoint, case.monitor),
             extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
         )
         request.read()  # one body in memory, sent again as it is on a retry (a multipart stream reads only once)
@@ -280,11 +281,7 @@ class Engine:
         if transport is None:
             if endpoint.verify_tls not in self._tls:
                 self._tls[endpoint.verify_tls] = httpx.create_ssl_context(verify=endpoint.verify_tls)
-            transport = AiohttpTransport(
-                verify=self._tls[endpoint.verify_tls],
-                limits=httpx.Limits(max_connections=endpoint.max_concurrency),
-                proxy=_proxy_for(endpoint.base_url),
-            )
+            transport = transport_for(endpoint, self._tls[endpoint.verify_tls])
             self._transports[endpoint.name] = transport
         return transport
 
@@ -322,24 +319,6 @@ def _evaluate_totally(case: Case, result: Timed) -> Verdict:
         ) from None
 
 
-def _headers(case: Case) -> httpx.Headers:
-    """Ours, then the user's: a header of the same name in the endpoints file replaces ours (names are
-    case-insensitive)."""
-    endpoint = case.endpoint
-    headers = httpx.Headers({
-        "user-agent": USER_AGENT,
-        "accept": "application/json, text/event-stream",
-        "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
-    })
-    if endpoint.probe_header:
-        headers[endpoint.probe_header.name] = endpoint.probe_header.value or case.monitor
-    if endpoint.api_key:
-        headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
-    for name, value in endpoint.headers:
-        headers[name] = value.reveal()
-    return headers
-
-
 def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
     """The body fields that mark a probe, those the endpoint asks for and the type's API accepts."""
     fields: dict[str, Any] = {}
@@ -348,13 +327,6 @@ def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
     if case.endpoint.probe_user and "user" in accepted:
         fields["user"] = case.endpoint.probe_user
     return fields
-
-
-def _proxy_for(url: str) -> httpx.Proxy | None:
-    """The environment's proxy for this URL, as curl and httpx would pick it (NO_PROXY honoured)."""
-    scheme, host = url.split("://", 1)[0], httpx.URL(url).host
-    proxy = urllib.request.getproxies().get(scheme)
-    return httpx.Proxy(proxy) if proxy and not urllib.request.proxy_bypass(host) else None
 
 
 def case_budget(case: Case) -> float:

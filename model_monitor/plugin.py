@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as endpoints_config
-from . import pushgateway, report, results, settings, telemetry, xdist_shard
+from . import discovery, pushgateway, report, results, settings, telemetry, xdist_shard
 from .case import Case
 from .config import ConfigError, Suite
 from .engine import Engine, case_budget
@@ -41,6 +41,7 @@ TIMEOUT_SLACK_S = 10.0
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
+DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
@@ -63,6 +64,7 @@ class Monitor:
     gateway: pushgateway.Gateway | None = None
     pusher: pushgateway.Pusher | None = None
     otlp: OtlpMetrics | None = None
+    listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
 
     def background(self) -> BackgroundLoop:
         if self.loop is None:
@@ -116,6 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
         path = config.invocation_params.dir / path
     try:
         suite = endpoints_config.load(path)
+        listings = _listings(config, suite)
+        suite = discovery.apply(suite, listings)
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
     case_by_id = {case.id: case for case in suite.cases}
@@ -135,7 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(
-        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets, gateway=gateway
+        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets, gateway=gateway,
+        listings=listings,
     )
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
@@ -154,6 +159,15 @@ def pytest_configure(config: pytest.Config) -> None:
                 resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
             heartbeats.delivery.send(ping, chain="provisioning")
+
+
+def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
+    """The discovering endpoints' model listings: made here, or received from the xdist controller, which made them
+    once for all its workers (each listing on its own could find other models, and workers must collect alike)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return discovery.list_models(suite)
+    return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
 
 
 def _gateway(resolved: settings.Settings) -> pushgateway.Gateway | None:
@@ -198,10 +212,12 @@ def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: each worker counts the run deadline from the controller's start, not its own."""
+    """xdist: each worker counts the run deadline from the controller's start, not its own, and collects the
+    models the controller discovered."""
     monitor = node.config.stash.get(MONITOR, None)
     if monitor is not None:
         node.workerinput[RUN_STARTED] = monitor.stopper.started
+        node.workerinput[DISCOVERED] = {name: listing.plain() for name, listing in monitor.listings.items()}
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

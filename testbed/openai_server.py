@@ -238,11 +238,12 @@ class FakeOpenAI(BackgroundServer):
 
     def __init__(self, *, latency: float = 0.0, api_key: str | None = None,
                  models: tuple[str, ...] = DEFAULT_MODELS, redirect_to: str | None = None,
-                 tls: bool = False, port: int = 0) -> None:
+                 tls: bool = False, port: int = 0, listing: str = "") -> None:
         super().__init__(port=port, tls=tls)
         self.latency = latency
         self.api_key = api_key
-        self.models = models
+        self.models = models  # what GET /v1/models lists
+        self.listing = listing  # the faults of GET /v1/models, as a model name gives them: "hang", "status=500"...
         self.redirect_to = redirect_to
         self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()
@@ -310,9 +311,9 @@ class FakeOpenAI(BackgroundServer):
 
     async def _respond(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse | None:
         """Build (or write) the reply; None means the connection was dropped or left hanging."""
-        sc = Scenario(rec.model or "")
-        body = rec.body if isinstance(rec.body, dict) else {}
         kind = request.path.removeprefix("/v1/")
+        sc = Scenario(rec.model or (self.listing if kind == "models" else ""))
+        body = rec.body if isinstance(rec.body, dict) else {}
         wait = self.latency + sc.num("delay")
         auth = request.headers.get("Authorization", "")
         if self.api_key is not None and not hmac.compare_digest(auth, f"Bearer {self.api_key}"):

@@ -8,12 +8,17 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from .base import Checked, ModelType, listed
 
-__all__ = ["TYPE"]
+__all__ = ["TYPE", "model_ids"]
+
+
+def model_ids(data: Any) -> list[str]:
+    """The model ids a GET /models reply lists (discovery reads the listing the same way)."""
+    items = listed(data, "data", "models")
+    return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
 
 
 def _check(case: Case, data: Any) -> Checked:
-    items = listed(data, "data", "models")
-    ids = [item.get("id") for item in items if isinstance(item, dict)]
+    ids = model_ids(data)
     if case.model not in ids:
         shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
         raise ProbeError(ErrorClass.EXPECTATION, f"model {case.model!r} is not listed by GET /models ({len(ids)} listed: {shown})")
