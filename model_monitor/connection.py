@@ -9,13 +9,12 @@ import urllib.request
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from . import __version__
+from . import USER_AGENT
 from .case import Endpoint
 from .exchange import ACCEPT_ENCODING
 
 __all__ = ["request_headers", "transport_for"]
 
-USER_AGENT = f"model-monitor/{__version__}"
 
 
 def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:

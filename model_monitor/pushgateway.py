@@ -23,7 +23,8 @@ from .case import Case
 from .outcome import Outcome
 from .redact import Redactor, Secret
 from .retry import backoff
-from .telemetry import REPLY_READ_CAP, USER_AGENT, TelemetryConfigError, split_url
+from . import USER_AGENT
+from .telemetry import REPLY_READ_CAP, TelemetryConfigError, split_url
 
 __all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
 

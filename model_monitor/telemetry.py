@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import httpx
 
-from . import __version__
+from . import USER_AGENT
 from .case import Case, monitor_key
 from .errors import MonitorError
 from .outcome import Outcome
@@ -36,7 +36,7 @@ from .runtime import BackgroundLoop
 __all__ = [
     "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Pacer", "Ping", "Target", "TelemetryConfigError",
     "cut_message", "describe", "pacing_note", "provisioning", "summary_lines", "targets_from",
-    "REPLY_READ_CAP", "USER_AGENT", "split_url",
+    "REPLY_READ_CAP", "split_url",
 ]
 
 log = logging.getLogger("model_monitor.telemetry")
@@ -46,7 +46,6 @@ ATTEMPTS = 3
 PING_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 PINGS_IN_FLIGHT = 10
 REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
-USER_AGENT = f"model-monitor/{__version__}"
 MONITOR = "{monitor}"  # where a URL template takes the case's monitor key
 PATH_SAFE = "!$&'()*+,;=:@"  # what a path segment may hold unencoded (RFC 3986 pchar), besides letters and digits
 CRONITOR_SHAPE = "expected https://cronitor.link/p/<key>, https://cronitor.link/p/<key>/<group>, or a URL with {monitor}"
