@@ -31,7 +31,7 @@ COPY README.md /src/README.md
 COPY model_monitor /src/model_monitor
 RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --no-deps /src \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
-    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]; import model_monitor.cli, model_monitor.plugin'
+    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]; import model_monitor.cli, model_monitor.entry, model_monitor.plugin'
 
 FROM ${BASE}
 # 10001: the fixed non-root uid and gid the Helm chart's securityContext uses.

@@ -21,8 +21,8 @@ __all__ = ["main", "usage"]
 
 PROG = "model-monitor"
 HELP_FLAGS = frozenset({"-h", "--help"})
-# The plugin by name (also when plugin autoloading is off); no cache: the rootdir is inside the installed package.
-PYTEST_ARGS = ("-p", "model_monitor.plugin", "-p", "no:cacheprovider", "-c", str(SUITE_DIR / "pytest.ini"))
+# The entry point by name (also when plugin autoloading is off); no cache: the rootdir is inside the installed package.
+PYTEST_ARGS = ("-p", "model_monitor.entry", "-p", "no:cacheprovider", "-c", str(SUITE_DIR / "pytest.ini"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,19 +24,17 @@ from .redact import RedactingRecords, Redactor
 from .report import CaseIndex, outcome_of
 from .report_paths import report_paths
 from .runtime import BackgroundLoop
-from .suite import SUITE_DIR
 from .stop import Role, Stopper
 
 if TYPE_CHECKING:
     from .otlp import OtlpMetrics
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
-    "check_case", "pytest_addoption", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
+    "check_case", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
     "pytest_configure_node", "pytest_generate_tests", "pytest_report_header", "pytest_runtest_makereport",
     "pytest_runtestloop", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "pytest_unconfigure",
 ]
 
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"  # the suite pytest collects, beside this package
 TIMEOUT_SLACK_S = 10.0
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
@@ -104,13 +102,8 @@ class Monitor:
 MONITOR = pytest.StashKey[Monitor]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    settings.addoption(parser)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    if not _collects_checks(config):
-        return
+    """Loaded by the entry point (entry.py) only for runs that collect our suite."""
     resolved = settings.resolve(config)
     reports = None if hasattr(config, "workerinput") else report_paths(config, resolved)  # before any request
     path = Path(resolved.endpoints)
@@ -472,31 +465,6 @@ def _check_only(only: tuple[str, ...], case_by_id: dict[str, Case]) -> None:
     unknown = [name for name in only if name not in names]
     if unknown:
         raise pytest.UsageError(f"--only {unknown[0]!r} names no endpoint and no case id in the endpoints file")
-
-
-def _collects_checks(config: pytest.Config) -> bool:
-    """The endpoints file matters only to runs that collect our suite (not `pytest tests`, nor a user's own tests
-    next to the installed plugin)."""
-    for arg in config.args:
-        raw = Path(arg.split("::")[0])
-        for base in (config.invocation_params.dir, config.rootpath):
-            path = (base / raw).resolve()
-            if path.exists():
-                if _is_suite(path):
-                    return True
-                break
-    return False
-
-
-def _is_suite(path: Path) -> bool:
-    """A checkout's checks/, also named by a folder above it; the packaged suite only by its own path (a user's
-    project may hold the virtualenv it is installed in, and pytest collects nothing there)."""
-    in_checkout = CHECKS_DIR.is_dir() and (_within(path, CHECKS_DIR) or path in CHECKS_DIR.parents)
-    return in_checkout or _within(path, SUITE_DIR)
-
-
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -24,7 +24,7 @@ from testbed.openai_server import FakeOpenAI
 
 from .helpers import ROOT, endpoint, model
 
-ENTRY_POINT = "model_monitor.plugin"  # the pytest11 entry point's name: `-p no:model_monitor.plugin` turns it off
+ENTRY_POINT = "model_monitor.entry"  # the pytest11 entry point's name: `-p no:model_monitor.entry` turns it off
 OURS_OR_PYTESTS = ("PYTEST_", "MODEL_MONITOR_")  # variables of this test run, not of the user's
 NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build",
                                     "dist")
@@ -140,8 +140,11 @@ def test_the_checkout_runs_with_the_package_installed(installed: Installed, open
 
 
 USER_TESTS = """\
+import sys
+
 def test_mine_passes(request):
     assert request.node.get_closest_marker("timeout") is None
+    assert "model_monitor.plugin" not in sys.modules, "the plugin (and its half second of imports) stays unloaded"
 
 def test_mine_fails():
     assert 1 == 2
@@ -150,8 +153,8 @@ def test_mine_fails():
 
 def test_dormant_next_to_a_users_own_tests(installed: Installed) -> None:
     """A user's project that holds the environment: pytest there shows our options in its help, and otherwise
-    changes nothing: no header or summary, no endpoints file read (theirs is not ours), no timeout set, the same
-    verdicts and exit code as with the plugin turned off."""
+    changes nothing: the plugin is not even imported, no header or summary, no endpoints file read (theirs is not
+    ours), no timeout set, the same verdicts and exit code as with the entry point turned off."""
     (installed.project / "test_mine.py").write_text(USER_TESTS, encoding="utf-8")
     (installed.project / "endpoints.yaml").write_text("not: an endpoints file\n", encoding="utf-8")
     pytest_in_project = (installed.python, "-m", "pytest", "-p", "no:cacheprovider")

@@ -38,7 +38,7 @@ ENV = "MODEL_MONITOR_MAX_CONCURRENCY"
 def resolved(pytester: pytest.Pytester, *flags: str, ini: str | None = None, env: str | None = None) -> Settings:
     if ini is not None:
         pytester.makeini(f"[pytest]\nmodel_monitor_max_concurrency = {ini}\nmodel_monitor_cronitor_url = https://ini/p/k\n")
-    config = pytester.parseconfig("-p", "model_monitor.plugin", *flags)
+    config = pytester.parseconfig("-p", "model_monitor.entry", *flags)
     return settings.resolve(config, environ={} if env is None else {ENV: env, "CRONITOR_URL": "https://env/p/k"})
 
 
@@ -87,6 +87,6 @@ def test_a_bad_value_is_a_usage_error_naming_where_it_came_from(
 
 def test_an_env_only_option_is_read_from_the_environment_alone(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nmodel_monitor_cronitor_api_key = from-ini\n")
-    config = pytester.parseconfig("-p", "model_monitor.plugin")
+    config = pytester.parseconfig("-p", "model_monitor.entry")
     assert settings.resolve(config, environ={}).cronitor_api_key is None
     assert settings.resolve(config, environ={"CRONITOR_API_KEY": "from-env"}).cronitor_api_key == Secret("from-env")
