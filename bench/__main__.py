@@ -1,4 +1,5 @@
 """python -m bench [--sizes 50,500] [--latency 1.0] [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery] [--repeat 3]
+python -m bench --large   (N=5000 over 50 endpoints: our run in one process, 4 shards, the floor, --collect-only)
 
 Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
 prints one table per size plus the targets, and writes everything to bench/out/results.json.
@@ -25,7 +26,10 @@ OUT = Path(__file__).resolve().parent / "out"
 ROW_KEYS = ("default", "telemetry", "xdist", "sequential", "curl", "floor")
 EXTRA_ROWS = ("collect", "discovery")  # measured once, not per size
 # Run order: the floor right before our default run, the slow sequential row last.
-RUN_ORDER = ("floor", "default", "telemetry", "xdist", "curl", "sequential")
+RUN_ORDER = ("floor", "default", "shards", "telemetry", "xdist", "curl", "sequential")
+SHARDS = 4
+# --large: issue #15's scale, for the rows its targets name (the others would take minutes each at this N).
+LARGE_SIZE, LARGE_ENDPOINTS, LARGE_ONLY = 5000, 50, ("floor", "default", "shards", "collect")
 DEFAULT_MAX_CONCURRENCY = 100
 COLLECT_REPEATS = 3
 LEGEND = (
@@ -43,17 +47,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", default="50,500", help="comma-separated case counts (default 50,500)")
     parser.add_argument("--latency", type=float, default=1.0, help="the server's fixed latency in seconds (1.0)")
     parser.add_argument("--only", default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
-                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all)")
+                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of "
+                             "these), shards")
     parser.add_argument("--repeat", type=int, default=3,
                         help="run each row this many times and keep the run with the median wall time "
                              "(3; the sequential row runs once)")
     parser.add_argument("--max-sequential-s", type=float, default=120.0,
                         help="skip the sequential row where N x latency exceeds this, and estimate it (120)")
     parser.add_argument("--out", type=Path, default=OUT, help="where files and results.json go (bench/out)")
+    parser.add_argument("--endpoints", type=int, default=suite.ENDPOINTS,
+                        help=f"endpoints the cases are spread over ({suite.ENDPOINTS})")
+    parser.add_argument("--large", action="store_true",
+                        help=f"run N={LARGE_SIZE} over {LARGE_ENDPOINTS} endpoints instead: rows "
+                             f"{','.join(LARGE_ONLY)} (overrides --sizes, --endpoints and --only)")
     args = parser.parse_args(argv)
+    if args.large:
+        args.sizes, args.endpoints, args.only = str(LARGE_SIZE), LARGE_ENDPOINTS, ",".join(LARGE_ONLY)
     args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
-    unknown = set(args.only) - {*ROW_KEYS, *EXTRA_ROWS}
+    unknown = set(args.only) - {*ROW_KEYS, *EXTRA_ROWS, "shards"}
     if unknown:
         parser.error(f"--only: unknown row(s) {', '.join(sorted(unknown))}")
     args.repeat = max(1, args.repeat)
@@ -68,6 +80,8 @@ def run_row(key: str, s: suite.Suite, target: Target, work: Path, receiver: Rece
         row = rows.monitor("telemetry", s, target, work, f"--cronitor-url={receiver.url}/p/bench-key")
         row.note = f"{len(receiver.pings)} pings received"
         return row
+    if key == "shards":
+        return rows.shards(s, target, work, SHARDS)
     if key == "xdist":
         return rows.monitor("xdist", s, target, work, "-n", "auto")
     if key == "sequential":
@@ -96,10 +110,10 @@ class Bench:
 
     def run(self, size: int) -> None:
         work = self.args.out / f"n{size}"
-        s = suite.generate(size, self.target.url, work, self.streaming)
+        s = suite.generate(size, self.target.url, work, self.streaming, self.args.endpoints)
         kinds = ", ".join(f"{n} {k}" for k, n in s.kinds().items())
-        print(f"\nN={size}: {s.endpoints_file} ({kinds}; 10 endpoints, max_concurrency 20 each, global 100)",
-              flush=True)
+        print(f"\nN={size}: {s.endpoints_file} ({kinds}; {s.endpoint_count} endpoints, max_concurrency 20 each, "
+              "global 100)", flush=True)
         entry: dict = self.sizes.setdefault(str(size), {"endpoints_file": str(s.endpoints_file),
                                                         "kinds": s.kinds(), "rows": {}})
         if "collect" in self.args.only:
@@ -194,8 +208,10 @@ def main(argv: list[str]) -> int:
     bench.print_tables()
     if found is not None:
         print("\n".join(discovery.describe(found, args.latency)) + "\n")
-    verdicts = report.targets(bench.rows, bench.collect_s, args.latency)
-    print("targets (issue #6), our default run:")
+    verdicts = report.targets(bench.rows, bench.collect_s, args.latency) if {50, 500} & set(args.sizes) else []
+    if LARGE_SIZE in args.sizes:
+        verdicts += report.scale_targets(bench.rows, bench.collect_s, LARGE_SIZE)
+    print("targets (issue #6; issue #15 at N=5000), our default run:")
     for v in verdicts:
         mark = "n/a " if v.met is None else "MET " if v.met else "MISS"
         print(f"  [{mark}] {v.target}: {v.measured}")

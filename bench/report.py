@@ -15,6 +15,7 @@ MB = 1024 * 1024
 LABELS = {
     "default": "1. our default run",
     "telemetry": "1b. our default run, Cronitor pings on",
+    "shards": "1c. our run, 4 shards side by side (--shard i/4)",
     "xdist": "2. our run, -n auto",
     "sequential": "3. plain sequential (--max-concurrency 1)",
     "curl": "4. original chart: one curl per model",
@@ -139,6 +140,25 @@ def targets(rows: Sequence[Row], collect_s: dict[int, float], latency: float) ->
     if latency != 1.0:
         note = f" (stated for 1 s latency; this run: {latency:g} s)"
         out = [Verdict(v.target + note, v.measured, v.met) for v in out]
+    return out
+
+
+def scale_targets(rows: Sequence[Row], collect_s: dict[int, float], size: int) -> list[Verdict]:
+    """Issue #15's targets at N=`size` (5000), our default run in one process."""
+    find = {(r.key, r.size): r for r in rows if not r.skipped and r.wall_s}
+    ours, floor, collect = find.get(("default", size)), find.get(("floor", size)), collect_s.get(size)
+    wall = f"N={size}: wall <= 1.3 x floor"
+    rss = f"N={size}: peak RSS <= 250 MB"
+    collect_label = f"N={size}: --collect-only < 3 s"
+    out = [Verdict(wall, "not measured", None), Verdict(rss, "not measured", None),
+           Verdict(collect_label, "not measured", None)]
+    if ours and floor and ours.wall_s and floor.wall_s:
+        ratio = ours.wall_s / floor.wall_s
+        out[0] = Verdict(wall, f"{ours.wall_s:.2f} s / {floor.wall_s:.2f} s = x{ratio:.2f}", ratio <= 1.3)
+    if ours and ours.peak_rss_bytes:
+        out[1] = Verdict(rss, f"{ours.peak_rss_bytes / MB:.0f} MB", ours.peak_rss_bytes <= 250 * MB)
+    if collect is not None:
+        out[2] = Verdict(collect_label, f"{collect:.2f} s", collect < 3.0)
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -175,3 +176,28 @@ def curl_pods(suite: Suite, target: Target, work: Path) -> Row:
 def collect_only(suite: Suite, work: Path) -> Measured:
     """`--collect-only`: loading and validating the file and making the cases, no request."""
     return measure(pytest_command(suite, None, "--collect-only"), cwd=ROOT, logs=work / "collect", env=child_env())
+
+
+def shards(suite: Suite, target: Target, work: Path, count: int) -> Row:
+    """`count` runs of ours, `--shard i/count`, started together as an Indexed Job starts its pods.
+
+    One `sh` starts them all and waits for every one, so the row's wall time is the slowest shard's and its peak
+    RSS is the whole group's, sampled at once.
+    """
+    junits = [work / f"shard{i}.xml" for i in range(count)]
+    starts = []
+    for i, junit in enumerate(junits):
+        junit.unlink(missing_ok=True)
+        command = pytest_command(suite, junit, "--shard", f"{i}/{count}")
+        starts.append(f"{shlex.join(command)} > {shlex.quote(str(work / f'shard{i}.log'))} 2>&1 & p{i}=$!")
+    # The group fails when any shard fails, as the Job does.
+    waits = " ".join(f"wait $p{i} || rc=1;" for i in range(count))
+    script = "\n".join((*starts, f"rc=0; {waits} exit $rc"))
+
+    def collect(row: Row, measured: Measured) -> None:
+        for junit in junits:
+            reported, passed = junit_durations(junit)
+            row.reported.update(reported)
+            row.passed += passed
+
+    return _run("shards", suite, target, work, ["sh", "-c", script], collect)

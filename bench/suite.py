@@ -1,4 +1,4 @@
-"""Generated endpoints files: N cases over ten endpoints on one server, mixed chat, embedding and streaming chat.
+"""Generated endpoints files: N cases over ten (or more) endpoints on one server, mixed chat, embedding and streaming chat.
 
 Every case has its own model name (m0000, m0001, ...), so each client's measurement is matched to the server's
 record of that very request. Next to each endpoints file goes a manifest: the exact request (method, URL, body)
@@ -36,6 +36,7 @@ class Request:
 @dataclass(frozen=True)
 class Suite:
     size: int
+    endpoint_count: int
     endpoints_file: Path
     manifest_file: Path
     requests: tuple[Request, ...]
@@ -72,11 +73,11 @@ def model_entry(index: int, kind: str) -> dict:
     return entry
 
 
-def generate(size: int, url: str, folder: Path, streaming: bool) -> Suite:
-    """Write endpoints.yaml and manifest.json for `size` cases into `folder`."""
+def generate(size: int, url: str, folder: Path, streaming: bool, endpoint_count: int = ENDPOINTS) -> Suite:
+    """Write endpoints.yaml and manifest.json for `size` cases over `endpoint_count` endpoints into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     kinds = ("chat", "embedding", STREAM) if streaming else ("chat", "embedding")
-    per_endpoint = [size // ENDPOINTS + (1 if e < size % ENDPOINTS else 0) for e in range(ENDPOINTS)]
+    per_endpoint = [size // endpoint_count + (1 if e < size % endpoint_count else 0) for e in range(endpoint_count)]
     endpoints, kind_of, index = [], {}, 0
     for e, count in enumerate(per_endpoint):
         if not count:
@@ -106,4 +107,4 @@ def generate(size: int, url: str, folder: Path, streaming: bool) -> Suite:
         ))
     manifest_file = folder / "manifest.json"
     manifest_file.write_text(json.dumps([asdict(r) for r in requests], indent=1), encoding="utf-8")
-    return Suite(size, endpoints_file, manifest_file, tuple(requests), streaming)
+    return Suite(size, endpoint_count, endpoints_file, manifest_file, tuple(requests), streaming)
