@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from model_monitor import config
 from model_monitor.case import monitor_key
 from model_monitor.config import MAX_DEPTH, SCHEMA_PATH, ConfigError, Suite, base_url, load, secrets
 from testbed.openai_server import FakeOpenAI
@@ -510,3 +512,42 @@ def test_every_mistake_stops_the_run_in_one_go_before_any_request(
     errors = [line for line in run.result.stderr.lines if "endpoints.yaml:" in line]
     assert [line.split("endpoints.yaml:", 1)[1] for line in errors] == FIVE_FOUND
     assert errors[0].startswith("ERROR: endpoints file: ") and len(openai_server.requests) == before
+
+
+FAST_AND_REFERENCE = """\
+defaults: {timeout: 5, tags: &t [nightly]}
+endpoints:
+  - name: "gw"
+    url: http://127.0.0.1:1/v1
+    models:
+      - {name: a, type: chat, tags: *t}
+      - name: 'b # not a comment'
+        type: embedding
+        prompt: |
+          two
+          lines
+      - {name: "caf\\u00e9", type: chat, max_tokens: 0x10}
+"""
+
+
+def test_libyaml_reads_a_file_as_the_python_parser_does() -> None:
+    """The fast parser is only a faster way to the same data and the same lines (which every error names)."""
+    fast_root, fast = config._compose(config._FastStrictLoader, FAST_AND_REFERENCE)
+    root, reference = config._compose(config._StrictLoader, FAST_AND_REFERENCE)
+    assert fast == reference and fast["endpoints"][0]["models"][2]["name"] == "café"
+
+    def lines(node: Any) -> list[int]:
+        children = node.value if isinstance(node.value, list) else []
+        flat = [child for item in children for child in (item if isinstance(item, tuple) else (item,))]
+        return [node.start_mark.line, *(line for child in flat for line in lines(child))]
+
+    assert lines(fast_root) == lines(root)
+
+
+def test_what_libyaml_refuses_is_read_by_the_python_parser(tmp_path: Path) -> None:
+    """libyaml refuses a JSON-style surrogate pair; PyYAML reads it and we join it: the file loads."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text('endpoints:\n  - name: a\n    url: http://x\n    models: [{name: "\\ud83e\\uddea", type: chat}]\n')
+    with pytest.raises(yaml.YAMLError):
+        config._compose(config._FastStrictLoader, path.read_text())
+    assert load(path, {}).cases[0].model == "\U0001f9ea"
