@@ -546,6 +546,8 @@ def test_shards_make_the_job_indexed_and_pass_each_pod_its_shard(helm: str) -> N
     assert field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     expanded = [env["MODEL_MONITOR_SHARD"]["value"].replace("$(JOB_COMPLETION_INDEX)", str(i)) for i in range(3)]
     assert [shard.parse(text) for text in expanded] == [shard.Shard(i, 3) for i in range(3)]
+    assert env["MODEL_MONITOR_METRICS_INSTANCE"]["value"] == f"{RELEASE}/shard-$(JOB_COMPLETION_INDEX)", "a group each"
+    assert names.index("JOB_COMPLETION_INDEX") < names.index("MODEL_MONITOR_METRICS_INSTANCE")
     (pod,) = kinds(docs, "Pod")
     assert "MODEL_MONITOR_SHARD" not in env_of(pod["spec"]["containers"][0]), "helm test runs every case"
 
