@@ -28,7 +28,10 @@ from .errors import MonitorError
 from .redact import Secret
 from .types import TYPES
 
-__all__ = ["ConfigError", "Discovery", "MAX_DEPTH", "MAX_LISTED", "SCHEMA_PATH", "Suite", "base_url", "load", "secrets"]
+__all__ = [
+    "ConfigError", "Discovery", "FastStrictLoader", "MAX_DEPTH", "MAX_LISTED", "SCHEMA_PATH", "StrictLoader", "Suite",
+    "base_url", "compose", "load", "secrets",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("endpoints.schema.json")
 DISCOVERED_TYPE = "chat"  # a discovered model's type when no `types` rule matches its id
@@ -264,7 +267,7 @@ class _Strict:
         return super().construct_mapping(node, deep=deep)
 
 
-class _StrictLoader(_Strict, yaml.SafeLoader):
+class StrictLoader(_Strict, yaml.SafeLoader):
     """PyYAML's own Python parser: the one whose errors and whose reading of every file are the reference."""
 
     def __init__(self, stream: str) -> None:
@@ -272,10 +275,10 @@ class _StrictLoader(_Strict, yaml.SafeLoader):
         _Strict.__init__(self)
 
 
-class _FastStrictLoader(_Strict, yaml.composer.Composer, yaml.cyaml.CParser, yaml.constructor.SafeConstructor,
+class FastStrictLoader(_Strict, yaml.composer.Composer, yaml.cyaml.CParser, yaml.constructor.SafeConstructor,
                         yaml.resolver.Resolver):
     """The same composing and checks over libyaml's parser, three times faster on a large file. libyaml refuses
-    some text PyYAML reads (a \\ud83d escape, very deep nesting): any error is read again by _StrictLoader, so
+    some text PyYAML reads (a \\ud83d escape, very deep nesting): any error is read again by StrictLoader, so
     that what is accepted and what each error says stay PyYAML's."""
 
     def __init__(self, stream: str) -> None:
@@ -312,13 +315,13 @@ class _Document:
             line = raw[: exc.start].count(b"\n") + 1
             raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
         try:
-            root, data = _compose(_FastStrictLoader, text)
+            root, data = compose(FastStrictLoader, text)
         except yaml.YAMLError:
             root, data = None, None  # read again below, for PyYAML's verdict and words
         else:
             return cls._checked(path, data, root)
         try:
-            root, data = _compose(_StrictLoader, text)
+            root, data = compose(StrictLoader, text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -403,7 +406,7 @@ class _Document:
                 self.problems.add(self.error(parts, message))
 
 
-def _compose(loader_class: type[_StrictLoader | _FastStrictLoader], text: str) -> tuple[yaml.Node | None, Any]:
+def compose(loader_class: type[StrictLoader | FastStrictLoader], text: str) -> tuple[yaml.Node | None, Any]:
     """The file's node tree (for line numbers) and the data built from it."""
     loader = loader_class(text)
     try:

@@ -532,8 +532,8 @@ endpoints:
 
 def test_libyaml_reads_a_file_as_the_python_parser_does() -> None:
     """The fast parser is only a faster way to the same data and the same lines (which every error names)."""
-    fast_root, fast = config._compose(config._FastStrictLoader, FAST_AND_REFERENCE)
-    root, reference = config._compose(config._StrictLoader, FAST_AND_REFERENCE)
+    fast_root, fast = config.compose(config.FastStrictLoader, FAST_AND_REFERENCE)
+    root, reference = config.compose(config.StrictLoader, FAST_AND_REFERENCE)
     assert fast == reference and fast["endpoints"][0]["models"][2]["name"] == "café"
 
     def lines(node: Any) -> list[int]:
@@ -549,5 +549,5 @@ def test_what_libyaml_refuses_is_read_by_the_python_parser(tmp_path: Path) -> No
     path = tmp_path / "endpoints.yaml"
     path.write_text('endpoints:\n  - name: a\n    url: http://x\n    models: [{name: "\\ud83e\\uddea", type: chat}]\n')
     with pytest.raises(yaml.YAMLError):
-        config._compose(config._FastStrictLoader, path.read_text())
+        config.compose(config.FastStrictLoader, path.read_text())
     assert load(path, {}).cases[0].model == "\U0001f9ea"
