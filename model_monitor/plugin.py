@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as endpoints_config
-from . import discovery, pushgateway, report, results, settings, telemetry, xdist_shard
+from . import scheduler, settings
 from .case import Case
-from .config import ConfigError, Suite
-from .engine import Engine, case_budget
+from .config import ConfigError, Suite, discovery
 from .outcome import Outcome
+from .probe.engine import Engine, case_budget
+from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
-from .report import CaseIndex, outcome_of
-from .report_paths import report_paths
-from .runtime import BackgroundLoop
+from .reporters import heartbeats, pushgateway, results, verdicts
+from .reporters.paths import report_paths
+from .reporters.verdicts import CaseIndex, outcome_of
 from .stop import Role, Stopper
 
 if TYPE_CHECKING:
-    from .otlp import OtlpMetrics
+    from .reporters.otlp import OtlpMetrics
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
     "check_case", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
@@ -53,10 +54,10 @@ class Monitor:
     records: RedactingRecords
     cases: CaseIndex
     stopper: Stopper
-    targets: list[telemetry.Target] = field(default_factory=list)
+    targets: list[heartbeats.Target] = field(default_factory=list)
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
-    heartbeats: telemetry.Heartbeats | None = None
+    heartbeats: heartbeats.Heartbeats | None = None
     config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
     others_shards: int = 0  # selected cases this process left to the other shards
     gateway: pushgateway.Gateway | None = None
@@ -82,12 +83,12 @@ class Monitor:
             self.stopper.attach(self.engine)
         return self.engine
 
-    def start_heartbeats(self) -> telemetry.Heartbeats:
+    def start_heartbeats(self) -> heartbeats.Heartbeats:
         s = self.settings
-        delivery = telemetry.Delivery(
+        delivery = heartbeats.Delivery(
             self.background(), self.redact, s.telemetry_rate, s.telemetry_deadline, dry_run=s.telemetry_dry_run
         )
-        self.heartbeats = telemetry.Heartbeats(self.targets, delivery)
+        self.heartbeats = heartbeats.Heartbeats(self.targets, delivery)
         return self.heartbeats
 
     def close(self) -> None:
@@ -118,10 +119,10 @@ def pytest_configure(config: pytest.Config) -> None:
     case_by_id = {case.id: case for case in suite.cases}
     _check_only(resolved.only, case_by_id)
     try:
-        targets = telemetry.targets_from(
+        targets = heartbeats.targets_from(
             resolved.cronitor_url, resolved.cronitor_env, resolved.healthchecks_url, resolved.healthchecks_create
         )
-    except telemetry.TelemetryConfigError as exc:
+    except heartbeats.TelemetryConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     gateway = _gateway(resolved)
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
@@ -137,21 +138,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(xdist_shard, "model_monitor.xdist_shard")
+        config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
         config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
     if not hasattr(config, "workerinput"):
         _start_reporters(config, monitor)
     if targets and not hasattr(config, "workerinput"):
-        heartbeats = monitor.start_heartbeats()
-        config.pluginmanager.register(VerdictHooks(heartbeats.ended, monitor.cases), "model_monitor.heartbeats")
-        cronitor = next((t for t in targets if isinstance(t, telemetry.Cronitor)), None)
+        beats = monitor.start_heartbeats()
+        config.pluginmanager.register(VerdictHooks(beats.ended, monitor.cases), "model_monitor.heartbeats")
+        cronitor = next((t for t in targets if isinstance(t, heartbeats.Cronitor)), None)
         if cronitor is not None and resolved.cronitor_api_key:
             selected = [case for case in suite.cases if _runs_here(case, resolved)]
-            ping = telemetry.provisioning(
+            ping = heartbeats.provisioning(
                 resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
             )
-            heartbeats.delivery.send(ping, chain="provisioning")
+            beats.delivery.send(ping, chain="provisioning")
 
 
 def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
@@ -169,14 +170,14 @@ def _gateway(resolved: settings.Settings) -> pushgateway.Gateway | None:
         return None
     try:
         headers = pushgateway.parse_headers(resolved.pushgateway_headers) if resolved.pushgateway_headers else ()
-    except telemetry.TelemetryConfigError as exc:
+    except heartbeats.TelemetryConfigError as exc:
         raise pytest.UsageError(f"MODEL_MONITOR_PUSHGATEWAY_HEADERS: {exc}") from None
     try:
         return pushgateway.Gateway.from_settings(
             resolved.pushgateway_url, resolved.metrics_instance, resolved.pushgateway_username,
             resolved.pushgateway_password, headers,
         )
-    except telemetry.TelemetryConfigError as exc:
+    except heartbeats.TelemetryConfigError as exc:
         raise pytest.UsageError(f"--pushgateway-url (MODEL_MONITOR_PUSHGATEWAY_URL): {exc}") from None
 
 
@@ -187,7 +188,7 @@ def _start_reporters(config: pytest.Config, monitor: Monitor) -> None:
         config.pluginmanager.register(VerdictHooks(monitor.pusher.ended, monitor.cases), "model_monitor.pushgateway")
     where = next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
     if where is not None:
-        from .otlp import OtlpMetrics  # the SDK takes 0.1 s to import: only for the runs that export
+        from .reporters.otlp import OtlpMetrics  # the SDK takes 0.1 s to import: only for the runs that export
 
         monitor.otlp = OtlpMetrics(where)
         config.pluginmanager.register(VerdictHooks(monitor.otlp.ended, monitor.cases), "model_monitor.otlp")
@@ -228,14 +229,14 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
-        telemetry.describe(monitor.targets, s.telemetry_dry_run),
+        heartbeats.describe(monitor.targets, s.telemetry_dry_run),
         *([f"metrics: push to {monitor.gateway.url} at the end of the run"] if monitor.gateway else []),
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
     if monitor.targets and not s.telemetry_dry_run:
         pings = 2 * len(here) * len(monitor.targets)  # each case's run and end, to every target
-        lines += telemetry.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
+        lines += heartbeats.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
     return lines
 
 
@@ -265,7 +266,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             monitor.others_shards += _selected_elsewhere(case, monitor.settings)
             continue
         if case is not None:
-            item.user_properties.extend(report.identity_properties(case))
+            item.user_properties.extend(verdicts.identity_properties(case))
             if _sets_timeouts(config):
                 item.add_marker(pytest.mark.timeout(_budget(case)))
         keep.append(item)
@@ -320,7 +321,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None or session.config.option.collectonly or _is_controller(session.config):
         return
-    items = xdist_shard.share(session.config, session.items)
+    items = scheduler.share(session.config, session.items)
     cases = [case for item in items if (case := case_of(item)) is not None]
     if cases:
         monitor.start_engine(session.config).start(cases)
@@ -385,15 +386,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     monitor = terminalreporter.config.stash.get(MONITOR, None)
     if monitor is None:
         return
-    found = report.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
+    found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
     if not found and monitor.others_shards:
         terminalreporter.write_line(f"model-monitor: shard {monitor.settings.shard} holds none of the selected cases "
                                     f"(the other shards hold {monitor.others_shards}): nothing to run here")
     if found:
         terminalreporter.section("model-monitor summary")
-        for line in report.table(report.rows(found)):
+        for line in verdicts.table(verdicts.rows(found)):
             terminalreporter.write_line(line)
-    if used := report.usage_line([outcome for _, outcome, _ in found]):
+    if used := verdicts.usage_line([outcome for _, outcome, _ in found]):
         terminalreporter.write_line(used)
     if monitor.stopper.reason is not None:
         error_class, why = monitor.stopper.reason
@@ -403,7 +404,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
     if monitor.heartbeats is not None:
         failed = bool(monitor.heartbeats.delivery.failures)
-        for line in telemetry.summary_lines(monitor.heartbeats.delivery, monitor.targets):
+        for line in heartbeats.summary_lines(monitor.heartbeats.delivery, monitor.targets):
             terminalreporter.write_line(line, yellow=failed, bold=failed)
     for metrics in (monitor.pusher, monitor.otlp):
         if metrics is not None:

@@ -195,7 +195,7 @@ def test_values_schema_is_the_generators_output() -> None:
 
 def test_values_schema_inlines_the_endpoints_schema() -> None:
     values_schema = json.loads((CHART / "values.schema.json").read_text())
-    endpoints_schema = json.loads((ROOT / "model_monitor" / "endpoints.schema.json").read_text())
+    endpoints_schema = json.loads((ROOT / "model_monitor" / "config" / "endpoints.schema.json").read_text())
     for name in ("endpoints", "defaults"):
         assert values_schema["properties"][name] == endpoints_schema["properties"][name]
     for name, definition in endpoints_schema["$defs"].items():
@@ -352,7 +352,7 @@ def test_configmap_is_the_values_endpoints_file(case: str) -> None:
     data = endpoints_file(docs)
     assert data["endpoints"] == values["endpoints"]
     assert data.get("defaults", {}) == values["defaults"]
-    schema = json.loads((ROOT / "model_monitor" / "endpoints.schema.json").read_text())
+    schema = json.loads((ROOT / "model_monitor" / "config" / "endpoints.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(data)
     config_map = endpoints_config_map(docs)
     text = json.dumps(config_map)

@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from model_monitor.errors import ProbeError
-from model_monitor.exchange import MAX_PIECES, Clock, read_body
-from model_monitor.stream import read_stream
-
+from model_monitor.probe.exchange import MAX_PIECES, Clock, read_body
+from model_monitor.probe.stream import read_stream
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
 from .helpers import WORKERS, endpoint, model
+
 
 def assert_no_crash(output: str) -> None:
     for sign in ("Traceback", "INTERNALERROR", "RecursionError", "TypeError", "AttributeError", "InvalidURL"):

@@ -13,34 +13,49 @@ import pytest
 from model_monitor import errors
 from model_monitor.config import ConfigError
 from model_monitor.errors import ProbeError
-from model_monitor.telemetry import TelemetryConfigError
+from model_monitor.reporters.heartbeats import TelemetryConfigError
 
 from .helpers import ROOT
 
 PACKAGE = ROOT / "model_monitor"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def dotted(path: Path) -> str:
+    """model_monitor.probe.engine for model_monitor/probe/engine.py; a package's __init__.py is the package."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {dotted(p): p for p in sorted(PACKAGE.rglob("*.py")) if "suite" not in p.parts}
 EVERY_MODULE_HAS = set(dir(types.ModuleType("any")))  # __doc__, __name__ ...
-USERS = sorted(p for folder in ("model_monitor", "checks", "tests", "bench") for p in (ROOT / folder).glob("*.py"))
+USERS = sorted(
+    {*PACKAGE.rglob("*.py"), *(p for folder in ("checks", "tests", "bench") for p in (ROOT / folder).glob("*.py"))}
+)
 
 
 def taken(path: Path) -> set[tuple[str, str]]:
     """(module, name) for each name a file takes from one of the package's modules: `from .m import name`,
     `from model_monitor.m import name`, or `m.name` after `from . import m` or `import model_monitor.m as m`."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = dotted(path) if path.is_relative_to(PACKAGE) else ""
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found: set[tuple[str, str]] = set()
     aliases: dict[str, str] = {}  # local name -> module
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            if node.level and path.parent == PACKAGE:
-                module = f"model_monitor.{module}".rstrip(".")
-            if module == "model_monitor":
-                aliases |= {a.asname or a.name: a.name for a in node.names if a.name in MODULES}
-                found |= {("__init__", a.name) for a in node.names if a.name not in MODULES}
-            elif module.startswith("model_monitor."):
-                found |= {(module.removeprefix("model_monitor."), a.name) for a in node.names}
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, *([module] if module else [])])
+            if not module.startswith("model_monitor"):
+                continue
+            for a in node.names:
+                if f"{module}.{a.name}" in MODULES:
+                    aliases[a.asname or a.name] = f"{module}.{a.name}"
+                else:
+                    found.add((module, a.name))
         elif isinstance(node, ast.Import):
-            aliases |= {a.asname or a.name: a.name.removeprefix("model_monitor.") for a in node.names if a.name.startswith("model_monitor.")}
+            aliases |= {a.asname or a.name: a.name for a in node.names if a.name in MODULES}
     rebound = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}  # a hook's `report` argument is no module
     rebound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     for node in ast.walk(tree):
@@ -53,21 +68,21 @@ def test_outcome_is_at_the_bottom() -> None:
     assert {module for module, _ in taken(PACKAGE / "outcome.py")} == set()
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: dotted(p))
 def test_only_the_plugin_imports_the_engine(path: Path) -> None:
     if path.name not in ("plugin.py", "engine.py"):
-        assert "engine" not in {module for module, _ in taken(path)}
+        assert "model_monitor.probe.engine" not in {module for module, _ in taken(path)}
 
 
-DECLARED = [p for p in sorted(PACKAGE.glob("*.py")) if "\n__all__ = " in p.read_text(encoding="utf-8")]
+DECLARED = [p for p in MODULES.values() if "\n__all__ = " in p.read_text(encoding="utf-8")]
 
 
-@pytest.mark.parametrize("path", DECLARED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DECLARED, ids=lambda p: dotted(p))
 def test_all_is_what_other_code_takes_from_a_module(path: Path) -> None:
     """Every name in `__all__` exists, and every name another file takes from the module is in it."""
-    module = importlib.import_module("model_monitor" if path.stem == "__init__" else f"model_monitor.{path.stem}")
+    module = importlib.import_module(dotted(path))
     assert [name for name in module.__all__ if not hasattr(module, name)] == []
-    used = {name for user in USERS if user != path for m, name in taken(user) if m == path.stem}
+    used = {name for user in USERS if user != path for m, name in taken(user) if m == dotted(path)}
     assert used - set(module.__all__) == set()
 
 

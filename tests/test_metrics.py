@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from model_monitor.case import Case, Endpoint
 from model_monitor.outcome import Attempt, Outcome
-from model_monitor.pushgateway import registry
+from model_monitor.reporters.pushgateway import registry
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -307,7 +307,7 @@ def test_otlp_metrics_arrive_with_the_genai_names_and_attributes(server: FakeOpe
 
 def test_otlp_token_usage_from_a_constructed_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
     """Token usage (from the token counts another change puts in the metrics) as input and output points."""
-    from model_monitor.otlp import OtlpMetrics
+    from model_monitor.reporters.otlp import OtlpMetrics
 
     receiver = OtlpReceiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)

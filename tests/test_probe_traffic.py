@@ -3,9 +3,8 @@ where the type's API takes them; each configurable or off, and a user's own head
 
 from __future__ import annotations
 
-from testbed.openai_server import FakeOpenAI
-
 from model_monitor import __version__
+from testbed.openai_server import FakeOpenAI
 
 from .helpers import endpoint, model
 

@@ -15,8 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from model_monitor import results, step_summary
 from model_monitor.errors import ErrorClass
+from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import ROOT, WORKERS, endpoint, model, wait_for_requests
@@ -235,7 +235,7 @@ def test_no_secret_reaches_the_results_or_the_step_summary(run_monitor, monkeypa
 
 def test_the_schema_ships_with_the_package_and_knows_every_error_class() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert results.SCHEMA_PATH.name in pyproject["tool"]["setuptools"]["package-data"]["model_monitor"]
+    assert results.SCHEMA_PATH.name in pyproject["tool"]["setuptools"]["package-data"]["model_monitor.reporters"]
     schema = VALIDATOR.schema
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["$defs"]["error_class"]["enum"]) == {None, *(c.value for c in ErrorClass)}

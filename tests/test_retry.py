@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 
-from model_monitor import telemetry
+from model_monitor.probe.loop import BackgroundLoop
+from model_monitor.probe.retry import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_RETRY_AFTER_S, backoff, retry_after
 from model_monitor.redact import Redactor, Secret
-from model_monitor.retry import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_RETRY_AFTER_S, backoff, retry_after
-from model_monitor.runtime import BackgroundLoop
+from model_monitor.reporters import heartbeats as telemetry
 
 
 def http_date(seconds_from_now: float) -> str:

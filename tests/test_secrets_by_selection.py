@@ -4,6 +4,7 @@ that holds one service's secrets can run that service's cases from an endpoints 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 
 from testbed.openai_server import FakeOpenAI

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from model_monitor import settings
 from model_monitor.case import Case, Endpoint
 from model_monitor.outcome import Outcome
-from model_monitor import settings
-from model_monitor.redact import Redactor
-from model_monitor.runtime import BackgroundLoop
-from model_monitor.telemetry import (
+from model_monitor.probe.loop import BackgroundLoop
+from model_monitor.redact import Redactor, Secret
+from model_monitor.reporters.heartbeats import (
     Cronitor,
     Delivery,
     Healthchecks,
@@ -26,7 +26,6 @@ from model_monitor.telemetry import (
     provisioning,
     targets_from,
 )
-from model_monitor.redact import Secret
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import RETRY_AFTER_S, Receiver
 
@@ -399,8 +398,8 @@ def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server
 # --- a crash in the telemetry path, printed with every local, shows no secret ---
 
 CRASH_PLUGIN = """
-import model_monitor.engine as engine
-import model_monitor.telemetry as telemetry
+import model_monitor.probe.engine as engine
+import model_monitor.reporters.heartbeats as telemetry
 
 
 def boom(*args, **kwargs):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from model_monitor.xdist_shard import FLAG, share
+from model_monitor.scheduler import FLAG, share
 
 ITEMS = [f"case-{i}" for i in range(10)]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..exchange import Timed, parse_json, server_message
-from ..stream import ChunkReply, StreamReply
+from ..probe.exchange import Timed, parse_json, server_message
+from ..probe.stream import ChunkReply, StreamReply
 
 __all__ = ["STREAM_FIELDS", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed", "stream_fields"]
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..case import Case
-from ..contracts import reply_json
 from ..errors import ErrorClass, ProbeError
-from ..exchange import load_json
+from ..probe.contracts import reply_json
+from ..probe.exchange import load_json
 from .base import STREAM_FIELDS, Checked, ModelType, first_choice, stream_fields
 
 __all__ = ["TYPE"]

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..exchange import one_line, server_message
-from ..stream import StreamReply
+from ..probe.exchange import one_line, server_message
+from ..probe.stream import StreamReply
 from .base import STREAM_FIELDS, Checked, ModelType, listed
 
 __all__ = ["TYPE"]

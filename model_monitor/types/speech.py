@@ -8,7 +8,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..exchange import Timed, load_json, media_type, server_message
+from ..probe.exchange import Timed, load_json, media_type, server_message
 from .audio import READERS, sniff
 from .base import Checked, ModelType
 

@@ -12,7 +12,7 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from .base import Checked, ModelType, Multipart
 
-__all__ = ["CANARY", "TYPE"]
+__all__ = ["CANARY", "TYPE", "canary"]
 
 # "the quick brown fox jumps over the lazy dog", spoken by espeak-ng: 2.8 s, 16 kHz mono 16-bit PCM.
 CANARY = "canary.wav"

@@ -7,19 +7,18 @@ errors and HTTP status handling live in exchange.py and are the same for every t
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
+from ..types import TYPES
 from . import contracts
-from .case import Case
-from .errors import ErrorClass, ProbeError
 from .exchange import Clock, Timed, read_body, server_message
 from .stream import assemble, read_stream
-from .types import TYPES
 from .usage import token_usage
 
 __all__ = ["Verdict", "consumer", "evaluate"]

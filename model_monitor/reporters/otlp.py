@@ -16,10 +16,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from . import __version__
-from .case import Case
-from .outcome import Outcome
-from .types import TYPES
+from .. import __version__
+from ..case import Case
+from ..outcome import Outcome
+from ..types import TYPES
 
 __all__ = ["OtlpMetrics", "attributes"]
 

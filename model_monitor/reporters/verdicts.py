@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from .case import Case
-from .outcome import PROPERTY_PREFIX, Outcome
+from ..case import Case
+from ..outcome import PROPERTY_PREFIX, Outcome
 
 __all__ = ["CaseIndex", "identity_properties", "outcome_of", "rows", "table", "token_totals", "usage_line", "verdicts"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .settings import OPTIONS, Settings
+from ..settings import OPTIONS, Settings
 
 __all__ = ["STEP_SUMMARY_ENV", "ReportPaths", "report_paths"]
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
+from ..case import Case
+from ..config import Suite
+from ..outcome import Outcome
+from ..stop import Stopper
 from . import step_summary
-from .case import Case
-from .config import Suite
-from .outcome import Outcome
-from .report import CaseIndex, token_totals, verdicts
-from .report_paths import ReportPaths
-from .stop import Stopper
+from .paths import ReportPaths
+from .verdicts import CaseIndex, token_totals, verdicts
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "Results", "case_entry", "write_atomically"]
 

@@ -20,17 +20,17 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from .case import Case, Endpoint
-from .connection import request_headers, transport_for
-from .errors import ErrorClass, ProbeError
+from ..case import Case, Endpoint
+from ..errors import ErrorClass, ProbeError
+from ..outcome import Attempt, Outcome
+from ..redact import Redactor
+from ..types import TYPES
+from ..types.base import Multipart
 from .exchange import Timed, one_line, timed
-from .outcome import Attempt, Outcome
-from .probes import Verdict, consumer, evaluate
-from .redact import Redactor
+from .judge import Verdict, consumer, evaluate
+from .loop import BackgroundLoop
 from .retry import BACKOFF_CAP_S, backoff
-from .runtime import BackgroundLoop
-from .types import TYPES
-from .types.base import Multipart
+from .transport import request_headers, transport_for
 
 __all__ = ["Engine", "case_budget"]
 

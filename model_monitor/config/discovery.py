@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
-from .case import Case, monitor_key
-from .config import ConfigError, Discovery, Suite
-from .connection import request_headers, transport_for
-from .errors import ErrorClass, ProbeError
-from .exchange import parse_json, read_body, timed
-from .types.models import model_ids
+from ..case import Case, monitor_key
+from ..errors import ErrorClass, ProbeError
+from ..probe.exchange import parse_json, read_body, timed
+from ..probe.transport import request_headers, transport_for
+from ..types.models import model_ids
+from . import ConfigError, Discovery, Suite
 
 __all__ = ["DISCOVERY", "Listing", "apply", "list_models"]
 

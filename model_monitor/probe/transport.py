@@ -9,8 +9,8 @@ import urllib.request
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from . import USER_AGENT
-from .case import Endpoint
+from .. import USER_AGENT
+from ..case import Endpoint
 from .exchange import ACCEPT_ENCODING
 
 __all__ = ["request_headers", "transport_for"]

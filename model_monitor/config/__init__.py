@@ -23,10 +23,10 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 import jsonschema
 import yaml
 
-from .case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, ProbeHeader, monitor_key
-from .errors import MonitorError
-from .redact import Secret
-from .types import TYPES
+from ..case import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S, Case, Endpoint, ProbeHeader, monitor_key
+from ..errors import MonitorError
+from ..redact import Secret
+from ..types import TYPES
 
 __all__ = [
     "ConfigError", "Discovery", "FastStrictLoader", "MAX_DEPTH", "MAX_LISTED", "SCHEMA_PATH", "StrictLoader", "Suite",

@@ -25,13 +25,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import httpx
 
-from . import USER_AGENT
-from .case import Case, monitor_key
-from .errors import MonitorError
-from .outcome import Outcome
-from .redact import Redactor, Secret
-from .retry import backoff, retry_after
-from .runtime import BackgroundLoop
+from .. import USER_AGENT
+from ..case import Case, monitor_key
+from ..errors import MonitorError
+from ..outcome import Outcome
+from ..probe.loop import BackgroundLoop
+from ..probe.retry import backoff, retry_after
+from ..redact import Redactor, Secret
 
 __all__ = [
     "Cronitor", "Delivery", "Healthchecks", "Heartbeats", "Pacer", "Ping", "Target", "TelemetryConfigError",

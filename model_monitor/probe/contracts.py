@@ -8,8 +8,8 @@ from typing import Any
 
 import jsonschema
 
-from .case import Case
-from .errors import ErrorClass, ProbeError
+from ..case import Case
+from ..errors import ErrorClass, ProbeError
 from .exchange import load_json, one_line
 
 __all__ = ["check_expect", "check_slo", "reply_json", "warnings"]

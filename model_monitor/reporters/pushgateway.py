@@ -19,12 +19,12 @@ import httpx
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import push_to_gateway
 
-from .case import Case
-from .outcome import Outcome
-from .redact import Redactor, Secret
-from .retry import backoff
-from . import USER_AGENT
-from .telemetry import REPLY_READ_CAP, TelemetryConfigError, split_url
+from .. import USER_AGENT
+from ..case import Case
+from ..outcome import Outcome
+from ..probe.retry import backoff
+from ..redact import Redactor, Secret
+from .heartbeats import REPLY_READ_CAP, TelemetryConfigError, split_url
 
 __all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
 

@@ -24,7 +24,7 @@ import aiohttp
 import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .errors import ErrorClass, ProbeError, status_class
+from ..errors import ErrorClass, ProbeError, status_class
 from .retry import retry_after
 
 __all__ = [

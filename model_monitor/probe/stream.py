@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
-from .errors import ErrorClass, ProbeError
+from ..errors import ErrorClass, ProbeError
 from .exchange import MAX_SERVER_MESSAGE, STREAM, Clock, body_chunks, load_json, media_type, one_line, server_message
 from .usage import count
 
