@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +25,17 @@ pytest_plugins = ["pytester"]
 
 # The real-model target is opt-in (scripts/real-models): its servers take minutes to build and 2 GB to hold.
 collect_ignore = [] if os.environ.get("MODEL_MONITOR_REAL_MODELS") else ["test_real_models.py"]
+
+
+E2E_FIXTURES = {"pytester", "start_monitor"}  # the fixtures that start the monitor as a process
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tier is every test that runs the monitor in a subprocess (through pytester) or, marked in its
+    module, another program (helm, podman, the installed command); the rest is the fast tier, `-m "not e2e"`."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +106,57 @@ def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:
         return MonitorRun(result, junit_cases(junit), junit.read_text(encoding="utf-8"))
 
     return run
+
+
+@dataclass
+class Started:
+    """A monitor run in the background, as a CronJob's pod or a CI job runs it."""
+
+    process: subprocess.Popen[bytes]
+    junit: Path
+    log: Path
+
+    def children(self) -> list[int]:
+        """xdist's workers: the processes this run started."""
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+        return pids
+
+    def signal_and_wait(self, sig: int, bound: float) -> float:
+        """Send `sig`, wait at most `bound` seconds for the exit, and say how long it took."""
+        sent = time.monotonic()
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"still running {bound:g} s after {signal.Signals(sig).name}:\n{self.output}")
+        return time.monotonic() - sent
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def start_monitor(tmp_path: Path) -> Iterator:
+    started: list[Started] = []
+
+    def start(endpoints: list[dict], *args: str) -> Started:
+        path = tmp_path / "endpoints.yaml"
+        path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
+        junit, log = tmp_path / "junit.xml", tmp_path / "monitor.log"
+        argv = [sys.executable, "-m", "pytest", str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}",
+                "-p", "no:cacheprovider", *args]
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        started.append(Started(process, junit, log))
+        return started[-1]
+
+    yield start
+    for run in started:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()

@@ -44,3 +44,12 @@ def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> N
     while len(server.requests) < count:
         assert time.monotonic() < deadline, f"{len(server.requests)} of {count} requests within {within:g} s"
         time.sleep(0.05)
+
+
+STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
+# The run deadline of the deadline test: its healthy cases must be judged before it, also when xdist's workers take
+# seconds to start on a loaded machine (6 s was seen to pass before they had sent a request).
+DEADLINE_S = 12.0
+# Two cases answer at once, two are held by the server far longer than the run lasts.
+HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
+        model("held+delay=30", id="slow", timeout=60)]

@@ -28,9 +28,11 @@ import yaml
 
 from testbed.openai_server import FakeOpenAI
 
+from .chart_tools import CHART, HELMS, RELEASE, env_of, kinds, load_values, pod_specs, run, tool, values_args
 from .helpers import endpoint, model
 from .servers import LoopbackServer, free_port, loopback_server
-from .test_chart import CHART, HELMS, RELEASE, env_of, kinds, load_values, pod_specs, run, tool, values_args
+
+pytestmark = pytest.mark.e2e  # runs helm, promtool, Prometheus and the Pushgateway
 
 RULES_TEST = Path(__file__).resolve().parent / "prometheus" / "rules_test.yaml"
 METRICS_ON = ["metrics-rules.yaml"]

@@ -3,6 +3,7 @@ in the summary, JUnit and the heartbeat message."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,13 @@ def test_a_retried_or_slow_pass_is_degraded_everywhere_and_the_run_still_passes(
     degraded = {case_id: props.get("model_monitor.degraded") for case_id, props in run.cases.items()}
     assert degraded["svc/fine"] is None
     assert degraded["svc/flaky"] == "1 retry: 503"
-    assert degraded["svc/slow"].startswith("latency 0.3") and degraded["svc/slow"].endswith(" s > warn_latency 0.1 s")
-    assert degraded["svc/ttft"].startswith("ttft 0.3") and degraded["svc/ttft"].endswith(" s > warn_ttft 0.1 s")
+    # The class and the reason, not the measured figure: a loaded machine adds to the server's 0.3 s.
+    assert re.fullmatch(r"latency \d+\.\d+ s > warn_latency 0.1 s", degraded["svc/slow"]), degraded["svc/slow"]
+    assert re.fullmatch(r"ttft \d+\.\d+ s > warn_ttft 0.1 s", degraded["svc/ttft"]), degraded["svc/ttft"]
     assert {props["model_monitor.verdict"] for props in run.cases.values()} == {"pass"}
     run.result.stdout.fnmatch_lines([
-        "svc/slow * chat * DEGRADED * latency 0.3* s > warn_latency 0.1 s; replied 4 chars*",
-        "svc/ttft * chat * DEGRADED * ttft 0.3* s > warn_ttft 0.1 s; streamed: replied*",
+        "svc/slow * chat * DEGRADED * latency * s > warn_latency 0.1 s; replied 4 chars*",
+        "svc/ttft * chat * DEGRADED * ttft * s > warn_ttft 0.1 s; streamed: replied*",
         "svc/flaky * chat * DEGRADED * passed after 1 retry: 503; replied 4 chars*",
         "svc/fine * chat * PASS * replied 4 chars*",
     ])

@@ -29,6 +29,8 @@ from testbed.receiver import Receiver
 
 from .helpers import ROOT
 
+pytestmark = pytest.mark.e2e  # builds and runs the image with podman
+
 TOOLS = ROOT / ".tools"
 BASE = os.environ.get("MODEL_MONITOR_BASE_IMAGE", "localhost/debian-py:bookworm")
 IMAGE = "localhost/model-monitor:test"

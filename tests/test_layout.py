@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import types
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ USERS = sorted(
 )
 
 
+@cache
 def taken(path: Path) -> set[tuple[str, str]]:
     """(module, name) for each name a file takes from one of the package's modules: `from .m import name`,
     `from model_monitor.m import name`, or `m.name` after `from . import m` or `import model_monitor.m as m`."""

@@ -19,6 +19,8 @@ import pytest
 from .helpers import ROOT, endpoint, model
 from .servers import LoopbackServer, free_port, loopback_server
 
+pytestmark = pytest.mark.e2e  # runs a real LiteLLM proxy
+
 CONFIG = ROOT / "tests" / "litellm" / "config.yaml"
 MASTER_KEY = "sk-model-monitor-litellm-test"  # general_settings.master_key in config.yaml
 

@@ -25,8 +25,7 @@ from model_monitor.reporters.pushgateway import registry
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import WORKERS, endpoint, junit_cases, model, wait_for_requests
-from .test_stop import HELD, STOP_GRACE_S, start_monitor  # noqa: F401 - start_monitor is a fixture
+from .helpers import HELD, STOP_GRACE_S, WORKERS, endpoint, junit_cases, model, wait_for_requests
 
 PUSHGATEWAY = "prometheus-pushgateway"
 READY_WITHIN_S = 20.0

@@ -23,6 +23,8 @@ import pytest
 from .helpers import ROOT, endpoint, model
 from .servers import LoopbackServer, free_port, loopback_server
 
+pytestmark = pytest.mark.e2e  # runs real model servers
+
 ENV = "MODEL_MONITOR_REAL_MODELS"
 VENV = ROOT / ".tools" / "real-models-venv" if os.environ[ENV] == "1" else Path(os.environ[ENV])
 PYTHON = VENV / "bin" / "python"

@@ -19,8 +19,7 @@ from model_monitor.errors import ErrorClass
 from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
 
-from .helpers import ROOT, WORKERS, endpoint, model, wait_for_requests
-from .test_stop import HELD, start_monitor  # noqa: F401  (the fixture that runs the monitor in the background)
+from .helpers import HELD, ROOT, WORKERS, endpoint, model, wait_for_requests
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
 # A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by

@@ -2,84 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import CHECKS, WORKERS, endpoint, junit_cases, model, wait_for_requests
-
-STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
-# The run deadline of the deadline test: its healthy cases must be judged before it, also when xdist's workers take
-# seconds to start on a loaded machine (6 s was seen to pass before they had sent a request).
-DEADLINE_S = 12.0
-# Two cases answer at once, two are held by the server far longer than the run lasts.
-HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
-        model("held+delay=30", id="slow", timeout=60)]
-
-
-@dataclass
-class Started:
-    """A monitor run in the background, as a CronJob's pod or a CI job runs it."""
-
-    process: subprocess.Popen[bytes]
-    junit: Path
-    log: Path
-
-    def children(self) -> list[int]:
-        """xdist's workers: the processes this run started."""
-        pids: list[int] = []
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                pids += [int(pid) for pid in (task / "children").read_text().split()]
-        return pids
-
-    def signal_and_wait(self, sig: int, bound: float) -> float:
-        """Send `sig`, wait at most `bound` seconds for the exit, and say how long it took."""
-        sent = time.monotonic()
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=bound)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail(f"still running {bound:g} s after {signal.Signals(sig).name}:\n{self.output}")
-        return time.monotonic() - sent
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-@pytest.fixture
-def start_monitor(tmp_path: Path) -> Iterator:
-    started: list[Started] = []
-
-    def start(endpoints: list[dict], *args: str) -> Started:
-        path = tmp_path / "endpoints.yaml"
-        path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
-        junit, log = tmp_path / "junit.xml", tmp_path / "monitor.log"
-        argv = [sys.executable, "-m", "pytest", str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}",
-                "-p", "no:cacheprovider", *args]
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        started.append(Started(process, junit, log))
-        return started[-1]
-
-    yield start
-    for run in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+from .helpers import DEADLINE_S, HELD, STOP_GRACE_S, WORKERS, endpoint, junit_cases, model, wait_for_requests
 
 
 def gone(pid: int) -> bool:
@@ -109,11 +41,10 @@ def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, work
         wait_for_requests(server, len(HELD))
         time.sleep(0.3)
         workers_pids = run.children()
-        took = run.signal_and_wait(sig, bound=STOP_GRACE_S)
+        run.signal_and_wait(sig, bound=STOP_GRACE_S)  # fails the test past the grace
         states = ends(receiver)
     name = signal.Signals(sig).name
     assert run.process.returncode == 2, run.output
-    assert took < STOP_GRACE_S
     cases = junit_cases(run.junit)
     assert cases["svc/ok"]["model_monitor.verdict"] == "pass"
     assert cases["svc/bad"]["model_monitor.class"] == "server_error"
@@ -140,9 +71,8 @@ def test_a_second_signal_ends_the_run_at_once(server: FakeOpenAI, start_monitor,
         run.process.send_signal(signal.SIGTERM)
         time.sleep(1.0)
         assert run.process.poll() is None, "the first signal leaves time for the pings"
-        took = run.signal_and_wait(signal.SIGTERM, bound=3.0)
+        run.signal_and_wait(signal.SIGTERM, bound=3.0)
     assert run.process.returncode == -signal.SIGTERM
-    assert took < 3.0
     deadline = time.monotonic() + 3
     while not all(gone(pid) for pid in workers_pids) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -18,6 +18,8 @@ import yaml
 
 from .helpers import ROOT
 
+pytestmark = pytest.mark.e2e  # runs actionlint, shellcheck and check-jsonschema
+
 BIN = Path(sys.executable).parent
 GITHUB = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / ".github" / "workflows").glob("*.yml")) + [
     "examples/github-actions.yml"
