@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
+from model_monitor.outcome import Outcome
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import CHECKS, junit_cases
+from .helpers import CHECKS, junit_cases, probe_endpoints
 
 pytest_plugins = ["pytester"]
 
@@ -160,3 +161,9 @@ def start_monitor(tmp_path: Path) -> Iterator:
         if run.process.poll() is None:
             run.process.kill()
             run.process.wait()
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Callable[..., dict[str, Outcome]]:
+    """probe_endpoints in the test's own folder."""
+    return lambda endpoints, environ=None: probe_endpoints(tmp_path, endpoints, environ)

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from model_monitor import config
+from model_monitor.outcome import Outcome
+from model_monitor.probe.engine import Engine
+from model_monitor.probe.loop import BackgroundLoop
+from model_monitor.redact import Redactor
 from testbed.openai_server import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +59,20 @@ DEADLINE_S = 12.0
 # Two cases answer at once, two are held by the server far longer than the run lasts.
 HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
         model("held+delay=30", id="slow", timeout=60)]
+
+
+def probe_endpoints(folder: Path, endpoints: list[dict[str, Any]], environ: dict[str, str] | None = None) -> dict[str, Outcome]:
+    """The probe core in this process, without pytest's plugin: the cases of an endpoints file, loaded, resolved
+    and probed by the engine as a run does, each case's outcome by its id."""
+    path = folder / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
+    suite = config.load(path, environ or {})
+    cases = suite.resolve(suite.cases, environ or {})
+    loop = BackgroundLoop()
+    engine = Engine(loop, Redactor(config.secrets(cases)))
+    try:
+        engine.start(cases)
+        return {case.id: engine.outcome(case) for case in cases}
+    finally:
+        engine.close()
+        loop.close()

@@ -10,31 +10,9 @@ import pytest
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
+from .faults import CHAT_FAULTS, STREAM_CUT
 from .helpers import WORKERS, endpoint, model
 
-# fault model name, timeout, expected class, a piece of the reason
-FAULTS = [
-    ("f+hang", 1, "timeout", "no complete reply within 1 s (waiting for response headers)"),
-    ("f+trickle", 1.5, "timeout", "within 1.5 s (reading the body)"),
-    ("f+reset", 5, "connect", "connection lost waiting for response headers"),
-    ("f+close", 5, "connect", "connection lost waiting for response headers: Server disconnected"),
-    ("f+huge", 5, "bad_response", "reply of 52428800 bytes exceeds the 8 MiB cap"),
-    ("f+html", 5, "bad_response", "HTTP 200 with content-type text/html, expected JSON: HTML page 'Sign in'"),
-    ("f+error200", 5, "bad_response", "error object in HTTP 200: model is loading"),
-    ("f+badjson", 5, "bad_response", "not valid JSON"),
-    ("f+texttype", 5, "bad_response", "content-type text/plain, expected JSON"),
-    ("f+badgzip", 5, "bad_response", "could not be decoded"),
-    ("f+empty", 5, "empty", "content is empty"),
-    ("f+nochoices", 5, "empty", "no choices"),
-    ("f+status=401", 5, "auth", "HTTP 401 from POST /v1/chat/completions"),
-    ("f+status=403", 5, "auth", "HTTP 403"),
-    ("f+status=404", 5, "client_error", "HTTP 404"),
-    ("f+status=429", 5, "rate_limited", "HTTP 429"),
-    ("f+status=500", 5, "server_error", "HTTP 500 from POST /v1/chat/completions"),
-    ("f+status=503", 5, "server_error", "injected 503"),
-    ("f+redirect", 5, "bad_response", "HTTP 302 redirect from POST /v1/chat/completions to http://127.0.0.1:"),
-]
-STREAM_CUT = ("f+cut+tokens=6", 5, "stream_broken", "connection lost reading the stream")
 API_KEY = "sk-fault-matrix-key-0042"
 
 
@@ -67,7 +45,7 @@ def test_every_fault_fails_alone_with_its_class_reason_deadline_and_ping(
     workers: list[str],
 ) -> None:
     monkeypatch.setenv("FAULT_KEY", API_KEY)
-    faults = [model(name, timeout=timeout, id=name.split("+", 1)[1]) for name, timeout, _, _ in FAULTS]
+    faults = [model(name, timeout=timeout, id=name.split("+", 1)[1]) for name, timeout, _, _ in CHAT_FAULTS]
     faults.append(model(STREAM_CUT[0], id="cut", stream=True))
     endpoints = [
         endpoint(keyed_server.url, model("healthy"), *faults, api_key_env="FAULT_KEY"),
@@ -75,7 +53,7 @@ def test_every_fault_fails_alone_with_its_class_reason_deadline_and_ping(
         endpoint(tls_server.url, model("m"), name="selfsigned"),
         endpoint(tls_server.url, model("m"), name="selfsigned-allowed", verify_tls=False),
     ]
-    expected = {"svc/" + name.split("+", 1)[1]: (cls, piece, timeout) for name, timeout, cls, piece in FAULTS}
+    expected = {"svc/" + name.split("+", 1)[1]: (cls, piece, timeout) for name, timeout, cls, piece in CHAT_FAULTS}
     expected["svc/cut"] = STREAM_CUT[2:] + (STREAM_CUT[1],)
     expected["refused/m"] = ("connect", "Connect call failed ('127.0.0.1', 9)", 5)
     expected["selfsigned/m"] = ("tls", "TLS handshake failed: ", 5)

@@ -82,7 +82,7 @@ def test_an_unreadable_5xx_body_is_still_a_retried_server_error(server: FakeOpen
 
 
 def test_a_gzip_bomb_is_cut_at_the_cap_counted_after_decoding(server: FakeOpenAI, run_monitor) -> None:
-    """About 1 KB of stacked gzip that inflates to 1 GiB, in a body, an error body and a stream."""
+    """About 13 KB of stacked gzip that inflates to 1 GiB, in a body, an error body and a stream."""
     models = [
         model("g+body=gzipbomb", id="body"),
         model("g+status=503+errbody=gzipbomb", id="error"),

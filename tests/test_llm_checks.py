@@ -7,6 +7,7 @@ import pytest
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
+from .faults import STREAM_FAULTS
 from .helpers import WORKERS, endpoint, model
 
 
@@ -36,15 +37,6 @@ def test_a_healthy_stream_passes_with_its_timings(openai_server: FakeOpenAI, run
     run.result.stdout.fnmatch_lines(["svc/ok * chat * PASS * 0.*s * 0.2*s * *.? * streamed: replied *"])
 
 
-STREAM_FAULTS = [
-    ("st+cut", "stream_broken", "connection lost reading the stream"),
-    ("st+nodone", "stream_broken", "stream ended without [DONE]"),
-    ("st+nofinish", "stream_broken", "stream carried no finish_reason"),
-    ("st+malformed", "stream_broken", "malformed chunk"),
-    ("st+errorevent", "stream_broken", "error event in the stream after 3 events: upstream overloaded"),
-    ("st+nocontent", "empty", "stream carried no content"),
-    ("st+html", "bad_response", "asked for a stream, got content-type text/html"),
-]
 
 
 @WORKERS

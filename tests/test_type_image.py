@@ -11,19 +11,8 @@ from model_monitor.errors import ProbeError
 from model_monitor.types.image import image_size
 from testbed.openai_server import FakeOpenAI
 
+from .faults import IMAGE_FAULTS
 from .helpers import WORKERS, endpoint, model
-
-FAULTS = [
-    # model name (its "+" tokens choose the fault), class, piece of the reason
-    ("img+badb64", "schema", "data[0].b64_json is not base64"),
-    ("img+notimage", "schema", "decodes to 25 bytes that are not a PNG, JPEG or WebP image (they start 3c68746d6c3e6e6f)"),
-    ("img+empty", "empty", "reply has no images"),
-    ("img+truncated", "schema", "a truncated PNG: chunk IDAT at byte 33 needs"),
-    ("img+format=jpeg+truncated", "schema", "a truncated JPEG"),
-    ("img+format=webp+truncated", "schema", "a truncated WebP: RIFF says 41 bytes, got 20"),
-    ("img+url=ftp://images.example/1.png", "schema", "data[0].url is not an http(s) URL with a host (scheme 'ftp')"),
-    ("img+error200", "bad_response", "error object in HTTP 200: model is loading"),
-]
 
 
 @WORKERS
@@ -35,7 +24,7 @@ def test_a_generated_image_passes_with_its_format_and_size_and_each_fault_fails(
         model("img-jpeg+format=jpeg", "image", id="jpeg", size="512x320"),
         model("img-webp+format=webp", "image", id="webp", size="64x32"),
         model("img-url", "image", id="url", params={"response_format": "url"}),
-        *(model(name, "image", id=name.partition("+")[2].replace("/", "_")) for name, _, _ in FAULTS),
+        *(model(name, "image", id=name.partition("+")[2].replace("/", "_")) for name, _, _ in IMAGE_FAULTS),
     ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1, run.output
@@ -43,7 +32,7 @@ def test_a_generated_image_passes_with_its_format_and_size_and_each_fault_fails(
     assert run.reason("svc/jpeg").startswith("JPEG 512x320, ")
     assert run.reason("svc/webp").startswith("WebP 64x32, ")
     assert run.reason("svc/url") == "image URL on images.example (not fetched)", "the signed query is never shown"
-    for name, error_class, piece in FAULTS:
+    for name, error_class, piece in IMAGE_FAULTS:
         case_id = "svc/" + name.partition("+")[2].replace("/", "_")
         assert run.error_class(case_id) == error_class, run.reason(case_id)
         assert piece in run.reason(case_id) and "\n" not in run.reason(case_id), run.reason(case_id)

@@ -6,17 +6,8 @@ import pytest
 
 from testbed.openai_server import FakeOpenAI
 
+from .faults import MODERATION_FAULTS
 from .helpers import WORKERS, endpoint, model
-
-FAULTS = [
-    # model name (its "+" tokens choose the fault), class, piece of the reason
-    ("mod+wrongcount", "schema", "got 2 moderation results for 1 inputs"),
-    ("mod+noflagged", "schema", "results[0] has no boolean 'flagged' (None)"),
-    ("mod+nan", "schema", "results[0].category_scores.violence is not a finite number (nan)"),
-    ("mod+empty", "empty", "reply has no results"),
-    ("mod+error200", "bad_response", "error object in HTTP 200: model is loading"),
-    ("mod+status=503", "server_error", "HTTP 503 from POST /v1/moderations"),
-]
 
 
 @WORKERS
@@ -26,13 +17,13 @@ def test_a_healthy_moderation_passes_and_each_fault_fails_with_its_class(
     models = [
         model("mod-ok", "moderation", id="ok"),
         model("mod-two", "moderation", id="two", input=["a calm sentence", "flagme please"]),
-        *(model(name, "moderation", id=name) for name, _, _ in FAULTS),
+        *(model(name, "moderation", id=name) for name, _, _ in MODERATION_FAULTS),
     ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1, run.output
     assert run.reason("svc/ok") == "1 result, not flagged (13 categories)"
     assert run.reason("svc/two") == "2 results, 1 flagged (13 categories)"
-    for name, error_class, piece in FAULTS:
+    for name, error_class, piece in MODERATION_FAULTS:
         assert run.error_class(f"svc/{name}") == error_class, run.reason(f"svc/{name}")
         assert piece in run.reason(f"svc/{name}") and "\n" not in run.reason(f"svc/{name}"), run.reason(f"svc/{name}")
     sent = openai_server.requests_for("mod-ok")[-1]

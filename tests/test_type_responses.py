@@ -6,6 +6,7 @@ import pytest
 
 from testbed.openai_server import FakeOpenAI
 
+from .faults import RESPONSES_FAULTS
 from .helpers import WORKERS, endpoint, model
 
 
@@ -39,38 +40,15 @@ def test_a_healthy_response_passes_plain_and_streamed(openai_server: FakeOpenAI,
     assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), "reasoning is alive first"
 
 
-FAULTS = [
-    # plain
-    ("r+empty", {}, "empty", "response carries no output_text after 0 output tokens"),
-    ("r+badshape", {}, "schema", "'output' is str, expected a list"),
-    ("r+incomplete", {}, "bad_response", "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)"),
-    ("r+failed", {}, "bad_response", "error object in HTTP 200: The model crashed while generating"),
-    ("r+status=503", {}, "server_error", "HTTP 503 from POST /v1/responses"),
-    ("r+html", {}, "bad_response", "expected JSON: HTML page 'Sign in'"),
-    ("r+body=deep", {}, "bad_response", "reply is JSON nested too deep to read"),
-    ("r+error200", {}, "bad_response", "error object in HTTP 200: model is loading"),
-    # streamed
-    ("rs+cut", {"stream": True}, "stream_broken", "connection lost reading the stream"),
-    ("rs+nofinish", {"stream": True}, "stream_broken", "stream ended without response.completed after 5 events"),
-    ("rs+malformed", {"stream": True}, "stream_broken", "malformed chunk after"),
-    ("rs+errorevent", {"stream": True}, "stream_broken", "error event in the stream after 3 events: upstream overloaded"),
-    ("rs+nocontent", {"stream": True}, "empty", "stream carried no output_text delta after 2 events"),
-    ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
-    ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
-    ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
-    ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
-    ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
-    ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
-]
 
 
 @WORKERS
 def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
-    models = [responses(name, **extra) for name, extra, _, _ in FAULTS] + [responses("r-fine", stream=True)]
+    models = [responses(name, **extra) for name, extra, _, _ in RESPONSES_FAULTS] + [responses("r-fine", stream=True)]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1
     assert run.cases["svc/r-fine"]["model_monitor.verdict"] == "pass"
-    for name, _, error_class, piece in FAULTS:
+    for name, _, error_class, piece in RESPONSES_FAULTS:
         reason = run.reason(f"svc/{name}")
         assert run.error_class(f"svc/{name}") == error_class, reason
         assert piece in reason and "\n" not in reason, reason

@@ -6,6 +6,7 @@ import pytest
 
 from testbed.openai_server import FakeOpenAI
 
+from .faults import SPEECH_FAULTS
 from .helpers import WORKERS, endpoint, model
 
 
@@ -37,22 +38,6 @@ def test_each_audio_format_passes_with_its_duration_and_rate(openai_server: Fake
     assert run.reason("svc/tts-defaults") == "wav 1.50 s, 16000 Hz", "wav unless response_format says otherwise"
 
 
-SPEECH_FAULTS = [
-    ("tts+error200", "wav", "bad_response", "error object in HTTP 200: model is loading"),
-    ("tts+html", "wav", "bad_response", "content-type text/html (191 bytes), expected wav audio"),
-    ("tts+corrupt", "wav", "bad_response", "corrupt wav audio: no data chunk"),
-    ("tts+corrupt", "mp3", "bad_response", "corrupt mp3 audio: no complete MPEG layer III frame"),
-    ("tts+corrupt", "flac", "bad_response", "corrupt flac audio: no 34-byte STREAMINFO block"),
-    ("tts+corrupt", "opus", "bad_response", "corrupt opus audio: no complete Ogg page at byte 0"),
-    ("tts+corrupt", "pcm", "bad_response", "corrupt pcm audio: 13 bytes is not a whole number of 16-bit samples"),
-    ("tts+zerolen", "wav", "empty", "reply has no audio (0 bytes, content-type audio/wav)"),
-    ("tts+nosamples", "wav", "empty", "wav audio has a valid header but no samples (44 bytes)"),
-    ("tts+nosamples", "flac", "empty", "flac audio has a valid header but no samples"),
-    ("tts+nosamples", "opus", "empty", "opus audio has a valid header but no samples"),
-    ("tts+wrongformat", "wav", "schema", "asked for wav audio, got mp3"),
-    ("tts+wrongformat", "mp3", "schema", "asked for mp3 audio, got wav"),
-    ("tts+wrongformat", "pcm", "schema", "asked for pcm audio, got mp3"),
-]
 
 
 @WORKERS

@@ -9,6 +9,7 @@ import pytest
 from model_monitor.types.transcription import canary
 from testbed.openai_server import FakeOpenAI
 
+from .faults import TRANSCRIPTION_FAULTS
 from .helpers import WORKERS, endpoint, model
 
 
@@ -41,13 +42,6 @@ def test_a_healthy_transcription_passes_and_expect_reads_its_text(openai_server:
     assert "language" not in openai_server.requests_for("whisper+deaf")[-1].body, "no language: the server detects it"
 
 
-TRANSCRIPTION_FAULTS = [
-    ("whisper+empty", "empty", "transcription of the spoken canary sentence is empty"),
-    ("whisper+notext", "schema", "reply has no 'text' field"),
-    ("whisper+wrongshape", "schema", "'text' is list, expected a string"),
-    ("whisper+error200", "bad_response", "error object in HTTP 200: model is loading"),
-    ("whisper+status=415", "client_error", "HTTP 415 from POST /v1/audio/transcriptions"),
-]
 
 
 @WORKERS
