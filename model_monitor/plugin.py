@@ -22,7 +22,7 @@ from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
-from .reporters import heartbeats, pushgateway, results, verdicts
+from .reporters import heartbeats, pushgateway, results, terminal, verdicts
 from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex, outcome_of
 from .stop import Role, Stopper
@@ -392,9 +392,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                                     f"(the other shards hold {monitor.others_shards}): nothing to run here")
     if found:
         terminalreporter.section("model-monitor summary")
-        for line in verdicts.table(verdicts.rows(found)):
+        for line in terminal.table(terminal.rows(found)):
             terminalreporter.write_line(line)
-    if used := verdicts.usage_line([outcome for _, outcome, _ in found]):
+    if used := terminal.usage_line([outcome for _, outcome, _ in found]):
         terminalreporter.write_line(used)
     if monitor.stopper.reason is not None:
         error_class, why = monitor.stopper.reason
