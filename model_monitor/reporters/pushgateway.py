@@ -7,7 +7,6 @@ writes the exposition; our handler sends it with a timeout, a few retries, a cap
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -21,15 +20,15 @@ from prometheus_client.exposition import push_to_gateway
 
 from .. import USER_AGENT
 from ..case import Case
+from ..errors import PushError, TelemetryConfigError
 from ..outcome import Outcome
 from ..probe.retry import backoff
 from ..redact import Redactor, Secret
-from .heartbeats import REPLY_READ_CAP, TelemetryConfigError, split_url
+from ._http import ATTEMPTS, basic_auth, skim_blocking, split_url
 
-__all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
+__all__ = ["Gateway", "Pusher", "parse_headers", "registry"]
 
 JOB = "model-monitor"
-PUSH_ATTEMPTS = 3
 PUSH_TIMEOUT_S = 10.0
 SHAPE = "expected http(s)://host[:port][/path] of a Pushgateway, without a query"
 HEADERS_SHAPE = "expected Name=value,... or a JSON object of strings"
@@ -90,8 +89,7 @@ class Gateway:
             raise TelemetryConfigError(SHAPE)
         auth = split.auth
         if username or password:
-            pair = f"{username.reveal() if username else ''}:{password.reveal() if password else ''}"
-            auth = Secret("Basic " + base64.b64encode(pair.encode()).decode())
+            auth = basic_auth(username.reveal() if username else "", password.reveal() if password else "")
         base = "/".join([split.origin, *split.segments])
         return cls(base, instance, auth, headers)
 
@@ -122,10 +120,6 @@ def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
     return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)
 
 
-class PushFailed(Exception):
-    """Why the push did not land: one line, no secret."""
-
-
 def _handler(
     gateway: Gateway, deadline: float, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
     data: bytes,
@@ -137,14 +131,14 @@ def _handler(
         if gateway.auth:
             sent["authorization"] = gateway.auth.reveal()
         reason = "not sent"
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
+        for attempt in range(1, ATTEMPTS + 1):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
                 with httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client, \
                         client.stream(method, url, content=data, headers=sent) as response:
-                    _skim(response)
+                    skim_blocking(response)
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__} from {_host(url)}"
             else:
@@ -153,24 +147,15 @@ def _handler(
                 reason = f"{response.status_code} from {_host(url)}"
                 if response.status_code < 500:  # a redirect, a refusal: the same request would get the same
                     break
-            if attempt < PUSH_ATTEMPTS:
+            if attempt < ATTEMPTS:
                 time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
-        raise PushFailed(reason)
+        raise PushError(reason)
 
     return send
 
 
 def _host(url: str) -> str:
     return httpx.URL(url).host or "?"
-
-
-def _skim(response: httpx.Response) -> None:
-    """Read at most REPLY_READ_CAP bytes of the reply: the status says it all."""
-    read = 0
-    for chunk in response.iter_raw():
-        read += len(chunk)
-        if read >= REPLY_READ_CAP:
-            return
 
 
 @dataclass
@@ -196,7 +181,7 @@ class Pusher:
                 self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S,
                 handler=partial(_handler, self.gateway, time.monotonic() + budget),
             )
-        except PushFailed as exc:
+        except PushError as exc:
             self.failure = self.redact(str(exc))
         except Exception as exc:  # never let the push's fault escape unreported
             self.failure = f"{type(exc).__name__} pushing to {_host(self.gateway.url)}"
