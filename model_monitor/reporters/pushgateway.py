@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
@@ -24,9 +24,10 @@ from ..errors import PushError, TelemetryConfigError
 from ..outcome import Outcome
 from ..probe.retry import backoff
 from ..redact import Redactor, Secret
+from ..settings import Settings
 from ._http import ATTEMPTS, basic_auth, skim_blocking, split_url
 
-__all__ = ["Gateway", "Pusher", "parse_headers", "registry"]
+__all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
 JOB = "model-monitor"
 PUSH_TIMEOUT_S = 10.0
@@ -120,6 +121,22 @@ def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
     return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)
 
 
+def gateway_from(s: Settings) -> Gateway | None:
+    """The Pushgateway the settings name, if any; a malformed URL or header list raises naming its option."""
+    if not s.pushgateway_url:
+        return None
+    try:
+        headers = parse_headers(s.pushgateway_headers) if s.pushgateway_headers else ()
+    except TelemetryConfigError as exc:
+        raise TelemetryConfigError(f"MODEL_MONITOR_PUSHGATEWAY_HEADERS: {exc}") from None
+    try:
+        return Gateway.from_settings(
+            s.pushgateway_url, s.metrics_instance, s.pushgateway_username, s.pushgateway_password, headers
+        )
+    except TelemetryConfigError as exc:
+        raise TelemetryConfigError(f"--pushgateway-url (MODEL_MONITOR_PUSHGATEWAY_URL): {exc}") from None
+
+
 def _handler(
     gateway: Gateway, deadline: float, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
     data: bytes,
@@ -167,11 +184,12 @@ class Pusher:
     dry_run: bool = False
     results: dict[str, tuple[Case, Outcome]] = field(default_factory=dict)
     failure: str | None = None
+    flush_last: ClassVar[bool] = False
 
     def ended(self, case: Case, outcome: Outcome) -> None:
         self.results[case.id] = (case, outcome)
 
-    def push(self, budget: float) -> None:
+    def flush(self, budget: float) -> None:
         """One PUT of the run's group, at most `budget` seconds; a failure is kept for the summary."""
         if self.dry_run:
             return
@@ -186,10 +204,14 @@ class Pusher:
         except Exception as exc:  # never let the push's fault escape unreported
             self.failure = f"{type(exc).__name__} pushing to {_host(self.gateway.url)}"
 
-    def summary_line(self) -> str:
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    def summary_lines(self) -> list[str]:
         cases = f"{len(self.results)} cases"
         if self.dry_run:
-            return f"metrics (dry run): {cases} not pushed to {self.gateway.url}"
+            return [f"metrics (dry run): {cases} not pushed to {self.gateway.url}"]
         if self.failure is not None:
-            return f"metrics: push of {cases} to {self.gateway.url} failed: {self.failure}"
-        return f"metrics: {cases} pushed to {self.gateway.url}"
+            return [f"metrics: push of {cases} to {self.gateway.url} failed: {self.failure}"]
+        return [f"metrics: {cases} pushed to {self.gateway.url}"]
