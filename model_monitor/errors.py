@@ -4,8 +4,11 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
     MonitorError                          anything the monitor raises about its input or an endpoint's reply
       ConfigError                         config.py: the endpoints file is wrong, one line per fault naming its
                                           place (`file:line: endpoints[0].models[1].field: message`)
-      TelemetryConfigError                telemetry.py: a heartbeat URL of the wrong shape, named by its option
-                                          (`--cronitor-url (CRONITOR_URL): ...`), the URL itself never printed
+      TelemetryConfigError                reporters/: a heartbeat or Pushgateway URL or header list of the wrong
+                                          shape, named by its option (`--cronitor-url (CRONITOR_URL): ...`), the
+                                          URL itself never printed
+      PushError                           reporters/pushgateway.py: why the end-of-run push did not land, one line
+                                          without a secret (kept for the summary, never raised out of a hook)
       ProbeError(error_class, message)    a check failed; message is one line an on-call engineer can act on
         error_class is one of ErrorClass:
           timeout connect dns tls           the request did not complete
@@ -17,14 +20,14 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
           slo expectation                   the reply was fine but too slow, or not what the model entry expects
           interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
 
-ConfigError and TelemetryConfigError live beside the code that raises them; they derive from MonitorError here.
+ConfigError lives beside the code that raises it (config/); it derives from MonitorError here.
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["ErrorClass", "MonitorError", "ProbeError", "status_class"]
+__all__ = ["ErrorClass", "MonitorError", "ProbeError", "PushError", "TelemetryConfigError", "status_class"]
 
 
 class ErrorClass(enum.StrEnum):
@@ -55,6 +58,15 @@ _TRANSIENT = {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.RATE_LIMITED, E
 
 class MonitorError(Exception):
     """The root of every error the monitor raises itself (see the tree above)."""
+
+
+class TelemetryConfigError(MonitorError):
+    """A heartbeat or Pushgateway setting of the wrong shape; the message describes the shape, never the value (it
+    holds a key)."""
+
+
+class PushError(MonitorError):
+    """Why the Pushgateway push did not land: one line, no secret."""
 
 
 class ProbeError(MonitorError):

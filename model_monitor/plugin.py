@@ -5,12 +5,11 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -18,17 +17,15 @@ from . import config as endpoints_config
 from . import scheduler, settings
 from .case import Case
 from .config import ConfigError, Suite, discovery
+from .errors import TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
-from .reporters import heartbeats, pushgateway, results, verdicts
+from .reporters import Destinations, Reporter, build, results, terminal, verdicts
 from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex, outcome_of
 from .stop import Role, Stopper
-
-if TYPE_CHECKING:
-    from .reporters.otlp import OtlpMetrics
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
     "check_case", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
@@ -41,7 +38,6 @@ MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
-OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 @dataclass
@@ -54,15 +50,12 @@ class Monitor:
     records: RedactingRecords
     cases: CaseIndex
     stopper: Stopper
-    targets: list[heartbeats.Target] = field(default_factory=list)
+    destinations: Destinations
+    reporters: list[Reporter] = field(default_factory=list)  # on the process that sees every verdict
     loop: BackgroundLoop | None = None
     engine: Engine | None = None
-    heartbeats: heartbeats.Heartbeats | None = None
     config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
     others_shards: int = 0  # selected cases this process left to the other shards
-    gateway: pushgateway.Gateway | None = None
-    pusher: pushgateway.Pusher | None = None
-    otlp: OtlpMetrics | None = None
     listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
 
     def background(self) -> BackgroundLoop:
@@ -82,14 +75,6 @@ class Monitor:
             )
             self.stopper.attach(self.engine)
         return self.engine
-
-    def start_heartbeats(self) -> heartbeats.Heartbeats:
-        s = self.settings
-        delivery = heartbeats.Delivery(
-            self.background(), self.redact, s.telemetry_rate, s.telemetry_deadline, dry_run=s.telemetry_dry_run
-        )
-        self.heartbeats = heartbeats.Heartbeats(self.targets, delivery)
-        return self.heartbeats
 
     def close(self) -> None:
         self.stopper.uninstall()
@@ -119,40 +104,27 @@ def pytest_configure(config: pytest.Config) -> None:
     case_by_id = {case.id: case for case in suite.cases}
     _check_only(resolved.only, case_by_id)
     try:
-        targets = heartbeats.targets_from(
-            resolved.cronitor_url, resolved.cronitor_env, resolved.healthchecks_url, resolved.healthchecks_create
-        )
-    except heartbeats.TelemetryConfigError as exc:
+        destinations = Destinations.from_settings(resolved)
+    except TelemetryConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    gateway = _gateway(resolved)
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
-    redact = Redactor([*resolved.secrets, *(s for t in targets for s in t.secrets)])  # the cases' once resolved
-    if gateway is not None:
-        redact.add(*gateway.secrets)
+    redact = Redactor([*resolved.secrets, *destinations.secrets])  # the cases' once resolved
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(
-        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), targets=targets, gateway=gateway,
-        listings=listings,
+        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), destinations, listings=listings,
     )
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
         config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
-    if not hasattr(config, "workerinput"):
-        _start_reporters(config, monitor)
-    if targets and not hasattr(config, "workerinput"):
-        beats = monitor.start_heartbeats()
-        config.pluginmanager.register(VerdictHooks(beats.ended, monitor.cases), "model_monitor.heartbeats")
-        cronitor = next((t for t in targets if isinstance(t, heartbeats.Cronitor)), None)
-        if cronitor is not None and resolved.cronitor_api_key:
-            selected = [case for case in suite.cases if _runs_here(case, resolved)]
-            ping = heartbeats.provisioning(
-                resolved.cronitor_api_url, resolved.cronitor_api_key, cronitor, selected, resolved.cronitor_schedule
-            )
-            beats.delivery.send(ping, chain="provisioning")
+    if not hasattr(config, "workerinput"):  # the process that sees every verdict
+        selected = (case for case in suite.cases if _runs_here(case, resolved))
+        monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
+        if monitor.reporters:
+            config.pluginmanager.register(VerdictHooks(monitor.reporters, monitor.cases), "model_monitor.reporters")
 
 
 def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
@@ -162,36 +134,6 @@ def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listin
     if workerinput is None:
         return discovery.list_models(suite)
     return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
-
-
-def _gateway(resolved: settings.Settings) -> pushgateway.Gateway | None:
-    """The Pushgateway to push to, if any; a malformed URL or header list is a usage error naming its option."""
-    if not resolved.pushgateway_url:
-        return None
-    try:
-        headers = pushgateway.parse_headers(resolved.pushgateway_headers) if resolved.pushgateway_headers else ()
-    except heartbeats.TelemetryConfigError as exc:
-        raise pytest.UsageError(f"MODEL_MONITOR_PUSHGATEWAY_HEADERS: {exc}") from None
-    try:
-        return pushgateway.Gateway.from_settings(
-            resolved.pushgateway_url, resolved.metrics_instance, resolved.pushgateway_username,
-            resolved.pushgateway_password, headers,
-        )
-    except heartbeats.TelemetryConfigError as exc:
-        raise pytest.UsageError(f"--pushgateway-url (MODEL_MONITOR_PUSHGATEWAY_URL): {exc}") from None
-
-
-def _start_reporters(config: pytest.Config, monitor: Monitor) -> None:
-    """The end-of-run metrics (Pushgateway, OTLP) on the process that sees every verdict."""
-    if monitor.gateway is not None:
-        monitor.pusher = pushgateway.Pusher(monitor.gateway, monitor.redact, monitor.settings.telemetry_dry_run)
-        config.pluginmanager.register(VerdictHooks(monitor.pusher.ended, monitor.cases), "model_monitor.pushgateway")
-    where = next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
-    if where is not None:
-        from .reporters.otlp import OtlpMetrics  # the SDK takes 0.1 s to import: only for the runs that export
-
-        monitor.otlp = OtlpMetrics(where)
-        config.pluginmanager.register(VerdictHooks(monitor.otlp.ended, monitor.cases), "model_monitor.otlp")
 
 
 def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
@@ -229,15 +171,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
-        heartbeats.describe(monitor.targets, s.telemetry_dry_run),
-        *([f"metrics: push to {monitor.gateway.url} at the end of the run"] if monitor.gateway else []),
+        *monitor.destinations.header_lines(s.telemetry_dry_run),
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
-    if monitor.targets and not s.telemetry_dry_run:
-        pings = 2 * len(here) * len(monitor.targets)  # each case's run and end, to every target
-        lines += heartbeats.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
-    return lines
+    return lines + monitor.destinations.pacing_lines(s, len(here))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -363,16 +301,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # A shard whose share of a non-empty selection is empty did its part: exit 5 would fail its Job's index.
         session.exitstatus = pytest.ExitCode.OK
     failed = False
-    if monitor.pusher is not None:
-        monitor.pusher.push(_end_budget(monitor))
-        failed |= monitor.pusher.failure is not None
-    if monitor.otlp is not None:
-        monitor.otlp.flush(_end_budget(monitor))
-        failed |= monitor.otlp.failure is not None
-    if monitor.heartbeats is not None:
-        delivery = monitor.heartbeats.delivery
-        delivery.flush(_end_budget(monitor))
-        failed |= bool(delivery.failures)
+    for reporter in sorted(monitor.reporters, key=lambda r: r.flush_last):  # end pings after the pushes
+        reporter.flush(_end_budget(monitor))
+        failed |= reporter.failed
     if failed and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -392,9 +323,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                                     f"(the other shards hold {monitor.others_shards}): nothing to run here")
     if found:
         terminalreporter.section("model-monitor summary")
-        for line in verdicts.table(verdicts.rows(found)):
+        for line in terminal.table(terminal.rows(found)):
             terminalreporter.write_line(line)
-    if used := verdicts.usage_line([outcome for _, outcome, _ in found]):
+    if used := terminal.usage_line([outcome for _, outcome, _ in found]):
         terminalreporter.write_line(used)
     if monitor.stopper.reason is not None:
         error_class, why = monitor.stopper.reason
@@ -402,22 +333,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
             "their verdicts", red=True, bold=True
         )
-    if monitor.heartbeats is not None:
-        failed = bool(monitor.heartbeats.delivery.failures)
-        for line in heartbeats.summary_lines(monitor.heartbeats.delivery, monitor.targets):
-            terminalreporter.write_line(line, yellow=failed, bold=failed)
-    for metrics in (monitor.pusher, monitor.otlp):
-        if metrics is not None:
-            failed = metrics.failure is not None
-            terminalreporter.write_line(metrics.summary_line(), yellow=failed, bold=failed)
+    for reporter in monitor.reporters:
+        for line in reporter.summary_lines():
+            terminalreporter.write_line(line, yellow=reporter.failed, bold=reporter.failed)
 
 
 class VerdictHooks:
-    """Hands each case's verdict to a reporter (heartbeats, metrics) from the process that sees every report:
-    the only one, or xdist's controller."""
+    """Hands each case's verdict to every reporter from the process that sees every report: the only one, or
+    xdist's controller."""
 
-    def __init__(self, ended: Callable[[Case, Outcome], None], cases: CaseIndex) -> None:
-        self._ended = ended
+    def __init__(self, reporters: list[Reporter], cases: CaseIndex) -> None:
+        self._reporters = reporters
         self._cases = cases
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -426,7 +352,9 @@ class VerdictHooks:
         case = self._cases.case_of(report)
         if case is None or report.when == "teardown" or report.skipped or (report.when == "setup" and report.passed):
             return
-        self._ended(case, outcome_of(report))
+        outcome = outcome_of(report)
+        for reporter in self._reporters:
+            reporter.ended(case, outcome)
 
 
 def case_of(item: pytest.Item) -> Case | None:

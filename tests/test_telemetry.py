@@ -400,6 +400,7 @@ def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server
 CRASH_PLUGIN = """
 import model_monitor.probe.engine as engine
 import model_monitor.reporters.heartbeats as telemetry
+import model_monitor.reporters.heartbeats.targets as targets
 
 
 def boom(*args, **kwargs):
@@ -408,7 +409,7 @@ def boom(*args, **kwargs):
 
 SITES = {
     "case": (engine.Engine, "outcome"),  # inside a case: its traceback holds the plugin's Monitor, settings and targets
-    "end": (telemetry, "end_message"),  # building a ping, in a hook
+    "end": (targets, "end_message"),  # building a ping, in a hook
     "provisioning": (telemetry, "provisioning"),  # at start-up
 }
 owner, name = SITES[CRASH_SITE]

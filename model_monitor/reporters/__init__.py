@@ -1,1 +1,99 @@
-"""Reporting: where each case's verdict goes once it is known (heartbeats, metrics, documents, the terminal)."""
+"""Reporting: where each case's verdict goes once it is known (heartbeats, metrics, documents, the terminal).
+
+A Reporter is told each case's verdict and flushes at the run's end; `build` makes the ones the settings ask for,
+and the plugin loops over them. A new reporter is its module and one line in `build` (and, when it has settings to
+read at start-up, one in Destinations). The results document and the step summary (results.Results) are a pytest
+plugin instead: they read every report and write after the exit status is final, which the Reporters' failures
+may still change; the terminal table (terminal) is drawn by the plugin from pytest's own reports.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from ..case import Case
+from ..outcome import Outcome
+from ..probe.loop import BackgroundLoop
+from ..redact import Redactor
+from ..settings import Settings
+from . import heartbeats, pushgateway
+
+__all__ = ["Destinations", "Reporter", "build"]
+
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+class Reporter(Protocol):
+    """Where verdicts go, on the process that sees every one (the only one, or xdist's controller)."""
+
+    # True when its flush only waits for what it sent during the run: it is flushed after the others, so that
+    # their pushes overlap its last deliveries.
+    flush_last: ClassVar[bool]
+
+    def ended(self, case: Case, outcome: Outcome) -> None:
+        """A case's verdict, stamped with when its request really started and ended."""
+
+    def flush(self, budget: float) -> None:
+        """At the run's end: push, export or deliver what is kept, at most `budget` seconds; never raises."""
+
+    @property
+    def failed(self) -> bool:
+        """Something was not delivered (counted by --telemetry-strict, shown in the summary)."""
+
+    def summary_lines(self) -> list[str]:
+        """What the terminal summary says of it, once flushed."""
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where verdicts go besides the terminal, read from the settings at start-up on every process (their secrets
+    join the Redactor there); a malformed one raises TelemetryConfigError naming its option."""
+
+    targets: list[heartbeats.Target]
+    gateway: pushgateway.Gateway | None
+    otlp: str | None  # the variable that names the OTLP endpoint
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Destinations:
+        targets = heartbeats.targets_from(s.cronitor_url, s.cronitor_env, s.healthchecks_url, s.healthchecks_create)
+        gateway = pushgateway.gateway_from(s)
+        return cls(targets, gateway, next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets in their URLs and headers, in the open, for the Redactor only."""
+        return (*(s for t in self.targets for s in t.secrets), *(self.gateway.secrets if self.gateway else ()))
+
+    def header_lines(self, dry_run: bool) -> list[str]:
+        """For the report header: where pings and metrics go, keys hidden."""
+        return [
+            heartbeats.describe(self.targets, dry_run),
+            *([f"metrics: push to {self.gateway.url} at the end of the run"] if self.gateway else []),
+        ]
+
+    def pacing_lines(self, s: Settings, cases_here: int) -> list[str]:
+        """For the report header: how long this process's pings take at --telemetry-rate, when that is long."""
+        if not self.targets or s.telemetry_dry_run:
+            return []
+        pings = 2 * cases_here * len(self.targets)  # each case's run and end, to every target
+        return heartbeats.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
+
+
+def build(
+    where: Destinations, s: Settings, loop: Callable[[], BackgroundLoop], redact: Redactor, selected: Iterable[Case]
+) -> list[Reporter]:
+    """The reporters `where` asks for, in the order the summary lists them, started; `selected` are the cases this
+    process runs (read only if a reporter needs them)."""
+    reporters: list[Reporter] = []
+    if where.targets:
+        reporters.append(heartbeats.start(where.targets, s, loop(), redact, selected))
+    if where.gateway is not None:
+        reporters.append(pushgateway.Pusher(where.gateway, redact, s.telemetry_dry_run))
+    if where.otlp is not None:
+        from .otlp import OtlpMetrics  # the SDK takes 0.1 s to import: only for the runs that export
+
+        reporters.append(OtlpMetrics(where.otlp))
+    return reporters

@@ -8,7 +8,7 @@ The exporter reads the standard variables itself (endpoint, headers, timeout, co
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -60,6 +60,8 @@ class _Exporter(OTLPMetricExporter):
 class OtlpMetrics:
     """The run's meter and its three histograms; a reader that exports only when flushed."""
 
+    flush_last: ClassVar[bool] = False
+
     def __init__(self, where: str) -> None:
         self.where = where  # the variable that enabled it, for the header and the summary
         self.recorded = 0
@@ -108,7 +110,11 @@ class OtlpMetrics:
         elif not flushed:
             self.failure = f"not exported within {budget:g} s"
 
-    def summary_line(self) -> str:
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    def summary_lines(self) -> list[str]:
         if self.failure is not None:
-            return f"otlp ({self.where}): metrics of {self.recorded} cases failed: {self.failure}"
-        return f"otlp ({self.where}): metrics of {self.recorded} cases exported"
+            return [f"otlp ({self.where}): metrics of {self.recorded} cases failed: {self.failure}"]
+        return [f"otlp ({self.where}): metrics of {self.recorded} cases exported"]

@@ -7,13 +7,12 @@ writes the exposition; our handler sends it with a timeout, a few retries, a cap
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
@@ -21,15 +20,16 @@ from prometheus_client.exposition import push_to_gateway
 
 from .. import USER_AGENT
 from ..case import Case
+from ..errors import PushError, TelemetryConfigError
 from ..outcome import Outcome
 from ..probe.retry import backoff
 from ..redact import Redactor, Secret
-from .heartbeats import REPLY_READ_CAP, TelemetryConfigError, split_url
+from ..settings import Settings
+from ._http import ATTEMPTS, basic_auth, skim_blocking, split_url
 
-__all__ = ["JOB", "Gateway", "Pusher", "parse_headers", "registry"]
+__all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
 JOB = "model-monitor"
-PUSH_ATTEMPTS = 3
 PUSH_TIMEOUT_S = 10.0
 SHAPE = "expected http(s)://host[:port][/path] of a Pushgateway, without a query"
 HEADERS_SHAPE = "expected Name=value,... or a JSON object of strings"
@@ -90,8 +90,7 @@ class Gateway:
             raise TelemetryConfigError(SHAPE)
         auth = split.auth
         if username or password:
-            pair = f"{username.reveal() if username else ''}:{password.reveal() if password else ''}"
-            auth = Secret("Basic " + base64.b64encode(pair.encode()).decode())
+            auth = basic_auth(username.reveal() if username else "", password.reveal() if password else "")
         base = "/".join([split.origin, *split.segments])
         return cls(base, instance, auth, headers)
 
@@ -122,8 +121,20 @@ def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
     return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)
 
 
-class PushFailed(Exception):
-    """Why the push did not land: one line, no secret."""
+def gateway_from(s: Settings) -> Gateway | None:
+    """The Pushgateway the settings name, if any; a malformed URL or header list raises naming its option."""
+    if not s.pushgateway_url:
+        return None
+    try:
+        headers = parse_headers(s.pushgateway_headers) if s.pushgateway_headers else ()
+    except TelemetryConfigError as exc:
+        raise TelemetryConfigError(f"MODEL_MONITOR_PUSHGATEWAY_HEADERS: {exc}") from None
+    try:
+        return Gateway.from_settings(
+            s.pushgateway_url, s.metrics_instance, s.pushgateway_username, s.pushgateway_password, headers
+        )
+    except TelemetryConfigError as exc:
+        raise TelemetryConfigError(f"--pushgateway-url (MODEL_MONITOR_PUSHGATEWAY_URL): {exc}") from None
 
 
 def _handler(
@@ -137,14 +148,14 @@ def _handler(
         if gateway.auth:
             sent["authorization"] = gateway.auth.reveal()
         reason = "not sent"
-        for attempt in range(1, PUSH_ATTEMPTS + 1):
+        for attempt in range(1, ATTEMPTS + 1):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
                 with httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client, \
                         client.stream(method, url, content=data, headers=sent) as response:
-                    _skim(response)
+                    skim_blocking(response)
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__} from {_host(url)}"
             else:
@@ -153,24 +164,15 @@ def _handler(
                 reason = f"{response.status_code} from {_host(url)}"
                 if response.status_code < 500:  # a redirect, a refusal: the same request would get the same
                     break
-            if attempt < PUSH_ATTEMPTS:
+            if attempt < ATTEMPTS:
                 time.sleep(min(backoff(attempt), max(0.0, deadline - time.monotonic())))
-        raise PushFailed(reason)
+        raise PushError(reason)
 
     return send
 
 
 def _host(url: str) -> str:
     return httpx.URL(url).host or "?"
-
-
-def _skim(response: httpx.Response) -> None:
-    """Read at most REPLY_READ_CAP bytes of the reply: the status says it all."""
-    read = 0
-    for chunk in response.iter_raw():
-        read += len(chunk)
-        if read >= REPLY_READ_CAP:
-            return
 
 
 @dataclass
@@ -182,11 +184,12 @@ class Pusher:
     dry_run: bool = False
     results: dict[str, tuple[Case, Outcome]] = field(default_factory=dict)
     failure: str | None = None
+    flush_last: ClassVar[bool] = False
 
     def ended(self, case: Case, outcome: Outcome) -> None:
         self.results[case.id] = (case, outcome)
 
-    def push(self, budget: float) -> None:
+    def flush(self, budget: float) -> None:
         """One PUT of the run's group, at most `budget` seconds; a failure is kept for the summary."""
         if self.dry_run:
             return
@@ -196,15 +199,19 @@ class Pusher:
                 self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S,
                 handler=partial(_handler, self.gateway, time.monotonic() + budget),
             )
-        except PushFailed as exc:
+        except PushError as exc:
             self.failure = self.redact(str(exc))
         except Exception as exc:  # never let the push's fault escape unreported
             self.failure = f"{type(exc).__name__} pushing to {_host(self.gateway.url)}"
 
-    def summary_line(self) -> str:
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    def summary_lines(self) -> list[str]:
         cases = f"{len(self.results)} cases"
         if self.dry_run:
-            return f"metrics (dry run): {cases} not pushed to {self.gateway.url}"
+            return [f"metrics (dry run): {cases} not pushed to {self.gateway.url}"]
         if self.failure is not None:
-            return f"metrics: push of {cases} to {self.gateway.url} failed: {self.failure}"
-        return f"metrics: {cases} pushed to {self.gateway.url}"
+            return [f"metrics: push of {cases} to {self.gateway.url} failed: {self.failure}"]
+        return [f"metrics: {cases} pushed to {self.gateway.url}"]

@@ -6,6 +6,8 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from ._http import one_line
+
 __all__ = ["MAX_ROWS", "markdown"]
 
 MAX_ROWS = 200  # failing cases first; GitHub caps a step's summary at 1 MiB
@@ -57,10 +59,7 @@ def _line(cells: Any) -> str:
 
 def _cell(text: str) -> str:
     """One table cell: on one line, cut short, with | and HTML escaped (a server's words must not shape the page)."""
-    text = " ".join(text.split())
-    if len(text) > MAX_REASON:
-        text = text[: MAX_REASON - 1] + "…"
-    return html.escape(text, quote=False).replace("|", "\\|")
+    return html.escape(one_line(text, MAX_REASON), quote=False).replace("|", "\\|")
 
 
 def _seconds(value: float | None) -> str:

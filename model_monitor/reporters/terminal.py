@@ -1,0 +1,89 @@
+"""The terminal's view of a run: the summary table, one row per case, and the run's token usage line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pytest
+
+from ..case import Case
+from ..outcome import Outcome
+from .verdicts import TOKEN_KINDS, token_totals
+
+__all__ = ["Row", "rows", "table", "usage_line"]
+
+REASON_WIDTH = 120
+COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s", "tokens")
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    type: str
+    verdict: str
+    duration: str
+    ttft: str
+    tokens_per_s: str
+    tokens: str
+    reason: str
+
+
+def rows(found: list[tuple[Case, Outcome, pytest.TestReport]]) -> list[Row]:
+    """One row per case that ran (see verdicts)."""
+    return [_row(case, outcome, report) for case, outcome, report in found]
+
+
+def usage_line(outcomes: list[Outcome]) -> str | None:
+    """The run's token total, `this run used 1,234 tokens`, or None when no case reported usage."""
+    totals = token_totals(outcomes)
+    if totals is None:
+        return None
+    prompt, completion, reasoning, silent = totals.values()
+    return (
+        f"this run used {prompt + completion:,} tokens: {prompt:,} prompt + {completion:,} completion, of which "
+        f"{reasoning:,} reasoning (OpenAI counts reasoning tokens in the completion)"
+        + (f"; {silent} case(s) reported no usage" if silent else "")
+    )
+
+
+def _row(case: Case, outcome: Outcome, report: pytest.TestReport) -> Row:
+    metrics = outcome.metrics
+    verdict = "FAIL" if not report.passed else "DEGRADED" if outcome.degraded else "PASS"
+    return Row(
+        case.id,
+        case.type,
+        verdict,
+        _number(outcome.duration_s, "{:.3f}s"),
+        _number(metrics.get("ttft_s"), "{:.3f}s"),
+        _number(metrics.get("tokens_per_s"), "{:.1f}"),
+        _tokens(metrics),
+        _cut(outcome.reason),
+    )
+
+
+def _tokens(metrics: Mapping[str, float]) -> str:
+    """prompt+completion as the server counted them, `12+64 (60 r)` when it counted reasoning: `-` when it did not."""
+    prompt, completion, reasoning = (metrics.get(kind) for kind in TOKEN_KINDS)
+    if prompt is None and completion is None:
+        return "-"
+    shown = "+".join(_number(n, "{:.0f}") for n in (prompt, completion))
+    return shown + (f" ({reasoning:.0f} r)" if reasoning else "")
+
+
+def table(rows: list[Row]) -> list[str]:
+    header = Row("case", "type", "verdict", "duration", "ttft", "tok/s", "tokens", "reason")
+    widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in COLUMNS]
+
+    def line(r: Row) -> str:
+        return "  ".join(getattr(r, f).ljust(w) for f, w in zip(COLUMNS, widths)) + "  " + r.reason
+
+    return [line(header), *map(line, rows)]
+
+
+def _number(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 1] + "…"
