@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import config as endpoints_config
-from . import scheduler, settings
+from . import scheduler, selection, settings
 from .case import Case
 from .config import ConfigError, Suite, discovery
 from .errors import TelemetryConfigError
@@ -22,9 +22,9 @@ from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
-from .reporters import Destinations, Reporter, build, results, terminal, verdicts
+from .reporters import Destinations, Fanout, Reporter, build, results, terminal, verdicts
 from .reporters.paths import report_paths
-from .reporters.verdicts import CaseIndex, outcome_of
+from .reporters.verdicts import CaseIndex
 from .stop import Role, Stopper
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
@@ -102,7 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
     case_by_id = {case.id: case for case in suite.cases}
-    _check_only(resolved.only, case_by_id)
+    if (unknown := selection.unknown_only(resolved.only, suite.cases)) is not None:
+        raise pytest.UsageError(f"--only {unknown!r} names no endpoint and no case id in the endpoints file")
     try:
         destinations = Destinations.from_settings(resolved)
     except TelemetryConfigError as exc:
@@ -121,10 +122,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if reports is not None and (reports.results_json or reports.step_summary):
         config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
-        selected = (case for case in suite.cases if _runs_here(case, resolved))
+        selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
         if monitor.reporters:
-            config.pluginmanager.register(VerdictHooks(monitor.reporters, monitor.cases), "model_monitor.reporters")
+            config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
 
 
 def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
@@ -167,7 +168,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if monitor is None:
         return None
     s = monitor.settings
-    here = [case for case in monitor.suite.cases if _runs_here(case, s)]
+    here = [case for case in monitor.suite.cases if selection.runs_here(case, s)]
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
         f"at most {s.max_concurrency} requests in flight",
@@ -199,9 +200,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep, drop = [], []
     for item in items:
         case = case_of(item)
-        if case is not None and not _runs_here(case, monitor.settings):
+        if case is not None and not selection.runs_here(case, monitor.settings):
             drop.append(item)
-            monitor.others_shards += _selected_elsewhere(case, monitor.settings)
+            monitor.others_shards += selection.selected_elsewhere(case, monitor.settings)
             continue
         if case is not None:
             item.user_properties.extend(verdicts.identity_properties(case))
@@ -318,43 +319,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if monitor is None:
         return
     found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
-    if not found and monitor.others_shards:
-        terminalreporter.write_line(f"model-monitor: shard {monitor.settings.shard} holds none of the selected cases "
-                                    f"(the other shards hold {monitor.others_shards}): nothing to run here")
-    if found:
-        terminalreporter.section("model-monitor summary")
-        for line in terminal.table(terminal.rows(found)):
-            terminalreporter.write_line(line)
-    if used := terminal.usage_line([outcome for _, outcome, _ in found]):
-        terminalreporter.write_line(used)
-    if monitor.stopper.reason is not None:
-        error_class, why = monitor.stopper.reason
-        terminalreporter.write_line(
-            f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
-            "their verdicts", red=True, bold=True
-        )
-    for reporter in monitor.reporters:
-        for line in reporter.summary_lines():
-            terminalreporter.write_line(line, yellow=reporter.failed, bold=reporter.failed)
-
-
-class VerdictHooks:
-    """Hands each case's verdict to every reporter from the process that sees every report: the only one, or
-    xdist's controller."""
-
-    def __init__(self, reporters: list[Reporter], cases: CaseIndex) -> None:
-        self._reporters = reporters
-        self._cases = cases
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """On a case's verdict (its call, or a failed setup, a crash, a timeout): its outcome, stamped with when
-        its request really started and ended."""
-        case = self._cases.case_of(report)
-        if case is None or report.when == "teardown" or report.skipped or (report.when == "setup" and report.passed):
-            return
-        outcome = outcome_of(report)
-        for reporter in self._reporters:
-            reporter.ended(case, outcome)
+    terminal.summary(terminalreporter, found, monitor.stopper.reason, monitor.reporters,
+                     shard=(monitor.settings.shard, monitor.others_shards))
 
 
 def case_of(item: pytest.Item) -> Case | None:
@@ -371,29 +337,6 @@ def _budget(case: Case) -> float:
 def _sets_timeouts(config: pytest.Config) -> bool:
     """Each case gets pytest-timeout's backstop from its own budget, unless the user gave --timeout (or no plugin)."""
     return config.pluginmanager.hasplugin("timeout") and config.getoption("timeout", None) is None
-
-
-def _selected(case: Case, only: tuple[str, ...]) -> bool:
-    return case.endpoint.name in only or case.id in only
-
-
-def _selected_elsewhere(case: Case, resolved: settings.Settings) -> bool:
-    """Selected, but owned by another shard."""
-    return resolved.shard is not None and (not resolved.only or _selected(case, resolved.only))
-
-
-def _runs_here(case: Case, resolved: settings.Settings) -> bool:
-    """Chosen by --only (when given) and owned by this process's --shard (when given). A shard depends on the
-    case id alone, so -k and -m, applied by pytest around this, select from each shard what they select overall."""
-    only, shard = resolved.only, resolved.shard
-    return (not only or _selected(case, only)) and (shard is None or shard.owns(case.id))
-
-
-def _check_only(only: tuple[str, ...], case_by_id: dict[str, Case]) -> None:
-    names = {case.endpoint.name for case in case_by_id.values()} | set(case_by_id)
-    unknown = [name for name in only if name not in names]
-    if unknown:
-        raise pytest.UsageError(f"--only {unknown[0]!r} names no endpoint and no case id in the endpoints file")
 
 
 def _is_controller(config: pytest.Config) -> bool:

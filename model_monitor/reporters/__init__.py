@@ -14,14 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+import pytest
+
 from ..case import Case
 from ..outcome import Outcome
 from ..probe.loop import BackgroundLoop
 from ..redact import Redactor
 from ..settings import Settings
 from . import heartbeats, pushgateway
+from .verdicts import CaseIndex, outcome_of
 
-__all__ = ["Destinations", "Reporter", "build"]
+__all__ = ["Destinations", "Fanout", "Reporter", "build"]
 
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -97,3 +100,22 @@ def build(
 
         reporters.append(OtlpMetrics(where.otlp))
     return reporters
+
+
+class Fanout:
+    """Hands each case's verdict to every reporter from the process that sees every report: the only one, or
+    xdist's controller."""
+
+    def __init__(self, reporters: list[Reporter], cases: CaseIndex) -> None:
+        self._reporters = reporters
+        self._cases = cases
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On a case's verdict (its call, or a failed setup, a crash, a timeout): its outcome, stamped with when
+        its request really started and ended."""
+        case = self._cases.case_of(report)
+        if case is None or report.when == "teardown" or report.skipped or (report.when == "setup" and report.passed):
+            return
+        outcome = outcome_of(report)
+        for reporter in self._reporters:
+            reporter.ended(case, outcome)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..case import Case
+from ..errors import ErrorClass
 from ..outcome import Outcome
+from ..shard import Shard
 from .verdicts import TOKEN_KINDS, token_totals
 
-__all__ = ["Row", "rows", "table", "usage_line"]
+if TYPE_CHECKING:
+    from . import Reporter
+
+__all__ = ["Row", "rows", "summary", "table", "usage_line"]
 
 REASON_WIDTH = 120
 COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s", "tokens")
@@ -87,3 +93,33 @@ def _number(value: float | None, form: str) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 1] + "…"
+
+
+def summary(
+    terminalreporter: pytest.TerminalReporter,
+    found: list[tuple[Case, Outcome, pytest.TestReport]],
+    stopped: tuple[ErrorClass, str] | None,
+    reporters: Sequence[Reporter],
+    shard: tuple[Shard | None, int],
+) -> None:
+    """The run's end on the terminal: the table, the token usage, why the run stopped, and each reporter's lines.
+    `shard` is this process's shard and how many selected cases the other shards hold."""
+    own_shard, others = shard
+    if not found and others:
+        terminalreporter.write_line(f"model-monitor: shard {own_shard} holds none of the selected cases "
+                                    f"(the other shards hold {others}): nothing to run here")
+    if found:
+        terminalreporter.section("model-monitor summary")
+        for line in table(rows(found)):
+            terminalreporter.write_line(line)
+    if used := usage_line([outcome for _, outcome, _ in found]):
+        terminalreporter.write_line(used)
+    if stopped is not None:
+        error_class, why = stopped
+        terminalreporter.write_line(
+            f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
+            "their verdicts", red=True, bold=True
+        )
+    for reporter in reporters:
+        for line in reporter.summary_lines():
+            terminalreporter.write_line(line, yellow=reporter.failed, bold=reporter.failed)
