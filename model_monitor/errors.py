@@ -2,7 +2,7 @@
 heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are translated into these at the boundary.
 
     MonitorError                          anything the monitor raises about its input or an endpoint's reply
-      ConfigError                         config.py: the endpoints file is wrong, one line per fault naming its
+      ConfigError                         config/: the endpoints file is wrong, one line per fault naming its
                                           place (`file:line: endpoints[0].models[1].field: message`)
       TelemetryConfigError                reporters/: a heartbeat or Pushgateway URL or header list of the wrong
                                           shape, named by its option (`--cronitor-url (CRONITOR_URL): ...`), the
@@ -19,15 +19,20 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
           stream_broken                     an SSE stream that ended or broke before it was complete
           slo expectation                   the reply was fine but too slow, or not what the model entry expects
           interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
-
-ConfigError lives beside the code that raises it (config/); it derives from MonitorError here.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["ErrorClass", "MonitorError", "ProbeError", "PushError", "TelemetryConfigError", "status_class"]
+__all__ = [
+    "MAX_LISTED", "ConfigError", "ErrorClass", "MonitorError", "ProbeError", "PushError", "TelemetryConfigError",
+    "status_class",
+]
+
+MAX_LISTED = 20  # problems listed in one error (a file of mistakes is fixed a screenful at a time); the rest counted
 
 
 class ErrorClass(enum.StrEnum):
@@ -58,6 +63,29 @@ _TRANSIENT = {ErrorClass.TIMEOUT, ErrorClass.CONNECT, ErrorClass.RATE_LIMITED, E
 
 class MonitorError(Exception):
     """The root of every error the monitor raises itself (see the tree above)."""
+
+
+class ConfigError(MonitorError):
+    """The endpoints file cannot be used; each line of the message names the file, the line, the field and the
+    problem. `problems` holds one error per line, so that errors from several checks can be listed together."""
+
+    def __init__(self, message: str, line: int = 0, parts: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.line = line
+        self.parts = parts
+        self.problems: list[ConfigError] = [self]
+
+    @classmethod
+    def listing(cls, errors: Iterable[ConfigError]) -> ConfigError:
+        """One error listing every problem once, in file order: at most MAX_LISTED lines, then how many more."""
+        unique = {str(p): p for e in errors for p in e.problems}
+        ordered = sorted(unique.values(), key=lambda p: p.line)
+        lines = [str(p) for p in ordered[:MAX_LISTED]]
+        if len(ordered) > MAX_LISTED:
+            lines.append(f"... and {len(ordered) - MAX_LISTED} more")
+        listed = cls("\n".join(lines), ordered[0].line, ordered[0].parts)
+        listed.problems = ordered
+        return listed
 
 
 class TelemetryConfigError(MonitorError):

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 
 from ..case import Case, monitor_key
-from ..errors import ErrorClass, ProbeError
+from ..errors import ConfigError, ErrorClass, ProbeError
 from ..probe.exchange import parse_json, read_body, timed
 from ..probe.transport import request_headers, transport_for
 from ..types.models import model_ids
-from . import ConfigError, Discovery, Suite
+from .build import Discovery, Suite
 
 __all__ = ["DISCOVERY", "Listing", "apply", "list_models"]
 
