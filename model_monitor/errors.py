@@ -69,10 +69,11 @@ class ConfigError(MonitorError):
     """The endpoints file cannot be used; each line of the message names the file, the line, the field and the
     problem. `problems` holds one error per line, so that errors from several checks can be listed together."""
 
-    def __init__(self, message: str, line: int = 0, parts: tuple[Any, ...] = ()) -> None:
+    def __init__(self, message: str, line: int = 0, parts: tuple[Any, ...] = (), detail: str = "") -> None:
         super().__init__(message)
         self.line = line
         self.parts = parts
+        self.detail = detail or message  # the problem without its place: "contains U+000A, a control character..."
         self.problems: list[ConfigError] = [self]
 
     @classmethod

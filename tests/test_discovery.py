@@ -154,3 +154,37 @@ def test_models_are_required_unless_the_endpoint_discovers(tmp_path: Path) -> No
                     "    types: {'*embed*': embedding, '*': chat}\n", encoding="utf-8")
     suite = load(path, {})
     assert suite.cases == () and suite.discoveries["a"].types == (("*embed*", "embedding"), ("*", "chat"))
+
+
+# What a hostile gateway lists: each id must pass the gate a file's model name passes, or be refused by name.
+HOSTILE_IDS = {
+    "lone\ud800x": "lone surrogate",
+    "esc\x1b[31mred": "U+001B, a control character",
+    "nul\x00byte": "U+0000, a control character",
+    "rlo\u202eevil": "U+202E, a bidi control",
+    "two\nlines": "U+000A, a control character",
+    "x" * 100_000: "100,000 characters long",
+    "discovery": "is taken",
+}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_a_hostile_listing_is_data_refused_by_name_and_the_rest_runs(run_monitor, workers: list[str]) -> None:
+    """A listed id goes through the file's name rules: the refused ones are named, escaped and cut, in the
+    discovery case; the healthy model still runs; nothing the server chose reaches the output raw."""
+    with FakeOpenAI(models=("good-model", *HOSTILE_IDS)) as server, Receiver() as receiver:
+        run = run_monitor(discovering(server.url), f"--cronitor-url={receiver.url}/p/hostilekey1", *workers)
+        pings = [(p.path, p.query) for p in receiver.pings]
+    assert run.ret == 1, run.output[-3000:]
+    assert run.cases["gw/good-model"]["model_monitor.verdict"] == "pass"
+    reason = run.reason("gw/discovery")
+    assert reason.startswith(f"expectation: {len(HOSTILE_IDS)} listed models get no case: "), reason
+    for why in list(HOSTILE_IDS.values())[:5]:  # the reason names five, then …
+        assert why in reason, reason
+    assert set(run.cases) == {"gw/good-model", "gw/discovery"}, "the refused ids make no case"
+    text = run.output + run.junit + repr(pings)
+    for raw in ("\x1b", "\x00", "\u202e", "\ud800", "x" * 1000):
+        assert raw not in text
+    assert "\nlines" not in run.output
+    assert len(run.output) < 20_000, "a 100 KB id is cut, not printed"
+    assert {path.rsplit("/", 1)[1] for path, _ in pings} == {"gw-good-model", "gw-discovery"}

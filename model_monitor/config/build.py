@@ -40,10 +40,13 @@ class Discovery:
         return next((t for glob, t in self.types if fnmatch.fnmatchcase(model_id, glob)), DISCOVERED_TYPE)
 
     def case(self, model_id: str, model_type: str) -> Case:
-        """The case of a listed model, as if the file listed it with only its name and type: the endpoint's and
-        the file's defaults apply. Raise ConfigError when they do not make a case (they name the place)."""
-        return model_case(self.document, self.where, self.endpoint, self.raw_endpoint,
-                          {"name": model_id, "type": model_type}, self.defaults)
+        """The case of a listed model, as if the file listed it with only its name and type: the same name checks
+        as the file's entries, and the endpoint's and the file's defaults apply. Raise ConfigError when they do
+        not make a case (a server's id is data until it passes the gate a file's name passes)."""
+        raw = {"name": model_id, "type": model_type}
+        for _, name in name_places(self.where, raw):
+            check_name(self.document, self.where + ("discover",), name)
+        return model_case(self.document, self.where, self.endpoint, self.raw_endpoint, raw, self.defaults)
 
 
 @dataclass(frozen=True)

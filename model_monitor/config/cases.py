@@ -12,7 +12,7 @@ import jsonschema
 
 from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
 from ..types import TYPES
-from .document import Document, breaking_char, format_path
+from .document import Document, format_path, name_problem
 
 __all__ = ["check_name", "check_unique", "model_case", "name_places"]
 
@@ -74,9 +74,8 @@ def name_places(where: tuple[Any, ...], model: dict[str, Any]) -> Iterator[tuple
 
 
 def check_name(document: Document, parts: tuple[Any, ...], name: str) -> None:
-    if char := breaking_char(name):
-        raise document.error(parts, f"contains {char}, a control character or line break: names become test "
-                             "ids, monitor keys and one-line reports")
+    if problem := name_problem(name):
+        raise document.error(parts, f"{problem}: names become test ids, monitor keys and one-line reports")
 
 
 def check_unique(

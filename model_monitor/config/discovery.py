@@ -23,29 +23,44 @@ from ..probe.exchange import parse_json, read_body, timed
 from ..probe.transport import request_headers, transport_for
 from ..types.models import model_ids
 from .build import Discovery, Suite
+from .document import name_problem
 
 __all__ = ["DISCOVERY", "Listing", "apply", "list_models"]
 
 DISCOVERY = "discovery"  # the model part of the failing case's id: <endpoint>/discovery
 MAX_LISTING_BYTES = 8 * 1024 * 1024  # a listing of thousands of models is a few hundred KB
 LISTING_PATH = "/models"
+SHOWN_ID_CHARS = 60  # of a refused id in the discovery case's reason
 
 
 @dataclass(frozen=True)
 class Listing:
-    """What one endpoint's listing found: its model ids, or why there are none (an ErrorClass value and a line)."""
+    """What one endpoint's listing found: the model ids the filters keep and whose names pass the file's name rules,
+    the ones refused (each escaped and cut, with why), how many were listed; or why there are none (an ErrorClass
+    value and a line). Only checked text travels on: to xdist's workers, into ids, reports and pings."""
 
     ids: tuple[str, ...] = ()
     failure: tuple[str, str] | None = None
+    refused: tuple[str, ...] = ()
+    listed: int = 0
 
     def plain(self) -> dict[str, Any]:
         """As plain data, the form in which it travels to xdist workers."""
-        return {"ids": list(self.ids), "failure": list(self.failure) if self.failure else None}
+        return {"ids": list(self.ids), "failure": list(self.failure) if self.failure else None,
+                "refused": list(self.refused), "listed": self.listed}
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> Listing:
         failure = data.get("failure")
-        return cls(tuple(data["ids"]), (failure[0], failure[1]) if failure else None)
+        return cls(tuple(data["ids"]), (failure[0], failure[1]) if failure else None, tuple(data["refused"]),
+                   int(data["listed"]))
+
+    @classmethod
+    def gated(cls, listed: list[str], discovery: Discovery) -> Listing:
+        """The listing's ids through the filters, then the name rules a file's model name passes."""
+        kept = sorted({i for i in listed if _kept(i, discovery)})
+        refused = [f"{_shown(i)} ({problem})" for i in kept if (problem := name_problem(i))]
+        return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
 
 
 def list_models(suite: Suite, environ: Mapping[str, str] | None = None) -> dict[str, Listing]:
@@ -77,7 +92,7 @@ async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listi
     transport = transport_for(endpoint, httpx.create_ssl_context(verify=endpoint.verify_tls))
     try:
         reply = await timed(transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES))
-        return Listing(tuple(model_ids(parse_json(reply))))
+        return Listing.gated(model_ids(parse_json(reply)), discovery)
     except ProbeError as error:
         return Listing(failure=(error.error_class.value, f"listing GET {request.url.path} failed: {error.message}"))
     finally:
@@ -93,6 +108,7 @@ def apply(suite: Suite, listings: Mapping[str, Listing]) -> Suite:
     for case in suite.cases:
         cases[case.endpoint.name].append(case)
     taken = {case.id for case in suite.cases} | {case.monitor for case in suite.cases}
+    taken |= {key for name in suite.discoveries for key in (f"{name}/{DISCOVERY}", _monitor(name))}  # its own case
     for name, discovery in suite.discoveries.items():
         cases[name].extend(_cases(discovery, listings.get(name, Listing()), taken))
     return replace(suite, cases=tuple(case for endpoint_cases in cases.values() for case in endpoint_cases))
@@ -102,18 +118,17 @@ def _cases(discovery: Discovery, listing: Listing, taken: set[str]) -> list[Case
     """An endpoint's discovered cases; its failing discovery case for what went wrong."""
     if listing.failure is not None:
         return [_failed(discovery, listing.failure)]
-    kept = sorted({i for i in listing.ids if _kept(i, discovery)})
-    if not kept:
+    if not listing.ids and not listing.refused:
         return [_failed(discovery, (ErrorClass.EXPECTATION.value, _nothing_kept(listing, discovery)))]
-    found, refused = [], []
-    for model_id in (i for i in kept if i not in discovery.explicit):
+    found, refused = [], list(listing.refused)
+    for model_id in (i for i in listing.ids if i not in discovery.explicit):
         try:
             case = discovery.case(model_id, discovery.type_of(model_id))
         except ConfigError as exc:
-            refused.append(f"{model_id!r} ({str(exc).rpartition(': ')[2]})")
+            refused.append(f"{_shown(model_id)} ({exc.detail.partition(': names become')[0]})")
             continue
         if case.id in taken or case.monitor in taken:
-            refused.append(f"{model_id!r} (its case id or monitor key {case.monitor!r} is taken)")
+            refused.append(f"{_shown(model_id)} (its case id or monitor key {case.monitor!r} is taken)")
             continue
         taken.update((case.id, case.monitor))
         found.append(case)
@@ -133,15 +148,20 @@ def _kept(model_id: str, discovery: Discovery) -> bool:
 
 def _nothing_kept(listing: Listing, discovery: Discovery) -> str:
     """`lists 37 models, none matches include ['gpt-*'] (exclude ['*-old'])`."""
-    if not listing.ids:
+    if not listing.listed:
         return f"GET {LISTING_PATH} lists no models"
     filters = [f"{what} {list(globs)}" for what, globs in (("include", discovery.include), ("exclude", discovery.exclude)) if globs]
-    return f"GET {LISTING_PATH} lists {len(listing.ids)} models, none kept by " + " and ".join(filters)
+    return f"GET {LISTING_PATH} lists {listing.listed} models, none kept by " + " and ".join(filters)
 
 
 def _failed(discovery: Discovery, failure: tuple[str, str]) -> Case:
     """The `<endpoint>/discovery` case: it sends no request and fails with the listing's reason."""
     return replace(discovery.case(DISCOVERY, "models"), failure=failure)
+
+
+def _shown(model_id: str) -> str:
+    """A listed id as a reason shows it: escaped (repr), and cut, whatever the server sent."""
+    return repr(model_id[:SHOWN_ID_CHARS]) + ("…" if len(model_id) > SHOWN_ID_CHARS else "")
 
 
 def _monitor(name: str) -> str:

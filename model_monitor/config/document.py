@@ -18,12 +18,15 @@ from ..errors import ConfigError
 from .schema import violations
 from .yaml_loader import MAX_FILE_BYTES, SURROGATE, FastStrictLoader, Refused, StrictLoader, compose
 
-__all__ = ["VAR", "Document", "Problems", "breaking_char", "format_path"]
+__all__ = ["MAX_NAME_CHARS", "VAR", "Document", "Problems", "breaking_char", "format_path", "name_problem"]
 
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Categories that break a one-line id, report or header: C0/C1 controls (tab, newline, NEL...), line and
 # paragraph separators.
 _BREAKING = ("Cc", "Zl", "Zp")
+# The explicit directional marks, embeddings, overrides and isolates (Unicode's Bidi_Control property).
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_NAME_CHARS = 200  # a model id is at most about a hundred characters (a Hugging Face org/name)
 
 
 class Problems:
@@ -127,7 +130,7 @@ class Document:
     def error(self, parts: tuple[Any, ...], message: str) -> ConfigError:
         line = self.line(parts)
         where = f"{self.path}:{line}" if line is not None else str(self.path)
-        return ConfigError(f"{where}: {format_path(parts)}: {message}", line or 0, parts)
+        return ConfigError(f"{where}: {format_path(parts)}: {message}", line or 0, parts, detail=message)
 
     def interpolate(self, environ: Mapping[str, str]) -> Any:
         """Replace ${VAR} in every string value but those that wait for Suite.resolve (see _waits), and refuse
@@ -213,3 +216,17 @@ def breaking_char(text: str) -> str | None:
     """The first character that would break a one-line id, report line or header (tab, newline, any
     control character, a line separator), as U+XXXX; None if there is none."""
     return next((f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _BREAKING), None)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name cannot become a test id, a monitor key or a one-line report, or None: one rule for the file's
+    names and the model ids a server lists."""
+    if char := breaking_char(name):
+        return f"contains {char}, a control character or line break"
+    if char := next((f"U+{ord(c):04X}" for c in name if "\ud800" <= c <= "\udfff"), None):
+        return f"contains {char}, a lone surrogate (half of a character, not text)"
+    if char := next((f"U+{ord(c):04X}" for c in name if c in BIDI_CONTROLS), None):
+        return f"contains {char}, a bidi control (it reorders what a terminal shows)"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name):,} characters long, more than {MAX_NAME_CHARS} (MAX_NAME_CHARS)"
+    return None
