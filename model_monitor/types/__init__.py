@@ -1,7 +1,8 @@
 """Model types: one module each (its fields and defaults, its request, its check), found through one registry.
 
-Every module of this package that defines TYPE is a model type: adding one is adding a module (and its entry in
-endpoints.schema.json); nothing else asks `if type == ...`."""
+Every module of this package that defines TYPE is a model type: adding one is adding a module (with the JSON Schema
+of its fields, `ModelType.schema`) and its name in base.schema.json's `type` list, then running
+scripts/gen-values-schema (schema.py); nothing else asks `if type == ...`."""
 
 from __future__ import annotations
 

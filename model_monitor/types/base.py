@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..case import Case
@@ -12,10 +12,64 @@ from ..errors import ErrorClass, ProbeError
 from ..probe.exchange import Timed, parse_json, server_message
 from ..probe.stream import ChunkReply, StreamReply
 
-__all__ = ["STREAM_FIELDS", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed", "stream_fields"]
+__all__ = [
+    "EXPECT_SCHEMA", "MAX_TOKENS_SCHEMA", "PROMPT_SCHEMA", "STREAM_FIELDS", "STREAM_IN_DEFAULTS", "STREAM_SCHEMA",
+    "TEXTS_INPUT_SCHEMA", "TEXT_INPUT_SCHEMA", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed",
+    "stream_fields",
+]
 
 # The fields every streaming type has: its reply can be read as an SSE stream, and its text checked by `expect`.
 STREAM_FIELDS: Mapping[str, Any] = {"stream": False, "expect": {}}
+
+# JSON Schema of the fields a few types share (model_monitor/types/schema.py builds the file's schema from them).
+EXPECT_SCHEMA: Mapping[str, Any] = {
+    "expect": {
+        "description": "What the visible reply must hold.",
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "contains": {"description": "A string the reply contains.", "type": "string", "minLength": 1},
+            "regex": {"description": "A Python regular expression the reply matches (re.search).", "type": "string", "minLength": 1},
+            "json_schema": {"description": "The reply parses as JSON and matches this JSON Schema.", "type": "object"},
+        },
+    },
+}
+STREAM_SCHEMA: Mapping[str, Any] = {
+    "stream": {
+        "description": "Ask for an SSE stream, check its integrity and measure time to first token, inter-token gaps and tokens/s.",
+        "type": "boolean",
+    },
+    "max_ttft": {"description": "SLO (stream): seconds to the first token.", "type": "number", "exclusiveMinimum": 0},
+    "min_tokens_per_s": {
+        "description": "SLO (stream): output tokens per second after the first token.", "type": "number", "exclusiveMinimum": 0,
+    },
+    "warn_ttft": {
+        "description": "Warning (stream): seconds to the first token before a passing case is marked degraded; it still "
+        "passes. At most max_ttft.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+    },
+    **EXPECT_SCHEMA,
+}
+STREAM_IN_DEFAULTS = frozenset({"stream", "max_ttft", "min_tokens_per_s", "warn_ttft"})
+PROMPT_SCHEMA: Mapping[str, Any] = {
+    "prompt": {"description": "The text sent: a user message, a prompt or a picture description.", "type": "string", "minLength": 1},
+}
+MAX_TOKENS_SCHEMA: Mapping[str, Any] = {
+    "max_tokens": {
+        "description": "Reply budget in tokens. Leave room for reasoning models to finish thinking.", "type": "integer", "minimum": 1,
+    },
+}
+TEXTS_INPUT_SCHEMA: Mapping[str, Any] = {
+    "input": {
+        "description": "The text, or list of texts, sent.",
+        "oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": {"type": "string"}}],
+    },
+}
+TEXT_INPUT_SCHEMA: Mapping[str, Any] = {
+    "input": {"description": "The one text sent.", "type": "string", "minLength": 1},
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +90,8 @@ class Multipart:
 
 @dataclass(frozen=True)
 class ModelType:
-    """One model type: its own fields with their defaults, the request it sends, and its check of the reply.
+    """One model type: its own fields with their defaults and their JSON Schema, the request it sends, and its check
+    of the reply.
 
     A streamed reply is folded by the type's stream format into the same shape as a JSON body
     (stream.StreamReply.body), so one check serves both."""
@@ -51,6 +106,8 @@ class ModelType:
     stream_format: type[StreamReply] = ChunkReply  # how a streamed reply is folded into that body
     tags: frozenset[str] = frozenset()  # the request fields that can mark a probe (`metadata`, `user`) its API accepts
     operation: str | None = None  # OpenTelemetry's gen_ai.operation.name for it; None: the type's own name
+    schema: Mapping[str, Any] = field(default_factory=dict)  # field -> its JSON Schema, each with a description
+    in_defaults: frozenset[str] = frozenset()  # the fields of `schema` that the file's `defaults` may set
 
     @property
     def streams(self) -> bool:

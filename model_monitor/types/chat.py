@@ -12,7 +12,10 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..probe.contracts import reply_json
 from ..probe.exchange import load_json
-from .base import STREAM_FIELDS, Checked, ModelType, first_choice, stream_fields
+from .base import (
+    MAX_TOKENS_SCHEMA, PROMPT_SCHEMA, STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, Checked, ModelType, first_choice,
+    stream_fields,
+)
 
 __all__ = ["TYPE"]
 
@@ -37,6 +40,31 @@ FIELDS = {
     "json_mode": False,
     "tool_call": False,
 }
+SCHEMA = {
+    **STREAM_SCHEMA,
+    **PROMPT_SCHEMA,
+    **MAX_TOKENS_SCHEMA,
+    "json_mode": {"description": "Send response_format json_object; the reply must parse as JSON.", "type": "boolean"},
+    "tool_call": {
+        "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a JSON object.",
+        "type": "boolean",
+    },
+    "token_param": {
+        "description": "The request field that carries max_tokens. OpenAI's o-series and GPT-5 refuse max_tokens and want "
+        "max_completion_tokens.",
+        "enum": ["max_tokens", "max_completion_tokens"],
+    },
+    "reasoning_effort": {
+        "description": "reasoning_effort passed through to a reasoning model (none, minimal, low, medium, high).",
+        "enum": ["none", "minimal", "low", "medium", "high"],
+    },
+    "require_content": {
+        "description": "A reply with reasoning but no visible content fails as empty (by default it counts as a live model "
+        "that ran out of budget).",
+        "type": "boolean",
+    },
+}
+IN_DEFAULTS = STREAM_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reasoning_effort", "require_content"}
 
 
 def _body(case: Case) -> dict[str, Any]:
@@ -101,4 +129,7 @@ def _check_tool_call(calls: list[Mapping[str, Any]]) -> None:
         raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")
 
 
-TYPE = ModelType("chat", "POST", "/chat/completions", FIELDS, _body, _check, tags=frozenset({"metadata", "user"}), operation="chat")
+TYPE = ModelType(
+    "chat", "POST", "/chat/completions", FIELDS, _body, _check, tags=frozenset({"metadata", "user"}), operation="chat",
+    schema=SCHEMA, in_defaults=IN_DEFAULTS,
+)

@@ -6,11 +6,15 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import STREAM_FIELDS, Checked, ModelType, first_choice, stream_fields
+from .base import (
+    MAX_TOKENS_SCHEMA, PROMPT_SCHEMA, STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, Checked, ModelType, first_choice,
+    stream_fields,
+)
 
 __all__ = ["TYPE"]
 
 FIELDS = {**STREAM_FIELDS, "prompt": "The capital of France is", "max_tokens": 32}
+SCHEMA = {**STREAM_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
 
 
 def _body(case: Case) -> dict[str, Any]:
@@ -28,4 +32,7 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"completed {len(text)} chars (finish_reason={finish_reason})", text=text)
 
 
-TYPE = ModelType("completion", "POST", "/completions", FIELDS, _body, _check, tags=frozenset({"user"}), operation="text_completion")
+TYPE = ModelType(
+    "completion", "POST", "/completions", FIELDS, _body, _check, tags=frozenset({"user"}), operation="text_completion",
+    schema=SCHEMA, in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
+)

@@ -9,11 +9,18 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, finite, listed
+from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, finite, listed
 
 __all__ = ["TYPE"]
 
 FIELDS = {"input": "Model Monitor canary sentence.", "dimensions": None, "encoding_format": None}
+SCHEMA = {
+    **TEXTS_INPUT_SCHEMA,
+    "dimensions": {"description": "The expected vector size.", "type": "integer", "minimum": 1},
+    "encoding_format": {
+        "description": "Ask for float lists or base64 (little-endian float32) vectors.", "enum": ["float", "base64"],
+    },
+}
 
 
 def _inputs(case: Case) -> list[str]:
@@ -63,4 +70,7 @@ def _vector(raw: Any, i: int) -> list[Any]:
     return raw
 
 
-TYPE = ModelType("embedding", "POST", "/embeddings", FIELDS, _body, _check, tags=frozenset({"user"}), operation="embeddings")
+TYPE = ModelType(
+    "embedding", "POST", "/embeddings", FIELDS, _body, _check, tags=frozenset({"user"}), operation="embeddings",
+    schema=SCHEMA, in_defaults=frozenset({"input"}),
+)

@@ -13,11 +13,19 @@ from urllib.parse import urlsplit
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, listed
+from .base import PROMPT_SCHEMA, Checked, ModelType, listed
 
 __all__ = ["TYPE", "image_size"]
 
 FIELDS = {"prompt": "A small red circle on a white background.", "size": "256x256"}
+SCHEMA = {
+    **PROMPT_SCHEMA,
+    "size": {
+        "description": "The size asked for, WIDTHxHEIGHT (or auto). Default 256x256, the smallest most servers make.",
+        "type": "string",
+        "pattern": "^([1-9][0-9]{0,4}x[1-9][0-9]{0,4}|auto)$",
+    },
+}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOF = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive frames: the ones image servers write
@@ -145,4 +153,7 @@ def _positive(size: tuple[int, int]) -> tuple[int, int]:
     return size
 
 
-TYPE = ModelType("image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}))
+TYPE = ModelType(
+    "image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}), schema=SCHEMA,
+    in_defaults=frozenset({"prompt"}),
+)

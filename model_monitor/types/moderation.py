@@ -7,7 +7,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, finite, listed
+from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, finite, listed
 
 __all__ = ["TYPE"]
 
@@ -56,4 +56,6 @@ def _scores(result: Any, i: int) -> dict[str, Any]:
     return scores
 
 
-TYPE = ModelType("moderation", "POST", "/moderations", FIELDS, _body, _check)
+TYPE = ModelType(
+    "moderation", "POST", "/moderations", FIELDS, _body, _check, schema=TEXTS_INPUT_SCHEMA, in_defaults=frozenset({"input"}),
+)

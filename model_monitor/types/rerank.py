@@ -18,6 +18,9 @@ DOCUMENTS = (
     "The Pacific is the largest ocean.",
 )
 FIELDS = {"rank_check": False}
+SCHEMA = {
+    "rank_check": {"description": "The obviously relevant document of the canary query must rank first.", "type": "boolean"},
+}
 
 
 def _body(case: Case) -> dict[str, Any]:
@@ -47,4 +50,4 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"{documents} documents scored, relevant one ranked {place}")
 
 
-TYPE = ModelType("rerank", "POST", "/rerank", FIELDS, _body, _check)
+TYPE = ModelType("rerank", "POST", "/rerank", FIELDS, _body, _check, schema=SCHEMA)

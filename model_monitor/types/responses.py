@@ -14,12 +14,21 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..probe.exchange import one_line, server_message
 from ..probe.stream import StreamReply
-from .base import STREAM_FIELDS, Checked, ModelType, listed
+from .base import STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, TEXT_INPUT_SCHEMA, Checked, ModelType, listed
 
 __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
 FIELDS = {**STREAM_FIELDS, "input": PROMPT, "max_output_tokens": 256}
+SCHEMA = {
+    **STREAM_SCHEMA,
+    **TEXT_INPUT_SCHEMA,
+    "max_output_tokens": {
+        "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish thinking.",
+        "type": "integer",
+        "minimum": 1,
+    },
+}
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 VISIBLE_DELTAS = ("response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta")
 REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
@@ -131,5 +140,6 @@ class ResponsesReply(StreamReply):
 
 TYPE = ModelType(
     "responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply,
-    tags=frozenset({"metadata", "user"}), operation="chat",
+    tags=frozenset({"metadata", "user"}), operation="chat", schema=SCHEMA,
+    in_defaults=STREAM_IN_DEFAULTS | {"input", "max_output_tokens"},
 )

@@ -10,11 +10,20 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..probe.exchange import Timed, load_json, media_type, server_message
 from .audio import READERS, sniff
-from .base import Checked, ModelType
+from .base import TEXT_INPUT_SCHEMA, Checked, ModelType
 
 __all__ = ["TYPE"]
 
 FIELDS = {"input": "Model Monitor canary sentence.", "voice": "alloy", "response_format": "wav"}
+SCHEMA = {
+    **TEXT_INPUT_SCHEMA,
+    "voice": {"description": "The voice asked for (alloy, or one the server knows). Default alloy.", "type": "string", "minLength": 1},
+    "response_format": {
+        "description": "The audio format asked for, whose header and duration are checked (pcm: raw 16-bit mono at 24 kHz). "
+        "Default wav.",
+        "enum": ["wav", "mp3", "flac", "opus", "pcm"],
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -53,4 +62,4 @@ def _check(case: Case, audio: Audio) -> Checked:
     return Checked(f"{wanted} {sound.seconds:.2f} s, {sound.rate} Hz")
 
 
-TYPE = ModelType("speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse)
+TYPE = ModelType("speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse, schema=SCHEMA, in_defaults=frozenset({"input"}))

@@ -10,13 +10,21 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, Multipart
+from .base import EXPECT_SCHEMA, Checked, ModelType, Multipart
 
 __all__ = ["CANARY", "TYPE", "canary"]
 
 # "the quick brown fox jumps over the lazy dog", spoken by espeak-ng: 2.8 s, 16 kHz mono 16-bit PCM.
 CANARY = "canary.wav"
 FIELDS = {"language": None, "expect": {}}
+SCHEMA = {
+    "language": {
+        "description": "The language spoken in the canary (en), sent as a hint. Default: the server detects it.",
+        "type": "string",
+        "minLength": 1,
+    },
+    **EXPECT_SCHEMA,
+}
 
 
 @functools.cache
@@ -44,4 +52,4 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"heard {words} words", text=text)
 
 
-TYPE = ModelType("transcription", "POST", "/audio/transcriptions", FIELDS, _body, _check)
+TYPE = ModelType("transcription", "POST", "/audio/transcriptions", FIELDS, _body, _check, schema=SCHEMA)

@@ -1,0 +1,100 @@
+"""The endpoints file's schema is generated from the model types: current, with one rule per type that names only
+that type, and the same verdicts with or without the rules the config loader's wording reads today (the committed
+file keeps them until the loader words a field refused by its type's rule; model_monitor/types/schema.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+
+from model_monitor.config import SCHEMA_PATH
+from model_monitor.types import TYPES
+from model_monitor.types.schema import BASE_PATH, SchemaError, endpoints_schema, render
+
+FINAL = endpoints_schema(TYPES, worded_rules=False)
+
+
+def test_the_committed_schema_is_the_generators_output() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(endpoints_schema(TYPES)), (
+        "model_monitor/config/endpoints.schema.json is out of date: run scripts/gen-values-schema"
+    )
+
+
+def test_each_type_has_one_rule_that_names_only_itself() -> None:
+    model = FINAL["$defs"]["model"]
+    rules, common = model["allOf"], {name: {} for name in model["properties"]}
+    assert [rule["if"] for rule in rules] == [{"properties": {"type": {"const": name}}, "required": ["type"]} for name in TYPES]
+    assert [rule["then"] for rule in rules] == [
+        {"properties": {**common, **t.schema}, "additionalProperties": False} for t in TYPES.values()
+    ]
+    assert "additionalProperties" not in model, "a model's fields are closed by the rule of its type"
+    # No other place of the schema lists the types: the `type` field's own enum is the one list.
+    text = json.dumps({**FINAL, "$defs": {k: v for k, v in FINAL["$defs"].items() if k != "type"}})
+    assert '"enum": ["chat"' not in text and "else" not in json.dumps(rules)
+
+
+@pytest.mark.parametrize("name", sorted(TYPES))
+def test_every_field_of_a_type_has_a_description(name: str) -> None:
+    assert [field for field, schema in TYPES[name].schema.items() if not schema.get("description")] == []
+    assert TYPES[name].in_defaults <= set(TYPES[name].schema)
+
+
+def test_a_new_type_is_one_more_rule_and_must_be_a_value_of_type() -> None:
+    new = dataclasses.replace(TYPES["rerank"], name="classify", schema={"labels": {"description": "x", "type": "integer"}})
+    base = json.loads(BASE_PATH.read_text(encoding="utf-8"))
+    with pytest.raises(SchemaError, match="classify"):
+        endpoints_schema({**TYPES, "classify": new})
+    base["$defs"]["type"]["enum"].append("classify")
+    schema = endpoints_schema({**TYPES, "classify": new}, base, worded_rules=False)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(document({"type": "classify", "labels": 3}))
+    assert not validator.is_valid(document({"type": "rerank", "labels": 3}))
+    assert not validator.is_valid(document({"type": "classify", "rank_check": True}))
+
+
+def test_a_type_field_cannot_shadow_a_common_one() -> None:
+    clash = dataclasses.replace(TYPES["rerank"], schema={"timeout": {"description": "x"}})
+    with pytest.raises(SchemaError, match="'timeout' is both"):
+        endpoints_schema({**TYPES, "rerank": clash})
+
+
+def document(model: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    file: dict[str, Any] = {"endpoints": [{"name": "a", "url": "http://x", "models": [{"name": "m", **model}]}]}
+    return {"defaults": defaults, **file} if defaults is not None else file
+
+
+# Each field with a good value and bad ones; every type (and a wrong one, and none) gets each.
+VALUES: dict[str, list[Any]] = {
+    "stream": [True, False, "yes"], "max_ttft": [2, 0], "min_tokens_per_s": [5, -1], "warn_ttft": [1],
+    "expect": [{"contains": "pong"}, {}, {"bogus": 1}], "prompt": ["hi", "", 3], "max_tokens": [8, 0],
+    "json_mode": [True, 1], "tool_call": [True], "token_param": ["max_completion_tokens", "x"],
+    "reasoning_effort": ["low", "max"], "require_content": [True], "dimensions": [8, 0], "encoding_format": ["float", "hex"],
+    "input": ["hello", ["a", "b"], [], "", 3], "max_output_tokens": [8, 0], "rank_check": [True, "y"],
+    "language": ["en", ""], "voice": ["alloy", ""], "response_format": ["wav", "ogg"], "size": ["256x256", "big"],
+    "bogus": [1], "max_latency": [3, 0],
+}
+MODEL_TYPES: list[dict[str, Any]] = [{"type": name} for name in TYPES] + [{"type": "chatt"}, {}]
+
+
+def corpus() -> Iterator[dict[str, Any]]:
+    for kind, (field, values) in itertools.product(MODEL_TYPES, VALUES.items()):
+        for value, stream in itertools.product(values, ({}, {"stream": True}, {"stream": False})):
+            model = {**kind, field: value, **stream}
+            yield document(model)
+            yield document(model, {"stream": True})
+    for field, values in VALUES.items():
+        for value in values:
+            yield document({"type": "chat"}, {field: value})
+
+
+def test_the_types_own_rules_alone_accept_and_refuse_what_the_worded_schema_does() -> None:
+    worded = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    final = jsonschema.Draft202012Validator(FINAL)
+    differ = [doc for doc in corpus() if worded.is_valid(doc) != final.is_valid(doc)]
+    assert differ == []
