@@ -18,10 +18,11 @@ def test_every_type_module_is_in_the_schema_and_every_schema_type_has_a_module()
     assert sorted(SCHEMA["$defs"]["type"]["enum"]) == sorted(TYPES)
 
 
-def test_every_field_a_type_owns_is_a_field_of_a_model_in_the_schema() -> None:
-    model_fields = set(SCHEMA["$defs"]["model"]["properties"])
+def test_every_field_a_type_reads_is_accepted_on_a_model_of_that_type() -> None:
+    """A type's `fields` (what its request reads, with defaults) are the fields its schema rule accepts."""
+    rules = {rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"] for rule in SCHEMA["$defs"]["model"]["allOf"]}
     for model_type in TYPES.values():
-        assert set(model_type.fields) <= model_fields, model_type.name
+        assert set(model_type.fields) <= set(rules[model_type.name]), model_type.name
 
 
 def test_a_type_is_found_by_its_module_alone() -> None:

@@ -97,12 +97,30 @@ def _placed(
 ) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Each place a schema violation names, with its sentence: an unknown field at its own key, one each."""
     parts = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and list(error.absolute_schema_path)[-2:] == ["then", "additionalProperties"]:
+        yield from _not_of_its_type(error, schema)
+        return
     if error.validator == "additionalProperties":
         accepted = sorted(error.schema.get("properties", {}))
         for name in sorted(set(error.instance) - set(accepted)):
             yield parts + (name,), f"unknown field {name!r}; accepted: {', '.join(accepted)}"
         return
     yield parts, _describe(error, schema, data)
+
+
+def _not_of_its_type(error: jsonschema.ValidationError, schema: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """The fields a type's rule refused (`if: {properties: {type: {const: X}}}, then: {properties: <the common fields
+    and X's>, additionalProperties: false}`, one rule per type): a field of other types names them, any other is
+    unknown."""
+    rules = _subschema(schema, list(error.absolute_schema_path)[:-3])  # the entry's allOf: every type's rule
+    accepted = {rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"] for rule in rules}
+    every = sorted({name for fields in accepted.values() for name in fields})
+    for name in sorted(set(error.instance) - set(error.schema["properties"])):
+        owners = [kind for kind, fields in accepted.items() if name in fields]
+        message = f"applies only to type {' or '.join(owners)}, not {error.instance['type']}" if owners else (
+            f"unknown field {name!r}; accepted: {', '.join(every)}"
+        )
+        yield tuple(error.absolute_path) + (name,), message
 
 
 def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:

@@ -32,16 +32,10 @@ class SchemaError(Exception):
     """The types and the base document do not fit together (a type missing from the `type` enum, a clash)."""
 
 
-def endpoints_schema(
-    types: Mapping[str, ModelType], base: Mapping[str, Any] | None = None, *, worded_rules: bool = True
-) -> dict[str, Any]:
-    """The endpoints file's schema for these types (name -> type, as types.TYPES has them).
-
-    worded_rules is the form the config loader words today: each type's rule only checks its fields, and per group
-    of fields a rule `if: {type: {enum: <the types that have them>}}, else: {<field>: {not: {}}}` refuses them on
-    the other types ("applies only to type chat, not embedding" is read from that `if`). Without it, each type's
-    rule closes the model to the common fields and its own, and no rule names another type; the two accept and
-    refuse the same files (tests/test_schema.py)."""
+def endpoints_schema(types: Mapping[str, ModelType], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The endpoints file's schema for these types (name -> type, as types.TYPES has them): each type's rule closes
+    a model of that type to the common fields and its own, and no rule names another type (the config loader
+    words a field refused there as `applies only to type chat, not embedding` from the types' rules)."""
     schema = copy.deepcopy(dict(base) if base is not None else json.loads(BASE_PATH.read_text(encoding="utf-8")))
     defs = schema["$defs"]
     if set(defs["type"]["enum"]) != set(types):
@@ -51,17 +45,11 @@ def endpoints_schema(
     for name in owners:
         if name in model["properties"] or name in defaults["properties"]:
             raise SchemaError(f"{name!r} is both a common field of the base schema and a type's own")
-    closed_to = None if worded_rules else model["properties"]
-    model["allOf"] = [_own_rule(model_type, closed_to) for model_type in types.values()]
+    model["allOf"] = [_own_rule(model_type, model["properties"]) for model_type in types.values()]
     for name, holders in owners.items():
         settable = [t.schema[name] for t in holders if name in t.in_defaults]
         if settable:
             defaults["properties"][name] = _merged(name, settable)
-    if worded_rules:
-        model["additionalProperties"] = False
-        for name, holders in owners.items():  # annotation only: the type's own rule checks the value
-            model["properties"][name] = {"description": _merged(name, [t.schema[name] for t in holders])["description"]}
-        model["allOf"] += [_worded_rule(fields, holders) for holders, fields in _groups(owners).items()]
     return {"$comment": GENERATED, **schema}
 
 
@@ -78,14 +66,8 @@ def _owners(types: Iterable[ModelType]) -> dict[str, list[ModelType]]:
     return owners
 
 
-def _own_rule(model_type: ModelType, common: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`if type is X then` its fields are checked; given the common fields, a model of type X accepts no others."""
-    if common is None:
-        return {
-            "description": f"The fields of type {model_type.name}.",
-            "if": {"properties": {"type": {"const": model_type.name}}},
-            "then": {"properties": copy.deepcopy(dict(model_type.schema))},
-        }
+def _own_rule(model_type: ModelType, common: Mapping[str, Any]) -> dict[str, Any]:
+    """`if type is X then` its fields are checked, and a model of type X accepts no others than the common ones."""
     return {
         "description": f"The fields of type {model_type.name}; a model of this type accepts no other.",
         "if": {"properties": {"type": {"const": model_type.name}}, "required": ["type"]},
@@ -104,19 +86,3 @@ def _merged(name: str, schemas: list[Any]) -> dict[str, Any]:
         return distinct[0]
     described = " Or: ".join(s["description"] for s in distinct)
     return {"description": f"{name}, as the type of the model takes it: {described}", "anyOf": distinct}
-
-
-def _groups(owners: Mapping[str, list[ModelType]]) -> dict[tuple[str, ...], list[str]]:
-    """The type-owned fields grouped by the types that have them."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, holders in owners.items():
-        groups.setdefault(tuple(sorted(t.name for t in holders)), []).append(name)
-    return groups
-
-
-def _worded_rule(fields: list[str], holders: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "description": f"{', '.join(fields)}: only on type {' or '.join(holders)} (worded by the config loader).",
-        "if": {"properties": {"type": {"enum": list(holders)}}},
-        "else": {"properties": {name: {"not": {}} for name in fields}},
-    }
