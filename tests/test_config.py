@@ -105,7 +105,7 @@ BAD = {
     "empty-list": ("endpoints: []\n", "endpoints: must not be empty", 1),
     "unknown-type": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chatt}\n",
-        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models",
+        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation",
         5,
     ),
     "missing-url": ("endpoints:\n  - name: a\n    models: [{name: m, type: chat}]\n", "endpoints[0]: missing required field 'url'", 2),
@@ -325,7 +325,7 @@ def test_a_config_error_stops_the_run_with_exit_4_before_any_request(openai_serv
     bad = {"endpoints": [endpoint(openai_server.url, model("never-sent"), model("never-sent-either", "chatt"))]}
     run = run_monitor(bad)
     assert run.ret == 4
-    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models" in run.output
+    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation" in run.output
     assert openai_server.requests_for("never-sent") == []
 
 
@@ -475,8 +475,8 @@ FIVE_FOUND = [
     "4: endpoints[0].timeout: 'soon' is not of type number",
     f"5: endpoints[0].modles: unknown field 'modles'; accepted: {ENDPOINT_FIELDS}",
     "9: endpoints[0].models[0].params: [1] is not of type object",
-    "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, rerank, responses, models, "
-    "transcription, speech, moderation, image",
+    "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation, "
+    "rerank, responses, speech, transcription",
     "18: endpoints[1].models[1].expect.regex: invalid regular expression: missing ), unterminated subpattern at "
     "position 2",
 ]
