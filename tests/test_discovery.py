@@ -188,3 +188,19 @@ def test_a_hostile_listing_is_data_refused_by_name_and_the_rest_runs(run_monitor
     assert "\nlines" not in run.output
     assert len(run.output) < 20_000, "a 100 KB id is cut, not printed"
     assert {path.rsplit("/", 1)[1] for path, _ in pings} == {"gw-good-model", "gw-discovery"}
+
+
+def test_a_listing_past_max_discovered_probes_nothing_and_says_how_many(run_monitor) -> None:
+    """120,000 listed ids (7.4 MB, under the body cap) make no 120,000 cases: the discovery case fails."""
+    listed = tuple(f"m-{n:06d}" for n in range(120_000))
+    with FakeOpenAI(models=listed) as server:
+        run = run_monitor(discovering(server.url))
+        narrowed = run_monitor(discovering(server.url, include=["m-00000*"], max_discovered=5))
+        sent = [r.path for r in server.requests if r.path != "/v1/models"]
+    assert run.ret == 1 and list(run.cases) == ["gw/discovery"], run.output[-2000:]
+    assert run.reason("gw/discovery") == (
+        "expectation: GET /models lists 120,000 models, more than max_discovered 2,000: none is probed; narrow the "
+        "listing with include/exclude or raise max_discovered"
+    )
+    assert "(10 kept by include/exclude), more than max_discovered 5" in narrowed.reason("gw/discovery")
+    assert sent == [], "no model was probed"

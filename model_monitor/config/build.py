@@ -19,6 +19,7 @@ from .document import Document, Problems
 __all__ = ["Discovery", "Suite", "load"]
 
 DISCOVERED_TYPE = "chat"  # a discovered model's type when no `types` rule matches its id
+MAX_DISCOVERED = 2000  # the cases one listing may make: a few hundred models is a large gateway
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Discovery:
     """How a `discover: true` endpoint turns the model ids it lists into cases (discovery.py does the listing)."""
 
     timeout: float
+    max_discovered: int  # a listing that keeps more runs none of them: its discovery case fails
     include: tuple[str, ...]  # globs; empty: every listed model
     exclude: tuple[str, ...]
     types: tuple[tuple[str, str], ...]  # (glob, type), the first match wins
@@ -141,6 +143,7 @@ def _discovery(
     timeout = raw.get("discover_timeout", raw.get("timeout", defaults.get("timeout", DEFAULT_TIMEOUT_S)))
     return Discovery(
         timeout=float(timeout),
+        max_discovered=raw.get("max_discovered", MAX_DISCOVERED),
         include=tuple(raw.get("include", ())),
         exclude=tuple(raw.get("exclude", ())),
         types=tuple(rules),

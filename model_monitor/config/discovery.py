@@ -59,6 +59,9 @@ class Listing:
     def gated(cls, listed: list[str], discovery: Discovery) -> Listing:
         """The listing's ids through the filters, then the name rules a file's model name passes."""
         kept = sorted({i for i in listed if _kept(i, discovery)})
+        if len(kept) > discovery.max_discovered:
+            return cls(failure=(ErrorClass.EXPECTATION.value, _too_many(len(listed), len(kept), discovery)),
+                       listed=len(listed))
         refused = [f"{_shown(i)} ({problem})" for i in kept if (problem := name_problem(i))]
         return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
 
@@ -157,6 +160,13 @@ def _nothing_kept(listing: Listing, discovery: Discovery) -> str:
 def _failed(discovery: Discovery, failure: tuple[str, str]) -> Case:
     """The `<endpoint>/discovery` case: it sends no request and fails with the listing's reason."""
     return replace(discovery.case(DISCOVERY, "models"), failure=failure)
+
+
+def _too_many(listed: int, kept: int, discovery: Discovery) -> str:
+    """`GET /models lists 400,000 models (400,000 kept by the filters), more than max_discovered 2,000: ...`."""
+    filtered = f" ({kept:,} kept by include/exclude)" if (discovery.include or discovery.exclude) else ""
+    return (f"GET {LISTING_PATH} lists {listed:,} models{filtered}, more than max_discovered {discovery.max_discovered:,}: "
+            "none is probed; narrow the listing with include/exclude or raise max_discovered")
 
 
 def _shown(model_id: str) -> str:
