@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import NoReturn
 
 __all__ = ["MASK", "RedactingRecords", "Redactor", "Secret"]
 
@@ -17,6 +18,7 @@ class Secret:
     `reveal()` is the one door, for the code that builds a request."""
 
     __slots__ = ("_value",)
+    _value: str  # set once, in __init__, past the __setattr__ that refuses every later write
 
     def __init__(self, value: str) -> None:
         object.__setattr__(self, "_value", value)
@@ -42,7 +44,7 @@ class Secret:
     def __str__(self) -> str:
         return MASK
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret is not pickled: it would leave the process in the open")
 
 

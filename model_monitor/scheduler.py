@@ -27,6 +27,8 @@ def _index(worker_id: str) -> int:
 class ShardScheduling(LoadScheduling):
     """LoadScheduling whose first distribution is every worker's whole share, fixed by its index."""
 
+    collection: list[str] | None  # LoadScheduling's: the node ids every worker collected, once they agree
+
     def schedule(self) -> None:
         if self.collection is not None or not self._check_nodes_have_same_collection():
             super().schedule()
@@ -44,7 +46,8 @@ class ShardScheduling(LoadScheduling):
 
 
 def _applies(config: pytest.Config) -> bool:
-    return config.getvalue("dist") == "load"
+    dist: str = config.getvalue("dist")
+    return dist == "load"
 
 
 @pytest.hookimpl(tryfirst=True)

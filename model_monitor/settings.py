@@ -105,7 +105,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cronitor_schedule", "The schedule the run follows (cron), set on provisioned monitors.", env="CRONITOR_SCHEDULE"),
     Option(
         "results_json",
-        "Write the run and every case's result to this path as one JSON document (model_monitor/reporters/results.schema.json).",
+        "Write the run and every case's result to this path as one JSON document "
+        "(model_monitor/reporters/results.schema.json).",
         env="MODEL_MONITOR_RESULTS_JSON",
     ),
     Option("pushgateway_url", "Prometheus Pushgateway URL: every run ends with one push of its per-case series.", env="MODEL_MONITOR_PUSHGATEWAY_URL", secret=True),

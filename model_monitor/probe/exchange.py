@@ -202,7 +202,8 @@ def parse_json(reply: Timed) -> Any:
 
 def media_type(headers: httpx.Headers) -> str:
     """The Content-Type without parameters, lower case (media types are case-insensitive)."""
-    return headers.get("content-type", "").partition(";")[0].strip().lower()
+    content_type: str = headers.get("content-type", "")  # httpx types a header's value as Any
+    return content_type.partition(";")[0].strip().lower()
 
 
 def server_message(data: Any) -> str | None:
@@ -229,7 +230,8 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
     if 300 <= status < 400:
         return ProbeError(
             ErrorClass.BAD_RESPONSE,
-            f"HTTP {status} redirect from {where} to {_location(response)} after {clock.elapsed():.3f} s (not followed)",
+            f"HTTP {status} redirect from {where} to {_location(response)} "
+            f"after {clock.elapsed():.3f} s (not followed)",
             status_code=status,
         )
     said = None

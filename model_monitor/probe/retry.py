@@ -20,7 +20,7 @@ MAX_RETRY_AFTER_S = 1e9  # a Retry-After past this (or infinite) is read as this
 def backoff(attempt: int, retry_after: float | None = None) -> float:
     """The wait after failed attempt number `attempt` (from 1): jittered exponential, at most BACKOFF_CAP_S, but
     never shorter than the server's Retry-After (which may exceed our cap)."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    delay: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
     return max(delay, retry_after or 0.0)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -99,7 +100,7 @@ class StreamReply:
         if not self.token_times:
             return {}
         ttft = self.token_times[0]
-        gaps = [b - a for a, b in zip(self.token_times, self.token_times[1:])]
+        gaps = [b - a for a, b in pairwise(self.token_times)]
         tokens = self.usage_tokens or len(self.token_times)
         out = {"ttft_s": ttft, "output_tokens": float(tokens)}
         if self.first_content is not None:
@@ -160,7 +161,8 @@ class ChunkReply(StreamReply):
                 self._take_choice(choice, now)
 
     def _take_choice(self, choice: dict[str, Any], now: float) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        raw_delta = choice.get("delta")
+        delta: dict[str, Any] = raw_delta if isinstance(raw_delta, dict) else {}
         content = delta.get("content") if delta else choice.get("text")
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         calls = delta.get("tool_calls") or []
@@ -186,7 +188,8 @@ class ChunkReply(StreamReply):
         if not isinstance(index, int) or isinstance(index, bool):
             raise ProbeError(ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer")
         slot = self.tool_calls.setdefault(index, {"type": "function", "function": {"name": "", "arguments": ""}})
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        raw_function = call.get("function")
+        function: dict[str, Any] = raw_function if isinstance(raw_function, dict) else {}
         if isinstance(function.get("name"), str):
             slot["function"]["name"] += function["name"]
         if isinstance(function.get("arguments"), str):
