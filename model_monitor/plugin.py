@@ -229,10 +229,10 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
         items[:] = []
         if not hasattr(config, "workerinput"):
             raise pytest.UsageError(f"endpoints file: {exc}") from None
-        config.workeroutput[CONFIG_ERROR] = f"endpoints file: {exc}"
+        config.workeroutput[CONFIG_ERROR] = f"endpoints file: {exc}"  # type: ignore[attr-defined]  # xdist's worker
         return
     for (item, _), case in zip(selected, cases):
-        item.callspec.params["case"] = case  # the value pytest passes to the test: its case, now resolved
+        item.callspec.params["case"] = case  # type: ignore[attr-defined]  # a parametrized Function: pytest passes it
     monitor.redact.add(*endpoints_config.secrets(cases))
 
 

@@ -41,7 +41,8 @@ def violations(data: Any) -> list[tuple[tuple[Any, ...], str]]:
 
 
 def load_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
 
 
 def _one_model_per_shape(data: Any) -> tuple[Any, dict[tuple[Any, ...], list[int]]]:
@@ -58,7 +59,7 @@ def _one_model_per_shape(data: Any) -> tuple[Any, dict[tuple[Any, ...], list[int
             endpoints.append(endpoint)
             continue
         kept: dict[str, int] = {}
-        models = []
+        models: list[Any] = []
         for m, model in enumerate(endpoint["models"]):
             shape = _shape(model)
             if shape not in kept:
@@ -101,8 +102,10 @@ def _placed(
         yield from _not_of_its_type(error, schema)
         return
     if error.validator == "additionalProperties":
-        accepted = sorted(error.schema.get("properties", {}))
-        for name in sorted(set(error.instance) - set(accepted)):
+        refusing: Any = error.schema  # jsonschema types it loosely (a bool or unset); here it is the object's schema
+        accepted = sorted(refusing.get("properties", {}))
+        instance: Any = error.instance
+        for name in sorted(set(instance) - set(accepted)):
             yield parts + (name,), f"unknown field {name!r}; accepted: {', '.join(accepted)}"
         return
     yield parts, _describe(error, schema, data)
@@ -115,9 +118,11 @@ def _not_of_its_type(error: jsonschema.ValidationError, schema: dict[str, Any]) 
     rules = _subschema(schema, list(error.absolute_schema_path)[:-3])  # the entry's allOf: every type's rule
     accepted = {rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"] for rule in rules}
     every = sorted({name for fields in accepted.values() for name in fields})
-    for name in sorted(set(error.instance) - set(error.schema["properties"])):
+    refusing: Any = error.schema  # jsonschema types it loosely (a bool or unset); here it is the rule's `then`
+    instance: Any = error.instance
+    for name in sorted(set(instance) - set(refusing["properties"])):
         owners = [kind for kind, fields in accepted.items() if name in fields]
-        message = f"applies only to type {' or '.join(owners)}, not {error.instance['type']}" if owners else (
+        message = f"applies only to type {' or '.join(owners)}, not {instance['type']}" if owners else (
             f"unknown field {name!r}; accepted: {', '.join(every)}"
         )
         yield tuple(error.absolute_path) + (name,), message
@@ -133,7 +138,9 @@ def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.Va
 
 def _describe(error: jsonschema.ValidationError, schema: dict[str, Any], data: Any) -> str:
     """One plain sentence for a schema violation, with the accepted values."""
-    kind, expected, value = error.validator, error.validator_value, error.instance
+    expected: Any = error.validator_value  # jsonschema types them loosely; each branch below knows its validator's
+    value: Any = error.instance
+    kind = error.validator
     if kind == "not" and list(error.absolute_schema_path)[-4:-2] == ["else", "properties"]:
         return _not_applicable(error, schema, data)
     if kind == "enum":

@@ -8,9 +8,10 @@ join JSON-style surrogate pairs; FastStrictLoader does it over libyaml, StrictLo
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml._yaml import CParser  # libyaml's parser (yaml.cyaml imports it from here too)
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "SURROGATE", "FastStrictLoader", "Refused", "StrictLoader", "compose"]
 
@@ -30,7 +31,14 @@ class Refused(yaml.MarkedYAMLError):
         super().__init__(problem=problem, problem_mark=mark)
 
 
-class _Strict:
+# The mixin below overrides methods of PyYAML's composer and constructor; the type checker reads it as one of them.
+if TYPE_CHECKING:
+    _Loader = yaml.SafeLoader
+else:
+    _Loader = object
+
+
+class _Strict(_Loader):
     """A loader that refuses duplicate keys instead of silently keeping the last one, bounds nesting and alias
     expansion while composing (before anything recursive runs), and joins JSON-style surrogate pairs."""
 
@@ -39,11 +47,11 @@ class _Strict:
         self._expanded = 0  # nodes so far, every alias counted as the whole node it stands for
         self._sizes: dict[yaml.Node, int] = {}
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        mark = self.peek_event().start_mark
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         if self.check_event(yaml.AliasEvent):
             node = super().compose_node(parent, index)
-            if node not in self._sizes:  # its anchor is still open: the alias is inside the node it names
+            if node is None or node not in self._sizes:  # its anchor is still open: the alias is inside the node it names
                 raise Refused("an alias refers to a node that contains it (a recursive structure)", mark)
             self._count(self._sizes[node], mark)
             return node
@@ -54,7 +62,8 @@ class _Strict:
         node = super().compose_node(parent, index)
         self._depth -= 1
         self._count(1, mark)
-        self._sizes[node] = self._expanded - before
+        if node is not None:
+            self._sizes[node] = self._expanded - before
         return node
 
     def _count(self, nodes: int, mark: yaml.Mark) -> None:
@@ -68,7 +77,7 @@ class _Strict:
         except ValueError as exc:  # an integer of 5,000 digits, a date such as 2024-02-30
             raise Refused(f"cannot read this value: {str(exc).split(';')[0]}", node.start_mark) from None
 
-    def construct_scalar(self, node: yaml.ScalarNode) -> Any:
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> str:
         return _join_surrogates(super().construct_scalar(node))
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -80,7 +89,8 @@ class _Strict:
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 class StrictLoader(_Strict, yaml.SafeLoader):
@@ -91,14 +101,14 @@ class StrictLoader(_Strict, yaml.SafeLoader):
         _Strict.__init__(self)
 
 
-class FastStrictLoader(_Strict, yaml.composer.Composer, yaml.cyaml.CParser, yaml.constructor.SafeConstructor,
+class FastStrictLoader(_Strict, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
                         yaml.resolver.Resolver):
     """The same composing and checks over libyaml's parser, three times faster on a large file. libyaml refuses
     some text PyYAML reads (a \\ud83d escape, very deep nesting): any error is read again by StrictLoader, so
     that what is accepted and what each error says stay PyYAML's."""
 
     def __init__(self, stream: str) -> None:
-        yaml.cyaml.CParser.__init__(self, stream)
+        CParser.__init__(self, stream)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)

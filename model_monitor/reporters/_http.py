@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
@@ -70,7 +72,8 @@ def basic_auth(user: str, password: str) -> Secret:
 async def skim(response: httpx.Response) -> None:
     """Read at most REPLY_READ_CAP raw bytes of a reply: a 100 MB body or a gzip bomb costs nothing."""
     read = 0
-    async with contextlib.aclosing(response.aiter_raw()) as chunks:
+    raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())  # httpx's is a generator; it is typed as an iterator
+    async with contextlib.aclosing(raw) as chunks:
         async for chunk in chunks:
             read += len(chunk)
             if read >= REPLY_READ_CAP:

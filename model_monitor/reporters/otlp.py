@@ -50,7 +50,7 @@ class _Exporter(OTLPMetricExporter):
 
     failed = 0
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any) -> MetricExportResult:
         result = super().export(metrics_data, timeout_millis, **kwargs)
         if result is not MetricExportResult.SUCCESS:
             self.failed += 1

@@ -115,7 +115,8 @@ def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
         except (ValueError, AttributeError):
             raise TelemetryConfigError(HEADERS_SHAPE) from None
     else:
-        pairs = [tuple(item.split("=", 1)) if "=" in item else (item, None) for item in raw.split(",") if item.strip()]
+        pairs = [(name, value if sep else None) for item in raw.split(",") if item.strip()
+                 for name, sep, value in [item.partition("=")]]
     if not pairs or not all(isinstance(n, str) and n.strip() and isinstance(v, str) for n, v in pairs):
         raise TelemetryConfigError(HEADERS_SHAPE)
     return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)

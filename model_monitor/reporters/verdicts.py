@@ -33,11 +33,10 @@ class CaseIndex:
         self._by_node: dict[str, str] = {}
 
     def case_of(self, report: pytest.TestReport) -> Case | None:
-        case_id = next((value for key, value in report.user_properties if key == CASE_KEY), None)
-        if case_id is None:
-            case_id = self._by_node.get(report.nodeid)
-        else:
-            self._by_node[report.nodeid] = case_id
+        carried = next((value for key, value in report.user_properties if key == CASE_KEY), None)
+        if isinstance(carried, str):
+            self._by_node[report.nodeid] = carried
+        case_id = carried if carried is not None else self._by_node.get(report.nodeid)
         return self.case_by_id.get(case_id) if isinstance(case_id, str) else None
 
 
