@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from model_monitor.case import RUN_MAX_CONCURRENCY
 from testbed.receiver import Receiver
 
 from . import discovery, report, rows, suite
@@ -30,7 +31,6 @@ RUN_ORDER = ("floor", "default", "shards", "telemetry", "xdist", "curl", "sequen
 SHARDS = 4
 # --large: issue #15's scale, for the rows its targets name (the others would take minutes each at this N).
 LARGE_SIZE, LARGE_ENDPOINTS, LARGE_ONLY = 5000, 50, ("floor", "default", "shards", "collect")
-DEFAULT_MAX_CONCURRENCY = 100
 COLLECT_REPEATS = 3
 LEGEND = (
     "Wall time: from starting the command to its exit, interpreter start-up included. Timing error per case: the "
@@ -90,7 +90,7 @@ def run_row(key: str, s: suite.Suite, target: Target, work: Path, receiver: Rece
         row = rows.curl_pods(s, target, work)
         row.note = "whole seconds, no cap"
         return row
-    return rows.floor(s, target, work, DEFAULT_MAX_CONCURRENCY)
+    return rows.floor(s, target, work, RUN_MAX_CONCURRENCY)
 
 
 def median_run(runs: list[Row]) -> Row:

@@ -11,11 +11,12 @@ from typing import Any
 
 from .redact import Secret
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_TIMEOUT_S", "PROBE_HEADER", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ENDPOINT_MAX_CONCURRENCY", "RUN_MAX_CONCURRENCY", "PROBE_HEADER", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
 
 DEFAULT_TIMEOUT_S = 30.0
 PROBE_HEADER = "X-Model-Monitor-Probe"
-DEFAULT_MAX_CONCURRENCY = 20
+ENDPOINT_MAX_CONCURRENCY = 20  # requests in flight to one endpoint (its max_concurrency)
+RUN_MAX_CONCURRENCY = 100  # requests in flight over all endpoints (--max-concurrency)
 _UNSAFE_KEY_CHARS = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -35,7 +36,7 @@ class Endpoint:
     api_key: Secret | None = None
     headers: tuple[tuple[str, Secret], ...] = ()
     verify_tls: bool = True
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_concurrency: int = ENDPOINT_MAX_CONCURRENCY
     query: Secret | None = None  # kept on every request (Azure's api-version); it may hold a key (?code=...)
     probe_header: ProbeHeader | None = ProbeHeader()  # None: no probe header
     probe_metadata: bool = False  # metadata.model_monitor_probe in the body (OpenAI's chat wants store: true for it)

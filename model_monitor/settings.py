@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .case import RUN_MAX_CONCURRENCY
 from .redact import Secret
 from .shard import Shard
 from .shard import parse as parse_shard
@@ -76,7 +77,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_concurrency",
         "Most requests in flight at once over all endpoints (each endpoint also has its own max_concurrency).",
-        100,
+        RUN_MAX_CONCURRENCY,
         env="MODEL_MONITOR_MAX_CONCURRENCY",
         parse=_positive_int,
     ),

@@ -18,6 +18,16 @@ from .schema import SCHEMA_PATH
 from .yaml_loader import MAX_DEPTH, FastStrictLoader, StrictLoader, compose
 
 __all__ = [
-    "ConfigError", "Discovery", "FastStrictLoader", "MAX_DEPTH", "MAX_LISTED", "SCHEMA_PATH", "StrictLoader", "Suite",
-    "base_url", "compose", "load", "secrets",
+    "MAX_DEPTH",
+    "MAX_LISTED",
+    "SCHEMA_PATH",
+    "ConfigError",
+    "Discovery",
+    "FastStrictLoader",
+    "StrictLoader",
+    "Suite",
+    "base_url",
+    "compose",
+    "load",
+    "secrets",
 ]

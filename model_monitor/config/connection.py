@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
-from ..case import DEFAULT_MAX_CONCURRENCY, Case, Endpoint, ProbeHeader
+from ..case import ENDPOINT_MAX_CONCURRENCY, Case, Endpoint, ProbeHeader
 from ..redact import Secret
 from .document import VAR, Document, Problems, breaking_char
 
@@ -76,7 +76,7 @@ class Connection:
             name=raw["name"],
             base_url=fixed_base,
             verify_tls=raw.get("verify_tls", defaults.get("verify_tls", True)),
-            max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
+            max_concurrency=raw.get("max_concurrency", defaults.get("max_concurrency", ENDPOINT_MAX_CONCURRENCY)),
             probe_header=_probe_header(document, raw, defaults, where),
             probe_metadata=raw.get("probe_metadata", defaults.get("probe_metadata", False)),
             probe_user=raw.get("probe_user", defaults.get("probe_user")),

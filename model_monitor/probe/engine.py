@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from ..case import Case, Endpoint
+from ..case import RUN_MAX_CONCURRENCY, Case, Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt, Outcome
 from ..redact import Redactor
@@ -34,7 +34,6 @@ from .transport import request_headers, transport_for
 
 __all__ = ["Engine", "case_budget"]
 
-DEFAULT_MAX_CONCURRENCY = 100
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Engine:
         self,
         loop: BackgroundLoop,
         redact: Redactor,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int = RUN_MAX_CONCURRENCY,
         *,
         share: int = 1,
         drain: bool = True,

@@ -13,7 +13,14 @@ from ..errors import ErrorClass, ProbeError
 from ..probe.contracts import reply_json
 from ..probe.exchange import load_json
 from .base import (
-    MAX_TOKENS_SCHEMA, PROMPT_SCHEMA, STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, Checked, ModelType, first_choice,
+    MAX_TOKENS_SCHEMA,
+    PROMPT_SCHEMA,
+    STREAM_FIELDS,
+    STREAM_IN_DEFAULTS,
+    STREAM_SCHEMA,
+    Checked,
+    ModelType,
+    first_choice,
     stream_fields,
 )
 

@@ -7,7 +7,14 @@ from typing import Any
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from .base import (
-    MAX_TOKENS_SCHEMA, PROMPT_SCHEMA, STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, Checked, ModelType, first_choice,
+    MAX_TOKENS_SCHEMA,
+    PROMPT_SCHEMA,
+    STREAM_FIELDS,
+    STREAM_IN_DEFAULTS,
+    STREAM_SCHEMA,
+    Checked,
+    ModelType,
+    first_choice,
     stream_fields,
 )
 
