@@ -11,7 +11,7 @@ from typing import Any
 
 from .redact import Secret
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ENDPOINT_MAX_CONCURRENCY", "RUN_MAX_CONCURRENCY", "PROBE_HEADER", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ENDPOINT_MAX_CONCURRENCY", "PROBE_HEADER", "RUN_MAX_CONCURRENCY", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
 
 DEFAULT_TIMEOUT_S = 30.0
 PROBE_HEADER = "X-Model-Monitor-Probe"

@@ -231,7 +231,7 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
             raise pytest.UsageError(f"endpoints file: {exc}") from None
         config.workeroutput[CONFIG_ERROR] = f"endpoints file: {exc}"  # type: ignore[attr-defined]  # xdist's worker
         return
-    for (item, _), case in zip(selected, cases):
+    for (item, _), case in zip(selected, cases, strict=True):
         item.callspec.params["case"] = case  # type: ignore[attr-defined]  # a parametrized Function: pytest passes it
     monitor.redact.add(*endpoints_config.secrets(cases))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import subprocess
@@ -99,10 +100,8 @@ class BackgroundServer:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         future = asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        try:
+        with contextlib.suppress(Exception):
             future.result(timeout=2)
-        except Exception:
-            pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=2)
 

@@ -87,7 +87,7 @@ def wrong_type_files() -> dict[str, tuple[str, str, int]]:
 
 # Billion laughs: each anchor is nine aliases of the one before; "i" would stand for 9^9 strings.
 ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
-    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
 ) + "endpoints: [{name: a, url: http://x, models: [{name: m, type: chat, params: {x: *i}}]}]\n"
 
 # Every password in these files is PASSWORD: no message may show it.
@@ -339,7 +339,7 @@ def test_a_missing_default_file_names_the_ways_to_give_one(pytester: pytest.Pyte
 def test_every_bad_file_stops_the_run_with_exit_4_sending_no_request_or_ping(
     openai_server: FakeOpenAI, receiver, run_monitor, name: str
 ) -> None:
-    text, piece, line = BAD[name]
+    text, piece, _ = BAD[name]
     before = len(openai_server.requests)
     run = run_monitor(text.replace("http://x", openai_server.url), f"--cronitor-url={receiver.url}/p/badconfig1234")
     assert run.ret == 4

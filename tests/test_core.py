@@ -12,7 +12,7 @@ SEED_ENDPOINTS = """\
 endpoints:
   - name: "my-service"
     url: "{url}"
-    models: 
+    models:
       - name: "embed"
         type: "embedding"
         monitor: "my-embedding-model"  # Optional: cronitor monitor name

@@ -382,7 +382,7 @@ def test_every_panel_query_returns_the_runs_series(stack: Stack, pushed: PushedR
     (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
     for target in panel["targets"]:
         expr = substitute(target["expr"], all_values())
-        result = wait_for(lambda: stack.query(expr, time.time()), f"panel {title!r}: {expr}")
+        result = wait_for(lambda expr=expr: stack.query(expr, time.time()), f"panel {title!r}: {expr}")
         assert labelled(result, PANEL_KEYS[title]) == expected_panels(pushed)[title], expr
 
 

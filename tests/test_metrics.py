@@ -181,7 +181,7 @@ def test_a_malformed_gateway_setting_is_refused_at_start(server: FakeOpenAI, run
 
 
 @WORKERS
-def test_an_interrupted_run_still_pushes(server: FakeOpenAI, gateway: Gateway, start_monitor, workers: list[str]) -> None:  # noqa: F811
+def test_an_interrupted_run_still_pushes(server: FakeOpenAI, gateway: Gateway, start_monitor, workers: list[str]) -> None:
     """SIGTERM while two cases are held: the push still carries every case, the held ones failed as interrupted."""
     run = start_monitor([endpoint(server.url, *HELD)], f"--pushgateway-url={gateway.url}", *workers)
     wait_for_requests(server, len(HELD))

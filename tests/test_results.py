@@ -98,7 +98,7 @@ def test_the_results_document_holds_the_run_and_every_case(
 
 
 @WORKERS
-def test_a_run_stopped_by_sigterm_writes_its_results(server: FakeOpenAI, start_monitor, tmp_path: Path,  # noqa: F811
+def test_a_run_stopped_by_sigterm_writes_its_results(server: FakeOpenAI, start_monitor, tmp_path: Path,
                                                      workers: list[str]) -> None:
     out = tmp_path / "results.json"
     run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", *workers)

@@ -15,7 +15,7 @@ import pytest
 
 from model_monitor.config import SCHEMA_PATH
 from model_monitor.types import TYPES
-from model_monitor.types.schema import BASE_PATH, SchemaError, endpoints_schema, render
+from model_monitor.types.schema import SchemaError, endpoints_schema, render
 
 FINAL = endpoints_schema(TYPES)
 HAND_WRITTEN = Path(__file__).with_name("endpoints.schema.2.0.json")  # as 2.0 shipped it

@@ -132,7 +132,7 @@ def _url(document: Document, where: tuple[Any, ...], url: Secret, environ: Mappi
         raise document.error(where, "credentials in the URL are not accepted; put the API key in the environment "
                              "variable named by api_key_env, or other credentials in headers")
     try:
-        split.port  # parsed lazily: a port that is not a number in 0-65535 raises here
+        _ = split.port  # parsed lazily: a port that is not a number in 0-65535 raises here
     except ValueError as exc:
         raise document.error(where, f"not a valid URL: {exc}") from None
     if not split.hostname:

@@ -75,7 +75,7 @@ def list_models(suite: Suite, environ: Mapping[str, str] | None = None) -> dict[
     async def all_listings() -> list[Listing]:
         return await asyncio.gather(*(_listing(suite, name, environ) for name in suite.discoveries))
 
-    return dict(zip(suite.discoveries, asyncio.run(all_listings())))
+    return dict(zip(suite.discoveries, asyncio.run(all_listings()), strict=True))
 
 
 async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listing:

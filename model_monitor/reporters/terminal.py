@@ -82,7 +82,7 @@ def table(rows: list[Row]) -> list[str]:
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in COLUMNS]
 
     def line(r: Row) -> str:
-        return "  ".join(getattr(r, f).ljust(w) for f, w in zip(COLUMNS, widths)) + "  " + r.reason
+        return "  ".join(getattr(r, f).ljust(w) for f, w in zip(COLUMNS, widths, strict=True)) + "  " + r.reason
 
     return [line(header), *map(line, rows)]
 

@@ -82,7 +82,7 @@ class Delivery:
 
     def flush(self, deadline: float) -> None:
         """Wait for every queued ping, at most `deadline` seconds in all; what is left counts as failed."""
-        done, not_done = concurrent.futures.wait(self._pending, timeout=deadline)
+        _, not_done = concurrent.futures.wait(self._pending, timeout=deadline)
         for future in not_done:
             future.cancel()
         self.failures += [f"not delivered within the {deadline:g} s deadline"] * len(not_done)
