@@ -1,5 +1,5 @@
-"""What the project's tests share: builders for endpoints files, reading a run's JUnit XML, bounded waits, and a
-loopback OTLP receiver."""
+"""What the project's tests share: builders for endpoints files, reading a run's JUnit XML, bounded waits, settings
+resolved without pytest's config, and a loopback OTLP receiver."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import time
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from model_monitor import config
+from model_monitor import config, settings
 from model_monitor.outcome import Outcome
 from model_monitor.probe.engine import Engine
 from model_monitor.probe.loop import BackgroundLoop
@@ -81,6 +82,12 @@ def probe_endpoints(folder: Path, endpoints: list[dict[str, Any]], environ: dict
     finally:
         engine.close()
         loop.close()
+
+
+def settings_from(environ: dict[str, str], **flags: str) -> settings.Settings:
+    """The settings a run resolves from `environ` and its flags (by dest: cronitor_url=...), without pytest's config."""
+    options = SimpleNamespace(only=[], **flags)
+    return settings.resolve(SimpleNamespace(option=options, getini=lambda name: ""), environ)
 
 
 class OtlpReceiver(ThreadingHTTPServer):
