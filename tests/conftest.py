@@ -20,7 +20,7 @@ from model_monitor.outcome import Outcome
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import CHECKS, junit_cases, probe_endpoints
+from .helpers import CHECKS, OtlpReceiver, junit_cases, probe_endpoints
 
 pytest_plugins = ["pytester"]
 
@@ -62,6 +62,17 @@ def module_runs() -> dict[str, Any]:
 def receiver() -> Iterator[Receiver]:
     with Receiver() as server:
         yield server
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A loopback OTLP/HTTP metrics receiver of the test's own."""
+    server = OtlpReceiver()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass

@@ -1,16 +1,22 @@
-"""What the project's tests share: builders for endpoints files, reading a run's JUnit XML, bounded waits."""
+"""What the project's tests share: builders for endpoints files, reading a run's JUnit XML, bounded waits, settings
+resolved without pytest's config, and a loopback OTLP receiver."""
 
 from __future__ import annotations
 
+import gzip
+import threading
 import time
 import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from model_monitor import config
+from model_monitor import config, settings
 from model_monitor.outcome import Outcome
 from model_monitor.probe.engine import Engine
 from model_monitor.probe.loop import BackgroundLoop
@@ -76,3 +82,56 @@ def probe_endpoints(folder: Path, endpoints: list[dict[str, Any]], environ: dict
     finally:
         engine.close()
         loop.close()
+
+
+def settings_from(environ: dict[str, str], **flags: str) -> settings.Settings:
+    """The settings a run resolves from `environ` and its flags (by dest: cronitor_url=...), without pytest's config."""
+    options = SimpleNamespace(only=[], **flags)
+    return settings.resolve(SimpleNamespace(option=options, getini=lambda name: ""), environ)
+
+
+class OtlpReceiver(ThreadingHTTPServer):
+    """A loopback OTLP/HTTP metrics receiver: every ExportMetricsServiceRequest it was sent, decoded."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportMetricsServiceRequest] = []
+        super().__init__(("127.0.0.1", 0), _OtlpHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def points(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """metric name -> (attributes, histogram point) of every point received."""
+        found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for request in self.requests:
+            for resource in request.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        for point in metric.histogram.data_points:
+                            attrs = {a.key: _value(a.value) for a in point.attributes}
+                            found.setdefault(metric.name, []).append((attrs, point))
+        return found
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, value.WhichOneof("value"))
+
+
+class _OtlpHandler(BaseHTTPRequestHandler):
+    server: OtlpReceiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["content-length"]))
+        if self.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        if self.path == "/v1/metrics":
+            self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
+        self.send_response(200 if self.path == "/v1/metrics" else 404)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +20,7 @@ from model_monitor.reporters.pushgateway import registry
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import HELD, STOP_GRACE_S, WORKERS, endpoint, junit_cases, model, wait_for_requests
+from .helpers import HELD, STOP_GRACE_S, WORKERS, OtlpReceiver, endpoint, junit_cases, model, wait_for_requests
 
 PUSHGATEWAY = "prometheus-pushgateway"
 READY_WITHIN_S = 20.0
@@ -228,53 +223,6 @@ def test_the_series_of_a_degraded_case_with_tokens() -> None:
 def test_attempts_travel_through_user_properties() -> None:
     outcome = Outcome(True, "ok", attempts=(Attempt("timeout", None, 2.0), Attempt("server_error", 503, 0.25), Attempt(None, None, 1.0)))
     assert Outcome.from_properties(outcome.properties()).attempts == outcome.attempts
-
-
-class OtlpReceiver(ThreadingHTTPServer):
-    """A loopback OTLP/HTTP metrics receiver: every ExportMetricsServiceRequest it was sent, decoded."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportMetricsServiceRequest] = []
-        super().__init__(("127.0.0.1", 0), _OtlpHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def points(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
-        """metric name -> (attributes, histogram point) of every point received."""
-        found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
-        for request in self.requests:
-            for resource in request.resource_metrics:
-                for scope in resource.scope_metrics:
-                    for metric in scope.metrics:
-                        for point in metric.histogram.data_points:
-                            attrs = {a.key: _value(a.value) for a in point.attributes}
-                            found.setdefault(metric.name, []).append((attrs, point))
-        return found
-
-
-def _value(value: Any) -> Any:
-    return getattr(value, value.WhichOneof("value"))
-
-
-class _OtlpHandler(BaseHTTPRequestHandler):
-    server: OtlpReceiver
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["content-length"]))
-        if self.headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        if self.path == "/v1/metrics":
-            self.server.requests.append(ExportMetricsServiceRequest.FromString(body))
-        self.send_response(200 if self.path == "/v1/metrics" else 404)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @WORKERS
