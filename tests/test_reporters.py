@@ -308,11 +308,6 @@ def test_a_pushgateway_500_is_retried_then_named_without_the_password(
     assert PUSH_PASSWORD not in lines[0] and "pushuser" not in lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Gateway.url writes the instance as a path (instance/release-a/shard-0) where prometheus_client "
-    "pushes an instance with a / to instance@base64/...: the summary and the header name a URL that is not the group's",
-)
 def test_the_summary_names_the_group_the_push_went_to_when_the_instance_has_a_slash(
     receiver: Receiver, reporters_from: Callable[[dict[str, str]], list[Reporter]]
 ) -> None:

@@ -7,12 +7,14 @@ writes the exposition; our handler sends it with a timeout, a few retries, a cap
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
+from urllib.parse import quote_plus
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge
@@ -96,8 +98,12 @@ class Gateway:
 
     @property
     def url(self) -> str:
-        """The group's URL, as it may be printed."""
-        return f"{self.base}/metrics/job/{JOB}/instance/{self.instance}"
+        """The group's URL, as it may be printed: the path push_to_gateway puts the group at (an instance with a `/`,
+        such as `release/shard-0`, goes as `instance@base64/...`, the Pushgateway's escape for it)."""
+        if "/" in self.instance or not self.instance:
+            encoded = base64.urlsafe_b64encode(self.instance.encode()).decode() or "="
+            return f"{self.base}/metrics/job/{JOB}/instance@base64/{encoded}"
+        return f"{self.base}/metrics/job/{JOB}/instance/{quote_plus(self.instance)}"
 
     @property
     def secrets(self) -> tuple[str, ...]:
