@@ -18,7 +18,7 @@ from testbed._runner import BackgroundServer
 
 HUGE_BYTES = 100 * 2**20
 BOMB_BYTES = 2**30
-MODES = ("ok", "status", "hang", "slow", "fail_first", "limit_first", "huge", "gzipbomb")
+MODES = ("ok", "status", "hang", "slow", "fail_first", "limit_first", "huge", "gzipbomb", "drip", "redirect")
 RETRY_AFTER_S = 1  # what every 429 asks
 
 
@@ -45,8 +45,9 @@ class Ping:
 
 class Receiver(BackgroundServer):
     """Records every request; `mode` is "ok", "status=CODE", "hang", "slow=S", "fail_first=N" (503s),
-    "limit_first=N" (429s with Retry-After, as a rate-limited heartbeat service answers), or a hostile 200:
-    "huge" (a 100 MiB body) or "gzipbomb" (1 GiB of zeros behind `Content-Encoding: gzip, gzip`)."""
+    "limit_first=N" (429s with Retry-After, as a rate-limited heartbeat service answers), "redirect" (a 307), or a
+    hostile 200: "huge" (a 100 MiB body), "gzipbomb" (1 GiB of zeros behind `Content-Encoding: gzip, gzip`) or
+    "drip=S" (one byte every S seconds)."""
 
     def __init__(self, mode: str = "ok", *, port: int = 0, tls: bool = False) -> None:
         super().__init__(port=port, tls=tls)
@@ -89,6 +90,10 @@ class Receiver(BackgroundServer):
             await asyncio.sleep(self._value)
         if self._name == "huge":
             return await self._huge(request)
+        if self._name == "drip":
+            return await self._drip(request)
+        if self._name == "redirect":  # a proxy or a moved endpoint: the reply says to go elsewhere
+            return web.Response(status=307, headers={"Location": f"{request.path}?moved=1"})
         if self._name == "gzipbomb":
             return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"})
         status = 200
@@ -106,6 +111,18 @@ class Receiver(BackgroundServer):
                 return web.json_response({"errors": ["invalid JSON"]}, status=400)
             return web.json_response(monitors)
         return web.Response(status=status, text="OK" if status == 200 else f"error {status}", headers=headers)
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        """A 200 whose 64-byte body comes one byte every `drip=S` seconds: no read ever waits long enough to time out."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": "64"})
+        await response.prepare(request)
+        try:
+            for _ in range(64):
+                await response.write(b"x")
+                await asyncio.sleep(self._value)
+        except ConnectionError:
+            pass
+        return response
 
     async def _huge(self, request: web.Request) -> web.StreamResponse:
         """Stream HUGE_BYTES of text, stopping quietly when the client hangs up (a capped client does)."""

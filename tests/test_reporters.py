@@ -588,3 +588,28 @@ def test_a_report_that_cannot_be_written_is_said_not_raised(tmp_path: Path) -> N
     plugin.pytest_terminal_summary(screen)
     assert screen.lines == [(f"model-monitor: could not write {folder}: Is a directory", {"red": True, "bold": True})]
     assert list(tmp_path.iterdir()) == [folder], "no temporary file left beside it"
+
+
+# --- one wall-clock deadline for every export; a redirect is no delivery ---
+
+
+@pytest.mark.parametrize("variable", ["MODEL_MONITOR_PUSHGATEWAY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+def test_an_export_to_a_dripping_receiver_ends_at_its_budget(
+    reporters_from: Callable[[dict[str, str]], list[Reporter]], variable: str
+) -> None:
+    """One byte every 3 s never trips a per-read timeout: the budget bounds the whole export, which fails named."""
+    with Receiver("drip=3") as dripping:
+        (reporter,) = reporters_from({variable: dripping.url})
+        end_all(reporter, budget=2)
+        assert reporter.failed
+        assert "no reply within 2 s" in reporter.summary_lines()[0], reporter.summary_lines()
+
+
+@pytest.mark.parametrize("variable", ["MODEL_MONITOR_PUSHGATEWAY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+def test_a_redirect_is_not_an_export(reporters_from: Callable[[dict[str, str]], list[Reporter]], variable: str) -> None:
+    """A 307 (a moved endpoint, a proxy's login) is a failure, also where the OTLP SDK counts 3xx as exported."""
+    with Receiver("redirect") as moved:
+        (reporter,) = reporters_from({variable: moved.url})
+        end_all(reporter, budget=5)
+        assert reporter.failed, reporter.summary_lines()
+        assert [ping.query for ping in moved.pings] == [{}], "sent once, the redirect not followed"

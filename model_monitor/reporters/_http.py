@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncGenerator
+import threading
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
@@ -15,7 +16,12 @@ import httpx
 from ..errors import TelemetryConfigError
 from ..redact import Secret
 
-__all__ = ["ATTEMPTS", "MONITOR", "REPLY_READ_CAP", "SplitUrl", "basic_auth", "one_line", "skim", "skim_blocking", "split_url"]
+__all__ = [
+    "ATTEMPTS", "MONITOR", "REPLY_READ_CAP", "Overrun", "SplitUrl", "basic_auth", "one_line", "skim", "skim_blocking",
+    "split_url", "within",
+]
+
+T = TypeVar("T")
 
 ATTEMPTS = 3  # of each request a reporter sends
 REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
@@ -95,3 +101,30 @@ def one_line(text: str, limit: int, *, tail: bool = False) -> str:
     if len(text) <= limit:
         return text
     return "…" + text[-(limit - 1) :] if tail else text[: limit - 1] + "…"
+
+
+class Overrun(Exception):
+    """Work that did not finish within its wall-clock budget (within)."""
+
+
+def within(budget: float, work: Callable[[], T]) -> T:
+    """`work()`, waited for at most `budget` seconds in all, whatever its own timeouts say: a receiver that drips
+    one byte every few seconds never trips a per-read timeout. Past the budget raise Overrun; the work's thread is a
+    daemon and is left behind (it holds nothing the run still needs, and cannot keep the process alive)."""
+    done: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            done.append((True, work()))
+        except BaseException as exc:  # handed to the caller below
+            done.append((False, exc))
+
+    thread = threading.Thread(target=run, name="model-monitor-export", daemon=True)
+    thread.start()
+    thread.join(max(0.0, budget))
+    if not done:
+        raise Overrun(f"no reply within {budget:g} s")
+    finished, value = done[0]
+    if finished:
+        return cast(T, value)
+    raise value

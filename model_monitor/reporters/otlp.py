@@ -11,6 +11,7 @@ import math
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData, PeriodicExportingMetricReader
@@ -20,6 +21,7 @@ from .. import __version__
 from ..case import Case
 from ..outcome import Outcome
 from ..types import TYPES
+from ._http import Overrun, within
 
 __all__ = ["OtlpMetrics", "attributes"]
 
@@ -45,6 +47,14 @@ def attributes(case: Case, outcome: Outcome) -> dict[str, Any]:
     return found
 
 
+def _no_redirects() -> requests.Session:
+    """The exporter's HTTP session, refusing redirects: the SDK counts any 2xx or 3xx as exported, so a 307 from a
+    moved endpoint or a proxy's login page would pass for a delivery."""
+    session = requests.Session()
+    session.max_redirects = 0
+    return session
+
+
 class _Exporter(OTLPMetricExporter):
     """The OTLP/HTTP exporter, counting the exports that failed (the SDK only logs them)."""
 
@@ -66,7 +76,7 @@ class OtlpMetrics:
         self.where = where  # the variable that enabled it, for the header and the summary
         self.recorded = 0
         self.failure: str | None = None
-        self._exporter = _Exporter()
+        self._exporter = _Exporter(session=_no_redirects())
         reader = PeriodicExportingMetricReader(self._exporter, export_interval_millis=math.inf)
         resource = Resource.create({"service.name": "model-monitor", "service.version": __version__})
         self._provider = MeterProvider(metric_readers=[reader], resource=resource)
@@ -97,11 +107,20 @@ class OtlpMetrics:
         self.recorded += 1
 
     def flush(self, budget: float) -> None:
-        """Export what was recorded and stop the SDK, at most `budget` seconds for each."""
+        """Export what was recorded and stop the SDK, at most `budget` seconds in all (the SDK's own timeouts apply
+        per read, and it gives the flush and the shutdown each their own)."""
         millis = budget * 1000
-        try:
+
+        def export() -> bool:
             flushed = self._provider.force_flush(millis)
             self._provider.shutdown(millis)
+            return flushed
+
+        try:
+            flushed = within(budget, export)
+        except Overrun as exc:
+            self.failure = str(exc)
+            return
         except Exception as exc:  # the SDK's fault is reported, never raised from a hook
             self.failure = f"{type(exc).__name__} while exporting"
             return

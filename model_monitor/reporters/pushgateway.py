@@ -27,7 +27,7 @@ from ..outcome import Outcome
 from ..probe.retry import backoff
 from ..redact import Redactor, Secret
 from ..settings import Settings
-from ._http import ATTEMPTS, basic_auth, skim_blocking, split_url
+from ._http import ATTEMPTS, Overrun, basic_auth, skim_blocking, split_url, within
 
 __all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
@@ -201,11 +201,13 @@ class Pusher:
         if self.dry_run:
             return
         reg = registry(self.results.values(), time.time())
+        handler = partial(_handler, self.gateway, time.monotonic() + budget)
         try:
-            push_to_gateway(
-                self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S,
-                handler=partial(_handler, self.gateway, time.monotonic() + budget),
-            )
+            within(budget, lambda: push_to_gateway(
+                self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S, handler=handler,
+            ))
+        except Overrun as exc:
+            self.failure = f"{exc} from {_host(self.gateway.url)}"
         except PushError as exc:
             self.failure = self.redact(str(exc))
         except Exception as exc:  # never let the push's fault escape unreported
