@@ -166,5 +166,5 @@ def _positive(size: tuple[int, int]) -> tuple[int, int]:
 
 TYPE = ModelType(
     "image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}), schema=SCHEMA,
-    in_defaults=frozenset({"prompt"}),
+    in_defaults=frozenset({"prompt"}), open_params=frozenset({"response_format"}),
 )
