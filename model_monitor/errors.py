@@ -19,6 +19,7 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
           stream_broken                     an SSE stream that ended or broke before it was complete
           slo expectation                   the reply was fine but too slow, or not what the model entry expects
           interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
+          crashed                           the xdist worker running the case died (killed, out of memory)
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ErrorClass(enum.StrEnum):
     SLO = "slo"
     EXPECTATION = "expectation"
     INTERRUPTED = "interrupted"
+    CRASHED = "crashed"
 
     @property
     def transient(self) -> bool:

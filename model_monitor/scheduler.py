@@ -2,8 +2,11 @@
 
 xdist's default `load` scheduling hands out tests a few at a time, so a worker cannot know which cases it will
 run and would have to probe them one by one. With this scheduler worker gwK runs every case whose index i has
-i % N == K, sent in one batch; the worker computes the same share and prefetches exactly those. A worker that
-gets a case outside its share (one re-sent after another worker crashed) simply probes it when it runs it.
+i % N == K, sent in one batch; the worker computes the same share and prefetches exactly those.
+
+A worker that dies (SIGKILL, the OOM killer) had its whole share in flight: every case it had not reported fails
+here as crashed (reporters/verdicts.py reads xdist's words), and none is sent again. xdist would report the first
+and hand the rest to a replacement, probing them twice, or, with restarts off, leave them unreported.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any, TypeVar
 import pytest
 from xdist.scheduler import LoadScheduling
 
-__all__ = ["FLAG", "pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
+from .reporters.verdicts import outcome_of
+
+__all__ = ["FLAG", "ShardScheduling", "pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
 
 T = TypeVar("T")
 FLAG = "model_monitor_shard"
@@ -34,6 +39,10 @@ class ShardScheduling(LoadScheduling):
             super().schedule()
             return
         self.collection = next(iter(self.node2collection.values()))
+        # LoadScheduling's own first distribution sets this, and its later ones need it: a case put back with
+        # mark_test_pending (as pytest-rerunfailures does after a crash) sent to a worker that replaced a dead one.
+        if self.config.getoption("maxschedchunk") is None:
+            self.maxschedchunk = len(self.collection)
         count = len(self.nodes)
         for node in self.nodes:
             share = list(range(_index(node.gateway.id) % count, len(self.collection), count))
@@ -43,6 +52,26 @@ class ShardScheduling(LoadScheduling):
         self.pending[:] = []
         for node in self.nodes:
             node.shutdown()
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker is gone: the cases it still held, if it died, are reported here; none is left for xdist."""
+        for index in self.node2pending.pop(node):
+            assert self.collection is not None
+            _report_crash(self.config, node, self.collection[index])
+        return None
+
+
+def _report_crash(config: pytest.Config, node: Any, nodeid: str) -> None:
+    """A case whose worker died, reported as xdist reports its crash item, then closed by a teardown report that
+    carries the case's outcome as properties (JUnit writes an item's properties when its teardown comes)."""
+    fspath = nodeid.split("::")[0]
+    said = f"worker {node.gateway.id!r} crashed while running {nodeid!r}"
+    crash = pytest.TestReport(nodeid, (fspath, None, fspath), {}, "failed", said, "???")  # type: ignore[arg-type]
+    close = pytest.TestReport(nodeid, (fspath, None, fspath), {}, "passed", None, "teardown",
+                              user_properties=outcome_of(crash).properties())
+    for report in (crash, close):
+        report.node = node  # type: ignore[attr-defined]  # as xdist marks its reports: JUnit pairs them by it
+        config.hook.pytest_runtest_logreport(report=report)
 
 
 def _applies(config: pytest.Config) -> bool:

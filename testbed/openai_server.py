@@ -214,9 +214,18 @@ def _transcription(sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
+GATEWAY_PAGE = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+                "<hr><center>nginx</center></body></html>\r\n")
+# What a careless proxy labels as audio or leaves unlabelled: both an even number of bytes, as 16-bit pcm is.
+MISLABELLED = {"html": (GATEWAY_PAGE.encode(), "application/octet-stream"),
+               "json": (b'{"error": {"message": "upstream connect error", "type": "server_error"}}\r\n',
+                        "application/octet-stream")}
+
+
 def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
     """A 1.5 s tone in the format asked for, or the faults: corrupt (cut inside its header), zerolen (no bytes),
-    nosamples (a header with no audio), wrongformat (mp3 for anything else, wav for mp3)."""
+    nosamples (a header with no audio), wrongformat (mp3 for anything else, wav for mp3), mislabel=html|json (a
+    gateway's error page or body sent as application/octet-stream), mislabel=image (the tone as image/png)."""
     asked = body.get("response_format", "mp3")
     if asked not in audio.MAKERS or not body.get("input") or not body.get("voice"):
         return _error(400, f"need input, voice and a response_format of {', '.join(audio.MAKERS)}", "invalid_request_error")
@@ -226,7 +235,10 @@ def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
         data = data[:13]
     if sc.has("zerolen"):
         data = b""
-    return web.Response(body=data, content_type=audio.CONTENT_TYPES[sent])
+    if sc.tokens.get("mislabel") in MISLABELLED:
+        data, content_type = MISLABELLED[sc.tokens["mislabel"]]
+        return web.Response(body=data, content_type=content_type)
+    return web.Response(body=data, content_type="image/png" if sc.has("mislabel") else audio.CONTENT_TYPES[sent])
 
 
 def _vector(text: str, dims: int) -> list[float]:
@@ -483,6 +495,8 @@ class FakeOpenAI(BackgroundServer):
             results = results[:top_n]
         if sc.has("wrongcount"):
             results = results[:-1]
+        if sc.has("boolindex"):  # JSON's true and false where the indices 1 and 0 belong
+            results = [{**r, "index": bool(r["index"])} if r["index"] < 2 else r for r in results]
         if sc.has("empty"):
             results = []
         return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
@@ -509,7 +523,7 @@ class FakeOpenAI(BackgroundServer):
     async def _responses_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
                                 wait: float) -> web.StreamResponse | None:
         """Typed Responses events, as OpenAI and vLLM send them (no [DONE]); faults: reasoning, malformed,
-        errorevent, cut, nocontent, nofinish, incomplete, failed."""
+        errorevent, cut, nocontent, nofinish, incomplete, failed, failedevent."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
@@ -541,7 +555,8 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("nofinish"):
             return resp
         final = self._response(sc, body, model, text, "completed")
-        await send(f"response.{final['status']}", response=final)
+        # failedevent: a response.failed event whose response says completed
+        await send("response.failed" if sc.has("failedevent") else f"response.{final['status']}", response=final)
         if sc.has("linger"):  # a server or proxy that keeps the connection open after the terminal event
             await asyncio.sleep(3600)
         return resp
@@ -571,13 +586,18 @@ class FakeOpenAI(BackgroundServer):
         return {"id": f"modr-{uuid.uuid4().hex[:12]}", "model": model, "results": results}
 
     def _images(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
-        """One image of the asked size: PNG, or format=jpeg|webp; `url` (or response_format url) links to it."""
+        """One image of the asked size: PNG, or format=jpeg|webp; `url` (or response_format url) links to it; faults:
+        notimage, truncated, badb64, empty, claims=WxH (a header that says another size)."""
         width, _, height = str(body.get("size") or "256x256").partition("x")
         size = (int(width), int(height)) if width.isdigit() and height.isdigit() else (256, 256)
         maker = {"jpeg": self._jpeg, "webp": self._webp}.get(sc.tokens.get("format", ""), self._png)
         picture = b"<html>not an image</html>" if sc.has("notimage") else maker(*size)
         if sc.has("truncated"):
             picture = picture[: len(picture) // 2]
+        if sc.has("claims"):  # claims=WxH: the PNG's IHDR says this size, over the pixels of the asked one
+            claimed, _, tall = sc.tokens["claims"].partition("x")
+            ihdr = b"IHDR" + struct.pack(">II", int(claimed), int(tall)) + picture[24:29]
+            picture = picture[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + picture[33:]
         item: dict[str, Any] = {"b64_json": base64.b64encode(picture).decode(), "revised_prompt": body.get("prompt")}
         if sc.has("badb64"):
             item["b64_json"] = "iVBOR*not base64*"

@@ -52,6 +52,15 @@ IMAGE_FAULTS = [
     ("img+format=webp+truncated", "schema", "a truncated WebP: RIFF says 41 bytes, got 20"),
     ("img+url=ftp://images.example/1.png", "schema", "data[0].url is not an http(s) URL with a host (scheme 'ftp')"),
     ("img+error200", "bad_response", "error object in HTTP 200: model is loading"),
+    ("img+claims=100000x100000", "schema", "PNG of 100000x100000 pixels, asked for 256x256"),
+]
+
+
+RERANK_FAULTS = [
+    # model name (its "+" tokens choose the fault), class, piece of the reason
+    ("rr+wrongcount", "schema", "got 2 distinct scores for 3 documents"),
+    ("rr+boolindex", "schema", "results[0].index False is not a document index"),
+    ("rr+empty", "empty", "reply has no results"),
 ]
 
 
@@ -85,6 +94,8 @@ RESPONSES_FAULTS = [
     ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
     ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
     ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
+    ("rs+failedevent", {"stream": True}, "bad_response",
+     "response.failed event carries a response whose status is 'completed'"),
     ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
     ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
@@ -106,6 +117,11 @@ SPEECH_FAULTS = [
     ("tts+wrongformat", "wav", "schema", "asked for wav audio, got mp3"),
     ("tts+wrongformat", "mp3", "schema", "asked for mp3 audio, got wav"),
     ("tts+wrongformat", "pcm", "schema", "asked for pcm audio, got mp3"),
+    # pcm has no header: what came must say it is audio, and not be a page or an error body sent as audio
+    ("tts+mislabel=html", "pcm", "bad_response",
+     "HTML page '502 Bad Gateway' (138 bytes, content-type application/octet-stream), expected pcm audio"),
+    ("tts+mislabel=json", "pcm", "bad_response", "error object in HTTP 200: upstream connect error"),
+    ("tts+mislabel=image", "pcm", "bad_response", "content-type image/png (72000 bytes), expected pcm audio"),
 ]
 
 

@@ -241,6 +241,24 @@ BAD = {
     "impossible-date": (one_model("params: {seed: 2024-02-30}"), "cannot read this value: day is out of range for month", 4),
     "integer-of-5000-digits": (one_model("max_tokens: " + "9" * 5000), "cannot read this value: Exceeds the limit (4300 digits)", 4),
     "key-that-is-not-text": (one_model("params: {on: 1}"), "endpoints[0].models[0].params: key True: is not text; quote it", 4),
+    # params add to the request; they never replace what the case itself sends, nor probe another model under its id
+    "params-replace-model": (
+        one_model("params: {model: other}"), "endpoints[0].models[0].params: model: set by the case itself", 4
+    ),
+    "params-stream-and-messages": (
+        one_model("params: {stream: true, messages: [], temperature: 0}"),
+        "endpoints[0].models[0].params: messages, stream: set by the case itself, not by params",
+        4,
+    ),
+    "params-replace-speech-format": (
+        one_model("params: {response_format: mp3}", "speech"), "params: response_format: set by the case itself", 4
+    ),
+    "params-in-defaults-replace-input": (
+        "defaults: {params: {input: other}}\n"
+        "endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: embedding}]\n",
+        "endpoints[0].models[0].params: input: set by the case itself",
+        5,
+    ),
     "bad-header-name": (one_endpoint('headers: {"X Team": t}'), "endpoints[0].headers.X Team: 'X Team' is not a valid header name", 3),
     "control-in-header": (one_endpoint('headers: {X-Team: "t\\x1bx"}'), "endpoints[0].headers.X-Team: contains a control character (U+001B)", 3),
     "non-ascii-header": (one_endpoint("headers: {X-Team: caf\u00e9}"), "endpoints[0].headers.X-Team: contains a non-ASCII character", 3),

@@ -15,6 +15,7 @@ from .faults import (
     CHAT_FAULTS,
     IMAGE_FAULTS,
     MODERATION_FAULTS,
+    RERANK_FAULTS,
     RESPONSES_FAULTS,
     SPEECH_FAULTS,
     STREAM_CUT,
@@ -33,6 +34,8 @@ TABLE: dict[str, tuple[dict[str, Any], str, str]] = {
     **{f"image-{name}": (model(name, "image", id=f"image-{name}"), cls, piece) for name, cls, piece in IMAGE_FAULTS},
     **{f"moderation-{name}": (model(name, "moderation", id=f"moderation-{name}"), cls, piece)
        for name, cls, piece in MODERATION_FAULTS},
+    **{f"rerank-{name}": (model(name, "rerank", id=f"rerank-{name}"), cls, piece)
+       for name, cls, piece in RERANK_FAULTS},
     **{f"responses-{name}": (model(name, "responses", id=f"responses-{name}", **extra), cls, piece)
        for name, extra, cls, piece in RESPONSES_FAULTS},
     **{f"speech-{name}-{fmt}": (model(name, "speech", id=f"speech-{name}-{fmt}", response_format=fmt), cls, piece)

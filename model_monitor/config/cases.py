@@ -12,6 +12,7 @@ import jsonschema
 
 from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
 from ..types import TYPES
+from ..types.base import owned_params
 from .document import Document, format_path, name_problem
 
 __all__ = ["check_name", "check_unique", "model_case", "name_places"]
@@ -38,6 +39,10 @@ def model_case(
     stream = bool(options.get("stream"))
     if "expect" in options:
         _check_expect(document, where + ("expect",), options["expect"])
+    params = {**defaults.get("params", {}), **raw.get("params", {})}
+    if owned := owned_params(model_type, raw["name"], options, params):
+        raise document.error(where + ("params",), f"{', '.join(owned)}: set by the case itself, not by params "
+                             "(use its own field, or another model entry)")
     model_id = raw.get("id", raw["name"])
     monitor = monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}")
     if not monitor:
@@ -55,7 +60,7 @@ def model_case(
         monitor=monitor,
         timeout=float(pick("timeout", DEFAULT_TIMEOUT_S)),
         tags=tuple(dict.fromkeys([*defaults.get("tags", []), *raw.get("tags", [])])),
-        params={**defaults.get("params", {}), **raw.get("params", {})},
+        params=params,
         retries=pick("retries", 0),
         schedule=pick("schedule"),
         max_latency=limits["max_latency"],

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
+from _pytest.compat import ascii_escaped
 
 from ..case import Case
+from ..errors import ErrorClass
 from ..outcome import PROPERTY_PREFIX, Outcome
 
 __all__ = ["TOKEN_KINDS", "CaseIndex", "identity_properties", "outcome_of", "token_totals", "verdicts"]
 
 CASE_KEY = PROPERTY_PREFIX + "case"
 TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
+CRASH = re.compile(r"worker '([^']*)' crashed while running ")  # what xdist (and scheduler.py) say of a dead worker
+PARAM = re.compile(r"\[(.*)\]$")  # the parameter id at the end of a node id
 
 
 def identity_properties(case: Case) -> list[tuple[str, Any]]:
@@ -26,28 +31,41 @@ class CaseIndex:
     """Finds the case a report belongs to from the identity it carries.
 
     xdist's report for an item whose worker crashed carries no properties; that item's setup report, which
-    came first, did, so its node id is remembered on the way."""
+    came first, did, so its node id is remembered on the way. A case the dead worker held but had not begun has
+    no report before its crash: it is found by the id in its node id, as pytest spells it (ASCII, escaped)."""
 
     def __init__(self, case_by_id: Mapping[str, Case]) -> None:
         self.case_by_id = case_by_id
         self._by_node: dict[str, str] = {}
+        self._by_param = {spelt: case_id for case_id in case_by_id for spelt in (case_id, ascii_escaped(case_id))}
 
     def case_of(self, report: pytest.TestReport) -> Case | None:
         carried = next((value for key, value in report.user_properties if key == CASE_KEY), None)
         if isinstance(carried, str):
             self._by_node[report.nodeid] = carried
-        case_id = carried if carried is not None else self._by_node.get(report.nodeid)
+        case_id = carried if carried is not None else (
+            self._by_node.get(report.nodeid) or self._by_param.get(_param(report.nodeid))
+        )
         return self.case_by_id.get(case_id) if isinstance(case_id, str) else None
 
 
+def _param(nodeid: str) -> str:
+    match = PARAM.search(nodeid)
+    return match[1] if match else ""
+
+
 def outcome_of(report: pytest.TestReport) -> Outcome:
-    """The case's outcome; a case killed before it could record one (pytest-timeout) fails with pytest's reason."""
+    """The case's outcome; a case killed before it could record one (pytest-timeout) fails with pytest's reason,
+    one whose xdist worker died as crashed."""
     outcome = Outcome.from_properties(report.user_properties)
     if outcome is not None:
         return outcome
     crash = getattr(report.longrepr, "reprcrash", None)
     lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
     said = crash.message.splitlines()[0] if crash is not None and crash.message else (lines[-1] if lines else report.outcome)
+    if worker := CRASH.match(said):
+        reason = f"{ErrorClass.CRASHED}: worker {worker[1]} died while running this case (killed, out of memory?)"
+        return Outcome(passed=False, reason=reason, error_class=ErrorClass.CRASHED.value)
     error_class = "timeout" if "Timeout" in said else None
     return Outcome(passed=report.passed, reason=f"{error_class or 'error'}: {said}", error_class=error_class)
 

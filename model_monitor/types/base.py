@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..case import Case
+from ..case import Case, Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..probe.exchange import Timed, parse_json, server_message
 from ..probe.stream import ChunkReply, StreamReply
@@ -15,7 +15,7 @@ from ..probe.stream import ChunkReply, StreamReply
 __all__ = [
     "EXPECT_SCHEMA", "MAX_TOKENS_SCHEMA", "PROMPT_SCHEMA", "STREAM_FIELDS", "STREAM_IN_DEFAULTS", "STREAM_SCHEMA",
     "TEXTS_INPUT_SCHEMA", "TEXT_INPUT_SCHEMA", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed",
-    "stream_fields",
+    "owned_params", "stream_fields",
 ]
 
 # The fields every streaming type has: its reply can be read as an SSE stream, and its text checked by `expect`.
@@ -108,10 +108,25 @@ class ModelType:
     operation: str | None = None  # OpenTelemetry's gen_ai.operation.name for it; None: the type's own name
     schema: Mapping[str, Any] = field(default_factory=dict)  # field -> its JSON Schema, each with a description
     in_defaults: frozenset[str] = frozenset()  # the fields of `schema` that the file's `defaults` may set
+    open_params: frozenset[str] = frozenset()  # own request fields `params` may replace: its check reads either
 
     @property
     def streams(self) -> bool:
         return "stream" in self.fields
+
+
+def owned_params(
+    model_type: ModelType, model: str, options: Mapping[str, Any], params: Mapping[str, Any]
+) -> list[str]:
+    """The params that would replace a request field the case sets itself (its model, what it sends, stream, a
+    field of its type): the case would then probe something else under its own id and monitor."""
+    own: set[str] = set()
+    for stream in (False, True) if model_type.streams else (None,):
+        fields = options if stream is None else {**options, "stream": stream}
+        case = Case(Endpoint("", ""), model=model, model_id="", type=model_type.name, monitor="", options=fields)
+        body = model_type.body(case)
+        own |= {*body.data, *body.files} if isinstance(body, Multipart) else set(body or ())
+    return sorted(own.intersection(params) - model_type.tags - model_type.open_params)
 
 
 def stream_fields(case: Case) -> dict[str, Any]:

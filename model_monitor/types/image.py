@@ -43,10 +43,21 @@ def _check(case: Case, data: Any) -> Checked:
     if isinstance(first.get("b64_json"), str) and first["b64_json"]:
         picture = _decoded(first["b64_json"])
         kind, width, height = image_size(picture)
+        asked = case.options["size"]
+        if _dimensions(asked) not in (None, (width, height)):  # a size it named ("auto" names none) is what it asked
+            raise ProbeError(
+                ErrorClass.SCHEMA, f"data[0].b64_json is a {kind} of {width}x{height} pixels, asked for {asked}"
+            )
         return Checked(f"{kind} {width}x{height}, {len(picture)} bytes")
     if isinstance(first.get("url"), str) and first["url"]:
         return Checked(f"image URL on {_host(first['url'])} (not fetched)")
     raise ProbeError(ErrorClass.SCHEMA, "data[0] has neither a b64_json string nor a url")
+
+
+def _dimensions(size: Any) -> tuple[int, int] | None:
+    """(width, height) of a size such as "256x256"; None for one that names no dimensions ("auto")."""
+    width, x, height = str(size).partition("x")
+    return (int(width), int(height)) if x and width.isdigit() and height.isdigit() else None
 
 
 def _decoded(text: str) -> bytes:
@@ -155,5 +166,5 @@ def _positive(size: tuple[int, int]) -> tuple[int, int]:
 
 TYPE = ModelType(
     "image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}), schema=SCHEMA,
-    in_defaults=frozenset({"prompt"}),
+    in_defaults=frozenset({"prompt"}), open_params=frozenset({"response_format"}),
 )

@@ -38,7 +38,7 @@ def _check(case: Case, data: Any) -> Checked:
         if not finite(score):
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}] has no finite relevance_score ({score!r})")
         index = result.get("index")
-        if not isinstance(index, int) or not 0 <= index < documents:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < documents:  # JSON true is no index
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].index {index!r} is not a document index")
         scored.append((score, index))
     distinct = len({index for _, index in scored})

@@ -125,6 +125,10 @@ class ResponsesReply(StreamReply):
             response = event.get("response")
             if not isinstance(response, dict):
                 raise ProbeError(ErrorClass.STREAM_BROKEN, f"{kind} event carries no response object after {now:.3f} s")
+            status = response.get("status")
+            if isinstance(status, str) and kind != f"response.{status}":  # a failed event never passes as completed
+                raise ProbeError(ErrorClass.BAD_RESPONSE, f"{kind} event carries a response whose status is "
+                                 f"{one_line(status, 40)!r} after {now:.3f} s")
             self.response, self.done = response, True
             self.count_usage(_output_tokens(response))
 
