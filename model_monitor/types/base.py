@@ -108,6 +108,8 @@ class ModelType:
     operation: str | None = None  # OpenTelemetry's gen_ai.operation.name for it; None: the type's own name
     schema: Mapping[str, Any] = field(default_factory=dict)  # field -> its JSON Schema, each with a description
     in_defaults: frozenset[str] = frozenset()  # the fields of `schema` that the file's `defaults` may set
+    headers: Mapping[str, str] = field(default_factory=dict)  # request headers its API asks for (a version)
+    key_header: str | None = None  # a header that carries the endpoint's API key too, beside Authorization: Bearer
 
     @property
     def streams(self) -> bool:
