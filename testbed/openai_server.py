@@ -187,6 +187,25 @@ def _responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     return {words.get(key, key): value for key, value in usage.items()}
 
 
+# Anthropic's error type and message by status, as its API words them
+ANTHROPIC_ERRORS = {
+    200: ("api_error", "Internal server error"),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+def _anthropic_usage(sc: Scenario, body: dict[str, Any], visible: int) -> dict[str, Any]:
+    """A chat usage block in the Messages API's words (input and output tokens only)."""
+    usage = _usage(sc, body.get("messages"), visible)
+    return {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens")}
+
+
+def _anthropic_error(status: int, type_: str, message: str) -> web.Response:
+    """An error in the shape Anthropic's API (and vLLM's /v1/messages) answers it."""
+    return _json({"type": "error", "error": {"type": type_, "message": message}}, status)
+
+
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
     """A multipart/form-data body: text fields as str, files as bytes."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -289,7 +308,7 @@ class FakeOpenAI(BackgroundServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
         for route in ("chat/completions", "completions", "embeddings", "rerank", "responses", "audio/transcriptions",
-                      "audio/speech", "moderations", "images/generations"):
+                      "audio/speech", "moderations", "images/generations", "messages"):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -336,7 +355,7 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
             return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
         status = self._injected_status(sc, rec.model or "")
-        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions", "responses")
+        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions", "responses", "messages")
                      and status is None and (sc.has("providererror") or not any(map(sc.has, BODY_FAULTS))))
         if not streaming:
             await asyncio.sleep(wait)
@@ -388,6 +407,8 @@ class FakeOpenAI(BackgroundServer):
             if 300 <= status < 400:
                 headers["Location"] = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + "/v1/landing"
             return _error(status, f"injected {status}", "server_error", status, headers)
+        if kind == "messages":
+            return await self._messages(request, sc, body, streaming, wait)
         if streaming and kind == "responses":
             return await self._responses_stream(request, sc, body, wait)
         if streaming:
@@ -558,6 +579,74 @@ class FakeOpenAI(BackgroundServer):
         # failedevent: a response.failed event whose response says completed
         await send("response.failed" if sc.has("failedevent") else f"response.{final['status']}", response=final)
         if sc.has("linger"):  # a server or proxy that keeps the connection open after the terminal event
+            await asyncio.sleep(3600)
+        return resp
+
+    async def _messages(self, request: web.Request, sc: Scenario, body: dict[str, Any], streaming: bool,
+                        wait: float) -> web.StreamResponse | None:
+        """Anthropic's Messages API: a request without anthropic-version refused as Anthropic refuses it;
+        apierror=NNN answers Anthropic's error body with that status (200 too)."""
+        if "anthropic-version" not in request.headers:
+            return _anthropic_error(400, "invalid_request_error", "anthropic-version: header is required")
+        if sc.has("apierror"):
+            status = int(sc.num("apierror", 200)) or 200
+            return _anthropic_error(status, *ANTHROPIC_ERRORS.get(status, ANTHROPIC_ERRORS[500]))
+        if streaming:
+            return await self._messages_stream(request, sc, body, wait)
+        return _json(self._message(sc, body, "".join(PIECES), "end_turn"))
+
+    def _message(self, sc: Scenario, body: dict[str, Any], text: str, stop_reason: str | None) -> dict[str, Any]:
+        """A Message object carrying `text` (faults: empty, reasoning (thinking only, out of budget), nocontent,
+        badshape)."""
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": "" if sc.has("empty") else text}]
+        if sc.has("reasoning"):
+            blocks, stop_reason = [{"type": "thinking", "thinking": "thinking...", "signature": "sig"}], "max_tokens"
+        content: Any = "pong" if sc.has("badshape") else [] if sc.has("nocontent") else blocks
+        return {"id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": body.get("model"),
+                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+                "usage": _anthropic_usage(sc, body, len(text) // 2)}
+
+    async def _messages_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
+                               wait: float) -> web.StreamResponse | None:
+        """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning, malformed, errorevent, cut,
+        nocontent, nostop (or nodone), linger."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await asyncio.sleep(wait)
+
+        async def send(kind: str, **fields: Any) -> None:
+            await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode())
+
+        await send("message_start", message={**self._message(sc, body, "", None), "content": [], "stop_reason": None})
+        await send("ping")
+        index = 0
+        if sc.has("reasoning"):
+            await send("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""})
+            for piece in ("thinking", "..."):
+                await send("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": piece})
+                await asyncio.sleep(sc.num("token_delay"))
+            await send("content_block_delta", index=0, delta={"type": "signature_delta", "signature": "sig"})
+            await send("content_block_stop", index=0)
+            index = 1
+        if sc.has("malformed"):
+            await resp.write(b'event: content_block_delta\ndata: {"delta": \n\n')
+        await send("content_block_start", index=index, content_block={"type": "text", "text": ""})
+        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        for i in range(n):
+            if i == min(2, n) and sc.has("cut"):
+                _kill(request, rst=False)
+                return None
+            if i == min(2, n) and sc.has("errorevent"):
+                await send("error", error={"type": "overloaded_error", "message": "Overloaded"})
+                return resp
+            if i:
+                await asyncio.sleep(sc.num("token_delay"))
+            await send("content_block_delta", index=index, delta={"type": "text_delta", "text": PIECES[i % 2]})
+        await send("content_block_stop", index=index)
+        await send("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": _anthropic_usage(sc, body, n)["output_tokens"]})
+        if not (sc.has("nostop") or sc.has("nodone")):
+            await send("message_stop")
+        if sc.has("linger"):  # a server or proxy that keeps the connection open after message_stop
             await asyncio.sleep(3600)
         return resp
 

@@ -102,6 +102,30 @@ RESPONSES_FAULTS = [
 ]
 
 
+MESSAGES_FAULTS = [
+    # plain
+    ("m+empty", {}, "empty", "reply has no text (blocks: text; stop_reason=end_turn, 2 output tokens)"),
+    ("m+reasoning", {}, "empty", "reply has no text (blocks: thinking; stop_reason=max_tokens, 4 output tokens)"),
+    ("m+nocontent", {}, "empty", "reply has no content blocks"),
+    ("m+badshape", {}, "schema", "'content' is str, expected a list"),
+    ("m+apierror", {}, "bad_response", "error object in HTTP 200: Internal server error"),
+    ("m+apierror=529", {}, "server_error", "HTTP 529 from POST /v1/messages"),
+    ("m+status=503", {}, "server_error", "HTTP 503 from POST /v1/messages"),
+    ("m+html", {}, "bad_response", "expected JSON: HTML page 'Sign in'"),
+    ("m+error200", {}, "bad_response", "error object in HTTP 200: model is loading"),
+    # streamed
+    ("ms+cut", {"stream": True}, "stream_broken", "connection lost reading the stream"),
+    ("ms+nostop", {"stream": True}, "stream_broken", "stream ended without message_stop after 9 events"),
+    ("ms+malformed", {"stream": True}, "stream_broken", "malformed chunk after"),
+    ("ms+errorevent", {"stream": True}, "stream_broken", "error event in the stream after 5 events: Overloaded"),
+    ("ms+nocontent", {"stream": True}, "empty", "reply has no text (blocks: text; stop_reason=end_turn, 0 output tokens)"),
+    ("ms+apierror=529", {"stream": True}, "server_error", "HTTP 529 from POST /v1/messages"),
+    ("ms+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
+    ("ms+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
+    ("ms+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+]
+
+
 SPEECH_FAULTS = [
     ("tts+error200", "wav", "bad_response", "error object in HTTP 200: model is loading"),
     ("tts+html", "wav", "bad_response", "content-type text/html (191 bytes), expected wav audio"),

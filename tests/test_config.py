@@ -49,12 +49,12 @@ def one_endpoint(fields: str) -> str:
 
 # The fields that belong to some model types, a valid value of each, and the types it applies to.
 TYPE_FIELDS = {
-    "stream": ("true", "chat or completion or responses"),
-    "expect": ("{contains: pong}", "chat or completion or responses or transcription"),
-    "prompt": ("hello", "chat or completion or image"),
-    "max_tokens": ("8", "chat or completion"),
-    "max_ttft": ("2", "chat or completion or responses"),
-    "min_tokens_per_s": ("5", "chat or completion or responses"),
+    "stream": ("true", "chat or completion or messages or responses"),
+    "expect": ("{contains: pong}", "chat or completion or messages or responses or transcription"),
+    "prompt": ("hello", "chat or completion or image or messages"),
+    "max_tokens": ("8", "chat or completion or messages"),
+    "max_ttft": ("2", "chat or completion or messages or responses"),
+    "min_tokens_per_s": ("5", "chat or completion or messages or responses"),
     "json_mode": ("true", "chat"),
     "tool_call": ("true", "chat"),
     "dimensions": ("8", "embedding"),
@@ -67,8 +67,8 @@ TYPE_FIELDS = {
     "response_format": ("wav", "speech"),
     "size": ("256x256", "image"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "models", "transcription", "speech", "moderation",
-               "image")
+MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "messages", "models", "transcription", "speech",
+               "moderation", "image")
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
@@ -105,7 +105,7 @@ BAD = {
     "empty-list": ("endpoints: []\n", "endpoints: must not be empty", 1),
     "unknown-type": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chatt}\n",
-        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation",
+        "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation",
         5,
     ),
     "missing-url": ("endpoints:\n  - name: a\n    models: [{name: m, type: chat}]\n", "endpoints[0]: missing required field 'url'", 2),
@@ -185,7 +185,7 @@ BAD = {
     ),
     "ttft-on-embedding-with-the-defaults-stream": (
         "defaults: {stream: true}\n" + one_model("max_ttft: 2", "embedding"),
-        "endpoints[0].models[0].max_ttft: applies only to type chat or completion or responses, not embedding",
+        "endpoints[0].models[0].max_ttft: applies only to type chat or completion or messages or responses, not embedding",
         5,
     ),
     "option-for-another-type": (
@@ -343,7 +343,7 @@ def test_a_config_error_stops_the_run_with_exit_4_before_any_request(openai_serv
     bad = {"endpoints": [endpoint(openai_server.url, model("never-sent"), model("never-sent-either", "chatt"))]}
     run = run_monitor(bad)
     assert run.ret == 4
-    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation" in run.output
+    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation" in run.output
     assert openai_server.requests_for("never-sent") == []
 
 
@@ -493,7 +493,7 @@ FIVE_FOUND = [
     "4: endpoints[0].timeout: 'soon' is not of type number",
     f"5: endpoints[0].modles: unknown field 'modles'; accepted: {ENDPOINT_FIELDS}",
     "9: endpoints[0].models[0].params: [1] is not of type object",
-    "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, models, moderation, "
+    "15: endpoints[1].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation, "
     "rerank, responses, speech, transcription",
     "18: endpoints[1].models[1].expect.regex: invalid regular expression: missing ), unterminated subpattern at "
     "position 2",

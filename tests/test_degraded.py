@@ -74,7 +74,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         (
             "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: embedding, warn_ttft: 1}\n",
-            "endpoints[0].models[0].warn_ttft: applies only to type chat or completion or responses, not embedding",
+            "endpoints[0].models[0].warn_ttft: applies only to type chat or completion or messages or responses, not embedding",
         ),
     ],
     ids=["warn-above-max", "from-defaults", "ttft-without-stream", "ttft-on-embedding"],

@@ -14,6 +14,7 @@ from testbed.openai_server import FakeOpenAI
 from .faults import (
     CHAT_FAULTS,
     IMAGE_FAULTS,
+    MESSAGES_FAULTS,
     MODERATION_FAULTS,
     RERANK_FAULTS,
     RESPONSES_FAULTS,
@@ -38,6 +39,8 @@ TABLE: dict[str, tuple[dict[str, Any], str, str]] = {
        for name, cls, piece in RERANK_FAULTS},
     **{f"responses-{name}": (model(name, "responses", id=f"responses-{name}", **extra), cls, piece)
        for name, extra, cls, piece in RESPONSES_FAULTS},
+    **{f"messages-{name}": (model(name, "messages", id=f"messages-{name}", **extra), cls, piece)
+       for name, extra, cls, piece in MESSAGES_FAULTS},
     **{f"speech-{name}-{fmt}": (model(name, "speech", id=f"speech-{name}-{fmt}", response_format=fmt), cls, piece)
        for name, fmt, cls, piece in SPEECH_FAULTS},
     **{f"transcription-{name}": (model(name, "transcription", id=f"transcription-{name}"), cls, piece)
@@ -49,7 +52,8 @@ TABLE: dict[str, tuple[dict[str, Any], str, str]] = {
 def outcomes(openai_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Every faulty case and a healthy one of each kind, probed together as one run probes them."""
     healthy = [model("fine", id="fine"), model("fine", stream=True, id="fine-stream"),
-               model("fine", "responses", id="fine-responses", stream=True), model("embed-model", "embedding", id="fine-embedding")]
+               model("fine", "responses", id="fine-responses", stream=True),
+               model("fine", "messages", id="fine-messages", stream=True), model("embed-model", "embedding", id="fine-embedding")]
     return probe_endpoints(tmp_path_factory.mktemp("probe"), [endpoint(openai_server.url, *healthy, *(entry for entry, _, _ in TABLE.values()))])
 
 
@@ -61,7 +65,7 @@ def test_each_fault_is_its_own_class_with_the_servers_reason(outcomes: dict[str,
     assert (outcome.error_class, piece in outcome.reason) == (error_class, True), outcome.reason
 
 
-@pytest.mark.parametrize("case_id", ["fine", "fine-stream", "fine-responses", "fine-embedding"])
+@pytest.mark.parametrize("case_id", ["fine", "fine-stream", "fine-responses", "fine-messages", "fine-embedding"])
 def test_a_healthy_case_beside_them_passes_with_its_timings(outcomes: dict[str, Outcome], case_id: str) -> None:
     outcome = outcomes[f"svc/{case_id}"]
     assert outcome.passed, outcome.reason

@@ -81,7 +81,7 @@ def test_a_png_with_a_flipped_byte_fails_its_crc() -> None:
         (model("m", "image", size="0x256"), "endpoints[0].models[0].size: '0x256' does not match"),
         (model("m", "image", prompt=""), "endpoints[0].models[0].prompt: '' should be non-empty"),
         (model("m", "embedding", size="256x256"), "endpoints[0].models[0].size: applies only to type image, not embedding"),
-        (model("m", "image", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or responses, not image"),
+        (model("m", "image", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not image"),
     ],
     ids=["size-word", "size-zero", "empty-prompt", "size-on-embedding", "stream-on-image"],
 )

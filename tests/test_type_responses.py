@@ -59,7 +59,7 @@ CONFIG_ERRORS = {
     "max-output-tokens-zero": (model("m", "responses", max_output_tokens=0), "models[0].max_output_tokens: 0 is less than the minimum of 1"),
     "input-a-list": (model("m", "responses", input=["a", "b"]), "models[0].input: ['a', 'b'] is not of type string"),
     "input-on-completion": (model("m", "completion", input="hi"), "models[0].input: applies only to type embedding or moderation or responses or speech, not completion"),
-    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion or image, not responses"),
+    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion or image or messages, not responses"),
     "ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
 }
 

@@ -59,7 +59,7 @@ def test_each_speech_fault_fails_with_its_class(openai_server: FakeOpenAI, run_m
         (model("m", "transcription", response_format="wav"), "endpoints[0].models[0].response_format: applies only to type speech, not transcription"),
         (model("m", "speech", response_format="aiff"), "endpoints[0].models[0].response_format: 'aiff' is not one of: wav, mp3, flac, opus, pcm"),
         (model("m", "speech", input=["one", "two"]), "endpoints[0].models[0].input: ['one', 'two'] is not of type string"),
-        (model("m", "speech", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or responses or transcription, not speech"),
+        (model("m", "speech", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not speech"),
         (model("m", "rerank", input="x"), "endpoints[0].models[0].input: applies only to type embedding or moderation or responses or speech, not rerank"),
     ],
     ids=["voice-on-chat", "format-on-transcription", "unknown-format", "input-list", "expect", "input-on-rerank"],

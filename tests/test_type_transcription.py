@@ -60,9 +60,9 @@ def test_each_transcription_fault_fails_with_its_class(openai_server: FakeOpenAI
     ("entry", "piece"),
     [
         (model("m", "chat", language="en"), "endpoints[0].models[0].language: applies only to type transcription, not chat"),
-        (model("m", "embedding", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or responses or transcription, not embedding"),
+        (model("m", "embedding", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not embedding"),
         (model("m", "transcription", language=""), "endpoints[0].models[0].language: '' should be non-empty"),
-        (model("m", "transcription", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or responses, not transcription"),
+        (model("m", "transcription", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not transcription"),
         (model("m", "transcription", expect={"regex": "("}), "endpoints[0].models[0].expect.regex: invalid regular expression"),
     ],
     ids=["language-on-chat", "expect-on-embedding", "empty-language", "stream", "bad-regex"],

@@ -180,7 +180,7 @@ class Engine:
             probe.method,
             case.endpoint.url_for(probe.path),
             **content,
-            headers=request_headers(case.endpoint, case.monitor),
+            headers=request_headers(case.endpoint, case.monitor, probe.headers, probe.key_header),
             extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
         )
         request.read()  # one body in memory, sent again as it is on a retry (a multipart stream reads only once)

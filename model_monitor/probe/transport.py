@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
+from collections.abc import Mapping
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -16,7 +17,6 @@ from .exchange import ACCEPT_ENCODING
 __all__ = ["request_headers", "transport_for"]
 
 
-
 def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:
     """A connection pool for one endpoint, through any proxy that HTTP(S)_PROXY / NO_PROXY name for it."""
     return AiohttpTransport(
@@ -26,18 +26,23 @@ def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:
     )
 
 
-def request_headers(endpoint: Endpoint, monitor: str) -> httpx.Headers:
-    """Ours, then the user's: a header of the same name in the endpoints file replaces ours (names are
-    case-insensitive). `monitor` is the probe header's value unless the file sets one."""
+def request_headers(endpoint: Endpoint, monitor: str, own: Mapping[str, str] | None = None,
+                    key_header: str | None = None) -> httpx.Headers:
+    """Ours and the model type's (`own`, and the API key also in `key_header`), then the user's: a header of the
+    same name in the endpoints file replaces ours (names are case-insensitive). `monitor` is the probe header's
+    value unless the file sets one."""
     headers = httpx.Headers({
         "user-agent": USER_AGENT,
         "accept": "application/json, text/event-stream",
         "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
+        **(own or {}),
     })
     if endpoint.probe_header:
         headers[endpoint.probe_header.name] = endpoint.probe_header.value or monitor
     if endpoint.api_key:
         headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
+        if key_header:
+            headers[key_header] = endpoint.api_key.reveal()
     for name, value in endpoint.headers:
         headers[name] = value.reveal()
     return headers

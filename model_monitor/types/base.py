@@ -109,6 +109,8 @@ class ModelType:
     schema: Mapping[str, Any] = field(default_factory=dict)  # field -> its JSON Schema, each with a description
     in_defaults: frozenset[str] = frozenset()  # the fields of `schema` that the file's `defaults` may set
     open_params: frozenset[str] = frozenset()  # own request fields `params` may replace: its check reads either
+    headers: Mapping[str, str] = field(default_factory=dict)  # request headers its API asks for (a version)
+    key_header: str | None = None  # a header that carries the endpoint's API key too, beside Authorization: Bearer
 
     @property
     def streams(self) -> bool:
