@@ -1,8 +1,8 @@
 """Model types: one module each (its fields and defaults, its request, its check), found through one registry.
 
 Every module of this package that defines TYPE is a model type: adding one is adding a module (with the JSON Schema
-of its fields, `ModelType.schema`) and its name in base.schema.json's `type` list, then running
-scripts/gen-values-schema (schema.py); nothing else asks `if type == ...`."""
+of its fields, `ModelType.schema`), then running scripts/gen-values-schema (schema.py writes the `type` list and a
+rule per type); nothing else asks `if type == ...`."""
 
 from __future__ import annotations
 

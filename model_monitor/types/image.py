@@ -97,7 +97,7 @@ def _corrupt(what: str) -> ProbeError:
 
 def _png(picture: bytes) -> tuple[int, int]:
     """IHDR's size, once every chunk is whole (length and CRC) up to IEND: a cut-off image fails here."""
-    at, size, seen = len(PNG_SIGNATURE), None, []
+    at, size, seen = len(PNG_SIGNATURE), None, list[bytes]()
     while at + 12 <= len(picture):
         length, kind = struct.unpack(">I4s", picture[at : at + 8])
         end = at + 12 + length

@@ -47,7 +47,7 @@ def _scores(result: Any, i: int) -> dict[str, Any]:
     for key in ("categories", "category_scores"):
         if not isinstance(result.get(key), dict):
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}] has no '{key}' object")
-    scores = result["category_scores"]
+    scores: dict[str, Any] = result["category_scores"]
     if not scores:
         raise ProbeError(ErrorClass.EMPTY, f"results[{i}].category_scores is empty")
     bad = next((name for name, score in scores.items() if not finite(score)), None)

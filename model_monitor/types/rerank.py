@@ -40,7 +40,7 @@ def _check(case: Case, data: Any) -> Checked:
         index = result.get("index")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < documents:  # JSON true is no index
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].index {index!r} is not a document index")
-        scored.append((score, index))
+        scored.append((float(score), index))  # finite() checked it is a number
     distinct = len({index for _, index in scored})
     if len(results) != documents or distinct != documents:
         raise ProbeError(ErrorClass.SCHEMA, f"got {distinct} distinct scores for {documents} documents")

@@ -16,7 +16,7 @@ __all__ = ["CANARY", "TYPE", "canary"]
 
 # "the quick brown fox jumps over the lazy dog", spoken by espeak-ng: 2.8 s, 16 kHz mono 16-bit PCM.
 CANARY = "canary.wav"
-FIELDS = {"language": None, "expect": {}}
+FIELDS: dict[str, Any] = {"language": None, "expect": {}}
 SCHEMA = {
     "language": {
         "description": "The language spoken in the canary (en), sent as a hint. Default: the server detects it.",
