@@ -1,4 +1,5 @@
-"""python -m bench [--sizes 50,500] [--latency 1.0] [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery] [--repeat 3]
+"""python -m bench [--sizes 50,500] [--latency 1.0] [--repeat 3]
+    [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery]
 python -m bench --large   (N=5000 over 50 endpoints: our run in one process, 4 shards, the floor, --collect-only)
 
 Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
@@ -46,20 +47,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Model Monitor's scale benchmark.")
     parser.add_argument("--sizes", default="50,500", help="comma-separated case counts (default 50,500)")
     parser.add_argument("--latency", type=float, default=1.0, help="the server's fixed latency in seconds (1.0)")
-    parser.add_argument("--only", default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
-                        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of "
-                             "these), shards")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="run each row this many times and keep the run with the median wall time "
-                             "(3; the sequential row runs once)")
-    parser.add_argument("--max-sequential-s", type=float, default=120.0,
-                        help="skip the sequential row where N x latency exceeds this, and estimate it (120)")
+    parser.add_argument(
+        "--only",
+        default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
+        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of these), shards",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="run each row this many times and keep the run with the median wall time "
+        "(3; the sequential row runs once)",
+    )
+    parser.add_argument(
+        "--max-sequential-s",
+        type=float,
+        default=120.0,
+        help="skip the sequential row where N x latency exceeds this, and estimate it (120)",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="where files and results.json go (bench/out)")
-    parser.add_argument("--endpoints", type=int, default=suite.ENDPOINTS,
-                        help=f"endpoints the cases are spread over ({suite.ENDPOINTS})")
-    parser.add_argument("--large", action="store_true",
-                        help=f"run N={LARGE_SIZE} over {LARGE_ENDPOINTS} endpoints instead: rows "
-                             f"{','.join(LARGE_ONLY)} (overrides --sizes, --endpoints and --only)")
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=suite.ENDPOINTS,
+        help=f"endpoints the cases are spread over ({suite.ENDPOINTS})",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help=f"run N={LARGE_SIZE} over {LARGE_ENDPOINTS} endpoints instead: rows "
+        f"{','.join(LARGE_ONLY)} (overrides --sizes, --endpoints and --only)",
+    )
     args = parser.parse_args(argv)
     if args.large:
         args.sizes, args.endpoints, args.only = str(LARGE_SIZE), LARGE_ENDPOINTS, ",".join(LARGE_ONLY)
@@ -112,10 +130,14 @@ class Bench:
         work = self.args.out / f"n{size}"
         s = suite.generate(size, self.target.url, work, self.streaming, self.args.endpoints)
         kinds = ", ".join(f"{n} {k}" for k, n in s.kinds().items())
-        print(f"\nN={size}: {s.endpoints_file} ({kinds}; {s.endpoint_count} endpoints, max_concurrency 20 each, "
-              "global 100)", flush=True)
-        entry: dict = self.sizes.setdefault(str(size), {"endpoints_file": str(s.endpoints_file),
-                                                        "kinds": s.kinds(), "rows": {}})
+        print(
+            f"\nN={size}: {s.endpoints_file} ({kinds}; {s.endpoint_count} endpoints, max_concurrency 20 each, "
+            "global 100)",
+            flush=True,
+        )
+        entry: dict = self.sizes.setdefault(
+            str(size), {"endpoints_file": str(s.endpoints_file), "kinds": s.kinds(), "rows": {}}
+        )
         if "collect" in self.args.only:
             self.collect_only(s, work, entry)
         keys = [k for k in RUN_ORDER if k in self.args.only]
@@ -132,9 +154,12 @@ class Bench:
                 row = run_row(key, s, self.target, work, self.receiver)
                 runs.setdefault(key, []).append(row)
                 stats = report.Stats.of(row.errors)
-                print(f"  {report.LABELS[key]}: {row.wall_s:.2f} s, {row.passed}/{size} ok, "
-                      f"error median {report.ms(stats.median_ms)} ms p99 {report.ms(stats.p99_ms)} ms "
-                      f"(load {row.load})", flush=True)
+                print(
+                    f"  {report.LABELS[key]}: {row.wall_s:.2f} s, {row.passed}/{size} ok, "
+                    f"error median {report.ms(stats.median_ms)} ms p99 {report.ms(stats.p99_ms)} ms "
+                    f"(load {row.load})",
+                    flush=True,
+                )
         for key, key_runs in runs.items():
             row = median_run(key_runs)
             if key == "sequential" and row.wall_s:
@@ -169,20 +194,28 @@ class Bench:
             if size in self.collect_s:
                 print(f"N={size}: --collect-only {self.collect_s[size]:.2f} s (median of {COLLECT_REPEATS})")
             print()
-        print(f"Each row: the run with the median wall time of {self.args.repeat} (sequential: one run). "
-              + LEGEND + "\n")
+        print(
+            f"Each row: the run with the median wall time of {self.args.repeat} (sequential: one run). " + LEGEND + "\n"
+        )
 
 
 def row_json(row: Row) -> dict:
     stats = report.Stats.of(row.errors)
     return {
-        "wall_s": row.wall_s, "peak_rss_mb": None if row.peak_rss_bytes is None else row.peak_rss_bytes / report.MB,
-        "processes": row.processes, "passed": row.passed, "requests": row.requests, "returncode": row.returncode,
-        "in_flight": row.in_flight, "in_flight_busiest_endpoint": row.in_flight_endpoint,
-        "load": row.load, "note": row.note,
+        "wall_s": row.wall_s,
+        "peak_rss_mb": None if row.peak_rss_bytes is None else row.peak_rss_bytes / report.MB,
+        "processes": row.processes,
+        "passed": row.passed,
+        "requests": row.requests,
+        "returncode": row.returncode,
+        "in_flight": row.in_flight,
+        "in_flight_busiest_endpoint": row.in_flight_endpoint,
+        "load": row.load,
+        "note": row.note,
         "error_ms": {"median": stats.median_ms, "p99": stats.p99_ms, "max": stats.max_ms},
-        "errors_ms": {case: round((row.reported[case] - row.truth[case]) * 1000, 3)
-                      for case in row.reported if case in row.truth},
+        "errors_ms": {
+            case: round((row.reported[case] - row.truth[case]) * 1000, 3) for case in row.reported if case in row.truth
+        },
     }
 
 
@@ -215,12 +248,23 @@ def main(argv: list[str]) -> int:
     for v in verdicts:
         mark = "n/a " if v.met is None else "MET " if v.met else "MISS"
         print(f"  [{mark}] {v.target}: {v.measured}")
-    results = {"command": command, "machine": machine, "latency_s": args.latency, "streaming": streaming,
-               "repeat": args.repeat, "started": started, "sizes": bench.sizes,
-               "targets": [asdict(v) for v in verdicts]}
+    results = {
+        "command": command,
+        "machine": machine,
+        "latency_s": args.latency,
+        "streaming": streaming,
+        "repeat": args.repeat,
+        "started": started,
+        "sizes": bench.sizes,
+        "targets": [asdict(v) for v in verdicts],
+    }
     if found is not None:
-        results["discovery"] = {"collect_only_s": found.collect.wall_s, "run_s": found.run.wall_s,
-                                "peak_rss_mb": found.run.peak_rss_bytes / report.MB, "listings": found.listings}
+        results["discovery"] = {
+            "collect_only_s": found.collect.wall_s,
+            "run_s": found.run.wall_s,
+            "peak_rss_mb": found.run.peak_rss_bytes / report.MB,
+            "listings": found.listings,
+        }
     path = args.out / "results.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nresults: {path}")

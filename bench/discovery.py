@@ -34,8 +34,18 @@ def run(work: Path, latency: float) -> DiscoveryRow:
         path = work / "discovery.yaml"
         endpoint = {"name": "gateway", "url": gateway.url, "discover": True, "max_concurrency": MAX_CONCURRENCY}
         path.write_text(yaml.safe_dump({"endpoints": [endpoint]}, sort_keys=False), encoding="utf-8")
-        command = [sys.executable, "-m", "pytest", str(ROOT / "checks"), f"--endpoints={path}", "-p", "no:cacheprovider",
-                   "-q", "--max-concurrency", str(MAX_CONCURRENCY)]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "checks"),
+            f"--endpoints={path}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--max-concurrency",
+            str(MAX_CONCURRENCY),
+        ]
         collect = measure([*command, "--collect-only"], cwd=ROOT, logs=work / "discovery-collect", env=child_env())
         full = measure(command, cwd=ROOT, logs=work / "discovery-run", env=child_env())
         listings = sum(r.path == "/v1/models" for r in gateway.requests)
@@ -45,7 +55,8 @@ def run(work: Path, latency: float) -> DiscoveryRow:
 def describe(row: DiscoveryRow, latency: float) -> list[str]:
     mb = 1024 * 1024
     return [
-        f"discovery: a gateway listing {MODELS} models, server latency {latency:g} s, max_concurrency {MAX_CONCURRENCY}",
+        f"discovery: a gateway listing {MODELS} models, server latency {latency:g} s, "
+        f"max_concurrency {MAX_CONCURRENCY}",
         f"  --collect-only: {row.collect.wall_s:.2f} s (exit {row.collect.returncode})",
         f"  full run: {row.run.wall_s:.2f} s, peak RSS {row.run.peak_rss_bytes / mb:.0f} MB, {row.cases} probes "
         f"(exit {row.run.returncode}); {row.listings} listings over both commands",

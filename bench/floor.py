@@ -43,8 +43,12 @@ async def run(manifest: list[dict], max_concurrency: int) -> list[dict]:
                     status = resp.status
             except (aiohttp.ClientError, OSError) as exc:
                 return {"case": request["case"], "duration": time.monotonic() - start, "ok": False, "error": repr(exc)}
-            return {"case": request["case"], "duration": time.monotonic() - start, "ok": 200 <= status < 300,
-                    "status": status}
+            return {
+                "case": request["case"],
+                "duration": time.monotonic() - start,
+                "ok": 200 <= status < 300,
+                "status": status,
+            }
 
     try:
         return await asyncio.gather(*(one(r) for r in manifest))

@@ -93,8 +93,9 @@ class PeakRss(threading.Thread):
         self.join()
 
 
-def measure(command: Sequence[str], *, cwd: Path, logs: Path, env: dict[str, str] | None = None,
-            timeout: float = 900.0) -> Measured:
+def measure(
+    command: Sequence[str], *, cwd: Path, logs: Path, env: dict[str, str] | None = None, timeout: float = 900.0
+) -> Measured:
     """Run `command` to completion, output to `logs`.out/.err, sampling its tree's memory meanwhile."""
     out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:

@@ -49,24 +49,53 @@ def ms(value: float | None) -> str:
 
 def table(rows: Sequence[Row]) -> list[str]:
     floor = next((r for r in rows if r.key == "floor" and r.wall_s), None)
-    header = ("row", "N", "ok", "requests", "in flight (1 ep)", "wall s", "x floor", "err med ms", "err p99 ms",
-              "err max ms", "peak RSS MB", "procs", "load", "note")
+    header = (
+        "row",
+        "N",
+        "ok",
+        "requests",
+        "in flight (1 ep)",
+        "wall s",
+        "x floor",
+        "err med ms",
+        "err p99 ms",
+        "err max ms",
+        "peak RSS MB",
+        "procs",
+        "load",
+        "note",
+    )
     lines: list[tuple[str, ...]] = [header]
     for row in sorted(rows, key=lambda r: ORDER.index(r.key)):
         if row.skipped:
             wall = f"~{row.estimate_s:.0f} (est.)" if row.estimate_s else "-"
             ratio = f"~{row.estimate_s / floor.wall_s:.1f}" if row.estimate_s and floor else "-"
-            lines.append((LABELS[row.key], str(row.size), "-", "-", "-", wall, ratio, "-", "-", "-", "-", "-", "-",
-                          row.skipped))
+            lines.append(
+                (LABELS[row.key], str(row.size), "-", "-", "-", wall, ratio, "-", "-", "-", "-", "-", "-", row.skipped)
+            )
             continue
         stats = Stats.of(row.errors)
         ratio = f"{row.wall_s / floor.wall_s:.2f}" if floor and row.wall_s else "-"
         rss = f"{row.peak_rss_bytes / MB:.0f}" if row.peak_rss_bytes else "-"
         note = row.note or (f"exit {row.returncode}" if row.returncode else "")
-        lines.append((LABELS[row.key], str(row.size), f"{row.passed}/{row.size}", str(row.requests),
-                      f"{row.in_flight} ({row.in_flight_endpoint})",
-                      f"{row.wall_s:.2f}", ratio, ms(stats.median_ms), ms(stats.p99_ms), ms(stats.max_ms),
-                      rss, str(row.processes), row.load.split()[0] if row.load else "-", note))
+        lines.append(
+            (
+                LABELS[row.key],
+                str(row.size),
+                f"{row.passed}/{row.size}",
+                str(row.requests),
+                f"{row.in_flight} ({row.in_flight_endpoint})",
+                f"{row.wall_s:.2f}",
+                ratio,
+                ms(stats.median_ms),
+                ms(stats.p99_ms),
+                ms(stats.max_ms),
+                rss,
+                str(row.processes),
+                row.load.split()[0] if row.load else "-",
+                note,
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |" for line in lines]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -108,8 +137,11 @@ def targets(rows: Sequence[Row], collect_s: dict[int, float], latency: float) ->
         out.append(Verdict("N=500: wall <= 8 s", unmeasured, None))
     if ours and floor and ours.wall_s and floor.wall_s:
         ratio = ours.wall_s / floor.wall_s
-        out.append(Verdict("N=500: wall <= 1.5 x floor", f"{ours.wall_s:.2f} s / {floor.wall_s:.2f} s = x{ratio:.2f}",
-                           ratio <= 1.5))
+        out.append(
+            Verdict(
+                "N=500: wall <= 1.5 x floor", f"{ours.wall_s:.2f} s / {floor.wall_s:.2f} s = x{ratio:.2f}", ratio <= 1.5
+            )
+        )
     else:
         out.append(Verdict("N=500: wall <= 1.5 x floor", unmeasured, None))
     ours = find.get(("default", 50))
@@ -125,13 +157,25 @@ def targets(rows: Sequence[Row], collect_s: dict[int, float], latency: float) ->
         a, b = Stats.of(ours.errors), Stats.of(floor.errors)
         for name, mine, theirs in (("median", a.median_ms, b.median_ms), ("p99", a.p99_ms, b.p99_ms)):
             assert mine is not None and theirs is not None
-            out.append(Verdict(f"N={size}: timing error {name} within 10 ms of floor's",
-                               f"{mine:.1f} vs {theirs:.1f} ms ({mine - theirs:+.1f})", mine - theirs <= 10.0))
+            out.append(
+                Verdict(
+                    f"N={size}: timing error {name} within 10 ms of floor's",
+                    f"{mine:.1f} vs {theirs:.1f} ms ({mine - theirs:+.1f})",
+                    mine - theirs <= 10.0,
+                )
+            )
     collect = collect_s.get(500)
-    out.append(Verdict("N=500: --collect-only <= 1.5 s", unmeasured if collect is None else f"{collect:.2f} s",
-                       None if collect is None else collect <= 1.5))
-    for key, label in (("default", "N=500: peak RSS, all processes <= 200 MB"),
-                       ("xdist", "N=500, -n auto (for information): peak RSS <= 200 MB")):
+    out.append(
+        Verdict(
+            "N=500: --collect-only <= 1.5 s",
+            unmeasured if collect is None else f"{collect:.2f} s",
+            None if collect is None else collect <= 1.5,
+        )
+    )
+    for key, label in (
+        ("default", "N=500: peak RSS, all processes <= 200 MB"),
+        ("xdist", "N=500, -n auto (for information): peak RSS <= 200 MB"),
+    ):
         row = find.get((key, 500))
         if row and row.peak_rss_bytes:
             out.append(Verdict(label, f"{row.peak_rss_bytes / MB:.0f} MB", row.peak_rss_bytes <= 200 * MB))
@@ -150,8 +194,11 @@ def scale_targets(rows: Sequence[Row], collect_s: dict[int, float], size: int) -
     wall = f"N={size}: wall <= 1.3 x floor"
     rss = f"N={size}: peak RSS <= 250 MB"
     collect_label = f"N={size}: --collect-only < 3 s"
-    out = [Verdict(wall, "not measured", None), Verdict(rss, "not measured", None),
-           Verdict(collect_label, "not measured", None)]
+    out = [
+        Verdict(wall, "not measured", None),
+        Verdict(rss, "not measured", None),
+        Verdict(collect_label, "not measured", None),
+    ]
     if ours and floor and ours.wall_s and floor.wall_s:
         ratio = ours.wall_s / floor.wall_s
         out[0] = Verdict(wall, f"{ours.wall_s:.2f} s / {floor.wall_s:.2f} s = x{ratio:.2f}", ratio <= 1.3)
@@ -174,7 +221,7 @@ def machine() -> dict[str, str]:
         "nproc": str(os.cpu_count()),
         "affinity": str(len(os.sched_getaffinity(0))),
         "cpu": f"{cpuinfo.get('model name', '?')} (family {cpuinfo.get('cpu family', '?')}, "
-               f"{float(cpuinfo.get('cpu MHz', 0)):.0f} MHz)",
+        f"{float(cpuinfo.get('cpu MHz', 0)):.0f} MHz)",
         "memory": f"{mem_kb / MB:.0f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),

@@ -54,8 +54,7 @@ class Row:
 
 
 def child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(_DROP_ENV) and k.lower() not in _PROXY_ENV}
+    return {k: v for k, v in os.environ.items() if not k.startswith(_DROP_ENV) and k.lower() not in _PROXY_ENV}
 
 
 def loadavg() -> str:
@@ -64,8 +63,16 @@ def loadavg() -> str:
 
 
 def pytest_command(suite: Suite, junit: Path | None, *extra: str) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(ROOT / "checks"), f"--endpoints={suite.endpoints_file}",
-               "-p", "no:cacheprovider", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "checks"),
+        f"--endpoints={suite.endpoints_file}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     if junit is not None:
         command.append(f"--junitxml={junit}")
     return command + list(extra)
@@ -110,8 +117,12 @@ def server_truth(target: Target, suite: Suite, row: Row) -> None:
         silent += not durations
         extra += max(0, len(durations) - 1)
     if silent or extra:
-        row.note = "; ".join(filter(None, (row.note, silent and f"{silent} cases sent no request",
-                                           extra and f"{extra} extra requests (retries)")))
+        row.note = "; ".join(
+            filter(
+                None,
+                (row.note, silent and f"{silent} cases sent no request", extra and f"{extra} extra requests (retries)"),
+            )
+        )
 
 
 def peak_overlap(spans: list[tuple[float, float]]) -> int:
@@ -124,8 +135,9 @@ def peak_overlap(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
-def _run(key: str, suite: Suite, target: Target, work: Path, command: list[str],
-         collect: Callable[[Row, Measured], None]) -> Row:
+def _run(
+    key: str, suite: Suite, target: Target, work: Path, command: list[str], collect: Callable[[Row, Measured], None]
+) -> Row:
     row = Row(key, suite.size, load=loadavg())
     target.clear()
     measured = measure(command, cwd=ROOT, logs=work / f"{key}", env=child_env())
@@ -150,8 +162,15 @@ def monitor(key: str, suite: Suite, target: Target, work: Path, *extra: str) -> 
 def floor(suite: Suite, target: Target, work: Path, max_concurrency: int) -> Row:
     out = work / "floor.json"
     out.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "bench.floor", str(suite.manifest_file), str(out),
-               "--max-concurrency", str(max_concurrency)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.floor",
+        str(suite.manifest_file),
+        str(out),
+        "--max-concurrency",
+        str(max_concurrency),
+    ]
 
     def collect(row: Row, measured: Measured) -> None:
         if out.exists():

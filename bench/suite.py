@@ -1,4 +1,5 @@
-"""Generated endpoints files: N cases over ten (or more) endpoints on one server, mixed chat, embedding and streaming chat.
+"""Generated endpoints files: N cases over ten (or more) endpoints on one server, mixed chat, embedding and streaming
+chat.
 
 Every case has its own model name (m0000, m0001, ...), so each client's measurement is matched to the server's
 record of that very request. Next to each endpoints file goes a manifest: the exact request (method, URL, body)
@@ -54,8 +55,11 @@ class Suite:
 
 def streaming_supported() -> bool:
     """Whether this checkout's endpoints schema accepts `stream: true` on a chat model."""
-    document = {"endpoints": [{"name": "probe", "url": "http://127.0.0.1:9", "models": [
-        {"name": "m", "type": "chat", "stream": True}]}]}
+    document = {
+        "endpoints": [
+            {"name": "probe", "url": "http://127.0.0.1:9", "models": [{"name": "m", "type": "chat", "stream": True}]}
+        ]
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "endpoints.yaml"
         path.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -100,11 +104,18 @@ def generate(size: int, url: str, folder: Path, streaming: bool, endpoint_count:
         body = probe.body(case)
         if kind_of[case.id] == STREAM and isinstance(body, dict):
             body.setdefault("stream", True)
-        requests.append(Request(
-            case=case.id, endpoint=case.endpoint.name, max_concurrency=case.endpoint.max_concurrency,
-            model=case.model, kind=kind_of[case.id], method=probe.method,
-            url=case.endpoint.base_url + probe.path, body=body,
-        ))
+        requests.append(
+            Request(
+                case=case.id,
+                endpoint=case.endpoint.name,
+                max_concurrency=case.endpoint.max_concurrency,
+                model=case.model,
+                kind=kind_of[case.id],
+                method=probe.method,
+                url=case.endpoint.base_url + probe.path,
+                body=body,
+            )
+        )
     manifest_file = folder / "manifest.json"
     manifest_file.write_text(json.dumps([asdict(r) for r in requests], indent=1), encoding="utf-8")
     return Suite(size, endpoint_count, endpoints_file, manifest_file, tuple(requests), streaming)

@@ -34,7 +34,10 @@ class Target:
     def __enter__(self) -> Self:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bench.server", "--latency", str(self.latency)],
-            cwd=self.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=self.root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self._proc.stdout is not None
         self.url = self._proc.stdout.readline().strip()
@@ -44,8 +47,9 @@ class Target:
         self.pid = self._proc.pid
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return

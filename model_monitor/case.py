@@ -11,7 +11,16 @@ from typing import Any
 
 from .redact import Secret
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ENDPOINT_MAX_CONCURRENCY", "PROBE_HEADER", "RUN_MAX_CONCURRENCY", "Case", "Endpoint", "ProbeHeader", "monitor_key"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ENDPOINT_MAX_CONCURRENCY",
+    "PROBE_HEADER",
+    "RUN_MAX_CONCURRENCY",
+    "Case",
+    "Endpoint",
+    "ProbeHeader",
+    "monitor_key",
+]
 
 DEFAULT_TIMEOUT_S = 30.0
 PROBE_HEADER = "X-Model-Monitor-Probe"
@@ -85,6 +94,7 @@ class Case:
     def expect(self) -> Mapping[str, Any]:
         """What the reply's text must hold (only types that reply with text have the field)."""
         return self.options.get("expect") or {}
+
 
 def monitor_key(text: str) -> str:
     """A path-safe, stable heartbeat monitor key: lower case, [a-z0-9_-] only.

@@ -29,7 +29,13 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
-    "MAX_LISTED", "ConfigError", "ErrorClass", "MonitorError", "ProbeError", "PushError", "TelemetryConfigError",
+    "MAX_LISTED",
+    "ConfigError",
+    "ErrorClass",
+    "MonitorError",
+    "ProbeError",
+    "PushError",
+    "TelemetryConfigError",
     "status_class",
 ]
 

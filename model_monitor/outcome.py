@@ -72,7 +72,7 @@ class Outcome:
 
     @classmethod
     def from_properties(cls, properties: Iterable[tuple[str, Any]]) -> Outcome | None:
-        props = {k[len(PROPERTY_PREFIX):]: v for k, v in properties if k.startswith(PROPERTY_PREFIX)}
+        props = {k[len(PROPERTY_PREFIX) :]: v for k, v in properties if k.startswith(PROPERTY_PREFIX)}
         if "verdict" not in props:
             return None
         return cls(
@@ -82,7 +82,7 @@ class Outcome:
             duration_s=props.get("duration_s"),
             status_code=props.get("status_code"),
             attempts=tuple(Attempt.parse(text) for text in props.get("attempts", "").split("; ") if text),
-            metrics={k[len("metric."):]: v for k, v in props.items() if k.startswith("metric.")},
+            metrics={k[len("metric.") :]: v for k, v in props.items() if k.startswith("metric.")},
             started_at=props.get("started_at"),
             ended_at=props.get("ended_at"),
             degraded=tuple(props["degraded"].split("; ")) if props.get("degraded") else (),

@@ -28,9 +28,19 @@ from .reporters.verdicts import CaseIndex
 from .stop import Role, Stopper
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
-    "check_case", "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_configure",
-    "pytest_configure_node", "pytest_generate_tests", "pytest_report_header", "pytest_runtest_makereport",
-    "pytest_runtestloop", "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "pytest_unconfigure",
+    "check_case",
+    "pytest_collection_finish",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_configure_node",
+    "pytest_generate_tests",
+    "pytest_report_header",
+    "pytest_runtest_makereport",
+    "pytest_runtestloop",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_testnodedown",
+    "pytest_unconfigure",
 ]
 
 TIMEOUT_SLACK_S = 10.0
@@ -114,13 +124,22 @@ def pytest_configure(config: pytest.Config) -> None:
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(
-        resolved, suite, redact, records, CaseIndex(case_by_id), _stopper(config, resolved), destinations, listings=listings,
+        resolved,
+        suite,
+        redact,
+        records,
+        CaseIndex(case_by_id),
+        _stopper(config, resolved),
+        destinations,
+        listings=listings,
     )
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
-        config.pluginmanager.register(results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results")
+        config.pluginmanager.register(
+            results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results"
+        )
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
@@ -319,8 +338,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if monitor is None:
         return
     found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
-    terminal.summary(terminalreporter, found, monitor.stopper.reason, monitor.reporters,
-                     shard=(monitor.settings.shard, monitor.others_shards))
+    terminal.summary(
+        terminalreporter,
+        found,
+        monitor.stopper.reason,
+        monitor.reporters,
+        shard=(monitor.settings.shard, monitor.others_shards),
+    )
 
 
 def case_of(item: pytest.Item) -> Case | None:

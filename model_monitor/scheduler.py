@@ -67,8 +67,9 @@ def _report_crash(config: pytest.Config, node: Any, nodeid: str) -> None:
     fspath = nodeid.split("::")[0]
     said = f"worker {node.gateway.id!r} crashed while running {nodeid!r}"
     crash = pytest.TestReport(nodeid, (fspath, None, fspath), {}, "failed", said, "???")  # type: ignore[arg-type]
-    close = pytest.TestReport(nodeid, (fspath, None, fspath), {}, "passed", None, "teardown",
-                              user_properties=outcome_of(crash).properties())
+    close = pytest.TestReport(
+        nodeid, (fspath, None, fspath), {}, "passed", None, "teardown", user_properties=outcome_of(crash).properties()
+    )
     for report in (crash, close):
         report.node = node  # type: ignore[attr-defined]  # as xdist marks its reports: JUnit pairs them by it
         config.hook.pytest_runtest_logreport(report=report)

@@ -64,7 +64,12 @@ class Stopper:
     def arm(self, deadline: float | None) -> None:
         """Stop the run `deadline` seconds after it started."""
         if deadline is not None:
-            self._later(deadline - (time.time() - self.started), self._stop, ErrorClass.TIMEOUT, f"the run deadline of {deadline:g} s passed")
+            self._later(
+                deadline - (time.time() - self.started),
+                self._stop,
+                ErrorClass.TIMEOUT,
+                f"the run deadline of {deadline:g} s passed",
+            )
 
     def attach(self, engine: Stoppable) -> None:
         self._engine = engine

@@ -20,10 +20,26 @@ def self_signed_context() -> ssl.SSLContext:
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=testbed", "-keyout", key, "-out", cert,
-             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=testbed",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
         )
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
@@ -57,8 +73,9 @@ class BackgroundServer:
         ssl_ctx = self_signed_context() if self.tls else None
 
         async def boot() -> None:
-            runner = web.AppRunner(self.build_app(), handle_signals=False, access_log=None,
-                                   shutdown_timeout=0.1, handler_cancellation=True)
+            runner = web.AppRunner(
+                self.build_app(), handle_signals=False, access_log=None, shutdown_timeout=0.1, handler_cancellation=True
+            )
             await runner.setup()
             site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_ctx)
             await site.start()
@@ -108,6 +125,7 @@ class BackgroundServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

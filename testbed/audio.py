@@ -19,8 +19,9 @@ def tone(audio_format: str, seconds: float) -> bytes:
 
 
 def _wav(seconds: float, rate: int = 16_000) -> bytes:
-    samples = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                       for i in range(int(seconds * rate)))
+    samples = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(int(seconds * rate))
+    )
     out = io.BytesIO()
     with wave.open(out, "wb") as writer:
         writer.setnchannels(1)
@@ -43,15 +44,16 @@ def _flac(seconds: float, rate: int = 24_000) -> bytes:
 
 def _ogg_page(payload: bytes, granule: int, sequence: int, flags: int) -> bytes:
     """One Ogg page holding one packet of under 255 bytes (the CRC is left 0: the monitor does not check it)."""
-    return b"OggS" + bytes([0, flags]) + struct.pack("<qIII", granule, 1, sequence, 0) + bytes([1, len(payload)]) + payload
+    return (
+        b"OggS" + bytes([0, flags]) + struct.pack("<qIII", granule, 1, sequence, 0) + bytes([1, len(payload)]) + payload
+    )
 
 
 def _opus(seconds: float) -> bytes:
     head = b"OpusHead" + bytes([1, 1]) + struct.pack("<HIhB", OPUS_PRE_SKIP, 24_000, 0, 0)
     tags = b"OpusTags" + struct.pack("<I", 7) + b"testbed" + struct.pack("<I", 0)
     end = OPUS_PRE_SKIP + int(seconds * 48_000)
-    return (_ogg_page(head, 0, 0, 2) + _ogg_page(tags, 0, 1, 0)
-            + _ogg_page(b"\xfc" + bytes(20), end, 2, 4))
+    return _ogg_page(head, 0, 0, 2) + _ogg_page(tags, 0, 1, 0) + _ogg_page(b"\xfc" + bytes(20), end, 2, 4)
 
 
 def _pcm(seconds: float) -> bytes:

@@ -28,7 +28,12 @@ def endpoints_for(url: str) -> dict:
                 "url": url,
                 "models": [
                     {"name": "chat-model", "type": "chat", "tags": ["critical"]},
-                    {"name": "chat-model+tokens=16+token_delay=0.01", "id": "chat-stream", "type": "chat", "stream": True},
+                    {
+                        "name": "chat-model+tokens=16+token_delay=0.01",
+                        "id": "chat-stream",
+                        "type": "chat",
+                        "stream": True,
+                    },
                     {"name": "completion-model", "type": "completion"},
                     {"name": "embed-model", "type": "embedding"},
                     {"name": "rerank-model", "type": "rerank"},
@@ -45,8 +50,17 @@ def main(argv: list[str]) -> int:
         path.write_text(yaml.safe_dump(endpoints_for(server.url), sort_keys=False), encoding="utf-8")
         print(f"demo: local target {server.url}, endpoints file {path}", flush=True)
         command = [
-            sys.executable, "-m", "pytest", str(ROOT / "checks"), f"--endpoints={path}", "-p", "no:cacheprovider",
-            "--cronitor-url", DEMO_CRONITOR_URL, "--telemetry-dry-run", *argv,
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "checks"),
+            f"--endpoints={path}",
+            "-p",
+            "no:cacheprovider",
+            "--cronitor-url",
+            DEMO_CRONITOR_URL,
+            "--telemetry-dry-run",
+            *argv,
         ]
         return subprocess.call(command, cwd=ROOT)
 

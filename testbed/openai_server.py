@@ -38,8 +38,22 @@ LOGIN_PAGE = (
     "<button>Sign in</button></form></body></html>"
 )
 # Tokens that replace the normal reply, so a streaming request gets them too.
-BODY_FAULTS = ("hang", "reset", "close", "trickle", "huge", "html", "error200", "badjson", "badgzip",
-               "redirect", "body", "raw", "providererror", "toolcalls_int")
+BODY_FAULTS = (
+    "hang",
+    "reset",
+    "close",
+    "trickle",
+    "huge",
+    "html",
+    "error200",
+    "badjson",
+    "badgzip",
+    "redirect",
+    "body",
+    "raw",
+    "providererror",
+    "toolcalls_int",
+)
 BOMB_BYTES = 1024 * 1024 * 1024  # what the gzip bomb inflates to: 1 GiB of zeros from about 13 KB
 DEEP = 30_000  # 60 KB: under every body cap, far past any recursion limit
 
@@ -72,12 +86,11 @@ BODIES: dict[str, Callable[[], tuple[bytes, dict[str, str]]]] = {
 # Replies that break HTTP itself, written straight to the socket, then the connection is closed.
 RAW = {
     "badchunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  b"ZZ\r\n{}\r\n0\r\n\r\n",
-    "shortbody": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                 b'{"choices": [',
+    b"ZZ\r\n{}\r\n0\r\n\r\n",
+    "shortbody": b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"choices": [',
     "badlocation": b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n",
     "credlocation": b"HTTP/1.1 302 Found\r\nLocation: http://mallory:hunter2-echo@127.0.0.1:9/v1/x?token=tok-echo"
-                    b"\r\nContent-Length: 0\r\n\r\n",
+    b"\r\nContent-Length: 0\r\n\r\n",
 }
 
 
@@ -119,15 +132,20 @@ class Scenario:
             return default
 
 
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None,
-          content_type: str = "application/json") -> web.Response:
+def _json(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None, content_type: str = "application/json"
+) -> web.Response:
     """A JSON response (NaN allowed, as Python writes it)."""
-    return web.Response(status=status, text=json.dumps(payload), headers=headers,
-                        content_type=content_type)
+    return web.Response(status=status, text=json.dumps(payload), headers=headers, content_type=content_type)
 
 
-def _error(status: int, message: str, type_: str = "server_error", code: int | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    type_: str = "server_error",
+    code: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     """An OpenAI-style error response."""
     err: dict[str, Any] = {"message": message, "type": type_}
     if code is not None:
@@ -162,8 +180,12 @@ def _words(text: str) -> set[str]:
 
 
 REASONING_TOKENS = 2  # what the reasoning scenarios think ("thinking", "...") costs
-ABSURD_USAGE = {"prompt_tokens": 10**12, "completion_tokens": -5, "total_tokens": "many",
-                "completion_tokens_details": {"reasoning_tokens": True}}
+ABSURD_USAGE = {
+    "prompt_tokens": 10**12,
+    "completion_tokens": -5,
+    "total_tokens": "many",
+    "completion_tokens_details": {"reasoning_tokens": True},
+}
 
 
 def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
@@ -173,8 +195,11 @@ def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
         return ABSURD_USAGE
     p = max(1, len(json.dumps(prompt).split()))
     reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") else 0
-    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": visible + reasoning,
-                             "total_tokens": p + visible + reasoning}
+    usage: dict[str, Any] = {
+        "prompt_tokens": p,
+        "completion_tokens": visible + reasoning,
+        "total_tokens": p + visible + reasoning,
+    }
     if reasoning:
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return usage
@@ -182,8 +207,11 @@ def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
 
 def _responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """A chat usage block in the Responses API's words (input/output tokens)."""
-    words = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
-             "completion_tokens_details": "output_tokens_details"}
+    words = {
+        "prompt_tokens": "input_tokens",
+        "completion_tokens": "output_tokens",
+        "completion_tokens_details": "output_tokens_details",
+    }
     return {words.get(key, key): value for key, value in usage.items()}
 
 
@@ -209,14 +237,16 @@ def _anthropic_error(status: int, type_: str, message: str) -> web.Response:
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
     """A multipart/form-data body: text fields as str, files as bytes."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
     if not message.is_multipart():
         raise ValueError("not a multipart body")
     form: dict[str, Any] = {}
     for part in message.iter_parts():
         content = part.get_payload(decode=True) or b""
         form[part.get_param("name", header="content-disposition")] = (
-            content if part.get_filename() else content.decode())
+            content if part.get_filename() else content.decode()
+        )
     return form
 
 
@@ -233,12 +263,18 @@ def _transcription(sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
     return {"text": text}
 
 
-GATEWAY_PAGE = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
-                "<hr><center>nginx</center></body></html>\r\n")
+GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>nginx</center></body></html>\r\n"
+)
 # What a careless proxy labels as audio or leaves unlabelled: both an even number of bytes, as 16-bit pcm is.
-MISLABELLED = {"html": (GATEWAY_PAGE.encode(), "application/octet-stream"),
-               "json": (b'{"error": {"message": "upstream connect error", "type": "server_error"}}\r\n',
-                        "application/octet-stream")}
+MISLABELLED = {
+    "html": (GATEWAY_PAGE.encode(), "application/octet-stream"),
+    "json": (
+        b'{"error": {"message": "upstream connect error", "type": "server_error"}}\r\n',
+        "application/octet-stream",
+    ),
+}
 
 
 def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
@@ -247,7 +283,9 @@ def _speech(sc: Scenario, body: dict[str, Any]) -> web.Response:
     gateway's error page or body sent as application/octet-stream), mislabel=image (the tone as image/png)."""
     asked = body.get("response_format", "mp3")
     if asked not in audio.MAKERS or not body.get("input") or not body.get("voice"):
-        return _error(400, f"need input, voice and a response_format of {', '.join(audio.MAKERS)}", "invalid_request_error")
+        return _error(
+            400, f"need input, voice and a response_format of {', '.join(audio.MAKERS)}", "invalid_request_error"
+        )
     sent = ("wav" if asked == "mp3" else "mp3") if sc.has("wrongformat") else asked
     data = audio.tone(sent, 0 if sc.has("nosamples") else 1.5)
     if sc.has("corrupt"):
@@ -269,9 +307,17 @@ def _vector(text: str, dims: int) -> list[float]:
 class FakeOpenAI(BackgroundServer):
     """OpenAI-compatible server on 127.0.0.1 that injects faults chosen by the model name."""
 
-    def __init__(self, *, latency: float = 0.0, api_key: str | None = None,
-                 models: tuple[str, ...] = DEFAULT_MODELS, redirect_to: str | None = None,
-                 tls: bool = False, port: int = 0, listing: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        models: tuple[str, ...] = DEFAULT_MODELS,
+        redirect_to: str | None = None,
+        tls: bool = False,
+        port: int = 0,
+        listing: str = "",
+    ) -> None:
         super().__init__(port=port, tls=tls)
         self.latency = latency
         self.api_key = api_key
@@ -307,8 +353,18 @@ class FakeOpenAI(BackgroundServer):
         """Routes under /v1 only."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._handle)
-        for route in ("chat/completions", "completions", "embeddings", "rerank", "responses", "audio/transcriptions",
-                      "audio/speech", "moderations", "images/generations", "messages"):
+        for route in (
+            "chat/completions",
+            "completions",
+            "embeddings",
+            "rerank",
+            "responses",
+            "audio/transcriptions",
+            "audio/speech",
+            "moderations",
+            "images/generations",
+            "messages",
+        ):
             app.router.add_post(f"/v1/{route}", self._handle)
         return app
 
@@ -317,14 +373,26 @@ class FakeOpenAI(BackgroundServer):
         received, received_at = time.monotonic(), time.time()
         raw = await request.read()
         try:
-            body = _form(request.headers["Content-Type"], raw) if request.content_type == "multipart/form-data" \
-                else json.loads(raw) if raw else None
+            body = (
+                _form(request.headers["Content-Type"], raw)
+                if request.content_type == "multipart/form-data"
+                else json.loads(raw)
+                if raw
+                else None
+            )
         except ValueError:
             body = None
         model = body.get("model") if isinstance(body, dict) else None
-        rec = RequestRecord(request.method, request.path, model if isinstance(model, str) else None,
-                            _header_values(request), body, received,
-                            query=request.query_string, received_at=received_at)
+        rec = RequestRecord(
+            request.method,
+            request.path,
+            model if isinstance(model, str) else None,
+            _header_values(request),
+            body,
+            received,
+            query=request.query_string,
+            received_at=received_at,
+        )
         with self._lock:
             self.requests.append(rec)
         self._inflight += 1
@@ -355,15 +423,23 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
             return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
         status = self._injected_status(sc, rec.model or "")
-        streaming = (body.get("stream") is True and kind in ("chat/completions", "completions", "responses", "messages")
-                     and status is None and (sc.has("providererror") or not any(map(sc.has, BODY_FAULTS))))
+        streaming = (
+            body.get("stream") is True
+            and kind in ("chat/completions", "completions", "responses", "messages")
+            and status is None
+            and (sc.has("providererror") or not any(map(sc.has, BODY_FAULTS)))
+        )
         if not streaming:
             await asyncio.sleep(wait)
         if request.method == "POST" and not isinstance(rec.body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
         if sc.has("reasoner") and "max_tokens" in body:  # as OpenAI's o-series and GPT-5 answer
-            return _error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                          "Use 'max_completion_tokens' instead.", "invalid_request_error")
+            return _error(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                "invalid_request_error",
+            )
         if sc.has("hang"):
             return None
         if sc.has("raw"):
@@ -388,13 +464,23 @@ class FakeOpenAI(BackgroundServer):
             choice = {"index": 0, "message": {"role": "assistant", "content": "po"}, "finish_reason": "error"}
             return _json({"choices": [choice], "error": {"message": "provider returned error", "code": 502}})
         if sc.has("toolcalls_int"):
-            return _json({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": 5},
-                                       "finish_reason": "tool_calls"}]})
+            return _json(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": None, "tool_calls": 5},
+                            "finish_reason": "tool_calls",
+                        }
+                    ]
+                }
+            )
         if sc.has("badjson"):
             return web.Response(text='{"choices": [', content_type="application/json")
         if sc.has("badgzip"):
-            return web.Response(body=b"this is not gzip", content_type="application/json",
-                                headers={"Content-Encoding": "gzip"})
+            return web.Response(
+                body=b"this is not gzip", content_type="application/json", headers={"Content-Encoding": "gzip"}
+            )
         if sc.has("redirect") and status is None:
             target = (self.redirect_to or "http://127.0.0.1:9").rstrip("/") + request.path
             return web.Response(status=302, headers={"Location": target})
@@ -436,8 +522,10 @@ class FakeOpenAI(BackgroundServer):
     def _payload(self, sc: Scenario, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
         """The healthy (or 'empty'/'nochoices'/... shaped) JSON reply for a route."""
         if kind == "models":
-            return {"object": "list",
-                    "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models]}
+            return {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models],
+            }
         if kind == "embeddings":
             return self._embeddings(sc, body, model)
         if kind == "rerank":
@@ -452,10 +540,18 @@ class FakeOpenAI(BackgroundServer):
             return self._images(sc, body)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
         if kind == "completions":
-            choice = {"index": 0, "text": "" if sc.has("empty") else " Paris", "logprobs": None,
-                      "finish_reason": "stop"}
-            return {**head, "object": "text_completion", "choices": [] if sc.has("nochoices") else [choice],
-                    "usage": _usage(sc, body.get("prompt"), 1)}
+            choice = {
+                "index": 0,
+                "text": "" if sc.has("empty") else " Paris",
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+            return {
+                **head,
+                "object": "text_completion",
+                "choices": [] if sc.has("nochoices") else [choice],
+                "usage": _usage(sc, body.get("prompt"), 1),
+            }
         choices = [] if sc.has("nochoices") else [self._chat_choice(sc, body)]
         return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(sc, body.get("messages"), 1)}
 
@@ -493,12 +589,21 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("empty"):
             vectors = []
         b64 = body.get("encoding_format") == "base64"
-        data = [{"object": "embedding", "index": i,
-                 "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if b64 else v}
-                for i, v in enumerate(vectors)]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if b64 else v,
+            }
+            for i, v in enumerate(vectors)
+        ]
         tokens = sum(len(t.split()) for t in texts)
-        return {"object": "list", "data": data, "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     def _rerank(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
         """Documents scored by word overlap with the query, best first."""
@@ -509,8 +614,10 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("badrank"):  # least relevant first, still with descending scores
             order.reverse()
         ranked = sorted(scores, reverse=True)
-        results = [{"index": i, "relevance_score": round(ranked[n], 6), "document": {"text": docs[i]}}
-                   for n, i in enumerate(order)]
+        results = [
+            {"index": i, "relevance_score": round(ranked[n], 6), "document": {"text": docs[i]}}
+            for n, i in enumerate(order)
+        ]
         top_n = body.get("top_n")
         if isinstance(top_n, int) and top_n > 0:
             results = results[:top_n]
@@ -520,8 +627,12 @@ class FakeOpenAI(BackgroundServer):
             results = [{**r, "index": bool(r["index"])} if r["index"] < 2 else r for r in results]
         if sc.has("empty"):
             results = []
-        return {"id": f"rerank-{uuid.uuid4().hex[:12]}", "model": model, "results": results,
-                "usage": {"total_tokens": max(1, len(json.dumps(body).split()))}}
+        return {
+            "id": f"rerank-{uuid.uuid4().hex[:12]}",
+            "model": model,
+            "results": results,
+            "usage": {"total_tokens": max(1, len(json.dumps(body).split()))},
+        }
 
     def _response(self, sc: Scenario, body: dict[str, Any], model: str, text: str, status: str) -> dict[str, Any]:
         """A Responses API Response object: `status` unless a fault (incomplete, failed, empty, badshape) says
@@ -536,13 +647,22 @@ class FakeOpenAI(BackgroundServer):
         message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [part]}
         output: Any = ("pong" if sc.has("badshape") else [message]) if done else []
         tokens = len(text) // 2
-        return {"id": "resp_1", "object": "response", "created_at": int(time.time()), "model": model,
-                "status": status, "error": error, "incomplete_details": details, "output": output,
-                "max_output_tokens": body.get("max_output_tokens"),
-                "usage": _responses_usage(_usage(sc, body.get("input"), tokens))}
+        return {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": int(time.time()),
+            "model": model,
+            "status": status,
+            "error": error,
+            "incomplete_details": details,
+            "output": output,
+            "max_output_tokens": body.get("max_output_tokens"),
+            "usage": _responses_usage(_usage(sc, body.get("input"), tokens)),
+        }
 
-    async def _responses_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
-                                wait: float) -> web.StreamResponse | None:
+    async def _responses_stream(
+        self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
+    ) -> web.StreamResponse | None:
         """Typed Responses events, as OpenAI and vLLM send them (no [DONE]); faults: reasoning, malformed,
         errorevent, cut, nocontent, nofinish, incomplete, failed, failedevent."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -558,7 +678,7 @@ class FakeOpenAI(BackgroundServer):
             await send("response.reasoning_text.delta", item_id="rs_1", output_index=0, content_index=0, delta=piece)
             await asyncio.sleep(sc.num("token_delay"))
         if sc.has("malformed"):
-            await resp.write(b"event: response.output_text.delta\ndata: {\"delta\": \n\n")
+            await resp.write(b'event: response.output_text.delta\ndata: {"delta": \n\n')
         n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
         text = ""
         for i in range(n):
@@ -571,8 +691,9 @@ class FakeOpenAI(BackgroundServer):
             if i:
                 await asyncio.sleep(sc.num("token_delay"))
             text += PIECES[i % 2]
-            await send("response.output_text.delta", item_id="msg_1", output_index=0, content_index=0,
-                       delta=PIECES[i % 2])
+            await send(
+                "response.output_text.delta", item_id="msg_1", output_index=0, content_index=0, delta=PIECES[i % 2]
+            )
         if sc.has("nofinish"):
             return resp
         final = self._response(sc, body, model, text, "completed")
@@ -582,8 +703,9 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(3600)
         return resp
 
-    async def _messages(self, request: web.Request, sc: Scenario, body: dict[str, Any], streaming: bool,
-                        wait: float) -> web.StreamResponse | None:
+    async def _messages(
+        self, request: web.Request, sc: Scenario, body: dict[str, Any], streaming: bool, wait: float
+    ) -> web.StreamResponse | None:
         """Anthropic's Messages API: a request without anthropic-version refused as Anthropic refuses it;
         apierror=NNN answers Anthropic's error body with that status (200 too)."""
         if "anthropic-version" not in request.headers:
@@ -602,12 +724,20 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("reasoning"):
             blocks, stop_reason = [{"type": "thinking", "thinking": "thinking...", "signature": "sig"}], "max_tokens"
         content: Any = "pong" if sc.has("badshape") else [] if sc.has("nocontent") else blocks
-        return {"id": f"msg_{uuid.uuid4().hex[:12]}", "type": "message", "role": "assistant", "model": body.get("model"),
-                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
-                "usage": _anthropic_usage(sc, body, len(text) // 2)}
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:12]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": _anthropic_usage(sc, body, len(text) // 2),
+        }
 
-    async def _messages_stream(self, request: web.Request, sc: Scenario, body: dict[str, Any],
-                               wait: float) -> web.StreamResponse | None:
+    async def _messages_stream(
+        self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
+    ) -> web.StreamResponse | None:
         """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning, malformed, errorevent, cut,
         nocontent, nostop (or nodone), linger."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -643,7 +773,11 @@ class FakeOpenAI(BackgroundServer):
                 await asyncio.sleep(sc.num("token_delay"))
             await send("content_block_delta", index=index, delta={"type": "text_delta", "text": PIECES[i % 2]})
         await send("content_block_stop", index=index)
-        await send("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": _anthropic_usage(sc, body, n)["output_tokens"]})
+        await send(
+            "message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": _anthropic_usage(sc, body, n)["output_tokens"]},
+        )
         if not (sc.has("nostop") or sc.has("nodone")):
             await send("message_stop")
         if sc.has("linger"):  # a server or proxy that keeps the connection open after message_stop
@@ -654,16 +788,29 @@ class FakeOpenAI(BackgroundServer):
         """One result per input: nothing flagged unless the text says "flagme", deterministic scores."""
         inp = body.get("input")
         texts = [inp] if isinstance(inp, str) else [str(x) for x in inp or []]
-        categories = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
-                      "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
-                      "violence/graphic")
+        categories = (
+            "harassment",
+            "harassment/threatening",
+            "hate",
+            "hate/threatening",
+            "illicit",
+            "illicit/violent",
+            "self-harm",
+            "self-harm/instructions",
+            "self-harm/intent",
+            "sexual",
+            "sexual/minors",
+            "violence",
+            "violence/graphic",
+        )
         results = []
         for text in texts:
             rng = random.Random(text)
             scores = {name: round(rng.uniform(0, 0.01), 6) for name in categories}
             flagged = "flagme" in text
-            results.append({"flagged": flagged, "categories": {name: flagged for name in scores},
-                            "category_scores": scores})
+            results.append(
+                {"flagged": flagged, "categories": {name: flagged for name in scores}, "category_scores": scores}
+            )
         if sc.has("nan") and results:
             results[0]["category_scores"]["violence"] = float("nan")
         if sc.has("noflagged") and results:
@@ -697,12 +844,13 @@ class FakeOpenAI(BackgroundServer):
     @staticmethod
     def _png(width: int, height: int) -> bytes:
         """A real PNG: white, 8-bit RGB."""
+
         def chunk(kind: bytes, data: bytes) -> bytes:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
         rows = (b"\x00" + b"\xff" * 3 * width) * height
         header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-                + chunk(b"IEND", b""))
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
     @staticmethod
     def _jpeg(width: int, height: int) -> bytes:
@@ -754,8 +902,9 @@ class FakeOpenAI(BackgroundServer):
             await resp.write(data[i : i + 1])
         return resp
 
-    async def _stream(self, request: web.Request, sc: Scenario, body: dict[str, Any], kind: str,
-                      wait: float) -> web.StreamResponse | None:
+    async def _stream(
+        self, request: web.Request, sc: Scenario, body: dict[str, Any], kind: str, wait: float
+    ) -> web.StreamResponse | None:
         """An SSE stream of OpenAI chunks; delay/latency apply before the first chunk."""
         media = "Text/Event-Stream; charset=UTF-8" if sc.has("mixedcase") else "text/event-stream"
         resp = web.StreamResponse(headers={"Content-Type": media, "Cache-Control": "no-cache"})
@@ -763,8 +912,12 @@ class FakeOpenAI(BackgroundServer):
         await asyncio.sleep(wait)
         burst: list[bytes] = []  # "burst": every event in one write, as a buffering proxy delivers them
         chat = kind == "chat/completions"
-        base = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": body.get("model"),
-                "object": "chat.completion.chunk" if chat else "text_completion"}
+        base = {
+            "id": f"cmpl-{uuid.uuid4().hex[:12]}",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "object": "chat.completion.chunk" if chat else "text_completion",
+        }
 
         async def send(event: Any) -> None:
             data = event if isinstance(event, str) else json.dumps(event)
@@ -842,8 +995,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redirect-to", default=None)
     parser.add_argument("--tls", action="store_true")
     args = parser.parse_args(argv)
-    server = FakeOpenAI(port=args.port, latency=args.latency, api_key=args.api_key,
-                        redirect_to=args.redirect_to, tls=args.tls).start()
+    server = FakeOpenAI(
+        port=args.port, latency=args.latency, api_key=args.api_key, redirect_to=args.redirect_to, tls=args.tls
+    ).start()
     print(server.url, flush=True)
     try:
         threading.Event().wait()

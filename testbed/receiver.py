@@ -79,8 +79,14 @@ class Receiver(BackgroundServer):
         """Record on arrival, then answer according to the mode."""
         arrived = time.monotonic()
         body = await request.read()
-        ping = Ping(request.method, request.path, parse_qs(request.query_string, keep_blank_values=True),
-                    body, {k.lower(): v for k, v in request.headers.items()}, arrived)
+        ping = Ping(
+            request.method,
+            request.path,
+            parse_qs(request.query_string, keep_blank_values=True),
+            body,
+            {k.lower(): v for k, v in request.headers.items()},
+            arrived,
+        )
         with self._lock:
             self.pings.append(ping)
             count = len(self.pings)
@@ -95,7 +101,9 @@ class Receiver(BackgroundServer):
         if self._name == "redirect":  # a proxy or a moved endpoint: the reply says to go elsewhere
             return web.Response(status=307, headers={"Location": f"{request.path}?moved=1"})
         if self._name == "gzipbomb":
-            return web.Response(body=gzip_bomb(), headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"})
+            return web.Response(
+                body=gzip_bomb(), headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/plain"}
+            )
         status = 200
         if self._name == "status":
             status = int(self._value)
@@ -113,7 +121,7 @@ class Receiver(BackgroundServer):
         return web.Response(status=status, text="OK" if status == 200 else f"error {status}", headers=headers)
 
     async def _drip(self, request: web.Request) -> web.StreamResponse:
-        """A 200 whose 64-byte body comes one byte every `drip=S` seconds: no read ever waits long enough to time out."""
+        """A 200 whose 64-byte body comes one byte every `drip=S` seconds: no read waits long enough to time out."""
         response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": "64"})
         await response.prepare(request)
         try:

@@ -102,7 +102,9 @@ class MonitorRun:
 def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:
     """Write an endpoints file and run the monitor on it in a subprocess, exactly as a user would."""
 
-    def run(endpoints: dict[str, Any] | str, *args: str, timeout: float = 120, prefix: tuple[str, ...] = ()) -> MonitorRun:
+    def run(
+        endpoints: dict[str, Any] | str, *args: str, timeout: float = 120, prefix: tuple[str, ...] = ()
+    ) -> MonitorRun:
         """`prefix` runs the monitor under another command, e.g. ("unshare", "-n") for a network of its own."""
         text = endpoints if isinstance(endpoints, str) else yaml.safe_dump(endpoints, sort_keys=False)
         path = pytester.path / "endpoints.yaml"
@@ -160,10 +162,21 @@ def start_monitor(tmp_path: Path) -> Iterator:
         path = tmp_path / "endpoints.yaml"
         path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
         junit, log = tmp_path / "junit.xml", tmp_path / "monitor.log"
-        argv = [sys.executable, "-m", "pytest", str(CHECKS), f"--endpoints={path}", f"--junitxml={junit}",
-                "-p", "no:cacheprovider", *args]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(CHECKS),
+            f"--endpoints={path}",
+            f"--junitxml={junit}",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ]
         with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
         started.append(Started(process, junit, log))
         return started[-1]
 

@@ -45,7 +45,11 @@ STREAM_FAULTS = [
 IMAGE_FAULTS = [
     # model name (its "+" tokens choose the fault), class, piece of the reason
     ("img+badb64", "schema", "data[0].b64_json is not base64"),
-    ("img+notimage", "schema", "decodes to 25 bytes that are not a PNG, JPEG or WebP image (they start 3c68746d6c3e6e6f)"),
+    (
+        "img+notimage",
+        "schema",
+        "decodes to 25 bytes that are not a PNG, JPEG or WebP image (they start 3c68746d6c3e6e6f)",
+    ),
     ("img+empty", "empty", "reply has no images"),
     ("img+truncated", "schema", "a truncated PNG: chunk IDAT at byte 33 needs"),
     ("img+format=jpeg+truncated", "schema", "a truncated JPEG"),
@@ -79,7 +83,12 @@ RESPONSES_FAULTS = [
     # plain
     ("r+empty", {}, "empty", "response carries no output_text after 0 output tokens"),
     ("r+badshape", {}, "schema", "'output' is str, expected a list"),
-    ("r+incomplete", {}, "bad_response", "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)"),
+    (
+        "r+incomplete",
+        {},
+        "bad_response",
+        "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)",
+    ),
     ("r+failed", {}, "bad_response", "error object in HTTP 200: The model crashed while generating"),
     ("r+status=503", {}, "server_error", "HTTP 503 from POST /v1/responses"),
     ("r+html", {}, "bad_response", "expected JSON: HTML page 'Sign in'"),
@@ -89,13 +98,22 @@ RESPONSES_FAULTS = [
     ("rs+cut", {"stream": True}, "stream_broken", "connection lost reading the stream"),
     ("rs+nofinish", {"stream": True}, "stream_broken", "stream ended without response.completed after 5 events"),
     ("rs+malformed", {"stream": True}, "stream_broken", "malformed chunk after"),
-    ("rs+errorevent", {"stream": True}, "stream_broken", "error event in the stream after 3 events: upstream overloaded"),
+    (
+        "rs+errorevent",
+        {"stream": True},
+        "stream_broken",
+        "error event in the stream after 3 events: upstream overloaded",
+    ),
     ("rs+nocontent", {"stream": True}, "empty", "stream carried no output_text delta after 2 events"),
     ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
     ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
     ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
-    ("rs+failedevent", {"stream": True}, "bad_response",
-     "response.failed event carries a response whose status is 'completed'"),
+    (
+        "rs+failedevent",
+        {"stream": True},
+        "bad_response",
+        "response.failed event carries a response whose status is 'completed'",
+    ),
     ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
     ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
@@ -118,7 +136,12 @@ MESSAGES_FAULTS = [
     ("ms+nostop", {"stream": True}, "stream_broken", "stream ended without message_stop after 9 events"),
     ("ms+malformed", {"stream": True}, "stream_broken", "malformed chunk after"),
     ("ms+errorevent", {"stream": True}, "stream_broken", "error event in the stream after 5 events: Overloaded"),
-    ("ms+nocontent", {"stream": True}, "empty", "reply has no text (blocks: text; stop_reason=end_turn, 0 output tokens)"),
+    (
+        "ms+nocontent",
+        {"stream": True},
+        "empty",
+        "reply has no text (blocks: text; stop_reason=end_turn, 0 output tokens)",
+    ),
     ("ms+apierror=529", {"stream": True}, "server_error", "HTTP 529 from POST /v1/messages"),
     ("ms+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("ms+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
@@ -142,8 +165,12 @@ SPEECH_FAULTS = [
     ("tts+wrongformat", "mp3", "schema", "asked for mp3 audio, got wav"),
     ("tts+wrongformat", "pcm", "schema", "asked for pcm audio, got mp3"),
     # pcm has no header: what came must say it is audio, and not be a page or an error body sent as audio
-    ("tts+mislabel=html", "pcm", "bad_response",
-     "HTML page '502 Bad Gateway' (138 bytes, content-type application/octet-stream), expected pcm audio"),
+    (
+        "tts+mislabel=html",
+        "pcm",
+        "bad_response",
+        "HTML page '502 Bad Gateway' (138 bytes, content-type application/octet-stream), expected pcm audio",
+    ),
     ("tts+mislabel=json", "pcm", "bad_response", "error object in HTTP 200: upstream connect error"),
     ("tts+mislabel=image", "pcm", "bad_response", "content-type image/png (72000 bytes), expected pcm audio"),
 ]

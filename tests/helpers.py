@@ -63,11 +63,17 @@ STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to 
 # seconds to start on a loaded machine (6 s was seen to pass before they had sent a request).
 DEADLINE_S = 12.0
 # Two cases answer at once, two are held by the server far longer than the run lasts.
-HELD = [model("ok"), model("bad+status=500", id="bad"), model("held+hang", id="hang", timeout=60),
-        model("held+delay=30", id="slow", timeout=60)]
+HELD = [
+    model("ok"),
+    model("bad+status=500", id="bad"),
+    model("held+hang", id="hang", timeout=60),
+    model("held+delay=30", id="slow", timeout=60),
+]
 
 
-def probe_endpoints(folder: Path, endpoints: list[dict[str, Any]], environ: dict[str, str] | None = None) -> dict[str, Outcome]:
+def probe_endpoints(
+    folder: Path, endpoints: list[dict[str, Any]], environ: dict[str, str] | None = None
+) -> dict[str, Outcome]:
     """The probe core in this process, without pytest's plugin: the cases of an endpoints file, loaded, resolved
     and probed by the engine as a run does, each case's outcome by its id."""
     path = folder / "endpoints.yaml"
@@ -122,7 +128,7 @@ def _value(value: Any) -> Any:
 class _OtlpHandler(BaseHTTPRequestHandler):
     server: OtlpReceiver
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)

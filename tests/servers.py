@@ -77,7 +77,9 @@ def _wait_ready(server: LoopbackServer, path: str, headers: Mapping[str, str], d
     last = "no answer yet"
     while time.monotonic() - started < deadline_s:
         if server.process.poll() is not None:
-            pytest.fail(f"{server.name} exited with {server.process.returncode} before it was ready:\n{server.log_tail()}")
+            pytest.fail(
+                f"{server.name} exited with {server.process.returncode} before it was ready:\n{server.log_tail()}"
+            )
         try:
             response = httpx.get(server.url + path, headers=dict(headers), timeout=2)
             if response.status_code == 200:

@@ -166,7 +166,9 @@ def test_values_schema_inlines_the_endpoints_schema() -> None:
 def test_generator_refuses_a_clash() -> None:
     gen = _gen_module()
     with pytest.raises(gen.SchemaMergeError, match="endpoint"):
-        gen.merge({"$defs": {"endpoint": {}}}, {"properties": {"endpoints": {}, "defaults": {}}, "$defs": {"endpoint": {}}})
+        gen.merge(
+            {"$defs": {"endpoint": {}}}, {"properties": {"endpoints": {}, "defaults": {}}, "$defs": {"endpoint": {}}}
+        )
 
 
 def test_every_chart_schema_field_has_a_description() -> None:
@@ -214,9 +216,15 @@ def test_default_values_match_the_schema_once_there_is_an_endpoint() -> None:
 def test_readme_documents_every_values_key() -> None:
     readme = (CHART / "README.md").read_text()
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.M))
-    opaque = {"podSecurityContext", "securityContext", "telemetry.url.valueFrom", "telemetry.healthchecksUrl.valueFrom",
-              "telemetry.apiKey.valueFrom", "cronJob.resources",
-              "metrics.grafanaDashboard.labels"}
+    opaque = {
+        "podSecurityContext",
+        "securityContext",
+        "telemetry.url.valueFrom",
+        "telemetry.healthchecksUrl.valueFrom",
+        "telemetry.apiKey.valueFrom",
+        "cronJob.resources",
+        "metrics.grafanaDashboard.labels",
+    }
 
     def keys(node: Any, prefix: str = "") -> list[str]:
         out = []
@@ -263,8 +271,17 @@ def test_manifests_pass_the_chosen_checkov_checks(tmp_path: Path) -> None:
     for case in MATRIX:
         (tmp_path / f"{case}.yaml").write_text(yaml.safe_dump_all(render("helm4", case)))
     proc = run(
-        [tool("checkov"), "-d", str(tmp_path), "--framework", "kubernetes", "--check", ",".join(CHECKOV_CHECKS),
-         "--output", "json"],
+        [
+            tool("checkov"),
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--check",
+            ",".join(CHECKOV_CHECKS),
+            "--output",
+            "json",
+        ],
         env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
     )
     report = json.loads(proc.stdout)
@@ -277,8 +294,16 @@ def test_manifests_pass_the_chosen_checkov_checks(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", MATRIX)
 def test_pods_meet_pod_security_restricted(case: str) -> None:
     """The Pod Security Standard "restricted" profile, checked field by field."""
-    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                       "projected", "secret"}
+    allowed_volumes = {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
     for spec in pod_specs(render("helm4", case)):
         pod_sc = spec.get("securityContext", {})
         assert spec["automountServiceAccountToken"] is False
@@ -415,7 +440,10 @@ def test_telemetry_env_healthchecks_and_api_key() -> None:
     assert env["CRONITOR_ENV"]["value"] == "staging"
     assert env["CRONITOR_SCHEDULE"]["value"] == "*/5 * * * *"
     assert env["HEALTHCHECKS_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "monitor-telemetry", "key": "healthchecks-url", "optional": True}
+        "name": "monitor-telemetry",
+        "key": "healthchecks-url",
+        "optional": True,
+    }
     assert env["CRONITOR_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "cronitor-api", "key": "api-key"}
     (cronjob,) = kinds(render("helm4", "telemetry-value"), "CronJob")
     env = env_of(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
@@ -444,17 +472,23 @@ def test_mode_all_is_one_cronjob_for_every_case() -> None:
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("per-endpoint", {
-            "vllm": "*/2 * * * *",
-            "a-very-long-endpoint-name-that-would-never-fit-in-a-cronjob-name.example": "*/15 * * * *",
-        }),
-        ("per-model", {
-            "my-service/embed": "0 * * * *",
-            "my-service/generate": "*/1 * * * *",
-            "my-service/Org/Model:v1": "0 * * * *",
-            "my-service/org-model-v1": "0 * * * *",
-            "rr/reranker": "*/5 * * * *",
-        }),
+        (
+            "per-endpoint",
+            {
+                "vllm": "*/2 * * * *",
+                "a-very-long-endpoint-name-that-would-never-fit-in-a-cronjob-name.example": "*/15 * * * *",
+            },
+        ),
+        (
+            "per-model",
+            {
+                "my-service/embed": "0 * * * *",
+                "my-service/generate": "*/1 * * * *",
+                "my-service/Org/Model:v1": "0 * * * *",
+                "my-service/org-model-v1": "0 * * * *",
+                "rr/reranker": "*/5 * * * *",
+            },
+        ),
     ],
 )
 def test_split_modes_pass_only_and_their_schedule(case: str, expected: dict[str, str]) -> None:
@@ -557,8 +591,17 @@ def test_deadlines_leave_the_monitor_time_to_report(case: str) -> None:
 @pytest.mark.parametrize("helm", HELMS)
 @pytest.mark.parametrize(("margin", "run_deadline"), [("239", "1"), ("240", None), ("300", None)])
 def test_a_margin_must_be_smaller_than_the_active_deadline(helm: str, margin: str, run_deadline: str | None) -> None:
-    proc = run([tool(helm), "template", RELEASE, str(CHART), *values_args(["readme-endpoints.yaml"]),
-                "--set", f"cronJob.runDeadlineMarginSeconds={margin}"])
+    proc = run(
+        [
+            tool(helm),
+            "template",
+            RELEASE,
+            str(CHART),
+            *values_args(["readme-endpoints.yaml"]),
+            "--set",
+            f"cronJob.runDeadlineMarginSeconds={margin}",
+        ]
+    )
     if run_deadline is None:
         assert proc.returncode != 0
         assert "cronJob.runDeadlineMarginSeconds must be smaller than cronJob.activeDeadlineSeconds" in proc.stderr
@@ -581,8 +624,18 @@ def test_helm_test_pod_runs_the_suite_like_the_cronjob() -> None:
 
 
 def test_notes_say_what_was_installed_and_how_to_run_now() -> None:
-    proc = run([tool("helm4"), "install", "--dry-run=client", RELEASE, str(CHART), "-n", "monitoring",
-                *values_args(MATRIX["per-model"])])
+    proc = run(
+        [
+            tool("helm4"),
+            "install",
+            "--dry-run=client",
+            RELEASE,
+            str(CHART),
+            "-n",
+            "monitoring",
+            *values_args(MATRIX["per-model"]),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr
     notes = proc.stdout.split("NOTES:", 1)[1]
     for cronjob in kinds(render("helm4", "per-model"), "CronJob"):

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.e2e  # installs the package in a venv and runs the comm
 
 ENTRY_POINT = "model_monitor.entry"  # the pytest11 entry point's name: `-p no:model_monitor.entry` turns it off
 OURS_OR_PYTESTS = ("PYTEST_", "MODEL_MONITOR_")  # variables of this test run, not of the user's
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build",
-                                    "dist")
+NOT_COPIED = shutil.ignore_patterns(
+    ".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build", "dist"
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     shared = dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib"))  # pip, setuptools, dependencies
     (site_packages / "shared-dependencies.pth").write_text("".join(f"{path}\n" for path in shared), encoding="utf-8")
     env = Installed(venv, project, source, site_packages)
-    pip = env.run(env.python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                  "--ignore-installed", "--quiet", str(source), cwd=base)
+    pip = env.run(
+        env.python,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--ignore-installed",
+        "--quiet",
+        str(source),
+        cwd=base,
+    )
     assert pip.returncode == 0, pip.stdout + pip.stderr
     return env
 
@@ -86,8 +98,9 @@ def outcome_counts(output: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("form", ["space", "equals"])
-def test_the_installed_command_runs_from_any_folder(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path,
-                                                    form: str) -> None:
+def test_the_installed_command_runs_from_any_folder(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path, form: str
+) -> None:
     """The command runs the suite that pip installed (not the checkout), from a folder outside the checkout, with
     the endpoints file outside it too; relative paths (the endpoints file, the JUnit report) are the caller's."""
     write_endpoints(tmp_path / "config" / "staging.yaml", openai_server.url, "chat-model", "embed-model")
@@ -127,18 +140,39 @@ def test_help_shows_our_options_first_with_defaults_and_environment(installed: I
     assert "[default: endpoints.yaml]" in entries["--endpoints"] and "[default: 100]" in entries["--max-concurrency"]
 
 
-def test_the_checkout_runs_with_the_package_installed(installed: Installed, openai_server: FakeOpenAI,
-                                                      tmp_path: Path) -> None:
+def test_the_checkout_runs_with_the_package_installed(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
     """In a checkout, the root conftest.py's pytest_plugins and the entry point name one plugin: pytest registers it
     once (twice would be an error) and `pytest checks` runs the suite as before."""
     path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model")
-    proc = installed.run(installed.python, "-m", "pytest", "-p", "no:cacheprovider", "checks", f"--endpoints={path}",
-                         cwd=installed.source)
+    proc = installed.run(
+        installed.python,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "checks",
+        f"--endpoints={path}",
+        cwd=installed.source,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert outcome_counts(proc.stdout) == {"passed": 1}
-    assert "checks/test_endpoints.py::test_endpoint[svc/chat-model]" in installed.run(
-        installed.python, "-m", "pytest", "-p", "no:cacheprovider", "checks", f"--endpoints={path}", "--co", "-q",
-        cwd=installed.source).stdout
+    assert (
+        "checks/test_endpoints.py::test_endpoint[svc/chat-model]"
+        in installed.run(
+            installed.python,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "checks",
+            f"--endpoints={path}",
+            "--co",
+            "-q",
+            cwd=installed.source,
+        ).stdout
+    )
 
 
 USER_TESTS = """\

@@ -36,7 +36,6 @@ endpoints:
 """
 
 
-
 def one_model(fields: str, model_type: str = "chat") -> str:
     """A file whose one model (line 4) has this type and these extra flow-mapping fields."""
     return f"endpoints:\n  - name: a\n    url: http://x\n    models: [{{name: m, type: {model_type}, {fields}}}]\n"
@@ -67,8 +66,19 @@ TYPE_FIELDS = {
     "response_format": ("wav", "speech"),
     "size": ("256x256", "image"),
 }
-MODEL_TYPES = ("chat", "completion", "embedding", "rerank", "responses", "messages", "models", "transcription", "speech",
-               "moderation", "image")
+MODEL_TYPES = (
+    "chat",
+    "completion",
+    "embedding",
+    "rerank",
+    "responses",
+    "messages",
+    "models",
+    "transcription",
+    "speech",
+    "moderation",
+    "image",
+)
 
 
 def wrong_type_files() -> dict[str, tuple[str, str, int]]:
@@ -86,9 +96,11 @@ def wrong_type_files() -> dict[str, tuple[str, str, int]]:
 
 
 # Billion laughs: each anchor is nine aliases of the one before; "i" would stand for 9^9 strings.
-ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
-    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
-) + "endpoints: [{name: a, url: http://x, models: [{name: m, type: chat, params: {x: *i}}]}]\n"
+ALIAS_BOMB = (
+    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    + "endpoints: [{name: a, url: http://x, models: [{name: m, type: chat, params: {x: *i}}]}]\n"
+)
 
 # Every password in these files is PASSWORD: no message may show it.
 PASSWORD = "hunter2-canary"
@@ -108,7 +120,11 @@ BAD = {
         "endpoints[0].models[0].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation",
         5,
     ),
-    "missing-url": ("endpoints:\n  - name: a\n    models: [{name: m, type: chat}]\n", "endpoints[0]: missing required field 'url'", 2),
+    "missing-url": (
+        "endpoints:\n  - name: a\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0]: missing required field 'url'",
+        2,
+    ),
     "missing-model-name": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - type: chat\n",
         "endpoints[0].models[0]: missing required field 'name'",
@@ -129,8 +145,16 @@ BAD = {
         "endpoints[0].models[0].timeout: -1 is less than or equal to the minimum of 0",
         4,
     ),
-    "bad-url": ("endpoints:\n  - name: a\n    url: my-service\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: 'my-service' does not match", 3),
-    "bad-name": ("endpoints:\n  - name: a/b\n    url: http://x\n    models: [{name: m, type: chat}]\n", "endpoints[0].name: 'a/b' does not match", 2),
+    "bad-url": (
+        "endpoints:\n  - name: a\n    url: my-service\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].url: 'my-service' does not match",
+        3,
+    ),
+    "bad-name": (
+        "endpoints:\n  - name: a/b\n    url: http://x\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].name: 'a/b' does not match",
+        2,
+    ),
     "duplicate-id": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chat}\n      - {name: m, type: embedding}\n",
         "endpoints[0].models[1]: duplicate case id 'a/m' (also endpoints[0].models[0]); set a distinct 'id'",
@@ -141,15 +165,31 @@ BAD = {
         "duplicate monitor key 'a-m'",
         6,
     ),
-    "duplicate-key": ("endpoints:\n  - name: a\n    name: b\n    url: http://x\n    models: [{name: m, type: chat}]\n", "duplicate key 'name'", 3),
-    "unset-var": ("endpoints:\n  - name: a\n    url: ${NO_SUCH_VAR_FOR_TEST}\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: environment variable NO_SUCH_VAR_FOR_TEST is not set", 3),
+    "duplicate-key": (
+        "endpoints:\n  - name: a\n    name: b\n    url: http://x\n    models: [{name: m, type: chat}]\n",
+        "duplicate key 'name'",
+        3,
+    ),
+    "unset-var": (
+        "endpoints:\n  - name: a\n    url: ${NO_SUCH_VAR_FOR_TEST}\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].url: environment variable NO_SUCH_VAR_FOR_TEST is not set",
+        3,
+    ),
     "unset-key-env": (
         "endpoints:\n  - name: a\n    url: http://x\n    api_key_env: NO_SUCH_KEY_FOR_TEST\n    models: [{name: m, type: chat}]\n",
         "endpoints[0].api_key_env: environment variable NO_SUCH_KEY_FOR_TEST (the API key) is not set",
         4,
     ),
-    "all-disabled": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, enabled: false}]\n", "no enabled models", None),
-    "bad-tag": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, tags: [not ok]}]\n", "tags[0]: 'not ok' does not match", 4),
+    "all-disabled": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, enabled: false}]\n",
+        "no enabled models",
+        None,
+    ),
+    "bad-tag": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: chat, tags: [not ok]}]\n",
+        "tags[0]: 'not ok' does not match",
+        4,
+    ),
     "bad-regex": (
         "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - name: m\n        type: chat\n        expect: {regex: 'po(ng'}\n",
         "endpoints[0].models[0].expect.regex: invalid regular expression: missing ), unterminated subpattern",
@@ -171,7 +211,9 @@ BAD = {
         4,
     ),
     "ttft-with-stream-off": (
-        one_model("stream: false, max_ttft: 2"), "endpoints[0].models[0].max_ttft: needs stream: true, not false", 4,
+        one_model("stream: false, max_ttft: 2"),
+        "endpoints[0].models[0].max_ttft: needs stream: true, not false",
+        4,
     ),
     "ttft-with-stream-off-in-defaults": (
         "defaults: {stream: false}\n" + one_model("max_ttft: 2"),
@@ -193,7 +235,11 @@ BAD = {
         "endpoints[0].models[0].json_mode: applies only to type chat, not embedding",
         5,
     ),
-    "input-type": ("endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: embedding, input: 3}]\n", "endpoints[0].models[0].input", 4),
+    "input-type": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models: [{name: m, type: embedding, input: 3}]\n",
+        "endpoints[0].models[0].input",
+        4,
+    ),
     # Names become test ids, monitor keys and one-line reports.
     "tab-in-model-name": (
         'endpoints:\n  - name: a\n    url: http://x\n    models: [{name: "m\\tx", type: chat}]\n',
@@ -213,7 +259,11 @@ BAD = {
         4,
     ),
     "newline-ending-tag": (one_model('tags: ["critical\\n"]'), "endpoints[0].models[0].tags[0]: contains U+000A", 4),
-    "empty-monitor-key": (one_model('monitor: "!!!"'), "endpoints[0].models[0].monitor: '!!!' leaves an empty monitor key", 4),
+    "empty-monitor-key": (
+        one_model('monitor: "!!!"'),
+        "endpoints[0].models[0].monitor: '!!!' leaves an empty monitor key",
+        4,
+    ),
     "lone-surrogate": (
         one_model('id: "m\\ud83e"'),
         "endpoints[0].models[0].id: a lone UTF-16 surrogate (U+D83E) is not a character",
@@ -231,19 +281,57 @@ BAD = {
         "endpoints[0].url: '***@x' does not match",
         3,
     ),
-    "open-ipv6-bracket": ("endpoints:\n  - name: a\n    url: http://[::1\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: not a valid URL: Invalid IPv6 URL", 3),
-    "port-out-of-range": ("endpoints:\n  - name: a\n    url: http://h:99999\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: not a valid URL: Port out of range", 3),
-    "fragment-in-url": ("endpoints:\n  - name: a\n    url: http://x/v1#chat\n    models: [{name: m, type: chat}]\n", "endpoints[0].url: a fragment (#...) is never sent", 3),
+    "open-ipv6-bracket": (
+        "endpoints:\n  - name: a\n    url: http://[::1\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].url: not a valid URL: Invalid IPv6 URL",
+        3,
+    ),
+    "port-out-of-range": (
+        "endpoints:\n  - name: a\n    url: http://h:99999\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].url: not a valid URL: Port out of range",
+        3,
+    ),
+    "fragment-in-url": (
+        "endpoints:\n  - name: a\n    url: http://x/v1#chat\n    models: [{name: m, type: chat}]\n",
+        "endpoints[0].url: a fragment (#...) is never sent",
+        3,
+    ),
     "nan-timeout": (one_model("timeout: .nan"), "endpoints[0].models[0].timeout: nan is not a finite number", 4),
-    "inf-max-latency": (one_model("max_latency: .inf"), "endpoints[0].models[0].max_latency: inf is not a finite number", 4),
-    "inf-in-params": (one_model("params: {temperature: -.inf}"), "endpoints[0].models[0].params.temperature: -inf is not a finite number", 4),
-    "date-in-params": (one_model("params: {seed: 2024-01-01}"), "endpoints[0].models[0].params.seed: a YAML date is not accepted", 4),
-    "impossible-date": (one_model("params: {seed: 2024-02-30}"), "cannot read this value: day is out of range for month", 4),
-    "integer-of-5000-digits": (one_model("max_tokens: " + "9" * 5000), "cannot read this value: Exceeds the limit (4300 digits)", 4),
-    "key-that-is-not-text": (one_model("params: {on: 1}"), "endpoints[0].models[0].params: key True: is not text; quote it", 4),
+    "inf-max-latency": (
+        one_model("max_latency: .inf"),
+        "endpoints[0].models[0].max_latency: inf is not a finite number",
+        4,
+    ),
+    "inf-in-params": (
+        one_model("params: {temperature: -.inf}"),
+        "endpoints[0].models[0].params.temperature: -inf is not a finite number",
+        4,
+    ),
+    "date-in-params": (
+        one_model("params: {seed: 2024-01-01}"),
+        "endpoints[0].models[0].params.seed: a YAML date is not accepted",
+        4,
+    ),
+    "impossible-date": (
+        one_model("params: {seed: 2024-02-30}"),
+        "cannot read this value: day is out of range for month",
+        4,
+    ),
+    "integer-of-5000-digits": (
+        one_model("max_tokens: " + "9" * 5000),
+        "cannot read this value: Exceeds the limit (4300 digits)",
+        4,
+    ),
+    "key-that-is-not-text": (
+        one_model("params: {on: 1}"),
+        "endpoints[0].models[0].params: key True: is not text; quote it",
+        4,
+    ),
     # params add to the request; they never replace what the case itself sends, nor probe another model under its id
     "params-replace-model": (
-        one_model("params: {model: other}"), "endpoints[0].models[0].params: model: set by the case itself", 4
+        one_model("params: {model: other}"),
+        "endpoints[0].models[0].params: model: set by the case itself",
+        4,
     ),
     "params-stream-and-messages": (
         one_model("params: {stream: true, messages: [], temperature: 0}"),
@@ -251,7 +339,9 @@ BAD = {
         4,
     ),
     "params-replace-speech-format": (
-        one_model("params: {response_format: mp3}", "speech"), "params: response_format: set by the case itself", 4
+        one_model("params: {response_format: mp3}", "speech"),
+        "params: response_format: set by the case itself",
+        4,
     ),
     "params-in-defaults-replace-input": (
         "defaults: {params: {input: other}}\n"
@@ -259,9 +349,21 @@ BAD = {
         "endpoints[0].models[0].params: input: set by the case itself",
         5,
     ),
-    "bad-header-name": (one_endpoint('headers: {"X Team": t}'), "endpoints[0].headers.X Team: 'X Team' is not a valid header name", 3),
-    "control-in-header": (one_endpoint('headers: {X-Team: "t\\x1bx"}'), "endpoints[0].headers.X-Team: contains a control character (U+001B)", 3),
-    "non-ascii-header": (one_endpoint("headers: {X-Team: caf\u00e9}"), "endpoints[0].headers.X-Team: contains a non-ASCII character", 3),
+    "bad-header-name": (
+        one_endpoint('headers: {"X Team": t}'),
+        "endpoints[0].headers.X Team: 'X Team' is not a valid header name",
+        3,
+    ),
+    "control-in-header": (
+        one_endpoint('headers: {X-Team: "t\\x1bx"}'),
+        "endpoints[0].headers.X-Team: contains a control character (U+001B)",
+        3,
+    ),
+    "non-ascii-header": (
+        one_endpoint("headers: {X-Team: caf\u00e9}"),
+        "endpoints[0].headers.X-Team: contains a non-ASCII character",
+        3,
+    ),
     # The file cannot exhaust the machine.
     "alias-bomb": (ALIAS_BOMB, "more than 100000 YAML nodes, aliases counted as what they expand to (MAX_NODES)", 6),
     "recursive-alias": (
@@ -269,8 +371,16 @@ BAD = {
         "an alias refers to a node that contains it",
         5,
     ),
-    "lists-5000-deep": ("endpoints: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 64 levels deep (MAX_DEPTH)", 1),
-    "mappings-100000-deep": ("endpoints: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n", "nested more than 64 levels deep", 1),
+    "lists-5000-deep": (
+        "endpoints: " + "[" * 5000 + "]" * 5000 + "\n",
+        "nested more than 64 levels deep (MAX_DEPTH)",
+        1,
+    ),
+    "mappings-100000-deep": (
+        "endpoints: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n",
+        "nested more than 64 levels deep",
+        1,
+    ),
     **wrong_type_files(),
 }
 
@@ -328,7 +438,8 @@ def test_not_utf8_and_unreadable_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://h", "http://h/", "http://h/v1", "http://h/v1/"],
+    "url",
+    ["http://h", "http://h/", "http://h/v1", "http://h/v1/"],
 )
 def test_base_url_never_doubles_v1(url: str) -> None:
     assert base_url(url) == "http://h/v1"
@@ -343,14 +454,19 @@ def test_a_config_error_stops_the_run_with_exit_4_before_any_request(openai_serv
     bad = {"endpoints": [endpoint(openai_server.url, model("never-sent"), model("never-sent-either", "chatt"))]}
     run = run_monitor(bad)
     assert run.ret == 4
-    assert "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation" in run.output
+    assert (
+        "endpoints[0].models[1].type: 'chatt' is not one of: chat, completion, embedding, image, messages, models, moderation"
+        in run.output
+    )
     assert openai_server.requests_for("never-sent") == []
 
 
 def test_a_missing_default_file_names_the_ways_to_give_one(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(str(CHECKS), "-p", "no:cacheprovider")
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["*endpoints file: *endpoints.yaml: cannot read the endpoints file: No such file or directory*"])
+    result.stderr.fnmatch_lines(
+        ["*endpoints file: *endpoints.yaml: cannot read the endpoints file: No such file or directory*"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -408,10 +524,15 @@ def test_a_key_file_ending_in_a_newline_just_works(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     ("fields", "piece"),
     [
-        ({"api_key_env": "MM_TEST_BAD_SECRET"}, "endpoints[0].api_key_env: environment variable MM_TEST_BAD_SECRET "
-         "(the API key) contains a control character (U+0001)"),
-        ({"headers": {"X-Token": "t-${MM_TEST_BAD_SECRET}"}}, "endpoints[0].headers.X-Token: contains a control "
-         "character (U+0001)"),
+        (
+            {"api_key_env": "MM_TEST_BAD_SECRET"},
+            "endpoints[0].api_key_env: environment variable MM_TEST_BAD_SECRET "
+            "(the API key) contains a control character (U+0001)",
+        ),
+        (
+            {"headers": {"X-Token": "t-${MM_TEST_BAD_SECRET}"}},
+            "endpoints[0].headers.X-Token: contains a control character (U+0001)",
+        ),
     ],
     ids=["api-key", "header"],
 )
@@ -438,7 +559,9 @@ def test_the_url_query_is_kept_on_every_request(run_monitor) -> None:
 def test_the_url_query_is_held_as_a_secret(tmp_path: Path) -> None:
     """A query may carry a key (?code=...): it never prints itself, and the redactor knows it."""
     path = tmp_path / "endpoints.yaml"
-    path.write_text("endpoints:\n  - {name: a, url: 'https://h/openai/v1/?code=k-1234', models: [{name: m, type: chat}]}\n")
+    path.write_text(
+        "endpoints:\n  - {name: a, url: 'https://h/openai/v1/?code=k-1234', models: [{name: m, type: chat}]}\n"
+    )
     (case,) = resolved(load(path, {}))
     assert case.endpoint.url_for("/chat/completions") == "https://h/openai/v1/chat/completions?code=k-1234"
     assert "k-1234" not in repr(case) and "code=k-1234" in secrets([case])
@@ -510,8 +633,10 @@ def test_every_mistake_in_a_file_is_listed_at_its_own_line(tmp_path: Path) -> No
 
 def test_a_file_of_thirty_mistakes_lists_twenty_and_counts_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "endpoints.yaml"
-    path.write_text("endpoints:\n  - name: a\n    url: http://x\n    models:\n"
-                    + "".join(f"      - {{name: m{n}, type: chatt}}\n" for n in range(30)))
+    path.write_text(
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n"
+        + "".join(f"      - {{name: m{n}, type: chatt}}\n" for n in range(30))
+    )
     with pytest.raises(ConfigError) as raised:
         load(path, {})
     lines = str(raised.value).splitlines()

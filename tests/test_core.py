@@ -29,10 +29,17 @@ ALL_TYPES = [
     model("chat-model", "models", id="listed"),
 ]
 
+
 def test_every_model_type_passes_with_a_measured_duration(openai_server: FakeOpenAI, run_monitor) -> None:
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *ALL_TYPES)]})
     assert run.ret == 0, run.output
-    assert set(run.cases) == {"svc/chat-model", "svc/completion-model", "svc/embed-model", "svc/rerank-model", "svc/listed"}
+    assert set(run.cases) == {
+        "svc/chat-model",
+        "svc/completion-model",
+        "svc/embed-model",
+        "svc/rerank-model",
+        "svc/listed",
+    }
     for case_id, props in run.cases.items():
         assert props["model_monitor.verdict"] == "pass", case_id
         assert 0 < float(props["model_monitor.duration_s"]) < 5, case_id
@@ -51,7 +58,9 @@ def test_every_model_type_passes_with_a_measured_duration(openai_server: FakeOpe
 def test_the_original_charts_example_loads_unchanged_and_passes(openai_server: FakeOpenAI, run_monitor) -> None:
     run = run_monitor(SEED_ENDPOINTS.format(url=openai_server.url), "-v")
     assert run.ret == 0, run.output
-    run.result.stdout.fnmatch_lines(["*test_endpoint?my-service/embed? PASSED*", "*test_endpoint?my-service/generate? PASSED*"])
+    run.result.stdout.fnmatch_lines(
+        ["*test_endpoint?my-service/embed? PASSED*", "*test_endpoint?my-service/generate? PASSED*"]
+    )
     assert run.cases["my-service/embed"]["model_monitor.monitor"] == "my-embedding-model"
 
 
@@ -70,7 +79,9 @@ def test_url_with_or_without_v1_gives_the_same_requests(openai_server: FakeOpenA
 
 def test_a_name_that_does_not_resolve_is_a_dns_failure(run_monitor) -> None:
     """In a network namespace of its own (unshare -n), so the lookup cannot leave the machine."""
-    run = run_monitor({"endpoints": [endpoint("http://model-monitor-test.invalid", model("m"))]}, prefix=("unshare", "-n", "--"))
+    run = run_monitor(
+        {"endpoints": [endpoint("http://model-monitor-test.invalid", model("m"))]}, prefix=("unshare", "-n", "--")
+    )
     assert run.ret == 1
     assert run.error_class("svc/m") == "dns"
     assert "cannot resolve host 'model-monitor-test.invalid'" in run.reason("svc/m")

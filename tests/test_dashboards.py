@@ -40,8 +40,13 @@ METRICS_OFF = ["readme-endpoints.yaml"]
 DASHBOARD = CHART / "files" / "grafana-dashboard.json"
 JOB = "model-monitor"
 INSTANCE = RELEASE  # the chart's MODEL_MONITOR_METRICS_INSTANCE in mode all
-ALERTS = ("ModelMonitorModelFailing", "ModelMonitorModelDegraded", "ModelMonitorTTFTOverSLO", "ModelMonitorNoRun",
-          "ModelMonitorAbsent")
+ALERTS = (
+    "ModelMonitorModelFailing",
+    "ModelMonitorModelDegraded",
+    "ModelMonitorTTFTOverSLO",
+    "ModelMonitorNoRun",
+    "ModelMonitorAbsent",
+)
 WAIT_S = 60  # bound on every wait for Prometheus to show a pushed series (it scrapes every second)
 # Instant queries ask about a time up to 2 run intervals after the push: Prometheus must still see its samples.
 LOOKBACK_DELTA = "30m"
@@ -134,10 +139,15 @@ class PushedCase:
         """From the case's --results-json entry and its JUnit properties (which say whether it was degraded)."""
         metrics = entry["metrics"]
         return cls(
-            entry["endpoint"], entry["model"], success=entry["verdict"] == "pass",
-            degraded="model_monitor.degraded" in junit, ttft_s=metrics.get("ttft_s"),
+            entry["endpoint"],
+            entry["model"],
+            success=entry["verdict"] == "pass",
+            degraded="model_monitor.degraded" in junit,
+            ttft_s=metrics.get("ttft_s"),
             tokens_per_second=metrics.get("tokens_per_s"),
-            token_kinds=frozenset(kind for kind in ("prompt", "completion", "reasoning") if f"{kind}_tokens" in metrics),
+            token_kinds=frozenset(
+                kind for kind in ("prompt", "completion", "reasoning") if f"{kind}_tokens" in metrics
+            ),
             error_class=entry["class"],
         )
 
@@ -274,8 +284,14 @@ def test_unit_tests_assume_the_default_thresholds() -> None:
     """rules_test.yaml's timings are those of the chart's defaults: a change of default must update it."""
     defaults = load_values([])["metrics"]["prometheusRule"]
     assert {k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")} == {
-        "failingFor": "10m", "noRunFor": "10m", "noRunSeconds": 600, "degradedFor": "15m", "ttftSloSeconds": 5,
-        "ttftFor": "15m", "severity": "critical", "warningSeverity": "warning",
+        "failingFor": "10m",
+        "noRunFor": "10m",
+        "noRunSeconds": 600,
+        "degradedFor": "15m",
+        "ttftSloSeconds": 5,
+        "ttftFor": "15m",
+        "severity": "critical",
+        "warningSeverity": "warning",
     }
     assert {k: v for k, v in rule_values().items() if k not in ("enabled", "namespace", "labels")} == {
         k: v for k, v in defaults.items() if k not in ("enabled", "namespace", "labels")
@@ -293,8 +309,9 @@ class Stack:
     prometheus: LoopbackServer
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.prometheus.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"},
-                             timeout=10)
+        response = httpx.get(
+            f"{self.prometheus.url}/api/v1/query", params={"query": expr, "time": f"{at:.3f}"}, timeout=10
+        )
         assert response.status_code == 200, f"{expr}: HTTP {response.status_code} {response.text}"
         return response.json()["data"]["result"]
 
@@ -319,26 +336,47 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway_port, prometheus_port = free_port(), free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "pushgateway", "honor_labels": True,
-                            "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]}],
+        "scrape_configs": [
+            {
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}],
+            }
+        ],
     }
     (work / "prom.yml").write_text(yaml.safe_dump(config))
-    gateway_cmd = [tool("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{gateway_port}",
-                   "--persistence.file="]  # nothing left from an earlier run
-    prometheus_cmd = [tool("prometheus"), f"--config.file={work / 'prom.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                      f"--web.listen-address=127.0.0.1:{prometheus_port}", f"--query.lookback-delta={LOOKBACK_DELTA}"]
+    gateway_cmd = [
+        tool("prometheus-pushgateway"),
+        f"--web.listen-address=127.0.0.1:{gateway_port}",
+        "--persistence.file=",
+    ]  # nothing left from an earlier run
+    prometheus_cmd = [
+        tool("prometheus"),
+        f"--config.file={work / 'prom.yml'}",
+        f"--storage.tsdb.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        f"--query.lookback-delta={LOOKBACK_DELTA}",
+    ]
     with (
-        loopback_server("pushgateway", gateway_cmd, port=gateway_port, ready_path="/-/ready",
-                        log=work / "pushgateway.log") as pushgateway,
-        loopback_server("prometheus", prometheus_cmd, port=prometheus_port, ready_path="/-/ready",
-                        log=work / "prometheus.log") as prometheus,
+        loopback_server(
+            "pushgateway", gateway_cmd, port=gateway_port, ready_path="/-/ready", log=work / "pushgateway.log"
+        ) as pushgateway,
+        loopback_server(
+            "prometheus", prometheus_cmd, port=prometheus_port, ready_path="/-/ready", log=work / "prometheus.log"
+        ) as prometheus,
     ):
         yield Stack(pushgateway, prometheus)
 
 
 @pytest.fixture
-def pushed(stack: Stack, openai_server: FakeOpenAI, run_monitor: Callable[..., Any], module_runs: dict[str, Any],
-           tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> PushedRun:
+def pushed(
+    stack: Stack,
+    openai_server: FakeOpenAI,
+    run_monitor: Callable[..., Any],
+    module_runs: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> PushedRun:
     """One monitor run of RUN_MODELS, pushing to the stack's Pushgateway as the chart's CronJob does (the URL and the
     instance from the environment), once Prometheus has scraped it; made once for the module."""
     if "pushed" not in module_runs:
@@ -346,26 +384,36 @@ def pushed(stack: Stack, openai_server: FakeOpenAI, run_monitor: Callable[..., A
         monkeypatch.setenv("MODEL_MONITOR_METRICS_INSTANCE", INSTANCE)
         results = tmp_path_factory.mktemp("run") / "results.json"
         before_push = time.time()
-        run = run_monitor({"endpoints": [endpoint(openai_server.url, *models, name=name)
-                                         for name, models in RUN_MODELS.items()]}, f"--results-json={results}")
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, *models, name=name) for name, models in RUN_MODELS.items()]},
+            f"--results-json={results}",
+        )
         assert run.ret == 1, run.output  # the failing case fails the run; the degraded one passes
-        assert f"metrics: {len(run.cases)} cases pushed to {stack.pushgateway.url}/metrics/job/{JOB}/instance/{INSTANCE}" \
-            in run.output, run.output
+        assert (
+            f"metrics: {len(run.cases)} cases pushed to {stack.pushgateway.url}/metrics/job/{JOB}/instance/{INSTANCE}"
+            in run.output
+        ), run.output
         entries = json.loads(results.read_text(encoding="utf-8"))["cases"]
         (found,) = wait_for(
-            lambda: stack.query(f'model_monitor_last_run_timestamp_seconds{{job="{JOB}", instance="{INSTANCE}"}}',
-                                time.time()),
-            "the run's model_monitor_last_run_timestamp_seconds in Prometheus")
-        module_runs["pushed"] = PushedRun(tuple(PushedCase.of(e, run.cases[e["id"]]) for e in entries),
-                                          before_push, float(found["value"][1]))
+            lambda: stack.query(
+                f'model_monitor_last_run_timestamp_seconds{{job="{JOB}", instance="{INSTANCE}"}}', time.time()
+            ),
+            "the run's model_monitor_last_run_timestamp_seconds in Prometheus",
+        )
+        module_runs["pushed"] = PushedRun(
+            tuple(PushedCase.of(e, run.cases[e["id"]]) for e in entries), before_push, float(found["value"][1])
+        )
     return module_runs["pushed"]
 
 
 def test_the_run_has_every_kind_of_case_the_expectations_need(pushed: PushedRun) -> None:
     """Else an expectation derived from the run could be empty and prove nothing."""
     slo = rule_values()["ttftSloSeconds"]
-    assert [c for c in pushed.cases if c.success and c.tokens_per_second and c.token_kinds >= {"prompt", "completion",
-                                                                                              "reasoning"}]
+    assert [
+        c
+        for c in pushed.cases
+        if c.success and c.tokens_per_second and c.token_kinds >= {"prompt", "completion", "reasoning"}
+    ]
     assert [c for c in pushed.cases if c.ttft_s is not None and c.ttft_s > slo]
     assert [c for c in pushed.cases if c.ttft_s is not None and c.ttft_s <= slo]
     assert [c for c in pushed.cases if c.success and c.degraded]
@@ -414,7 +462,10 @@ def alert_expectations(run: PushedRun) -> dict[str, tuple[float, tuple[str, ...]
         "ModelMonitorModelFailing": (time.time(), ("endpoint", "model"), run.matching(lambda c: not c.success)),
         "ModelMonitorModelDegraded": (time.time(), ("endpoint", "model"), run.matching(lambda c: c.degraded)),
         "ModelMonitorTTFTOverSLO": (
-            time.time(), ("endpoint", "model"), run.matching(lambda c: c.ttft_s is not None and c.ttft_s > slo)),
+            time.time(),
+            ("endpoint", "model"),
+            run.matching(lambda c: c.ttft_s is not None and c.ttft_s > slo),
+        ),
         "ModelMonitorNoRun": (late, ("job", "instance"), {(JOB, INSTANCE)}),
         "ModelMonitorAbsent": (run.before_push, ("job",), {(JOB,)}),
     }
@@ -432,7 +483,11 @@ def test_every_alert_expression_returns_the_expected_series(stack: Stack, pushed
 @pytest.mark.parametrize("alert", ALERTS)
 def test_no_alert_expression_holds_at_the_other_times(stack: Stack, pushed: PushedRun, alert: str) -> None:
     """Right after the run only the model alerts hold; noRunSeconds later only NoRun; before it only Absent."""
-    times = {"now": time.time(), "late": alert_expectations(pushed)["ModelMonitorNoRun"][0], "before": pushed.before_push}
+    times = {
+        "now": time.time(),
+        "late": alert_expectations(pushed)["ModelMonitorNoRun"][0],
+        "before": pushed.before_push,
+    }
     holds_at = {"ModelMonitorNoRun": "late", "ModelMonitorAbsent": "before"}.get(alert, "now")
     for name, at in times.items():
         if name != holds_at:
@@ -488,8 +543,13 @@ def test_dashboard_takes_its_data_source_as_a_variable() -> None:
     ("files", "expected"),
     [
         (METRICS_ON, {RELEASE: {"value": "http://prometheus-pushgateway.monitoring:9091"}}),
-        (["metrics-dashboard.yaml"], {f"{RELEASE}/gw": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}},
-                                      f"{RELEASE}/search": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}}}),
+        (
+            ["metrics-dashboard.yaml"],
+            {
+                f"{RELEASE}/gw": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}},
+                f"{RELEASE}/search": {"valueFrom": {"secretKeyRef": {"name": "pushgateway", "key": "url"}}},
+            },
+        ),
     ],
     ids=["value-mode-all", "secret-per-endpoint"],
 )

@@ -35,12 +35,14 @@ def test_a_retried_or_slow_pass_is_degraded_everywhere_and_the_run_still_passes(
     assert re.fullmatch(r"latency \d+\.\d+ s > warn_latency 0.1 s", degraded["svc/slow"]), degraded["svc/slow"]
     assert re.fullmatch(r"ttft \d+\.\d+ s > warn_ttft 0.1 s", degraded["svc/ttft"]), degraded["svc/ttft"]
     assert {props["model_monitor.verdict"] for props in run.cases.values()} == {"pass"}
-    run.result.stdout.fnmatch_lines([
-        "svc/slow * chat * DEGRADED * latency * s > warn_latency 0.1 s; replied 4 chars*",
-        "svc/ttft * chat * DEGRADED * ttft * s > warn_ttft 0.1 s; streamed: replied*",
-        "svc/flaky * chat * DEGRADED * passed after 1 retry: 503; replied 4 chars*",
-        "svc/fine * chat * PASS * replied 4 chars*",
-    ])
+    run.result.stdout.fnmatch_lines(
+        [
+            "svc/slow * chat * DEGRADED * latency * s > warn_latency 0.1 s; replied 4 chars*",
+            "svc/ttft * chat * DEGRADED * ttft * s > warn_ttft 0.1 s; streamed: replied*",
+            "svc/flaky * chat * DEGRADED * passed after 1 retry: 503; replied 4 chars*",
+            "svc/fine * chat * PASS * replied 4 chars*",
+        ]
+    )
     ends = {p.path.rsplit("/", 1)[-1]: p.query for p in receiver.pings if p.query.get("state") != ["run"]}
     assert ends["svc-fine"]["state"] == ["complete"] and ends["svc-fine"]["message"][0].startswith("ok in ")
     for monitor in ("svc-slow", "svc-ttft", "svc-flaky"):
@@ -86,7 +88,9 @@ def test_a_warning_that_could_never_come_first_is_a_config_error(tmp_path: Path,
 
 
 def test_warnings_come_from_the_model_or_defaults(tmp_path: Path) -> None:
-    text = ("defaults: {warn_latency: 1, max_latency: 2}\nendpoints:\n  - name: a\n    url: http://x\n    models:\n"
-            "      - {name: m, type: chat, stream: true, warn_ttft: 0.5, warn_latency: 2}\n")
+    text = (
+        "defaults: {warn_latency: 1, max_latency: 2}\nendpoints:\n  - name: a\n    url: http://x\n    models:\n"
+        "      - {name: m, type: chat, stream: true, warn_ttft: 0.5, warn_latency: 2}\n"
+    )
     (case,) = config.load(write(tmp_path, text)).cases
     assert (case.warn_latency, case.warn_ttft, case.max_latency) == (2, 0.5, 2)

@@ -43,8 +43,12 @@ def listings(server: FakeOpenAI) -> int:
 
 def test_filters_type_and_defaults_apply_to_each_listed_model(gateway: FakeOpenAI, run_monitor) -> None:
     file = discovering(
-        gateway.url, include=["gpt-*", "*embed*", "llama-*"], exclude=["*-old"],
-        types=[{"*embed*": "embedding"}, {"*": "chat"}], timeout=7, defaults={"tags": ["fleet"], "max_tokens": 3},
+        gateway.url,
+        include=["gpt-*", "*embed*", "llama-*"],
+        exclude=["*-old"],
+        types=[{"*embed*": "embedding"}, {"*": "chat"}],
+        timeout=7,
+        defaults={"tags": ["fleet"], "max_tokens": 3},
     )
     run = run_monitor(file, "-m", "fleet")
     assert run.ret == 0, run.output
@@ -60,8 +64,11 @@ def test_filters_type_and_defaults_apply_to_each_listed_model(gateway: FakeOpenA
 
 
 def test_a_model_listed_in_the_file_keeps_its_own_entry(gateway: FakeOpenAI, run_monitor) -> None:
-    file = discovering(gateway.url, include=["gpt-4o", "text-embed-3"],
-                       models=[model("text-embed-3", "embedding", monitor="my-embedder")])
+    file = discovering(
+        gateway.url,
+        include=["gpt-4o", "text-embed-3"],
+        models=[model("text-embed-3", "embedding", monitor="my-embedder")],
+    )
     run = run_monitor(file)
     assert run.ret == 0, run.output
     assert list(run.cases) == ["gw/text-embed-3", "gw/gpt-4o"]
@@ -79,12 +86,18 @@ def test_k_and_only_select_discovered_cases(gateway: FakeOpenAI, run_monitor) ->
 @pytest.mark.parametrize(
     ("listing", "extra", "expected"),
     [
-        ("hang", {"discover_timeout": 0.5},
-         "timeout: listing GET /v1/models failed: no complete reply within 0.5 s (waiting for response headers)"),
+        (
+            "hang",
+            {"discover_timeout": 0.5},
+            "timeout: listing GET /v1/models failed: no complete reply within 0.5 s (waiting for response headers)",
+        ),
         ("status=500", {}, "server_error: listing GET /v1/models failed: HTTP 500 from GET /v1/models after "),
         ("badjson", {}, "bad_response: listing GET /v1/models failed: reply is not valid JSON"),
-        ("", {"include": ["claude-*"], "exclude": ["*-old"]},
-         "expectation: GET /models lists 5 models, none kept by include ['claude-*'] and exclude ['*-old']"),
+        (
+            "",
+            {"include": ["claude-*"], "exclude": ["*-old"]},
+            "expectation: GET /models lists 5 models, none kept by include ['claude-*'] and exclude ['*-old']",
+        ),
     ],
     ids=["timeout", "500", "badjson", "nothing-matches"],
 )
@@ -93,8 +106,9 @@ def test_a_failed_listing_is_one_failing_discovery_case(
 ) -> None:
     gateway.listing = listing
     file = discovering(gateway.url, **extra)
-    file["endpoints"].append({"name": "other", "url": gateway.url, "api_key_env": "MM_GW_KEY",
-                              "models": [model("gpt-4o")]})
+    file["endpoints"].append(
+        {"name": "other", "url": gateway.url, "api_key_env": "MM_GW_KEY", "models": [model("gpt-4o")]}
+    )
     run = run_monitor(file)
     assert run.ret == 1, run.output
     assert list(run.cases) == ["gw/discovery", "other/gpt-4o"], "the other endpoint's cases still run"
@@ -144,14 +158,20 @@ def test_models_are_required_unless_the_endpoint_discovers(tmp_path: Path) -> No
     path = tmp_path / "endpoints.yaml"
     for text, error in [
         ("", "2: endpoints[0]: missing required field 'models'"),
-        ("    models: [{name: m, type: chat}]\n    include: ['gpt-*']\n", "5: endpoints[0].include: needs discover: true"),
+        (
+            "    models: [{name: m, type: chat}]\n    include: ['gpt-*']\n",
+            "5: endpoints[0].include: needs discover: true",
+        ),
     ]:
         path.write_text("endpoints:\n  - name: a\n    url: http://x\n" + text, encoding="utf-8")
         with pytest.raises(ConfigError) as raised:
             load(path, {})
         assert str(raised.value) == f"{path}:{error}"
-    path.write_text("endpoints:\n  - name: a\n    url: http://x\n    discover: true\n"
-                    "    types: {'*embed*': embedding, '*': chat}\n", encoding="utf-8")
+    path.write_text(
+        "endpoints:\n  - name: a\n    url: http://x\n    discover: true\n"
+        "    types: {'*embed*': embedding, '*': chat}\n",
+        encoding="utf-8",
+    )
     suite = load(path, {})
     assert suite.cases == () and suite.discoveries["a"].types == (("*embed*", "embedding"), ("*", "chat"))
 

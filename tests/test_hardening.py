@@ -73,25 +73,37 @@ def test_every_fault_fails_alone_with_its_class_reason_deadline_and_ping(
     assert other_origin.requests == [], "a redirect is not followed: the API key never reaches another origin"
 
 
-def test_a_50_mb_reply_is_refused_without_being_read(keyed_server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_50_mb_reply_is_refused_without_being_read(
+    keyed_server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No Content-Length short cut: the cap must hold while reading a chunked body too."""
     monkeypatch.setenv("FAULT_KEY", API_KEY)
-    run = run_monitor({"endpoints": [endpoint(keyed_server.url, model("big+huge", "embedding"), api_key_env="FAULT_KEY")]})
+    run = run_monitor(
+        {"endpoints": [endpoint(keyed_server.url, model("big+huge", "embedding"), api_key_env="FAULT_KEY")]}
+    )
     assert run.error_class("svc/big+huge") == "bad_response"
     assert "8 MiB cap" in run.reason("svc/big+huge")
 
 
-def test_two_hundred_cases_with_telemetry_down_end_within_the_deadline_under_xdist(openai_server: FakeOpenAI, run_monitor) -> None:
+def test_two_hundred_cases_with_telemetry_down_end_within_the_deadline_under_xdist(
+    openai_server: FakeOpenAI, run_monitor
+) -> None:
     models = [model(f"mass-{i}") for i in range(199)] + [model("mass-bad+status=500", id="bad")]
     with Receiver("hang") as receiver:
         run = run_monitor(
             {"endpoints": [endpoint(openai_server.url, *models)]},
-            "-n", "2", f"--cronitor-url={receiver.url}/p/masskey1234", "--telemetry-deadline=3", timeout=90,
+            "-n",
+            "2",
+            f"--cronitor-url={receiver.url}/p/masskey1234",
+            "--telemetry-deadline=3",
+            timeout=90,
         )
     assert run.ret == 1
     verdicts = [v["model_monitor.verdict"] for v in run.cases.values()]
     assert verdicts.count("pass") == 199 and verdicts.count("fail") == 1
-    run.result.stdout.fnmatch_lines(["telemetry (cronitor): 400 of 400 pings failed: not delivered within the 3 s deadline*"])
+    run.result.stdout.fnmatch_lines(
+        ["telemetry (cronitor): 400 of 400 pings failed: not delivered within the 3 s deadline*"]
+    )
 
 
 CANARIES = {
@@ -121,8 +133,16 @@ def test_no_secret_appears_in_any_output(run_monitor, monkeypatch: pytest.Monkey
             model("slow+hang", timeout=1),
         ]
         run = run_monitor(
-            {"endpoints": [endpoint(server.url, *models, api_key_env="ENDPOINT_KEY", headers={"X-Secret": "${HEADER_SECRET}"})]},
-            "-vv", "-rA", "--showlocals", "--log-level=DEBUG", *workers,
+            {
+                "endpoints": [
+                    endpoint(server.url, *models, api_key_env="ENDPOINT_KEY", headers={"X-Secret": "${HEADER_SECRET}"})
+                ]
+            },
+            "-vv",
+            "-rA",
+            "--showlocals",
+            "--log-level=DEBUG",
+            *workers,
         )
         pings = list(receiver.pings)
         other_requests = list(other.requests)
@@ -138,5 +158,7 @@ def test_no_secret_appears_in_any_output(run_monitor, monkeypatch: pytest.Monkey
         for name, canary in CANARIES.items():
             assert canary not in text, f"{name} leaked into {where}"
     auth_b64 = base64.b64encode(f"{CANARIES['CRONITOR_API_KEY']}:".encode()).decode()
-    assert any(p.headers.get("authorization") == f"Basic {auth_b64}" for p in pings), "the API key was used, in its header"
+    assert any(p.headers.get("authorization") == f"Basic {auth_b64}" for p in pings), (
+        "the API key was used, in its header"
+    )
     assert any(CANARIES["CRONITOR_KEY"] in p.path for p in pings), "the key belongs in the ping URL's path"

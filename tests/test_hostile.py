@@ -30,8 +30,11 @@ def test_every_case_reports_and_pings_whatever_its_name(server: FakeOpenAI, run_
     names = ["café", "模型", "🧪", "a::b/c"]
     models = [model(f"{name}+status=500", id=name) for name in names]
     with Receiver() as receiver:
-        run = run_monitor({"endpoints": [endpoint(server.url, model("fine"), *models)]},
-                          f"--cronitor-url={receiver.url}/p/idkey12345", *workers)
+        run = run_monitor(
+            {"endpoints": [endpoint(server.url, model("fine"), *models)]},
+            f"--cronitor-url={receiver.url}/p/idkey12345",
+            *workers,
+        )
         pings = {(p.path.rsplit("/", 1)[1], p.query["state"][0]): p.query for p in receiver.pings}
     assert run.ret == 1
     assert_no_crash(run.output)
@@ -154,11 +157,15 @@ def test_retry_after_as_an_http_date_is_honoured(server: FakeOpenAI, run_monitor
     run = run_monitor({"endpoints": [endpoint(server.url, model(name, id="date", retries=1))]})
     assert run.reason("svc/date").startswith("passed after 1 retry: 429"), run.reason("svc/date")
     first, second = server.requests_for(name)
-    assert second.received - first.received >= 1.5, "the date, 2-3 s away, was waited for (the delta form: test_llm_checks)"
+    assert second.received - first.received >= 1.5, (
+        "the date, 2-3 s away, was waited for (the delta form: test_llm_checks)"
+    )
 
 
 @pytest.mark.parametrize(("asked", "shown"), [("3600", "3600"), ("1e308", "1000000000"), ("inf", "1000000000")])
-def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_so(server: FakeOpenAI, run_monitor, asked: str, shown: str) -> None:
+def test_a_retry_after_beyond_the_budget_fails_at_once_and_says_so(
+    server: FakeOpenAI, run_monitor, asked: str, shown: str
+) -> None:
     name = f"w+flaky429=1+retry_after={asked}"
     run = run_monitor({"endpoints": [endpoint(server.url, model(name, id="wait", retries=1, timeout=5))]})
     assert run.error_class("svc/wait") == "rate_limited"

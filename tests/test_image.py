@@ -83,12 +83,29 @@ def write_endpoints(workdir: Path, text: str) -> Path:
     return path
 
 
-def hardened(img: str, endpoints: Path, *args: str, env: dict[str, str] | None = None,
-             entrypoint: list[str] | None = None, user: str = "10001:10001") -> list[str]:
+def hardened(
+    img: str,
+    endpoints: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    entrypoint: list[str] | None = None,
+    user: str = "10001:10001",
+) -> list[str]:
     """The arguments of podman run as the chart's pod runs: read-only root, tmpfs /tmp, non-root, no capabilities."""
-    cmd = ["run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,size=64m,mode=1777", "--network=host",
-           "--user", user, "--cap-drop=ALL", "--security-opt=no-new-privileges",
-           "-v", f"{endpoints}:{ENDPOINTS_PATH}:ro"]
+    cmd = [
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,size=64m,mode=1777",
+        "--network=host",
+        "--user",
+        user,
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges",
+        "-v",
+        f"{endpoints}:{ENDPOINTS_PATH}:ro",
+    ]
     for name, value in (env or {}).items():
         cmd += ["-e", f"{name}={value}"]
     if entrypoint is not None:
@@ -101,8 +118,9 @@ def run_hardened(img: str, endpoints: Path, *args: str, **options: Any) -> subpr
 
 
 def endpoints_yaml(url: str, *models: tuple[str, str]) -> str:
-    return yaml.safe_dump({"endpoints": [{"name": "svc", "url": url,
-                                          "models": [{"name": n, "type": t} for n, t in models]}]})
+    return yaml.safe_dump(
+        {"endpoints": [{"name": "svc", "url": url, "models": [{"name": n, "type": t} for n, t in models]}]}
+    )
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------------------------
@@ -129,16 +147,20 @@ def test_image_config_and_size(built_image: str, record_property: Any) -> None:
     size, ours = info["Size"], info["Size"] - base["Size"]
     record_property("image_size_bytes", size)
     record_property("image_layers_bytes", ours)
-    print(f"\nimage {built_image}: {size / 1e6:.1f} MB ({ours / 1e6:.1f} MB over base {BASE}, "
-          f"goal {SIZE_GOAL_BYTES / 1e6:.0f} MB)")
+    print(
+        f"\nimage {built_image}: {size / 1e6:.1f} MB ({ours / 1e6:.1f} MB over base {BASE}, "
+        f"goal {SIZE_GOAL_BYTES / 1e6:.0f} MB)"
+    )
     assert ours <= OUR_LAYERS_MAX_BYTES
 
 
 @image
 def test_no_pip_caches_or_tools_left(built_image: str) -> None:
-    script = ("import pathlib, sys; bad = [str(p) for p in [pathlib.Path('/root/.cache'), pathlib.Path('/tmp/pip')]"
-              " if p.exists()]; import importlib.util as u; bad += ['pip'] if u.find_spec('pip') else []; "
-              "print(bad); sys.exit(1 if bad else 0)")
+    script = (
+        "import pathlib, sys; bad = [str(p) for p in [pathlib.Path('/root/.cache'), pathlib.Path('/tmp/pip')]"
+        " if p.exists()]; import importlib.util as u; bad += ['pip'] if u.find_spec('pip') else []; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = podman("run", "--rm", "--user", "0", "--entrypoint", "python", built_image, "-c", script)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -149,7 +171,9 @@ def test_no_pip_caches_or_tools_left(built_image: str) -> None:
 @image
 def test_exit_0_when_every_case_passes(built_image: str, workdir: Path) -> None:
     with FakeOpenAI() as server:
-        path = write_endpoints(workdir, endpoints_yaml(server.url, ("chat-model", "chat"), ("embed-model", "embedding")))
+        path = write_endpoints(
+            workdir, endpoints_yaml(server.url, ("chat-model", "chat"), ("embed-model", "embedding"))
+        )
         proc = run_hardened(built_image, path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed" in proc.stdout
@@ -158,15 +182,27 @@ def test_exit_0_when_every_case_passes(built_image: str, workdir: Path) -> None:
 @image
 def test_every_model_type_passes_in_the_image(built_image: str, workdir: Path) -> None:
     """Each type, its canary (the transcription WAV ships in the package) and its reader work in the image."""
-    models = [{"name": name, "type": kind, **extra} for name, kind, extra in (
-        ("chat-model", "chat", {}), ("chat-model", "chat", {"id": "chat-stream", "stream": True}),
-        ("completion-model", "completion", {}), ("embed-model", "embedding", {}), ("rerank-model", "rerank", {}),
-        ("chat-model", "models", {"id": "listed"}), ("resp-model", "responses", {}),
-        ("resp-model", "responses", {"id": "resp-stream", "stream": True}), ("whisper-model", "transcription", {}),
-        ("tts-model", "speech", {}), ("mod-model", "moderation", {}), ("image-model", "image", {}),
-    )]
+    models = [
+        {"name": name, "type": kind, **extra}
+        for name, kind, extra in (
+            ("chat-model", "chat", {}),
+            ("chat-model", "chat", {"id": "chat-stream", "stream": True}),
+            ("completion-model", "completion", {}),
+            ("embed-model", "embedding", {}),
+            ("rerank-model", "rerank", {}),
+            ("chat-model", "models", {"id": "listed"}),
+            ("resp-model", "responses", {}),
+            ("resp-model", "responses", {"id": "resp-stream", "stream": True}),
+            ("whisper-model", "transcription", {}),
+            ("tts-model", "speech", {}),
+            ("mod-model", "moderation", {}),
+            ("image-model", "image", {}),
+        )
+    ]
     with FakeOpenAI() as server:
-        path = write_endpoints(workdir, yaml.safe_dump({"endpoints": [{"name": "svc", "url": server.url, "models": models}]}))
+        path = write_endpoints(
+            workdir, yaml.safe_dump({"endpoints": [{"name": "svc", "url": server.url, "models": models}]})
+        )
         proc = run_hardened(built_image, path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert f"{len(models)} passed" in proc.stdout
@@ -196,14 +232,20 @@ def test_writes_nothing_outside_tmp(built_image: str, workdir: Path) -> None:
     name = f"mm-diff-{os.getpid()}"
     with FakeOpenAI() as server:
         path = write_endpoints(workdir, endpoints_yaml(server.url, ("chat-model", "chat")))
-        proc = podman("run", "--name", name, "--network=host", "--tmpfs", "/tmp",
-                      "-v", f"{path}:{ENDPOINTS_PATH}:ro", built_image)
+        proc = podman(
+            "run", "--name", name, "--network=host", "--tmpfs", "/tmp", "-v", f"{path}:{ENDPOINTS_PATH}:ro", built_image
+        )
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         diff = podman("diff", "--format", "json", name).stdout
         changed = [p for paths in (json.loads(diff or "{}") or {}).values() for p in paths]
-        changed = [p for p in changed if not p.startswith(("/tmp", "/etc/model-monitor", "/run", "/etc/hosts",
-                                                            "/etc/resolv.conf", "/etc/hostname"))]
+        changed = [
+            p
+            for p in changed
+            if not p.startswith(
+                ("/tmp", "/etc/model-monitor", "/run", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+            )
+        ]
         assert changed in ([], ["/etc"]), changed
     finally:
         podman("rm", "-f", name)
@@ -215,11 +257,28 @@ def test_sigterm_to_the_container_stops_the_run_in_order(built_image: str, workd
     stops a pod) must still end the run in order, with the held case failed as interrupted and its pings sent."""
     name = f"mm-stop-{os.getpid()}"
     with FakeOpenAI() as server, Receiver() as receiver:
-        text = yaml.safe_dump({"endpoints": [{"name": "svc", "url": server.url, "models": [
-            {"name": "chat-model", "type": "chat"}, {"name": "held+hang", "type": "chat", "timeout": 120}]}]})
+        text = yaml.safe_dump(
+            {
+                "endpoints": [
+                    {
+                        "name": "svc",
+                        "url": server.url,
+                        "models": [
+                            {"name": "chat-model", "type": "chat"},
+                            {"name": "held+hang", "type": "chat", "timeout": 120},
+                        ],
+                    }
+                ]
+            }
+        )
         cmd = hardened(built_image, write_endpoints(workdir, text), f"--cronitor-url={receiver.url}/p/stopkey1234")
-        run = subprocess.Popen([shutil.which("podman") or "podman", cmd[0], "--name", name, *cmd[1:]], env=podman_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        run = subprocess.Popen(
+            [shutil.which("podman") or "podman", cmd[0], "--name", name, *cmd[1:]],
+            env=podman_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 60
             while len(server.requests) < 2 and run.poll() is None and time.monotonic() < deadline:
@@ -228,8 +287,10 @@ def test_sigterm_to_the_container_stops_the_run_in_order(built_image: str, workd
             output, _ = run.communicate(timeout=60)
         finally:
             podman("rm", "-f", name)
-        states = {p.path.rsplit("/", 1)[1]: [q.query["state"][0] for q in receiver.pings if q.path == p.path]
-                  for p in receiver.pings}
+        states = {
+            p.path.rsplit("/", 1)[1]: [q.query["state"][0] for q in receiver.pings if q.path == p.path]
+            for p in receiver.pings
+        }
     assert stop.returncode == 0, stop.stderr
     assert run.returncode == 2, output[-3000:]
     assert "interrupted: run interrupted by SIGTERM after " in output
@@ -247,8 +308,12 @@ def render_chart(values: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
         pytest.fail("helm4 not found: run scripts/install-tools")
     values_file = workdir / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    proc = subprocess.run([str(helm), "template", "e2e", str(ROOT / "chart"), "-f", str(values_file)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(helm), "template", "e2e", str(ROOT / "chart"), "-f", str(values_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
@@ -265,8 +330,9 @@ def resolve_env(container: dict[str, Any], secrets: dict[tuple[str, str], str]) 
     return env
 
 
-def run_cronjob(img: str, docs: list[dict[str, Any]], cronjob: dict[str, Any], workdir: Path,
-                secrets: dict[tuple[str, str], str]) -> subprocess.CompletedProcess[str]:
+def run_cronjob(
+    img: str, docs: list[dict[str, Any]], cronjob: dict[str, Any], workdir: Path, secrets: dict[tuple[str, str], str]
+) -> subprocess.CompletedProcess[str]:
     (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -307,8 +373,11 @@ def cronitor_states(receiver: Receiver) -> dict[str, list[str]]:
 
 @image
 def test_end_to_end_chart_cronjob_in_the_image(built_image: str, workdir: Path) -> None:
-    models = [{"name": "chat-model", "type": "chat", "monitor": "svc-chat"}, {"name": "embed-model", "type": "embedding"},
-              {"name": "x+status=503", "type": "chat", "id": "broken"}]
+    models = [
+        {"name": "chat-model", "type": "chat", "monitor": "svc-chat"},
+        {"name": "embed-model", "type": "embedding"},
+        {"name": "x+status=503", "type": "chat", "id": "broken"},
+    ]
     with FakeOpenAI(api_key="sk-e2e-key") as server, Receiver() as receiver:
         secrets = {**SECRETS, ("cronitor", "url"): f"{receiver.url}/p/cronitor-key"}
         docs = render_chart(e2e_values(server, receiver, models), workdir)
@@ -319,25 +388,37 @@ def test_end_to_end_chart_cronjob_in_the_image(built_image: str, workdir: Path) 
         # every request carried the key from the Secret
         assert server.requests and all(
             {k.lower(): v for k, v in r.headers.items()}.get("authorization") == "Bearer sk-e2e-key"
-            for r in server.requests)
+            for r in server.requests
+        )
         states = cronitor_states(receiver)
-        assert states == {"svc-chat": ["run", "complete"], "svc-embed-model": ["run", "complete"],
-                          "svc-broken": ["run", "fail"]}, states
+        assert states == {
+            "svc-chat": ["run", "complete"],
+            "svc-embed-model": ["run", "complete"],
+            "svc-broken": ["run", "fail"],
+        }, states
         healthchecks = sorted(p.path for p in receiver.pings if p.path.startswith("/ping/hc-ping-key/"))
-        assert healthchecks == sorted(f"/ping/hc-ping-key/{m}{s}" for m in ("svc-chat", "svc-embed-model", "svc-broken")
-                                      for s in ("/start", "" if m != "svc-broken" else "/fail")), healthchecks
+        assert healthchecks == sorted(
+            f"/ping/hc-ping-key/{m}{s}"
+            for m in ("svc-chat", "svc-embed-model", "svc-broken")
+            for s in ("/start", "" if m != "svc-broken" else "/fail")
+        ), healthchecks
         (provision,) = [p for p in receiver.pings if p.path == "/api/monitors"]
         assert provision.method == "PUT"
         schedules = {m["key"]: m.get("schedule") for m in json.loads(provision.body)["monitors"]}
-        assert schedules == {"svc-chat": "*/7 * * * *", "svc-embed-model": "*/7 * * * *",
-                             "svc-broken": "*/7 * * * *"}, schedules
+        assert schedules == {
+            "svc-chat": "*/7 * * * *",
+            "svc-embed-model": "*/7 * * * *",
+            "svc-broken": "*/7 * * * *",
+        }, schedules
         assert "sk-e2e-key" not in proc.stdout + proc.stderr and "cronitor-key" not in proc.stdout + proc.stderr
 
 
 @image
 def test_end_to_end_per_model_cronjobs_each_run_their_case(built_image: str, workdir: Path) -> None:
-    models = [{"name": "chat-model", "type": "chat", "schedule": "*/1 * * * *"},
-              {"name": "x+status=503", "type": "chat", "id": "broken"}]
+    models = [
+        {"name": "chat-model", "type": "chat", "schedule": "*/1 * * * *"},
+        {"name": "x+status=503", "type": "chat", "id": "broken"},
+    ]
     with FakeOpenAI(api_key="sk-e2e-key") as server, Receiver() as receiver:
         secrets = {**SECRETS, ("cronitor", "url"): f"{receiver.url}/p/cronitor-key"}
         docs = render_chart(e2e_values(server, receiver, models, mode="per-model"), workdir)
@@ -357,7 +438,10 @@ def test_end_to_end_per_model_cronjobs_each_run_their_case(built_image: str, wor
 
 @image
 def test_a_split_cronjob_provisions_only_its_own_monitor(built_image: str, workdir: Path) -> None:
-    models = [{"name": "chat-model", "type": "chat", "schedule": "*/1 * * * *"}, {"name": "embed-model", "type": "embedding"}]
+    models = [
+        {"name": "chat-model", "type": "chat", "schedule": "*/1 * * * *"},
+        {"name": "embed-model", "type": "embedding"},
+    ]
     with FakeOpenAI(api_key="sk-e2e-key") as server, Receiver() as receiver:
         secrets = {**SECRETS, ("cronitor", "url"): f"{receiver.url}/p/cronitor-key"}
         docs = render_chart(e2e_values(server, receiver, models, mode="per-model"), workdir)

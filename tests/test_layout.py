@@ -61,7 +61,11 @@ def taken(path: Path) -> set[tuple[str, str]]:
     rebound = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}  # a hook's `report` argument is no module
     rebound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases.keys() - rebound:
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases.keys() - rebound
+        ):
             found.add((aliases[node.value.id], node.attr))
     return found - {(module, name) for module in MODULES for name in EVERY_MODULE_HAS}
 

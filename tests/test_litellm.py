@@ -75,7 +75,9 @@ def litellm_run(litellm_proxy: LoopbackServer, litellm_keys: None, run_monitor, 
     if "run" not in module_runs:
         endpoints = [
             endpoint(litellm_proxy.url, *MODELS, name="gw", api_key_env="LITELLM_TEST_KEY", timeout=15),
-            endpoint(litellm_proxy.url, model("mock-chat"), name="gw-wrong-key", api_key_env="LITELLM_WRONG_KEY", timeout=15),
+            endpoint(
+                litellm_proxy.url, model("mock-chat"), name="gw-wrong-key", api_key_env="LITELLM_WRONG_KEY", timeout=15
+            ),
             endpoint(litellm_proxy.url, model("mock-chat"), name="gw-no-key", timeout=15),
         ]
         module_runs["run"] = run_monitor({"endpoints": endpoints})
@@ -85,8 +87,14 @@ def litellm_run(litellm_proxy: LoopbackServer, litellm_keys: None, run_monitor, 
 def test_healthy_litellm_models_pass(litellm_run) -> None:
     run = litellm_run
     assert run.ret == 1, run.output  # the broken model and the wrong keys fail the run
-    for case_id in ("gw/mock-chat", "gw/mock-chat-stream", "gw/mock-completion", "gw/mock-embed", "gw/mock-chat-listed",
-                    "gw/mock-responses"):
+    for case_id in (
+        "gw/mock-chat",
+        "gw/mock-chat-stream",
+        "gw/mock-completion",
+        "gw/mock-embed",
+        "gw/mock-chat-listed",
+        "gw/mock-responses",
+    ):
         props = run.cases[case_id]
         assert props["model_monitor.verdict"] == "pass", (case_id, props.get("model_monitor.reason"), run.output)
         assert props["junit"] == "passed", case_id

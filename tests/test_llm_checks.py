@@ -31,16 +31,18 @@ def test_a_healthy_stream_passes_with_its_timings(openai_server: FakeOpenAI, run
     assert ok["tokens_per_s"] <= 20, "never faster than the server sent them"
     assert 0.05 <= ok["itl_max_s"] and ok["itl_mean_s"] <= ok["itl_max_s"]
     think = run.cases["svc/think"]
-    assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), "reasoning counts as alive first"
+    assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), (
+        "reasoning counts as alive first"
+    )
     request = openai_server.requests_for("st-ok+tokens=10+token_delay=0.05+delay=0.2")[-1].body
     assert request["stream"] is True and request["stream_options"] == {"include_usage": True}
     run.result.stdout.fnmatch_lines(["svc/ok * chat * PASS * 0.*s * 0.2*s * *.? * streamed: replied *"])
 
 
-
-
 @WORKERS
-def test_each_way_a_stream_breaks_is_its_own_failure(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+def test_each_way_a_stream_breaks_is_its_own_failure(
+    openai_server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
     models = [stream(name, id=name) for name, _, _ in STREAM_FAULTS] + [stream("st-fine", id="fine")]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1
@@ -53,7 +55,11 @@ def test_each_way_a_stream_breaks_is_its_own_failure(openai_server: FakeOpenAI, 
 CONTRACTS = [
     # model entry, expected class ("" = passes), piece of the reason
     (model("ct-json", json_mode=True), "", "replied"),
-    (model("ct-json+nojson", json_mode=True), "expectation", "reply is not JSON although response_format asked for JSON"),
+    (
+        model("ct-json+nojson", json_mode=True),
+        "expectation",
+        "reply is not JSON although response_format asked for JSON",
+    ),
     (model("ct-tool", tool_call=True), "", "tool call"),
     (stream("ct-tool-stream", tool_call=True), "", "tool call"),
     (model("ct-tool+notool", tool_call=True), "expectation", "reply carries no tool call"),
@@ -99,7 +105,13 @@ def test_contracts_and_slos_are_opt_in_and_say_what_missed(openai_server: FakeOp
 def test_slo_breach_reports_its_numbers_to_cronitor(openai_server: FakeOpenAI, run_monitor) -> None:
     with Receiver() as receiver:
         run = run_monitor(
-            {"endpoints": [endpoint(openai_server.url, stream("slo+delay=0.3+tokens=3+token_delay=0.01", id="slo", max_ttft=0.1))]},
+            {
+                "endpoints": [
+                    endpoint(
+                        openai_server.url, stream("slo+delay=0.3+tokens=3+token_delay=0.01", id="slo", max_ttft=0.1)
+                    )
+                ]
+            },
             f"--cronitor-url={receiver.url}/p/slokey1234",
         )
         end = receiver.pings[-1].query
@@ -123,7 +135,10 @@ def test_retries_honour_retry_after_and_only_retry_transient_classes(openai_serv
     assert second.received - first.received >= 1.0, "Retry-After: 1 was honoured"
     after_503 = run.cases["svc/after-503"]
     assert after_503["model_monitor.reason"].startswith("passed after 1 retry: 503")
-    assert after_503["model_monitor.attempts"].startswith("server_error 503 ") and "; ok 200 " in after_503["model_monitor.attempts"]
+    assert (
+        after_503["model_monitor.attempts"].startswith("server_error 503 ")
+        and "; ok 200 " in after_503["model_monitor.attempts"]
+    )
     assert float(after_503["model_monitor.duration_s"]) == pytest.approx(
         float(after_503["model_monitor.attempts"].rsplit(" ", 1)[1].rstrip("s")), abs=0.001
     ), "the reported duration is the successful attempt's"

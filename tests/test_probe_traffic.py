@@ -9,17 +9,33 @@ from testbed.openai_server import FakeOpenAI
 from .helpers import endpoint, model
 
 
-def test_probes_carry_the_user_agent_the_probe_header_and_the_body_tags_asked_for(server: FakeOpenAI, run_monitor) -> None:
+def test_probes_carry_the_user_agent_the_probe_header_and_the_body_tags_asked_for(
+    server: FakeOpenAI, run_monitor
+) -> None:
     endpoints = {
         "defaults": {"probe_metadata": True, "probe_user": "model-monitor"},
         "endpoints": [
-            endpoint(server.url, model("p-chat"), model("p-embed", "embedding"),
-                     model("p-own", params={"user": "me", "metadata": {"team": "a"}}), name="plain"),
-            endpoint(server.url, model("c-chat"), name="custom",
-                     probe_header={"name": "X-Synthetic", "value": "yes"}, probe_metadata=False),
+            endpoint(
+                server.url,
+                model("p-chat"),
+                model("p-embed", "embedding"),
+                model("p-own", params={"user": "me", "metadata": {"team": "a"}}),
+                name="plain",
+            ),
+            endpoint(
+                server.url,
+                model("c-chat"),
+                name="custom",
+                probe_header={"name": "X-Synthetic", "value": "yes"},
+                probe_metadata=False,
+            ),
             endpoint(server.url, model("o-chat"), name="off", probe_header=False, probe_user="other"),
-            endpoint(server.url, model("u-chat"), name="users",
-                     headers={"x-model-monitor-probe": "mine", "User-Agent": "my-agent/2"}),
+            endpoint(
+                server.url,
+                model("u-chat"),
+                name="users",
+                headers={"x-model-monitor-probe": "mine", "User-Agent": "my-agent/2"},
+            ),
         ],
     }
     run = run_monitor(endpoints)

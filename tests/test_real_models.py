@@ -40,7 +40,9 @@ GREEDY = {"temperature": 0}  # the same reply every run
 #   llama_perf_context_print:        eval time =  1054.42 ms /    63 runs   (16.74 ms per token, 59.75 tokens per second)
 #   llama_perf_context_print:       total time =  1381.97 ms /    86 tokens
 # Its "prompt eval time" line is not usable: it often says 0.04 ms for a 23-token prompt.
-PERF = re.compile(r"llama_perf_context_print:\s+(?P<what>eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+(?P<n>\d+) (?:runs|tokens)")
+PERF = re.compile(
+    r"llama_perf_context_print:\s+(?P<what>eval|total) time =\s+(?P<ms>[\d.]+) ms /\s+(?P<n>\d+) (?:runs|tokens)"
+)
 
 
 def venv_python() -> str:
@@ -111,7 +113,12 @@ def infinity_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopba
         "--url-prefix", "/v1",
         "--api-key", INFINITY_KEY,
     ]  # fmt: skip
-    offline = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+    offline = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+        "DO_NOT_TRACK": "1",
+    }
     with loopback_server(
         "infinity",
         command,
@@ -134,7 +141,9 @@ def real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def stream_model() -> dict:
-    return model(CHAT_MODEL, "chat", id="gemma-stream", stream=True, max_tokens=STREAM_TOKENS, params=GREEDY, timeout=90)
+    return model(
+        CHAT_MODEL, "chat", id="gemma-stream", stream=True, max_tokens=STREAM_TOKENS, params=GREEDY, timeout=90
+    )
 
 
 def real_endpoints(llama: LoopbackServer, infinity: LoopbackServer) -> list[dict]:
@@ -157,9 +166,15 @@ def real_endpoints(llama: LoopbackServer, infinity: LoopbackServer) -> list[dict
             api_key_env="INFINITY_TEST_KEY",
             timeout=60,
         ),
-        endpoint(llama.url, model(CHAT_MODEL, max_tokens=4), name="llama-wrong-key", api_key_env="REAL_WRONG_KEY", timeout=30),
         endpoint(
-            infinity.url, model(EMBED_MODEL, "embedding"), name="infinity-wrong-key", api_key_env="REAL_WRONG_KEY", timeout=30
+            llama.url, model(CHAT_MODEL, max_tokens=4), name="llama-wrong-key", api_key_env="REAL_WRONG_KEY", timeout=30
+        ),
+        endpoint(
+            infinity.url,
+            model(EMBED_MODEL, "embedding"),
+            name="infinity-wrong-key",
+            api_key_env="REAL_WRONG_KEY",
+            timeout=30,
         ),
     ]
 
@@ -193,7 +208,9 @@ def test_a_wrong_key_fails_as_auth_on_both_real_servers(real_run) -> None:
         assert run.cases[case_id]["model_monitor.verdict"] == "fail", case_id
         assert run.error_class(case_id) == "auth", (case_id, run.reason(case_id))
         assert "HTTP 401" in run.reason(case_id), run.reason(case_id)
-    assert "sk-not-this-servers-key" not in run.output and LLAMA_KEY not in run.output and INFINITY_KEY not in run.output
+    assert (
+        "sk-not-this-servers-key" not in run.output and LLAMA_KEY not in run.output and INFINITY_KEY not in run.output
+    )
 
 
 def server_perf(text: str) -> list[tuple[str, float, int]]:
@@ -201,7 +218,9 @@ def server_perf(text: str) -> list[tuple[str, float, int]]:
     return [(m["what"], float(m["ms"]), int(m["n"])) for m in PERF.finditer(text)]
 
 
-def test_stream_metrics_agree_with_llama_cpps_own_timings(llama_server: LoopbackServer, real_keys: None, run_monitor) -> None:
+def test_stream_metrics_agree_with_llama_cpps_own_timings(
+    llama_server: LoopbackServer, real_keys: None, run_monitor
+) -> None:
     """The streamed case alone, so that the server's timing lines written meanwhile are this request's. Its prompt
     is new to the server (no prefix-cache hit), so the prompt is really evaluated before the first token."""
     prompt = f"Tell a short story about a lighthouse keeper called {os.urandom(4).hex()}."

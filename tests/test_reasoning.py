@@ -35,7 +35,11 @@ def test_reasoning_without_content_passes_unless_content_is_required(server: Fak
 
 
 def test_reasoning_fields_belong_to_chat(server: FakeOpenAI, run_monitor) -> None:
-    for field, value in (("token_param", "max_completion_tokens"), ("reasoning_effort", "high"), ("require_content", True)):
+    for field, value in (
+        ("token_param", "max_completion_tokens"),
+        ("reasoning_effort", "high"),
+        ("require_content", True),
+    ):
         run = run_monitor({"endpoints": [endpoint(server.url, model("e", "embedding", **{field: value}))]})
         assert run.ret == 4, run.output
         assert f"endpoints[0].models[0].{field}: applies only to type chat, not embedding" in run.output

@@ -54,11 +54,16 @@ def records() -> Iterator[RedactingRecords]:
     assert logging.getLogRecordFactory() is previous, "uninstall puts the earlier factory back"
 
 
-def test_a_log_record_is_redacted_whatever_logger_and_arguments(records: RedactingRecords, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_log_record_is_redacted_whatever_logger_and_arguments(
+    records: RedactingRecords, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO):
         logging.getLogger("httpx").info("HTTP Request: GET %s %r", f"https://h/p/{KEY}", "200 OK")
         logging.getLogger("anything").warning(f"inline {KEY}")
-    assert [r.getMessage() for r in caplog.records] == [f"HTTP Request: GET https://h/p/{MASK} '200 OK'", f"inline {MASK}"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"HTTP Request: GET https://h/p/{MASK} '200 OK'",
+        f"inline {MASK}",
+    ]
     assert KEY not in caplog.text
 
 

@@ -57,8 +57,9 @@ def test_release_version_accepts_the_matching_tag() -> None:
 def test_release_version_refuses_another_tag() -> None:
     proc = release_version("v0.0.0-other")
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr == (f"release-version: tag v0.0.0-other is not v{__version__}, "
-                           "the version in model_monitor/__init__.py\n")
+    assert proc.stderr == (
+        f"release-version: tag v0.0.0-other is not v{__version__}, the version in model_monitor/__init__.py\n"
+    )
 
 
 def test_examples_run_the_released_image_at_the_project_version() -> None:

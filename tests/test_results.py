@@ -52,25 +52,48 @@ def test_the_results_document_holds_the_run_and_every_case(
 ) -> None:
     out = tmp_path / "reports" / "results.json"  # a folder that does not exist yet is made, as pytest makes JUnit's
     before = time.time()
-    run = run_monitor({"endpoints": [endpoint(server.url, *MIXED)]}, f"--results-json={out}", "--timeout=2",
-                      "-k", "not left-out", *workers)
+    run = run_monitor(
+        {"endpoints": [endpoint(server.url, *MIXED)]},
+        f"--results-json={out}",
+        "--timeout=2",
+        "-k",
+        "not left-out",
+        *workers,
+    )
     assert run.ret == 1, run.output
     document = valid(out)
     rundata, cases = document["run"], by_id(document)
     assert document["schema_version"] == 1
-    assert list(cases) == ["svc/ok", "svc/flaky", "svc/bad", "svc/ok-stream", "svc/killed"], "file order, selection only"
-    assert rundata["selection"] == {"endpoints_file": str(pytester.path / "endpoints.yaml"),
-                                    "only": [], "keyword": "not left-out", "markers": None,
-                                    "cases_in_file": 6, "selected": 5, "deselected": 1}
+    assert list(cases) == ["svc/ok", "svc/flaky", "svc/bad", "svc/ok-stream", "svc/killed"], (
+        "file order, selection only"
+    )
+    assert rundata["selection"] == {
+        "endpoints_file": str(pytester.path / "endpoints.yaml"),
+        "only": [],
+        "keyword": "not left-out",
+        "markers": None,
+        "cases_in_file": 6,
+        "selected": 5,
+        "deselected": 1,
+    }
     assert rundata["exit_status"] == {"code": 1, "name": "TESTS_FAILED"}
     assert rundata["stopped"] is None
     assert before <= rundata["started_at_unix"] <= rundata["ended_at_unix"] <= time.time()
     for name in ("started_at", "ended_at"):
         assert datetime.fromisoformat(rundata[name]).timestamp() == pytest.approx(rundata[f"{name}_unix"], abs=0.002)
     ok = cases["svc/ok"]
-    assert {k: ok[k] for k in ("id", "endpoint", "model", "type", "monitor", "verdict", "degraded", "class", "reason")} == {
-        "id": "svc/ok", "endpoint": "svc", "model": "ok", "type": "chat", "monitor": "svc-ok", "verdict": "pass",
-        "degraded": [], "class": None, "reason": "replied 4 chars (finish_reason=stop)",
+    assert {
+        k: ok[k] for k in ("id", "endpoint", "model", "type", "monitor", "verdict", "degraded", "class", "reason")
+    } == {
+        "id": "svc/ok",
+        "endpoint": "svc",
+        "model": "ok",
+        "type": "chat",
+        "monitor": "svc-ok",
+        "verdict": "pass",
+        "degraded": [],
+        "class": None,
+        "reason": "replied 4 chars (finish_reason=stop)",
     }
     assert set(ok["metrics"]) == {"prompt_tokens", "completion_tokens"}, "the server's usage, nothing it did not count"
     flaky = cases["svc/flaky"]
@@ -98,8 +121,9 @@ def test_the_results_document_holds_the_run_and_every_case(
 
 
 @WORKERS
-def test_a_run_stopped_by_sigterm_writes_its_results(server: FakeOpenAI, start_monitor, tmp_path: Path,
-                                                     workers: list[str]) -> None:
+def test_a_run_stopped_by_sigterm_writes_its_results(
+    server: FakeOpenAI, start_monitor, tmp_path: Path, workers: list[str]
+) -> None:
     out = tmp_path / "results.json"
     run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", *workers)
     wait_for_requests(server, len(HELD))
@@ -111,7 +135,11 @@ def test_a_run_stopped_by_sigterm_writes_its_results(server: FakeOpenAI, start_m
     assert document["run"]["stopped"]["class"] == "interrupted"
     assert document["run"]["stopped"]["reason"].startswith("run interrupted by SIGTERM after ")
     assert {case["id"]: case["class"] for case in document["cases"]} == {
-        "svc/ok": None, "svc/bad": "server_error", "svc/hang": "interrupted", "svc/slow": "interrupted"}
+        "svc/ok": None,
+        "svc/bad": "server_error",
+        "svc/hang": "interrupted",
+        "svc/slow": "interrupted",
+    }
 
 
 def test_a_run_ended_by_its_deadline_writes_its_results(server: FakeOpenAI, run_monitor, tmp_path: Path) -> None:
@@ -123,8 +151,9 @@ def test_a_run_ended_by_its_deadline_writes_its_results(server: FakeOpenAI, run_
     assert [case["class"] for case in document["cases"]] == [None, "server_error", "timeout", "timeout"]
 
 
-def test_the_step_summary_is_appended_failing_cases_first(server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch,
-                                                          tmp_path: Path) -> None:
+def test_the_step_summary_is_appended_failing_cases_first(
+    server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """GitHub gives each step the same file: what was there stays. Past MAX_ROWS the table says how many it left out;
     a `|` in a case id and a server's `<` stay inside their cell."""
     summary = tmp_path / "step_summary.md"
@@ -153,12 +182,30 @@ def test_the_step_summary_is_appended_failing_cases_first(server: FakeOpenAI, ru
 
 def test_a_table_cell_stays_one_cell() -> None:
     """Unit level: a newline cannot reach a cell from a real run (reasons are one line), but the cell holds anyway."""
-    text = step_summary.markdown({
-        "run": {"exit_status": {"code": 0, "name": "OK"}, "started_at_unix": 0, "ended_at_unix": 1, "stopped": None,
-                "tokens": None, "selection": {"deselected": 0, "endpoints_file": "e.yaml"}},
-        "cases": [{"id": "svc/m", "type": "chat", "verdict": "pass", "degraded": [], "class": None, "duration_s": 0.5,
-                   "metrics": {"ttft_s": 0.25}, "reason": "two\nlines | and <b>" + "x" * 400}],
-    })
+    text = step_summary.markdown(
+        {
+            "run": {
+                "exit_status": {"code": 0, "name": "OK"},
+                "started_at_unix": 0,
+                "ended_at_unix": 1,
+                "stopped": None,
+                "tokens": None,
+                "selection": {"deselected": 0, "endpoints_file": "e.yaml"},
+            },
+            "cases": [
+                {
+                    "id": "svc/m",
+                    "type": "chat",
+                    "verdict": "pass",
+                    "degraded": [],
+                    "class": None,
+                    "duration_s": 0.5,
+                    "metrics": {"ttft_s": 0.25},
+                    "reason": "two\nlines | and <b>" + "x" * 400,
+                }
+            ],
+        }
+    )
     [row] = [line for line in text.splitlines() if line.startswith("| svc/m ")]
     assert row.startswith("| svc/m | chat | PASS |  | 0.500s | 0.250s | two lines \\| and &lt;b&gt;xxx")
     assert row.endswith("x… |") and len(row) < 400
@@ -166,7 +213,16 @@ def test_a_table_cell_stays_one_cell() -> None:
 
 def read_only(folder: Path) -> tuple[str, ...]:
     """Run the monitor where `folder` is a read-only mount, as a bind mount without write access in a container."""
-    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -o bind,ro "$0" "$0" && exec "$@"', str(folder))
+    return (
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount -o bind,ro "$0" "$0" && exec "$@"',
+        str(folder),
+    )
 
 
 def without_root_powers() -> tuple[str, ...]:
@@ -178,17 +234,34 @@ def without_root_powers() -> tuple[str, ...]:
     ("option", "make", "why", "workers"),
     [
         ("--results-json", lambda tmp: tmp, "it is a folder", []),
-        ("--results-json", lambda tmp: (tmp / "f").write_text("") or tmp / "f" / "sub" / "r.json", "{tmp}/f is a file, not a folder", []),
+        (
+            "--results-json",
+            lambda tmp: (tmp / "f").write_text("") or tmp / "f" / "sub" / "r.json",
+            "{tmp}/f is a file, not a folder",
+            [],
+        ),
         ("--junitxml", lambda tmp: tmp.chmod(0o555) or tmp / "junit.xml", "permission denied in {tmp}", []),
         ("--junitxml", lambda tmp: tmp.chmod(0o555) or tmp / "junit.xml", "permission denied in {tmp}", ["-n", "2"]),
         ("--junitxml", lambda tmp: tmp / "new" / "junit.xml", "read-only file system in {tmp}", []),
         ("GITHUB_STEP_SUMMARY", lambda tmp: tmp / "summary.md", "read-only file system in {tmp}", []),
     ],
-    ids=["json-folder", "json-under-a-file", "junit-permission", "junit-permission-xdist", "junit-read-only-mount",
-         "step-summary-read-only-mount"],
+    ids=[
+        "json-folder",
+        "json-under-a-file",
+        "junit-permission",
+        "junit-permission-xdist",
+        "junit-read-only-mount",
+        "step-summary-read-only-mount",
+    ],
 )
 def test_a_report_path_that_cannot_be_written_is_a_usage_error_before_any_request(
-    server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, option: str, make: Any, why: str,
+    server: FakeOpenAI,
+    run_monitor,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    option: str,
+    make: Any,
+    why: str,
     workers: list[str],
 ) -> None:
     """Exit 4 and one line naming the option, the path and why, before any request; the check leaves nothing behind.
@@ -212,8 +285,9 @@ def test_a_report_path_that_cannot_be_written_is_a_usage_error_before_any_reques
     assert sorted(folder.iterdir()) == before
 
 
-def test_no_secret_reaches_the_results_or_the_step_summary(run_monitor, monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
+def test_no_secret_reaches_the_results_or_the_step_summary(
+    run_monitor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The key (quoted back by the server), a header secret and a key in the URL's query stay out of both files."""
     key, header, query = "sk-results-canary-4d1e", "hdr-results-canary-8b2f", "code-results-canary-6c3a"
     monkeypatch.setenv("ENDPOINT_KEY", key)
@@ -222,12 +296,26 @@ def test_no_secret_reaches_the_results_or_the_step_summary(run_monitor, monkeypa
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     with FakeOpenAI(api_key=key) as server:
         models = [model("ok"), model("quotes-the-key+echoauth"), model("broken+status=503")]
-        run = run_monitor({"endpoints": [endpoint(f"{server.url}/v1?code={query}", *models, api_key_env="ENDPOINT_KEY",
-                                                  headers={"X-Secret": "${HEADER_SECRET}"})]}, f"--results-json={out}")
+        run = run_monitor(
+            {
+                "endpoints": [
+                    endpoint(
+                        f"{server.url}/v1?code={query}",
+                        *models,
+                        api_key_env="ENDPOINT_KEY",
+                        headers={"X-Secret": "${HEADER_SECRET}"},
+                    )
+                ]
+            },
+            f"--results-json={out}",
+        )
     assert run.ret == 1, run.output
     document = valid(out)
     assert "Incorrect API key provided: ***" in by_id(document)["svc/quotes-the-key+echoauth"]["reason"]
-    for where, text in (("results", out.read_text(encoding="utf-8")), ("step summary", summary.read_text(encoding="utf-8"))):
+    for where, text in (
+        ("results", out.read_text(encoding="utf-8")),
+        ("step summary", summary.read_text(encoding="utf-8")),
+    ):
         for secret in (key, header, query):
             assert secret not in text, f"{secret} leaked into the {where}"
 

@@ -75,7 +75,9 @@ def test_a_ping_waits_as_long_as_retry_after_asks_in_either_form_at_most_the_tel
 
     loop = BackgroundLoop()
     try:
-        delivery = telemetry.Delivery(loop, Redactor(), rate=math.inf, longest_wait=longest)  # unpaced: only the retry waits
+        delivery = telemetry.Delivery(
+            loop, Redactor(), rate=math.inf, longest_wait=longest
+        )  # unpaced: only the retry waits
         delivery._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
         ping = telemetry.Ping("cronitor", "GET", Secret("https://h/p/key/m"), "https://h/p/***/m")
         monkeypatch.setattr(asyncio, "sleep", no_sleep)

@@ -30,7 +30,9 @@ def test_the_committed_schema_is_the_generators_output() -> None:
 def test_each_type_has_one_rule_that_names_only_itself() -> None:
     model = FINAL["$defs"]["model"]
     rules, common = model["allOf"], {name: {} for name in model["properties"]}
-    assert [rule["if"] for rule in rules] == [{"properties": {"type": {"const": name}}, "required": ["type"]} for name in TYPES]
+    assert [rule["if"] for rule in rules] == [
+        {"properties": {"type": {"const": name}}, "required": ["type"]} for name in TYPES
+    ]
     assert [rule["then"] for rule in rules] == [
         {"properties": {**common, **t.schema}, "additionalProperties": False} for t in TYPES.values()
     ]
@@ -47,7 +49,9 @@ def test_every_field_of_a_type_has_a_description(name: str) -> None:
 
 
 def test_a_new_type_is_its_module_alone_one_more_rule_and_value_of_type() -> None:
-    new = dataclasses.replace(TYPES["rerank"], name="classify", schema={"labels": {"description": "x", "type": "integer"}})
+    new = dataclasses.replace(
+        TYPES["rerank"], name="classify", schema={"labels": {"description": "x", "type": "integer"}}
+    )
     schema = endpoints_schema({**TYPES, "classify": new})
     assert schema["$defs"]["type"]["enum"] == [*TYPES, "classify"]
     assert "classify (POST /v1/rerank)" in schema["$defs"]["type"]["description"]
@@ -70,13 +74,29 @@ def document(model: dict[str, Any], defaults: dict[str, Any] | None = None) -> d
 
 # Each field with a good value and bad ones; every type (and a wrong one, and none) gets each.
 VALUES: dict[str, list[Any]] = {
-    "stream": [True, False, "yes"], "max_ttft": [2, 0], "min_tokens_per_s": [5, -1], "warn_ttft": [1],
-    "expect": [{"contains": "pong"}, {}, {"bogus": 1}], "prompt": ["hi", "", 3], "max_tokens": [8, 0],
-    "json_mode": [True, 1], "tool_call": [True], "token_param": ["max_completion_tokens", "x"],
-    "reasoning_effort": ["low", "max"], "require_content": [True], "dimensions": [8, 0], "encoding_format": ["float", "hex"],
-    "input": ["hello", ["a", "b"], [], "", 3], "max_output_tokens": [8, 0], "rank_check": [True, "y"],
-    "language": ["en", ""], "voice": ["alloy", ""], "response_format": ["wav", "ogg"], "size": ["256x256", "big"],
-    "bogus": [1], "max_latency": [3, 0],
+    "stream": [True, False, "yes"],
+    "max_ttft": [2, 0],
+    "min_tokens_per_s": [5, -1],
+    "warn_ttft": [1],
+    "expect": [{"contains": "pong"}, {}, {"bogus": 1}],
+    "prompt": ["hi", "", 3],
+    "max_tokens": [8, 0],
+    "json_mode": [True, 1],
+    "tool_call": [True],
+    "token_param": ["max_completion_tokens", "x"],
+    "reasoning_effort": ["low", "max"],
+    "require_content": [True],
+    "dimensions": [8, 0],
+    "encoding_format": ["float", "hex"],
+    "input": ["hello", ["a", "b"], [], "", 3],
+    "max_output_tokens": [8, 0],
+    "rank_check": [True, "y"],
+    "language": ["en", ""],
+    "voice": ["alloy", ""],
+    "response_format": ["wav", "ogg"],
+    "size": ["256x256", "big"],
+    "bogus": [1],
+    "max_latency": [3, 0],
 }
 # The types 2.0 knew: a type added since has no verdict of 2.0's to agree with.
 TYPES_OF_2_0 = json.loads(HAND_WRITTEN.read_text(encoding="utf-8"))["$defs"]["type"]["enum"]

@@ -37,7 +37,9 @@ ENV = "MODEL_MONITOR_MAX_CONCURRENCY"
 
 def resolved(pytester: pytest.Pytester, *flags: str, ini: str | None = None, env: str | None = None) -> Settings:
     if ini is not None:
-        pytester.makeini(f"[pytest]\nmodel_monitor_max_concurrency = {ini}\nmodel_monitor_cronitor_url = https://ini/p/k\n")
+        pytester.makeini(
+            f"[pytest]\nmodel_monitor_max_concurrency = {ini}\nmodel_monitor_cronitor_url = https://ini/p/k\n"
+        )
     config = pytester.parseconfig("-p", "model_monitor.entry", *flags)
     return settings.resolve(config, environ={} if env is None else {ENV: env, "CRONITOR_URL": "https://env/p/k"})
 
@@ -65,7 +67,11 @@ def test_a_secret_option_follows_the_same_order_and_stays_a_secret(pytester: pyt
     from_ini = resolved(pytester, ini="3").cronitor_url
     from_env = resolved(pytester, ini="3", env="5").cronitor_url
     from_flag = resolved(pytester, "--cronitor-url=https://flag/p/k", ini="3", env="5").cronitor_url
-    assert [from_ini, from_env, from_flag] == [Secret("https://ini/p/k"), Secret("https://env/p/k"), Secret("https://flag/p/k")]
+    assert [from_ini, from_env, from_flag] == [
+        Secret("https://ini/p/k"),
+        Secret("https://env/p/k"),
+        Secret("https://flag/p/k"),
+    ]
 
 
 @pytest.mark.parametrize(

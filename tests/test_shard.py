@@ -103,7 +103,9 @@ def test_a_bad_shard_is_a_one_line_usage_error(
     assert run.ret == 4
     source = "--shard" if flag else "environment variable MODEL_MONITOR_SHARD"
     errors = [line for line in run.result.stderr.lines if "ERROR" in line]
-    assert errors == [f"ERROR: {source}: invalid value {(env or '3/3')!r}: expected I/K with 0 <= I < K, e.g. 0/3 for the first of 3 shards"]
+    assert errors == [
+        f"ERROR: {source}: invalid value {(env or '3/3')!r}: expected I/K with 0 <= I < K, e.g. 0/3 for the first of 3 shards"
+    ]
 
 
 def test_a_shard_whose_share_is_empty_passes_and_says_so(server: FakeOpenAI, run_monitor) -> None:

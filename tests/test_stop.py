@@ -52,8 +52,9 @@ def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, work
         reason = cases[held]["model_monitor.reason"]
         assert cases[held]["model_monitor.class"] == "interrupted", reason
         assert f"interrupted: run interrupted by {name} after " in reason and "; request in flight for " in reason
-    assert states == {key: ["run", "fail" if key != "svc-ok" else "complete"]
-                      for key in ("svc-ok", "svc-bad", "svc-hang", "svc-slow")}, "every case: its run, then its end"
+    assert states == {
+        key: ["run", "fail" if key != "svc-ok" else "complete"] for key in ("svc-ok", "svc-bad", "svc-hang", "svc-slow")
+    }, "every case: its run, then its end"
     assert f"model-monitor: run interrupted by {name}" in run.output
     assert all(gone(pid) for pid in workers_pids), "no orphaned worker"
     if workers:
@@ -80,16 +81,25 @@ def test_a_second_signal_ends_the_run_at_once(server: FakeOpenAI, start_monitor,
 
 
 @WORKERS
-def test_the_run_deadline_fails_what_is_left_as_timeout_and_reports(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+def test_the_run_deadline_fails_what_is_left_as_timeout_and_reports(
+    server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
     with Receiver() as receiver:
-        run = run_monitor({"endpoints": [endpoint(server.url, *HELD)]}, f"--run-deadline={DEADLINE_S:g}",
-                          f"--cronitor-url={receiver.url}/p/stopkey1234", *workers, timeout=DEADLINE_S + STOP_GRACE_S + 10)
+        run = run_monitor(
+            {"endpoints": [endpoint(server.url, *HELD)]},
+            f"--run-deadline={DEADLINE_S:g}",
+            f"--cronitor-url={receiver.url}/p/stopkey1234",
+            *workers,
+            timeout=DEADLINE_S + STOP_GRACE_S + 10,
+        )
         states = ends(receiver)
     assert run.ret == 1, run.output
     assert run.cases["svc/ok"]["model_monitor.verdict"] == "pass"
     for held in ("svc/hang", "svc/slow"):
         assert run.error_class(held) == "timeout"
-        assert run.reason(held).startswith(f"timeout: the run deadline of {DEADLINE_S:g} s passed; request "), run.reason(held)
+        assert run.reason(held).startswith(f"timeout: the run deadline of {DEADLINE_S:g} s passed; request "), (
+            run.reason(held)
+        )
     assert all(states[key] == ["run", "fail"] for key in ("svc-hang", "svc-slow"))
     run.result.stdout.fnmatch_lines([f"model-monitor: the run deadline of {DEADLINE_S:g} s passed: *"])
 
@@ -106,15 +116,29 @@ def test_a_run_deadline_that_cannot_work_is_refused(server: FakeOpenAI, run_moni
 def test_pings_and_junit_carry_the_requests_own_times(server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
     """The fast case comes first and waits for the slow one's probe; its pings and its JUnit time still say 0.2 s,
     and each stamp is when the server saw the request begin and end, whichever process sends it."""
-    models = [model("fast+delay=0.2", id="fast"), model("slow+delay=1.2", id="slow"), model("down+delay=0.4+status=503", id="down")]
+    models = [
+        model("fast+delay=0.2", id="fast"),
+        model("slow+delay=1.2", id="slow"),
+        model("down+delay=0.4+status=503", id="down"),
+    ]
     with Receiver() as receiver:
-        run = run_monitor({"endpoints": [endpoint(server.url, *models)]}, f"--cronitor-url={receiver.url}/p/stampkey1234",
-                          "--durations=0", *workers)
+        run = run_monitor(
+            {"endpoints": [endpoint(server.url, *models)]},
+            f"--cronitor-url={receiver.url}/p/stampkey1234",
+            "--durations=0",
+            *workers,
+        )
         pings = {(p.path.rsplit("/", 1)[1], p.query["state"][0]): float(p.query["stamp"][0]) for p in receiver.pings}
     assert run.ret == 1
-    times = {tc.split('name="test_endpoint[')[1].split("]")[0]: float(tc.split('time="')[1].split('"')[0])
-             for tc in run.junit.split("<testcase ")[1:]}
-    for key, name in (("svc-fast", "fast+delay=0.2"), ("svc-slow", "slow+delay=1.2"), ("svc-down", "down+delay=0.4+status=503")):
+    times = {
+        tc.split('name="test_endpoint[')[1].split("]")[0]: float(tc.split('time="')[1].split('"')[0])
+        for tc in run.junit.split("<testcase ")[1:]
+    }
+    for key, name in (
+        ("svc-fast", "fast+delay=0.2"),
+        ("svc-slow", "slow+delay=1.2"),
+        ("svc-down", "down+delay=0.4+status=503"),
+    ):
         seen = server.requests_for(name)[0]
         end = "complete" if key != "svc-down" else "fail"
         # A few ms apart on a quiet machine (README, Reliability); the bound leaves room for a loaded one.

@@ -81,9 +81,16 @@ def test_a_malformed_cronitor_url_is_refused_in_one_line_without_printing_it(url
 
 
 def test_healthchecks_url_forms() -> None:
-    hosted = Healthchecks.from_url(Secret(f"https://hc-ping.com/{HC_KEY}"), create=True).start(a_case(), "rid-1", Outcome(True, "ok"))
-    assert hosted.url.reveal() == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
-    own = Healthchecks.from_url(Secret(f"https://hc.internal/ping/{HC_KEY}")).end(a_case(), "rid-1", Outcome(False, "timeout: slow"))
+    hosted = Healthchecks.from_url(Secret(f"https://hc-ping.com/{HC_KEY}"), create=True).start(
+        a_case(), "rid-1", Outcome(True, "ok")
+    )
+    assert (
+        hosted.url.reveal()
+        == f"https://hc-ping.com/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/start?rid=rid-1&create=1"
+    )
+    own = Healthchecks.from_url(Secret(f"https://hc.internal/ping/{HC_KEY}")).end(
+        a_case(), "rid-1", Outcome(False, "timeout: slow")
+    )
     assert own.url.reveal() == f"https://hc.internal/ping/{HC_KEY}/gw-meta-llama-llama-3-1-8b-instruct/fail?rid=rid-1"
     assert own.body == b"timeout: slow" and HC_KEY not in own.shown
     with pytest.raises(TelemetryConfigError, match="--healthchecks-url"):
@@ -135,19 +142,26 @@ def test_userinfo_becomes_basic_auth_held_as_a_secret() -> None:
 def test_a_group_is_decoded_once_and_made_a_stable_monitor_key(group: str) -> None:
     target, ping = cronitor_start(f"https://cronitor.link/p/{KEY}/{group}")
     assert target.group == "my-group"
-    assert ping.url.reveal().split("?")[0] == f"https://cronitor.link/p/{KEY}/my-group-gw-meta-llama-llama-3-1-8b-instruct"
+    assert (
+        ping.url.reveal().split("?")[0] == f"https://cronitor.link/p/{KEY}/my-group-gw-meta-llama-llama-3-1-8b-instruct"
+    )
 
 
 def test_secrets_are_held_as_secret_from_settings_to_pings() -> None:
     api_key = "cronitorapikey987654321"
     fake = SimpleNamespace(
-        option=SimpleNamespace(cronitor_url=f"https://u:pw-1234@h/p/{KEY}?token=tok-abc123", only=[]), getini=lambda name: ""
+        option=SimpleNamespace(cronitor_url=f"https://u:pw-1234@h/p/{KEY}?token=tok-abc123", only=[]),
+        getini=lambda name: "",
     )
-    resolved = settings.resolve(fake, environ={"HEALTHCHECKS_URL": f"https://hc-ping.com/{HC_KEY}", "CRONITOR_API_KEY": api_key})
+    resolved = settings.resolve(
+        fake, environ={"HEALTHCHECKS_URL": f"https://hc-ping.com/{HC_KEY}", "CRONITOR_API_KEY": api_key}
+    )
     assert isinstance(resolved.cronitor_url, Secret) and isinstance(resolved.cronitor_api_key, Secret)
     assert set(resolved.secrets) == {fake.option.cronitor_url, f"https://hc-ping.com/{HC_KEY}", api_key}
     targets = targets_from(resolved.cronitor_url, None, resolved.healthchecks_url, False)
-    pings = [t.start(a_case(), "s1", Outcome(True, "ok")) for t in targets] + [provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)]
+    pings = [t.start(a_case(), "s1", Outcome(True, "ok")) for t in targets] + [
+        provisioning("https://api", resolved.cronitor_api_key, targets[0], [a_case()], None)
+    ]
     loop = BackgroundLoop()
     try:
         delivery = Delivery(loop, Redactor(resolved.secrets), resolved.telemetry_rate, resolved.telemetry_deadline)
@@ -183,20 +197,35 @@ def test_each_case_sends_run_then_complete_or_fail_exactly_once(
 ) -> None:
     monkeypatch.setenv("CRONITOR_URL", f"{receiver.url}/p/{KEY}/grp")
     monkeypatch.setenv("CRONITOR_ENV", "staging")
-    models = [model("tm-ok", monitor="My Chat"), model("tm-embed", "embedding"), model("tm-bad+status=500", id="bad"), model("tm-skip")]
+    models = [
+        model("tm-ok", monitor="My Chat"),
+        model("tm-embed", "embedding"),
+        model("tm-bad+status=500", id="bad"),
+        model("tm-skip"),
+    ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, "-k", "not tm-skip", *workers)
     assert run.ret == 1
     pings = cronitor_pings(receiver)
     assert set(pings) == {"grp-my-chat", "grp-svc-tm-embed", "grp-svc-bad"}, "deselected cases send nothing"
-    for key, case_id in [("grp-my-chat", "svc/tm-ok"), ("grp-svc-tm-embed", "svc/tm-embed"), ("grp-svc-bad", "svc/bad")]:
+    for key, case_id in [
+        ("grp-my-chat", "svc/tm-ok"),
+        ("grp-svc-tm-embed", "svc/tm-embed"),
+        ("grp-svc-bad", "svc/bad"),
+    ]:
         start, end = pings[key]
         assert start["state"] == ["run"]
         assert end["series"] == start["series"] and uuid.UUID(start["series"][0])
         for query in (start, end):
             assert query["env"] == ["staging"] and query["host"][0] and float(query["stamp"][0]) > 1.7e9
         props = run.cases[case_id]
-        metrics = [f"{k.removeprefix('model_monitor.metric.')}:{float(v):.3f}" for k, v in props.items() if k.startswith("model_monitor.metric.")]
-        assert end["metric"] == [f"duration:{float(props['model_monitor.duration_s']):.3f}", *metrics], "token usage too"
+        metrics = [
+            f"{k.removeprefix('model_monitor.metric.')}:{float(v):.3f}"
+            for k, v in props.items()
+            if k.startswith("model_monitor.metric.")
+        ]
+        assert end["metric"] == [f"duration:{float(props['model_monitor.duration_s']):.3f}", *metrics], (
+            "token usage too"
+        )
         if props["model_monitor.verdict"] == "pass":
             assert end["state"] == ["complete"] and end["status_code"] == ["0"]
             assert end["message"][0].startswith("ok in ")
@@ -216,8 +245,10 @@ def test_healthchecks_pings_pair_start_and_end_by_rid(
     assert run.ret == 1
     by_path = {p.path: p for p in receiver.pings}
     assert set(by_path) == {
-        f"/ping/{HC_KEY}/svc-hc-ok/start", f"/ping/{HC_KEY}/svc-hc-ok",
-        f"/ping/{HC_KEY}/svc-bad/start", f"/ping/{HC_KEY}/svc-bad/fail",
+        f"/ping/{HC_KEY}/svc-hc-ok/start",
+        f"/ping/{HC_KEY}/svc-hc-ok",
+        f"/ping/{HC_KEY}/svc-bad/start",
+        f"/ping/{HC_KEY}/svc-bad/fail",
     }
     fail = by_path[f"/ping/{HC_KEY}/svc-bad/fail"]
     assert fail.query["rid"] == by_path[f"/ping/{HC_KEY}/svc-bad/start"].query["rid"]
@@ -229,11 +260,17 @@ def test_dry_run_prints_pings_with_the_key_hidden_and_sends_nothing(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor
 ) -> None:
     url = f"{receiver.url}/p/{KEY}"
-    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("dry"))]}, "--cronitor-url", url, "--telemetry-dry-run")
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, model("dry"))]}, "--cronitor-url", url, "--telemetry-dry-run"
+    )
     assert run.ret == 0
     assert receiver.pings == []
     run.result.stdout.fnmatch_lines(
-        ["telemetry: cronitor http://127.0.0.1:*/p/***/{monitor} (dry run*", "telemetry (dry run, cronitor): 2 pings not sent:", "  GET */p/***/svc-dry?state=run&series=*"]
+        [
+            "telemetry: cronitor http://127.0.0.1:*/p/***/{monitor} (dry run*",
+            "telemetry (dry run, cronitor): 2 pings not sent:",
+            "  GET */p/***/svc-dry?state=run&series=*",
+        ]
     )
     assert KEY not in run.output
 
@@ -242,7 +279,9 @@ def test_a_case_killed_by_pytest_timeout_still_sends_fail(
     openai_server: FakeOpenAI, receiver: Receiver, run_monitor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CRONITOR_URL", f"{receiver.url}/p/{KEY}")
-    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("killed+hang", id="killed", timeout=60))]}, "--timeout=1")
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, model("killed+hang", id="killed", timeout=60))]}, "--timeout=1"
+    )
     assert run.ret == 1
     states = [p.query["state"][0] for p in receiver.pings]
     assert states == ["run", "fail"]
@@ -265,8 +304,22 @@ def test_provisioning_creates_every_monitor_once(
     assert puts[0].headers["authorization"] == "Basic " + base64.b64encode(f"{api_key}:".encode()).decode()
     monitors = json.loads(puts[0].body)["monitors"]
     assert monitors == [
-        {"type": "job", "key": "grp-svc-pv-a", "name": "svc/pv-a", "assertions": ["metric.duration < 13 seconds"], "schedule": "*/5 * * * *", "group": "grp"},
-        {"type": "job", "key": "grp-svc-pv-b", "name": "svc/pv-b", "assertions": ["metric.duration < 30 seconds"], "schedule": "*/5 * * * *", "group": "grp"},
+        {
+            "type": "job",
+            "key": "grp-svc-pv-a",
+            "name": "svc/pv-a",
+            "assertions": ["metric.duration < 13 seconds"],
+            "schedule": "*/5 * * * *",
+            "group": "grp",
+        },
+        {
+            "type": "job",
+            "key": "grp-svc-pv-b",
+            "name": "svc/pv-b",
+            "assertions": ["metric.duration < 30 seconds"],
+            "schedule": "*/5 * * * *",
+            "group": "grp",
+        },
     ]
     assert api_key not in run.output
 
@@ -291,7 +344,9 @@ def test_a_telemetry_outage_never_changes_verdicts_and_is_named(
     with Receiver(mode) as receiver:
         run = run_monitor(
             {"endpoints": [endpoint(openai_server.url, *models)]},
-            f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-deadline={deadline}", timeout=60,
+            f"--cronitor-url={receiver.url}/p/{KEY}",
+            f"--telemetry-deadline={deadline}",
+            timeout=60,
         )
     assert run.ret == 1
     assert {k: v["model_monitor.verdict"] for k, v in run.cases.items()} == {"svc/out-ok": "pass", "svc/bad": "fail"}
@@ -300,7 +355,9 @@ def test_a_telemetry_outage_never_changes_verdicts_and_is_named(
 
 
 def test_a_refused_target_fails_pings_not_the_run(openai_server: FakeOpenAI, run_monitor) -> None:
-    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("refused-ok"))]}, f"--cronitor-url=http://127.0.0.1:9/p/{KEY}")
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, model("refused-ok"))]}, f"--cronitor-url=http://127.0.0.1:9/p/{KEY}"
+    )
     assert run.ret == 0
     run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 of 2 pings failed: ConnectError from 127.0.0.1*"])
     assert KEY not in run.output
@@ -308,7 +365,10 @@ def test_a_refused_target_fails_pings_not_the_run(openai_server: FakeOpenAI, run
 
 def test_a_flaky_target_gets_every_ping_after_retries(openai_server: FakeOpenAI, run_monitor) -> None:
     with Receiver("fail_first=2") as receiver:
-        run = run_monitor({"endpoints": [endpoint(openai_server.url, model("flaky-target"))]}, f"--cronitor-url={receiver.url}/p/{KEY}")
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, model("flaky-target"))]},
+            f"--cronitor-url={receiver.url}/p/{KEY}",
+        )
         states = sorted(p.query["state"][0] for p in receiver.pings)
     assert run.ret == 0
     assert states == ["complete", "run", "run", "run"], "the run ping was retried until delivered"
@@ -327,7 +387,8 @@ def test_pings_are_spread_at_the_telemetry_rate(openai_server: FakeOpenAI, recei
     models = [model(f"paced-{i}") for i in range(PACED_CASES)]
     run = run_monitor(
         {"endpoints": [endpoint(openai_server.url, *models)]},
-        f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-rate={RATE}",
+        f"--cronitor-url={receiver.url}/p/{KEY}",
+        f"--telemetry-rate={RATE}",
     )
     assert run.ret == 0, run.output
     arrived = sorted(p.time for p in receiver.pings)
@@ -339,7 +400,9 @@ def test_pings_are_spread_at_the_telemetry_rate(openai_server: FakeOpenAI, recei
 
 def test_a_429_is_honoured_and_the_ping_arrives(openai_server: FakeOpenAI, run_monitor) -> None:
     with Receiver("limit_first=1") as receiver:
-        run = run_monitor({"endpoints": [endpoint(openai_server.url, model("limited"))]}, f"--cronitor-url={receiver.url}/p/{KEY}")
+        run = run_monitor(
+            {"endpoints": [endpoint(openai_server.url, model("limited"))]}, f"--cronitor-url={receiver.url}/p/{KEY}"
+        )
         pings = list(receiver.pings)
     assert run.ret == 0, run.output
     assert [p.query["state"][0] for p in pings] == ["run", "run", "complete"], "the limited ping was retried"
@@ -353,8 +416,11 @@ def test_the_header_says_how_long_paced_delivery_takes_when_it_nears_the_deadlin
 ) -> None:
     models = [model(f"paced-{i}") for i in range(PACED_CASES)]
     run = run_monitor(
-        {"endpoints": [endpoint(openai_server.url, *models)]}, "--collect-only",
-        f"--cronitor-url={receiver.url}/p/{KEY}", f"--telemetry-rate={RATE}", f"--telemetry-deadline={deadline}",
+        {"endpoints": [endpoint(openai_server.url, *models)]},
+        "--collect-only",
+        f"--cronitor-url={receiver.url}/p/{KEY}",
+        f"--telemetry-rate={RATE}",
+        f"--telemetry-deadline={deadline}",
     )
     assert run.ret == 0, run.output
     line = f"telemetry: 20 pings at {RATE}/s take about 2 s; --telemetry-deadline is {deadline} s"
@@ -364,7 +430,9 @@ def test_the_header_says_how_long_paced_delivery_takes_when_it_nears_the_deadlin
 def test_strict_mode_fails_the_run_on_undelivered_pings(openai_server: FakeOpenAI, run_monitor) -> None:
     with Receiver("status=503") as receiver:
         run = run_monitor(
-            {"endpoints": [endpoint(openai_server.url, model("strict-ok"))]}, f"--cronitor-url={receiver.url}/p/{KEY}", "--telemetry-strict"
+            {"endpoints": [endpoint(openai_server.url, model("strict-ok"))]},
+            f"--cronitor-url={receiver.url}/p/{KEY}",
+            "--telemetry-strict",
         )
     assert run.ret == 1
     assert run.cases["svc/strict-ok"]["model_monitor.verdict"] == "pass"
@@ -380,18 +448,23 @@ PEAK_RSS = (
 
 
 @pytest.mark.parametrize("mode", ["huge", "gzipbomb"])
-def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(openai_server: FakeOpenAI, run_monitor, mode: str) -> None:
+def test_a_hostile_reply_costs_no_memory_and_the_pings_still_count(
+    openai_server: FakeOpenAI, run_monitor, mode: str
+) -> None:
     with Receiver(mode) as receiver:
         run = run_monitor(
             {"endpoints": [endpoint(openai_server.url, model("hostile-reply"))]},
-            f"--cronitor-url={receiver.url}/p/{KEY}", prefix=(sys.executable, "-c", PEAK_RSS),
+            f"--cronitor-url={receiver.url}/p/{KEY}",
+            prefix=(sys.executable, "-c", PEAK_RSS),
         )
         states = [p.query["state"][0] for p in receiver.pings]
     assert run.ret == 0, run.output
     assert states == ["run", "complete"], "each ping delivered once: no retry"
     run.result.stdout.fnmatch_lines(["telemetry (cronitor): 2 pings sent"])
     peak_kib = int(run.result.stderr.str().rsplit("peak-rss-kib", 1)[1].split()[0])
-    print(f"monitor peak RSS with a {mode} ping reply: {peak_kib // 1024} MiB")  # the figure quoted in the closing note (-rA)
+    print(
+        f"monitor peak RSS with a {mode} ping reply: {peak_kib // 1024} MiB"
+    )  # the figure quoted in the closing note (-rA)
     assert peak_kib < 200 * 1024, f"the monitor peaked at {peak_kib // 1024} MiB"  # 61 MiB; unfixed: 386 and 3141
 
 
@@ -422,22 +495,37 @@ URL_TOKEN = "url-token-4e7a"
 @WORKERS
 @pytest.mark.parametrize("site", ["case", "end", "provisioning"])
 def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
-    openai_server: FakeOpenAI, receiver: Receiver, run_monitor, pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch, site: str, workers: list[str],
+    openai_server: FakeOpenAI,
+    receiver: Receiver,
+    run_monitor,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    site: str,
+    workers: list[str],
 ) -> None:
     api_key = "cronitorapikey987654321"
     pytester.makepyfile(crash_telemetry=CRASH_PLUGIN.replace("CRASH_SITE", repr(site)))
-    monkeypatch.setenv("CRONITOR_URL", f"http://monitor:{USERINFO_PASSWORD}@127.0.0.1:{receiver.port}/p/{KEY}/grp?token={URL_TOKEN}")
+    monkeypatch.setenv(
+        "CRONITOR_URL", f"http://monitor:{USERINFO_PASSWORD}@127.0.0.1:{receiver.port}/p/{KEY}/grp?token={URL_TOKEN}"
+    )
     monkeypatch.setenv("HEALTHCHECKS_URL", f"{receiver.url}/ping/{HC_KEY}")
     monkeypatch.setenv("CRONITOR_API_KEY", api_key)
     monkeypatch.setenv("CRONITOR_API_URL", f"{receiver.url}/api")
     run = run_monitor(
         {"endpoints": [endpoint(openai_server.url, model("crash-ok"), model("crash-bad+status=500"))]},
-        "-p", "crash_telemetry", "--showlocals", "--fulltrace", "-vv", *workers,  # -vv: whole reprs; fulltrace: an INTERNALERROR's locals too
+        "-p",
+        "crash_telemetry",
+        "--showlocals",
+        "--fulltrace",
+        "-vv",
+        *workers,  # -vv: whole reprs; fulltrace: an INTERNALERROR's locals too
     )
     output = run.output
     assert "RuntimeError: injected telemetry bug" in output, output
-    auth = (base64.b64encode(f"{api_key}:".encode()).decode(), base64.b64encode(f"monitor:{USERINFO_PASSWORD}".encode()).decode())
+    auth = (
+        base64.b64encode(f"{api_key}:".encode()).decode(),
+        base64.b64encode(f"monitor:{USERINFO_PASSWORD}".encode()).decode(),
+    )
     for secret in (KEY, HC_KEY, api_key, USERINFO_PASSWORD, URL_TOKEN, *auth):
         assert secret not in output and secret not in run.junit
     assert "Secret('***')" in output, "the locals holding secrets were printed, masked"
@@ -460,6 +548,9 @@ def test_a_template_with_userinfo_query_and_fragment_keeps_our_params_and_prints
 
 
 def test_a_percent_encoded_group_is_decoded_once(openai_server: FakeOpenAI, receiver: Receiver, run_monitor) -> None:
-    run = run_monitor({"endpoints": [endpoint(openai_server.url, model("grp-ok"))]}, f"--cronitor-url={receiver.url}/p/{KEY}/My%20Group")
+    run = run_monitor(
+        {"endpoints": [endpoint(openai_server.url, model("grp-ok"))]},
+        f"--cronitor-url={receiver.url}/p/{KEY}/My%20Group",
+    )
     assert run.ret == 0, run.output
     assert [p.path for p in receiver.pings] == [f"/p/{KEY}/my-group-svc-grp-ok"] * 2

@@ -41,7 +41,7 @@ def chat(client: httpx.Client, model: str, **extra: object) -> httpx.Response:
 
 def sse_events(text: str) -> list[str]:
     """The data payloads of an SSE body."""
-    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_healthy_chat_shape_and_record(srv: FakeOpenAI, client: httpx.Client) -> None:
@@ -135,7 +135,9 @@ def test_tools_and_json_mode(client: httpx.Client) -> None:
     assert bad["function"]["arguments"] == "{city: Paris"
     assert "tool_calls" not in chat(client, "m+notool", tools=tools).json()["choices"][0]["message"]
     fmt = {"type": "json_object"}
-    assert json.loads(chat(client, "m", response_format=fmt).json()["choices"][0]["message"]["content"]) == {"answer": "pong"}
+    assert json.loads(chat(client, "m", response_format=fmt).json()["choices"][0]["message"]["content"]) == {
+        "answer": "pong"
+    }
     assert chat(client, "m+nojson", response_format=fmt).json()["choices"][0]["message"]["content"] == "pong"
     reasoning = chat(client, "m+reasoning").json()["choices"][0]
     assert reasoning["message"]["reasoning_content"] and reasoning["finish_reason"] == "length"

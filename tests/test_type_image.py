@@ -38,7 +38,11 @@ def test_a_generated_image_passes_with_its_format_and_size_and_each_fault_fails(
         assert piece in run.reason(case_id) and "\n" not in run.reason(case_id), run.reason(case_id)
     sent = openai_server.requests_for("img-ok")[-1]
     assert sent.path == "/v1/images/generations"
-    assert {k: sent.body[k] for k in ("n", "size", "response_format")} == {"n": 1, "size": "256x256", "response_format": "b64_json"}
+    assert {k: sent.body[k] for k in ("n", "size", "response_format")} == {
+        "n": 1,
+        "size": "256x256",
+        "response_format": "b64_json",
+    }
     assert sent.body["prompt"]
     assert "canary-signature" not in run.output + run.junit
 
@@ -80,12 +84,20 @@ def test_a_png_with_a_flipped_byte_fails_its_crc() -> None:
         (model("m", "image", size="big"), "endpoints[0].models[0].size: 'big' does not match"),
         (model("m", "image", size="0x256"), "endpoints[0].models[0].size: '0x256' does not match"),
         (model("m", "image", prompt=""), "endpoints[0].models[0].prompt: '' should be non-empty"),
-        (model("m", "embedding", size="256x256"), "endpoints[0].models[0].size: applies only to type image, not embedding"),
-        (model("m", "image", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not image"),
+        (
+            model("m", "embedding", size="256x256"),
+            "endpoints[0].models[0].size: applies only to type image, not embedding",
+        ),
+        (
+            model("m", "image", stream=True),
+            "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not image",
+        ),
     ],
     ids=["size-word", "size-zero", "empty-prompt", "size-on-embedding", "stream-on-image"],
 )
-def test_a_wrong_image_field_stops_the_run_naming_it(openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str) -> None:
+def test_a_wrong_image_field_stops_the_run_naming_it(
+    openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str
+) -> None:
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4
     assert piece in run.output, run.output

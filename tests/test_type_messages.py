@@ -32,8 +32,14 @@ def test_a_healthy_message_passes_plain_and_streamed(run_monitor, monkeypatch: p
         streamed = server.requests_for(stream)[-1]
     assert run.ret == 0, run.output
     assert run.reason("svc/m-ok") == "replied 4 chars (stop_reason=end_turn, 2 output tokens)"
-    assert (sent.path, sent.body) == ("/v1/messages", {
-        "model": "m-ok", "max_tokens": 256, "messages": [{"role": "user", "content": "Reply with the single word: pong"}]})
+    assert (sent.path, sent.body) == (
+        "/v1/messages",
+        {
+            "model": "m-ok",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Reply with the single word: pong"}],
+        },
+    )
     assert (sent.headers["x-api-key"], sent.headers["authorization"]) == (KEY, f"Bearer {KEY}")
     assert sent.headers["anthropic-version"] == "2023-06-01"
     assert streamed.body["stream"] is True
@@ -46,33 +52,48 @@ def test_a_healthy_message_passes_plain_and_streamed(run_monitor, monkeypatch: p
     assert metrics["prompt_tokens"] > 0, "message_start's usage.input_tokens"
     assert metrics["tokens_per_s"] == pytest.approx(9 / (duration - metrics["ttft_s"]), rel=0.01)
     thinking = run.cases[f"svc/{think}"]
-    assert float(thinking["model_monitor.metric.ttft_s"]) < float(thinking["model_monitor.metric.ttfc_s"]), "thinking is alive first"
+    assert float(thinking["model_monitor.metric.ttft_s"]) < float(thinking["model_monitor.metric.ttfc_s"]), (
+        "thinking is alive first"
+    )
 
 
 def test_the_servers_error_is_the_reason(openai_server: FakeOpenAI, run_monitor) -> None:
-    models = [messages("m+apierror"), messages("m+apierror=529", retries=0), messages("ms+errorevent", stream=True),
-              messages("ms+cut", stream=True)]
+    models = [
+        messages("m+apierror"),
+        messages("m+apierror=529", retries=0),
+        messages("ms+errorevent", stream=True),
+        messages("ms+cut", stream=True),
+    ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]})
     assert run.ret == 1
     assert run.reason("svc/m+apierror").startswith("bad_response: error object in HTTP 200: Internal server error")
     assert run.error_class("svc/m+apierror=529") == "server_error"
     assert run.reason("svc/m+apierror=529").endswith(": Overloaded"), "the status and the server's words"
-    assert run.reason("svc/ms+errorevent").startswith("stream_broken: error event in the stream after 5 events: Overloaded")
+    assert run.reason("svc/ms+errorevent").startswith(
+        "stream_broken: error event in the stream after 5 events: Overloaded"
+    )
     assert run.reason("svc/ms+cut").startswith("stream_broken: connection lost reading the stream")
 
 
 def test_a_slo_and_expect_apply_as_on_chat(openai_server: FakeOpenAI, run_monitor) -> None:
-    models = [messages("m-slow+delay=0.3", max_latency=0.1, retries=0), messages("m-said", expect={"contains": "pang"}),
-              messages("ms-late+delay=0.3+tokens=4", stream=True, max_ttft=0.1)]
+    models = [
+        messages("m-slow+delay=0.3", max_latency=0.1, retries=0),
+        messages("m-said", expect={"contains": "pang"}),
+        messages("ms-late+delay=0.3+tokens=4", stream=True, max_ttft=0.1),
+    ]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]})
     assert run.ret == 1
     assert {run.error_class(f"svc/{m['name']}") for m in models} == {"slo", "expectation"}
-    assert run.error_class("svc/ms-late+delay=0.3+tokens=4") == "slo" and "max_ttft 0.1" in run.reason("svc/ms-late+delay=0.3+tokens=4")
+    assert run.error_class("svc/ms-late+delay=0.3+tokens=4") == "slo" and "max_ttft 0.1" in run.reason(
+        "svc/ms-late+delay=0.3+tokens=4"
+    )
     assert "reply does not contain 'pang'" in run.reason("svc/m-said")
 
 
 @WORKERS
-def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+def test_each_fault_fails_with_its_class_and_one_line(
+    openai_server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
     models = [messages(name, **extra) for name, extra, _, _ in MESSAGES_FAULTS] + [messages("m-fine", stream=True)]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1
@@ -85,22 +106,36 @@ def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI,
 
 def test_a_stream_held_open_after_message_stop_ends_there(openai_server: FakeOpenAI, run_monitor) -> None:
     """The Messages API sends no [DONE]: reading stops at message_stop, not when a proxy closes the line."""
-    entry = {"name": "ms+linger+tokens=3+token_delay=0.01", "type": "messages", "id": "lingering", "stream": True, "timeout": 3}
+    entry = {
+        "name": "ms+linger+tokens=3+token_delay=0.01",
+        "type": "messages",
+        "id": "lingering",
+        "stream": True,
+        "timeout": 3,
+    }
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.cases["svc/lingering"]["model_monitor.verdict"] == "pass", run.reason("svc/lingering")
     assert float(run.cases["svc/lingering"]["model_monitor.duration_s"]) < 3
 
 
 CONFIG_ERRORS = {
-    "max-output-tokens": (model("m", "messages", max_output_tokens=8), "models[0].max_output_tokens: applies only to type responses, not messages"),
+    "max-output-tokens": (
+        model("m", "messages", max_output_tokens=8),
+        "models[0].max_output_tokens: applies only to type responses, not messages",
+    ),
     "max-tokens-zero": (model("m", "messages", max_tokens=0), "models[0].max_tokens: 0 is less than the minimum of 1"),
-    "json-mode": (model("m", "messages", json_mode=True), "models[0].json_mode: applies only to type chat, not messages"),
+    "json-mode": (
+        model("m", "messages", json_mode=True),
+        "models[0].json_mode: applies only to type chat, not messages",
+    ),
     "ttft-without-stream": (model("m", "messages", max_ttft=2), "models[0].max_ttft: needs stream: true"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_ERRORS))
-def test_each_config_error_of_its_fields_exits_4_naming_the_field(openai_server: FakeOpenAI, run_monitor, name: str) -> None:
+def test_each_config_error_of_its_fields_exits_4_naming_the_field(
+    openai_server: FakeOpenAI, run_monitor, name: str
+) -> None:
     entry, piece = CONFIG_ERRORS[name]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4 and f"endpoints[0].{piece}" in run.output, run.output

@@ -46,8 +46,14 @@ def test_input_in_defaults_reaches_moderation_and_embedding_alike(openai_server:
         (model("m", "moderation", input=""), "endpoints[0].models[0].input: '' should be non-empty"),
         (model("m", "moderation", input=[]), "endpoints[0].models[0].input: must not be empty"),
         (model("m", "moderation", input=7), "endpoints[0].models[0].input: 7 is not valid"),
-        (model("m", "chat", input="hello"), "endpoints[0].models[0].input: applies only to type embedding or moderation or responses or speech, not chat"),
-        (model("m", "moderation", prompt="hi"), "endpoints[0].models[0].prompt: applies only to type chat or completion or image or messages, not moderation"),
+        (
+            model("m", "chat", input="hello"),
+            "endpoints[0].models[0].input: applies only to type embedding or moderation or responses or speech, not chat",
+        ),
+        (
+            model("m", "moderation", prompt="hi"),
+            "endpoints[0].models[0].prompt: applies only to type chat or completion or image or messages, not moderation",
+        ),
     ],
     ids=["empty-text", "empty-list", "number", "input-on-chat", "prompt-on-moderation"],
 )

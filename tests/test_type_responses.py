@@ -24,8 +24,10 @@ def test_a_healthy_response_passes_plain_and_streamed(openai_server: FakeOpenAI,
     assert run.ret == 0, run.output
     assert run.reason("svc/r-ok") == "replied 4 chars (status=completed, 2 output tokens)"
     sent = openai_server.requests_for("r-ok")[-1]
-    assert (sent.path, sent.body) == ("/v1/responses", {"model": "r-ok", "input": "Reply with the single word: pong",
-                                                        "max_output_tokens": 256})
+    assert (sent.path, sent.body) == (
+        "/v1/responses",
+        {"model": "r-ok", "input": "Reply with the single word: pong", "max_output_tokens": 256},
+    )
     name = "r-stream+tokens=10+token_delay=0.05+delay=0.2"
     assert openai_server.requests_for(name)[-1].body["stream"] is True
     props = run.cases[f"svc/{name}"]
@@ -37,13 +39,15 @@ def test_a_healthy_response_passes_plain_and_streamed(openai_server: FakeOpenAI,
     assert metrics["tokens_per_s"] == pytest.approx(9 / (duration - metrics["ttft_s"]), rel=0.01)
     assert 0.05 <= metrics["itl_max_s"]
     think = run.cases["svc/r-think+reasoning+tokens=4+token_delay=0.02"]
-    assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), "reasoning is alive first"
-
-
+    assert float(think["model_monitor.metric.ttft_s"]) < float(think["model_monitor.metric.ttfc_s"]), (
+        "reasoning is alive first"
+    )
 
 
 @WORKERS
-def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+def test_each_fault_fails_with_its_class_and_one_line(
+    openai_server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
     models = [responses(name, **extra) for name, extra, _, _ in RESPONSES_FAULTS] + [responses("r-fine", stream=True)]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1
@@ -55,17 +59,31 @@ def test_each_fault_fails_with_its_class_and_one_line(openai_server: FakeOpenAI,
 
 
 CONFIG_ERRORS = {
-    "max-output-tokens-on-chat": (model("m", max_output_tokens=8), "models[0].max_output_tokens: applies only to type responses, not chat"),
-    "max-output-tokens-zero": (model("m", "responses", max_output_tokens=0), "models[0].max_output_tokens: 0 is less than the minimum of 1"),
+    "max-output-tokens-on-chat": (
+        model("m", max_output_tokens=8),
+        "models[0].max_output_tokens: applies only to type responses, not chat",
+    ),
+    "max-output-tokens-zero": (
+        model("m", "responses", max_output_tokens=0),
+        "models[0].max_output_tokens: 0 is less than the minimum of 1",
+    ),
     "input-a-list": (model("m", "responses", input=["a", "b"]), "models[0].input: ['a', 'b'] is not of type string"),
-    "input-on-completion": (model("m", "completion", input="hi"), "models[0].input: applies only to type embedding or moderation or responses or speech, not completion"),
-    "prompt-on-responses": (model("m", "responses", prompt="hi"), "models[0].prompt: applies only to type chat or completion or image or messages, not responses"),
+    "input-on-completion": (
+        model("m", "completion", input="hi"),
+        "models[0].input: applies only to type embedding or moderation or responses or speech, not completion",
+    ),
+    "prompt-on-responses": (
+        model("m", "responses", prompt="hi"),
+        "models[0].prompt: applies only to type chat or completion or image or messages, not responses",
+    ),
     "ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_ERRORS))
-def test_each_config_error_of_its_fields_exits_4_naming_the_field(openai_server: FakeOpenAI, run_monitor, name: str) -> None:
+def test_each_config_error_of_its_fields_exits_4_naming_the_field(
+    openai_server: FakeOpenAI, run_monitor, name: str
+) -> None:
     entry, piece = CONFIG_ERRORS[name]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4 and f"endpoints[0].{piece}" in run.output, run.output
@@ -74,7 +92,13 @@ def test_each_config_error_of_its_fields_exits_4_naming_the_field(openai_server:
 
 def test_a_stream_held_open_after_its_terminal_event_ends_there(openai_server: FakeOpenAI, run_monitor) -> None:
     """The Responses API sends no [DONE]: reading stops at response.completed, not when a proxy closes the line."""
-    entry = {"name": "rs+linger+tokens=3+token_delay=0.01", "type": "responses", "id": "lingering", "stream": True, "timeout": 3}
+    entry = {
+        "name": "rs+linger+tokens=3+token_delay=0.01",
+        "type": "responses",
+        "id": "lingering",
+        "stream": True,
+        "timeout": 3,
+    }
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.cases["svc/lingering"]["model_monitor.verdict"] == "pass", run.reason("svc/lingering")
     assert float(run.cases["svc/lingering"]["model_monitor.duration_s"]) < 3

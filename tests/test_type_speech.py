@@ -33,11 +33,13 @@ def test_each_audio_format_passes_with_its_duration_and_rate(openai_server: Fake
     sent = openai_server.requests_for("tts")[0].body
     assert sent["input"] and sent["voice"] == "alloy"
     assert openai_server.requests_for("tts-defaults")[-1].body == {
-        "model": "tts-defaults", "input": "Hello there.", "voice": "nova", "response_format": "wav", "speed": 1.25,
+        "model": "tts-defaults",
+        "input": "Hello there.",
+        "voice": "nova",
+        "response_format": "wav",
+        "speed": 1.25,
     }
     assert run.reason("svc/tts-defaults") == "wav 1.50 s, 16000 Hz", "wav unless response_format says otherwise"
-
-
 
 
 @WORKERS
@@ -56,15 +58,32 @@ def test_each_speech_fault_fails_with_its_class(openai_server: FakeOpenAI, run_m
     ("entry", "piece"),
     [
         (model("m", "chat", voice="alloy"), "endpoints[0].models[0].voice: applies only to type speech, not chat"),
-        (model("m", "transcription", response_format="wav"), "endpoints[0].models[0].response_format: applies only to type speech, not transcription"),
-        (model("m", "speech", response_format="aiff"), "endpoints[0].models[0].response_format: 'aiff' is not one of: wav, mp3, flac, opus, pcm"),
-        (model("m", "speech", input=["one", "two"]), "endpoints[0].models[0].input: ['one', 'two'] is not of type string"),
-        (model("m", "speech", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not speech"),
-        (model("m", "rerank", input="x"), "endpoints[0].models[0].input: applies only to type embedding or moderation or responses or speech, not rerank"),
+        (
+            model("m", "transcription", response_format="wav"),
+            "endpoints[0].models[0].response_format: applies only to type speech, not transcription",
+        ),
+        (
+            model("m", "speech", response_format="aiff"),
+            "endpoints[0].models[0].response_format: 'aiff' is not one of: wav, mp3, flac, opus, pcm",
+        ),
+        (
+            model("m", "speech", input=["one", "two"]),
+            "endpoints[0].models[0].input: ['one', 'two'] is not of type string",
+        ),
+        (
+            model("m", "speech", expect={"contains": "x"}),
+            "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not speech",
+        ),
+        (
+            model("m", "rerank", input="x"),
+            "endpoints[0].models[0].input: applies only to type embedding or moderation or responses or speech, not rerank",
+        ),
     ],
     ids=["voice-on-chat", "format-on-transcription", "unknown-format", "input-list", "expect", "input-on-rerank"],
 )
-def test_a_wrong_speech_field_is_a_config_error_naming_it(openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str) -> None:
+def test_a_wrong_speech_field_is_a_config_error_naming_it(
+    openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str
+) -> None:
     before = len(openai_server.requests)
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4 and piece in run.output, run.output

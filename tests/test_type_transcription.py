@@ -38,14 +38,20 @@ def test_a_healthy_transcription_passes_and_expect_reads_its_text(openai_server:
     assert "reply does not contain 'lazy cat'" in run.reason("svc/whisper-deaf")
     sent = openai_server.requests_for("whisper")[-1]
     assert sent.path == "/v1/audio/transcriptions" and sent.headers["content-type"].startswith("multipart/form-data")
-    assert sent.body == {"model": "whisper", "response_format": "json", "language": "en", "temperature": "0", "file": canary()}
+    assert sent.body == {
+        "model": "whisper",
+        "response_format": "json",
+        "language": "en",
+        "temperature": "0",
+        "file": canary(),
+    }
     assert "language" not in openai_server.requests_for("whisper+deaf")[-1].body, "no language: the server detects it"
 
 
-
-
 @WORKERS
-def test_each_transcription_fault_fails_with_its_class(openai_server: FakeOpenAI, run_monitor, workers: list[str]) -> None:
+def test_each_transcription_fault_fails_with_its_class(
+    openai_server: FakeOpenAI, run_monitor, workers: list[str]
+) -> None:
     models = [transcription(name) for name, _, _ in TRANSCRIPTION_FAULTS] + [transcription("whisper-fine")]
     run = run_monitor({"endpoints": [endpoint(openai_server.url, *models)]}, *workers)
     assert run.ret == 1
@@ -59,15 +65,29 @@ def test_each_transcription_fault_fails_with_its_class(openai_server: FakeOpenAI
 @pytest.mark.parametrize(
     ("entry", "piece"),
     [
-        (model("m", "chat", language="en"), "endpoints[0].models[0].language: applies only to type transcription, not chat"),
-        (model("m", "embedding", expect={"contains": "x"}), "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not embedding"),
+        (
+            model("m", "chat", language="en"),
+            "endpoints[0].models[0].language: applies only to type transcription, not chat",
+        ),
+        (
+            model("m", "embedding", expect={"contains": "x"}),
+            "endpoints[0].models[0].expect: applies only to type chat or completion or messages or responses or transcription, not embedding",
+        ),
         (model("m", "transcription", language=""), "endpoints[0].models[0].language: '' should be non-empty"),
-        (model("m", "transcription", stream=True), "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not transcription"),
-        (model("m", "transcription", expect={"regex": "("}), "endpoints[0].models[0].expect.regex: invalid regular expression"),
+        (
+            model("m", "transcription", stream=True),
+            "endpoints[0].models[0].stream: applies only to type chat or completion or messages or responses, not transcription",
+        ),
+        (
+            model("m", "transcription", expect={"regex": "("}),
+            "endpoints[0].models[0].expect.regex: invalid regular expression",
+        ),
     ],
     ids=["language-on-chat", "expect-on-embedding", "empty-language", "stream", "bad-regex"],
 )
-def test_a_wrong_transcription_field_is_a_config_error_naming_it(openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str) -> None:
+def test_a_wrong_transcription_field_is_a_config_error_naming_it(
+    openai_server: FakeOpenAI, run_monitor, entry: dict, piece: str
+) -> None:
     before = len(openai_server.requests)
     run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
     assert run.ret == 4 and piece in run.output, run.output

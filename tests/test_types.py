@@ -20,7 +20,10 @@ def test_every_type_module_is_in_the_schema_and_every_schema_type_has_a_module()
 
 def test_every_field_a_type_reads_is_accepted_on_a_model_of_that_type() -> None:
     """A type's `fields` (what its request reads, with defaults) are the fields its schema rule accepts."""
-    rules = {rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"] for rule in SCHEMA["$defs"]["model"]["allOf"]}
+    rules = {
+        rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"]
+        for rule in SCHEMA["$defs"]["model"]["allOf"]
+    }
     for model_type in TYPES.values():
         assert set(model_type.fields) <= set(rules[model_type.name]), model_type.name
 

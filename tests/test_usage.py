@@ -28,7 +28,9 @@ def test_every_case_reports_its_tokens_and_the_run_its_total(server: FakeOpenAI,
 
     def tokens(case_id: str) -> tuple[float | None, ...]:
         props = run.cases[case_id]
-        return tuple(float(props[f"model_monitor.metric.{k}"]) if f"model_monitor.metric.{k}" in props else None for k in KINDS)
+        return tuple(
+            float(props[f"model_monitor.metric.{k}"]) if f"model_monitor.metric.{k}" in props else None for k in KINDS
+        )
 
     chat, reasoner, stream, responses = (tokens(f"svc/{c}") for c in ("chat", "reasoner", "stream", "responses"))
     assert chat[1:] == (1.0, None) and chat[0] > 0
@@ -41,25 +43,38 @@ def test_every_case_reports_its_tokens_and_the_run_its_total(server: FakeOpenAI,
     assert tokens("svc/rerank") == (None, None, None)
 
     total = sum(t[0] + (t[1] or 0) for t in (chat, reasoner, stream, responses, embed))
-    run.result.stdout.fnmatch_lines([
-        "case * verdict * tok/s * tokens * reason",
-        f"svc/chat * PASS * {chat[0]:.0f}+1 * replied 4 chars*",
-        f"svc/reasoner * PASS * {reasoner[0]:.0f}+3 (2 r) *",
-        "svc/embed * embedding * PASS * 4+- *",
-        "svc/absurd * PASS * - * replied*",
-        f"this run used {total:,.0f} tokens: * prompt + * completion, of which 4 reasoning (OpenAI counts reasoning "
-        "tokens in the completion); 2 case(s) reported no usage",
-    ])
+    run.result.stdout.fnmatch_lines(
+        [
+            "case * verdict * tok/s * tokens * reason",
+            f"svc/chat * PASS * {chat[0]:.0f}+1 * replied 4 chars*",
+            f"svc/reasoner * PASS * {reasoner[0]:.0f}+3 (2 r) *",
+            "svc/embed * embedding * PASS * 4+- *",
+            "svc/absurd * PASS * - * replied*",
+            f"this run used {total:,.0f} tokens: * prompt + * completion, of which 4 reasoning (OpenAI counts reasoning "
+            "tokens in the completion); 2 case(s) reported no usage",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [
-        ({"prompt_tokens": 3, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 4}},
-         {"prompt_tokens": 3.0, "completion_tokens": 5.0, "reasoning_tokens": 4.0}),
-        ({"input_tokens": 3, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}},
-         {"prompt_tokens": 3.0, "completion_tokens": 5.0, "reasoning_tokens": 0.0}),
-        ({"prompt_tokens": -1, "completion_tokens": MAX_TOKENS, "completion_tokens_details": {"reasoning_tokens": 1.5}}, {}),
+        (
+            {"prompt_tokens": 3, "completion_tokens": 5, "completion_tokens_details": {"reasoning_tokens": 4}},
+            {"prompt_tokens": 3.0, "completion_tokens": 5.0, "reasoning_tokens": 4.0},
+        ),
+        (
+            {"input_tokens": 3, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}},
+            {"prompt_tokens": 3.0, "completion_tokens": 5.0, "reasoning_tokens": 0.0},
+        ),
+        (
+            {
+                "prompt_tokens": -1,
+                "completion_tokens": MAX_TOKENS,
+                "completion_tokens_details": {"reasoning_tokens": 1.5},
+            },
+            {},
+        ),
         ({"prompt_tokens": True, "completion_tokens": "7", "completion_tokens_details": None}, {}),
         ("many", {}),
     ],

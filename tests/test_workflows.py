@@ -110,7 +110,9 @@ def test_github_example_gates_the_deploy_and_keeps_the_reports() -> None:
     assert jobs["deploy"]["needs"] == "monitor"
     (run,) = [step["run"] for step in jobs["monitor"]["steps"] if "run" in step]
     assert "--junitxml reports/junit.xml --results-json reports/results.json" in run
-    (upload,) = [step for step in jobs["monitor"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact")]
+    (upload,) = [
+        step for step in jobs["monitor"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact")
+    ]
     assert upload["if"] == "always()" and upload["with"]["path"] == "reports/"
 
 

@@ -58,7 +58,9 @@ class Suite:
     service's cases from a file shared with others."""
 
     path: Path
-    cases: tuple[Case, ...]  # each endpoint without its headers and key (and its URL when it holds a ${VAR}) until resolved
+    cases: tuple[
+        Case, ...
+    ]  # each endpoint without its headers and key (and its URL when it holds a ${VAR}) until resolved
     connections: Mapping[str, Connection] = field(default_factory=dict, repr=False)
     discoveries: Mapping[str, Discovery] = field(default_factory=dict)  # endpoint name -> its discovery, file order
 
@@ -154,5 +156,3 @@ def _discovery(
         raw_endpoint=raw,
         defaults=defaults,
     )
-
-

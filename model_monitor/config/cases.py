@@ -41,13 +41,18 @@ def model_case(
         _check_expect(document, where + ("expect",), options["expect"])
     params = {**defaults.get("params", {}), **raw.get("params", {})}
     if owned := owned_params(model_type, raw["name"], options, params):
-        raise document.error(where + ("params",), f"{', '.join(owned)}: set by the case itself, not by params "
-                             "(use its own field, or another model entry)")
+        raise document.error(
+            where + ("params",),
+            f"{', '.join(owned)}: set by the case itself, not by params (use its own field, or another model entry)",
+        )
     model_id = raw.get("id", raw["name"])
     monitor = monitor_key(raw.get("monitor") or f"{endpoint.name}-{model_id}")
     if not monitor:
-        raise document.error(where + ("monitor",), f"{raw.get('monitor')!r} leaves an empty monitor key: it needs "
-                             "a letter or digit (a-z, 0-9; others become '-')")
+        raise document.error(
+            where + ("monitor",),
+            f"{raw.get('monitor')!r} leaves an empty monitor key: it needs "
+            "a letter or digit (a-z, 0-9; others become '-')",
+        )
     limits = {name: pick(name) for name in ("max_latency", "warn_latency")}
     if stream:
         limits |= {name: pick(name) for name in ("max_ttft", "warn_ttft")}
@@ -90,8 +95,9 @@ def check_unique(
     for label, value in (("case id", case.id), ("monitor key", case.monitor)):
         if value in seen[label]:
             raise document.error(
-                where, f"duplicate {label} {value!r} (also {format_path(seen[label][value])}); set a distinct "
-                + ("'id'" if label == "case id" else "'monitor'")
+                where,
+                f"duplicate {label} {value!r} (also {format_path(seen[label][value])}); set a distinct "
+                + ("'id'" if label == "case id" else "'monitor'"),
             )
     seen["case id"][case.id] = seen["monitor key"][case.monitor] = where
 
@@ -103,8 +109,9 @@ def _check_warnings(document: Document, where: tuple[Any, ...], raw: dict[str, A
         if limits.get(warn) is not None and limits.get(limit) is not None and limits[warn] > limits[limit]:
             origin = {name: "" if name in raw else " (from defaults)" for name in (warn, limit)}
             raise document.error(
-                where + (warn,), f"{limits[warn]:g} s{origin[warn]} is above {limit} {limits[limit]:g} s{origin[limit]}: "
-                "it would never warn before the case fails"
+                where + (warn,),
+                f"{limits[warn]:g} s{origin[warn]} is above {limit} {limits[limit]:g} s{origin[limit]}: "
+                "it would never warn before the case fails",
             )
 
 

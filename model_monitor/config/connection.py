@@ -129,8 +129,11 @@ def _url(document: Document, where: tuple[Any, ...], url: Secret, environ: Mappi
     if split.scheme not in ("http", "https"):  # the schema checks a URL without ${VAR}; this, the one it becomes
         raise document.error(where, "not a valid URL: it does not start with http:// or https://")
     if "@" in split.netloc:  # never echo it: the part before @ is a password
-        raise document.error(where, "credentials in the URL are not accepted; put the API key in the environment "
-                             "variable named by api_key_env, or other credentials in headers")
+        raise document.error(
+            where,
+            "credentials in the URL are not accepted; put the API key in the environment "
+            "variable named by api_key_env, or other credentials in headers",
+        )
     try:
         _ = split.port  # parsed lazily: a port that is not a number in 0-65535 raises here
     except ValueError as exc:

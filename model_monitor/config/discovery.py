@@ -46,22 +46,31 @@ class Listing:
 
     def plain(self) -> dict[str, Any]:
         """As plain data, the form in which it travels to xdist workers."""
-        return {"ids": list(self.ids), "failure": list(self.failure) if self.failure else None,
-                "refused": list(self.refused), "listed": self.listed}
+        return {
+            "ids": list(self.ids),
+            "failure": list(self.failure) if self.failure else None,
+            "refused": list(self.refused),
+            "listed": self.listed,
+        }
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> Listing:
         failure = data.get("failure")
-        return cls(tuple(data["ids"]), (failure[0], failure[1]) if failure else None, tuple(data["refused"]),
-                   int(data["listed"]))
+        return cls(
+            tuple(data["ids"]),
+            (failure[0], failure[1]) if failure else None,
+            tuple(data["refused"]),
+            int(data["listed"]),
+        )
 
     @classmethod
     def gated(cls, listed: list[str], discovery: Discovery) -> Listing:
         """The listing's ids through the filters, then the name rules a file's model name passes."""
         kept = sorted({i for i in listed if _kept(i, discovery)})
         if len(kept) > discovery.max_discovered:
-            return cls(failure=(ErrorClass.EXPECTATION.value, _too_many(len(listed), len(kept), discovery)),
-                       listed=len(listed))
+            return cls(
+                failure=(ErrorClass.EXPECTATION.value, _too_many(len(listed), len(kept), discovery)), listed=len(listed)
+            )
         refused = [f"{_shown(i)} ({problem})" for i in kept if (problem := name_problem(i))]
         return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
 
@@ -89,12 +98,12 @@ async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listi
     except ConfigError as exc:
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
-    request = httpx.Request(
-        "GET", endpoint.url_for(LISTING_PATH), headers=request_headers(endpoint, _monitor(name))
-    )
+    request = httpx.Request("GET", endpoint.url_for(LISTING_PATH), headers=request_headers(endpoint, _monitor(name)))
     transport = transport_for(endpoint, httpx.create_ssl_context(verify=endpoint.verify_tls))
     try:
-        reply = await timed(transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES))
+        reply = await timed(
+            transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
+        )
         return Listing.gated(model_ids(parse_json(reply)), discovery)
     except ProbeError as error:
         return Listing(failure=(error.error_class.value, f"listing GET {request.url.path} failed: {error.message}"))
@@ -136,13 +145,16 @@ def _cases(discovery: Discovery, listing: Listing, taken: set[str]) -> list[Case
         taken.update((case.id, case.monitor))
         found.append(case)
     if refused:  # the others still run; this case keeps the gap from going unnoticed
-        why = f"{len(refused)} listed models get no case: {', '.join(refused[:5])}" + (", …" if len(refused) > 5 else "")
+        why = f"{len(refused)} listed models get no case: {', '.join(refused[:5])}" + (
+            ", …" if len(refused) > 5 else ""
+        )
         found.append(_failed(discovery, (ErrorClass.EXPECTATION.value, why)))
     return found
 
 
 def _kept(model_id: str, discovery: Discovery) -> bool:
     """Whether the filters keep a listed id: one include glob matches (or there are none), no exclude glob does."""
+
     def matches(globs: tuple[str, ...]) -> bool:
         return any(fnmatch.fnmatchcase(model_id, glob) for glob in globs)
 
@@ -153,7 +165,11 @@ def _nothing_kept(listing: Listing, discovery: Discovery) -> str:
     """`lists 37 models, none matches include ['gpt-*'] (exclude ['*-old'])`."""
     if not listing.listed:
         return f"GET {LISTING_PATH} lists no models"
-    filters = [f"{what} {list(globs)}" for what, globs in (("include", discovery.include), ("exclude", discovery.exclude)) if globs]
+    filters = [
+        f"{what} {list(globs)}"
+        for what, globs in (("include", discovery.include), ("exclude", discovery.exclude))
+        if globs
+    ]
     return f"GET {LISTING_PATH} lists {listing.listed} models, none kept by " + " and ".join(filters)
 
 
@@ -165,8 +181,10 @@ def _failed(discovery: Discovery, failure: tuple[str, str]) -> Case:
 def _too_many(listed: int, kept: int, discovery: Discovery) -> str:
     """`GET /models lists 400,000 models (400,000 kept by the filters), more than max_discovered 2,000: ...`."""
     filtered = f" ({kept:,} kept by include/exclude)" if (discovery.include or discovery.exclude) else ""
-    return (f"GET {LISTING_PATH} lists {listed:,} models{filtered}, more than max_discovered {discovery.max_discovered:,}: "
-            "none is probed; narrow the listing with include/exclude or raise max_discovered")
+    return (
+        f"GET {LISTING_PATH} lists {listed:,} models{filtered}, more than max_discovered {discovery.max_discovered:,}: "
+        "none is probed; narrow the listing with include/exclude or raise max_discovered"
+    )
 
 
 def _shown(model_id: str) -> str:

@@ -201,15 +201,19 @@ def _json_problem(value: Any) -> str | None:
     if isinstance(value, str):
         lone = SURROGATE.search(value)
         if lone:
-            return (f"a lone UTF-16 surrogate (U+{ord(lone.group()):04X}) is not a character; write the character "
-                    "itself or a complete \\uXXXX\\uXXXX pair")
+            return (
+                f"a lone UTF-16 surrogate (U+{ord(lone.group()):04X}) is not a character; write the character "
+                "itself or a complete \\uXXXX\\uXXXX pair"
+            )
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{value} is not a finite number"
     if value is None or isinstance(value, (bool, int, float)):
         return None
-    return (f"a YAML {type(value).__name__} is not accepted (only text, numbers, true/false, null, lists and "
-            "mappings); quote it if it is text")
+    return (
+        f"a YAML {type(value).__name__} is not accepted (only text, numbers, true/false, null, lists and "
+        "mappings); quote it if it is text"
+    )
 
 
 def breaking_char(text: str) -> str | None:

@@ -98,7 +98,10 @@ def _placed(
 ) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Each place a schema violation names, with its sentence: an unknown field at its own key, one each."""
     parts = tuple(error.absolute_path)
-    if error.validator == "additionalProperties" and list(error.absolute_schema_path)[-2:] == ["then", "additionalProperties"]:
+    if error.validator == "additionalProperties" and list(error.absolute_schema_path)[-2:] == [
+        "then",
+        "additionalProperties",
+    ]:
         yield from _not_of_its_type(error, schema)
         return
     if error.validator == "additionalProperties":
@@ -111,7 +114,9 @@ def _placed(
     yield parts, _describe(error, schema, data)
 
 
-def _not_of_its_type(error: jsonschema.ValidationError, schema: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+def _not_of_its_type(
+    error: jsonschema.ValidationError, schema: dict[str, Any]
+) -> Iterator[tuple[tuple[Any, ...], str]]:
     """The fields a type's rule refused (`if: {properties: {type: {const: X}}}, then: {properties: <the common fields
     and X's>, additionalProperties: false}`, one rule per type): a field of other types names them, any other is
     unknown."""
@@ -122,8 +127,10 @@ def _not_of_its_type(error: jsonschema.ValidationError, schema: dict[str, Any]) 
     instance: Any = error.instance
     for name in sorted(set(instance) - set(refusing["properties"])):
         owners = [kind for kind, fields in accepted.items() if name in fields]
-        message = f"applies only to type {' or '.join(owners)}, not {instance['type']}" if owners else (
-            f"unknown field {name!r}; accepted: {', '.join(every)}"
+        message = (
+            f"applies only to type {' or '.join(owners)}, not {instance['type']}"
+            if owners
+            else (f"unknown field {name!r}; accepted: {', '.join(every)}")
         )
         yield tuple(error.absolute_path) + (name,), message
 

@@ -51,7 +51,9 @@ class _Strict(_Loader):
         mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
         if self.check_event(yaml.AliasEvent):
             node = super().compose_node(parent, index)
-            if node is None or node not in self._sizes:  # its anchor is still open: the alias is inside the node it names
+            if (
+                node is None or node not in self._sizes
+            ):  # its anchor is still open: the alias is inside the node it names
                 raise Refused("an alias refers to a node that contains it (a recursive structure)", mark)
             self._count(self._sizes[node], mark)
             return node
@@ -85,9 +87,7 @@ class _Strict(_Loader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
@@ -101,8 +101,9 @@ class StrictLoader(_Strict, yaml.SafeLoader):
         _Strict.__init__(self)
 
 
-class FastStrictLoader(_Strict, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
-                        yaml.resolver.Resolver):
+class FastStrictLoader(
+    _Strict, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+):
     """The same composing and checks over libyaml's parser, three times faster on a large file. libyaml refuses
     some text PyYAML reads (a \\ud83d escape, very deep nesting): any error is read again by StrictLoader, so
     that what is accepted and what each error says stay PyYAML's."""

@@ -26,10 +26,14 @@ def check_expect(case: Case, text: str) -> None:
         raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ ({_shown(text)})")
     if "json_schema" in expect:
         data = reply_json(text, "although expect.json_schema needs JSON")
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data))
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data)
+        )
         if error is not None:
             where = "/".join(map(str, error.absolute_path)) or "(top level)"
-            raise ProbeError(ErrorClass.EXPECTATION, f"reply JSON does not match expect.json_schema at {where}: {error.message}")
+            raise ProbeError(
+                ErrorClass.EXPECTATION, f"reply JSON does not match expect.json_schema at {where}: {error.message}"
+            )
 
 
 def check_slo(case: Case, duration: float, metrics: Mapping[str, float]) -> None:

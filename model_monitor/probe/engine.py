@@ -35,7 +35,6 @@ from .transport import request_headers, transport_for
 __all__ = ["Engine", "case_budget"]
 
 
-
 @dataclass(frozen=True)
 class _Probed:
     """What the loop hands back: the completed exchange, or the error that ended the attempts, and when."""

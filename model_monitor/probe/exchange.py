@@ -28,8 +28,20 @@ from ..errors import ErrorClass, ProbeError, status_class
 from .retry import retry_after
 
 __all__ = [
-    "ACCEPT_ENCODING", "MAX_PIECES", "MAX_SERVER_MESSAGE", "STREAM", "Clock", "Timed", "body_chunks", "load_json",
-    "media_type", "one_line", "parse_json", "read_body", "server_message", "timed",
+    "ACCEPT_ENCODING",
+    "MAX_PIECES",
+    "MAX_SERVER_MESSAGE",
+    "STREAM",
+    "Clock",
+    "Timed",
+    "body_chunks",
+    "load_json",
+    "media_type",
+    "one_line",
+    "parse_json",
+    "read_body",
+    "server_message",
+    "timed",
 ]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -149,10 +161,15 @@ def _decoders(headers: httpx.Headers) -> list[Any]:
     codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > MAX_CODINGS:
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"Content-Encoding stacks {len(codings)} codings (at most {MAX_CODINGS})")
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE, f"Content-Encoding stacks {len(codings)} codings (at most {MAX_CODINGS})"
+        )
     unknown = [c for c in codings if c not in CODINGS]
     if unknown:
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"unsupported Content-Encoding {one_line(unknown[0], 40)!r} (we accept {ACCEPT_ENCODING})")
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE,
+            f"unsupported Content-Encoding {one_line(unknown[0], 40)!r} (we accept {ACCEPT_ENCODING})",
+        )
     return [zlib.decompressobj(CODINGS[c]) for c in reversed(codings)]
 
 
@@ -169,7 +186,9 @@ def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
         try:
             piece = first.decompress(data, INFLATE_STEP)
         except zlib.error as exc:
-            raise ProbeError(ErrorClass.BAD_RESPONSE, f"reply body could not be decoded ({one_line(str(exc), 80)})") from None
+            raise ProbeError(
+                ErrorClass.BAD_RESPONSE, f"reply body could not be decoded ({one_line(str(exc), 80)})"
+            ) from None
         data = first.unconsumed_tail
         yield from _inflate(rest, piece)
 
@@ -242,7 +261,9 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
     except Exception:  # the server's words are a bonus: an unreadable error body changes nothing about the status
         said = None
     message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said}" if said else "")
-    return ProbeError(status_class(status), message, status_code=status, retry_after=retry_after(response.headers.get("retry-after")))
+    return ProbeError(
+        status_class(status), message, status_code=status, retry_after=retry_after(response.headers.get("retry-after"))
+    )
 
 
 def _location(response: httpx.Response) -> str:

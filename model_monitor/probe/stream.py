@@ -94,7 +94,10 @@ class StreamReply:
 
     def error_event(self, said: str | None) -> ProbeError:
         """The server reported an error inside the stream, in its own words."""
-        return ProbeError(ErrorClass.STREAM_BROKEN, f"error event in the stream after {self.events - 1} events: {said or 'no message'}")
+        return ProbeError(
+            ErrorClass.STREAM_BROKEN,
+            f"error event in the stream after {self.events - 1} events: {said or 'no message'}",
+        )
 
     def metrics(self, duration: float) -> dict[str, float]:
         if not self.token_times:
@@ -186,7 +189,9 @@ class ChunkReply(StreamReply):
             return
         index = call.get("index", 0)
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ProbeError(ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer")
+            raise ProbeError(
+                ErrorClass.SCHEMA, f"a streamed tool call's index is {type(index).__name__}, expected an integer"
+            )
         slot = self.tool_calls.setdefault(index, {"type": "function", "function": {"name": "", "arguments": ""}})
         raw_function = call.get("function")
         function: dict[str, Any] = raw_function if isinstance(raw_function, dict) else {}
@@ -210,7 +215,9 @@ class RawStream:
     chunks: list[tuple[float, bytes]] = field(default_factory=list)
 
 
-async def read_stream(response: httpx.Response, clock: Clock, ends: Callable[[bytes], bool] = StreamReply.ends) -> RawStream:
+async def read_stream(
+    response: httpx.Response, clock: Clock, ends: Callable[[bytes], bool] = StreamReply.ends
+) -> RawStream:
     """The stream's chunks, stamped, up to the one its format says ends it (`ends`) or the server's close."""
     clock.phase = STREAM
     content_type = media_type(response.headers)

@@ -26,17 +26,20 @@ def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:
     )
 
 
-def request_headers(endpoint: Endpoint, monitor: str, own: Mapping[str, str] | None = None,
-                    key_header: str | None = None) -> httpx.Headers:
+def request_headers(
+    endpoint: Endpoint, monitor: str, own: Mapping[str, str] | None = None, key_header: str | None = None
+) -> httpx.Headers:
     """Ours and the model type's (`own`, and the API key also in `key_header`), then the user's: a header of the
     same name in the endpoints file replaces ours (names are case-insensitive). `monitor` is the probe header's
     value unless the file sets one."""
-    headers = httpx.Headers({
-        "user-agent": USER_AGENT,
-        "accept": "application/json, text/event-stream",
-        "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
-        **(own or {}),
-    })
+    headers = httpx.Headers(
+        {
+            "user-agent": USER_AGENT,
+            "accept": "application/json, text/event-stream",
+            "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
+            **(own or {}),
+        }
+    )
     if endpoint.probe_header:
         headers[endpoint.probe_header.name] = endpoint.probe_header.value or monitor
     if endpoint.api_key:

@@ -17,14 +17,25 @@ from ..errors import TelemetryConfigError
 from ..redact import Secret
 
 __all__ = [
-    "ATTEMPTS", "MONITOR", "REPLY_READ_CAP", "Overrun", "SplitUrl", "basic_auth", "one_line", "skim", "skim_blocking",
-    "split_url", "within",
+    "ATTEMPTS",
+    "MONITOR",
+    "REPLY_READ_CAP",
+    "Overrun",
+    "SplitUrl",
+    "basic_auth",
+    "one_line",
+    "skim",
+    "skim_blocking",
+    "split_url",
+    "within",
 ]
 
 T = TypeVar("T")
 
 ATTEMPTS = 3  # of each request a reporter sends
-REPLY_READ_CAP = 4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
+REPLY_READ_CAP = (
+    4096  # bytes of a reply read, never decoded: the status says it all; a small reply keeps the connection
+)
 MONITOR = "{monitor}"  # where a heartbeat URL template takes the case's monitor key: only ever in a URL's path
 
 

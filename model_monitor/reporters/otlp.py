@@ -60,7 +60,9 @@ class _Exporter(OTLPMetricExporter):
 
     failed = 0
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float | None = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         result = super().export(metrics_data, timeout_millis, **kwargs)
         if result is not MetricExportResult.SUCCESS:
             self.failed += 1
@@ -82,16 +84,21 @@ class OtlpMetrics:
         self._provider = MeterProvider(metric_readers=[reader], resource=resource)
         meter = self._provider.get_meter("model_monitor", __version__)
         self._duration = meter.create_histogram(
-            "gen_ai.client.inference.duration", unit="s", description="GenAI inference duration.",
+            "gen_ai.client.inference.duration",
+            unit="s",
+            description="GenAI inference duration.",
             explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._first_chunk = meter.create_histogram(
-            "gen_ai.client.inference.time_to_first_chunk", unit="s",
+            "gen_ai.client.inference.time_to_first_chunk",
+            unit="s",
             description="Time to receive the first chunk of a streamed reply.",
             explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
 

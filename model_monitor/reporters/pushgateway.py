@@ -41,8 +41,10 @@ TOKEN_KINDS = {"prompt": "prompt_tokens", "completion": "completion_tokens", "re
 # name -> (help, the value from a case's outcome; None: no series for that case)
 PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
     "success": ("1 when the case passed, else 0.", lambda o: float(o.passed)),
-    "degraded": ("1 when the case passed but was degraded (a retry, a warning threshold crossed).",
-                 lambda o: float(o.passed and bool(o.degraded))),
+    "degraded": (
+        "1 when the case passed but was degraded (a retry, a warning threshold crossed).",
+        lambda o: float(o.passed and bool(o.degraded)),
+    ),
     "duration_seconds": ("The request's duration, as the summary shows it.", lambda o: o.duration_s),
     "ttft_seconds": ("Time to the first token of a stream.", lambda o: o.metrics.get("ttft_s")),
     "tokens_per_second": ("Decode rate of a stream after its first token.", lambda o: o.metrics.get("tokens_per_s")),
@@ -53,12 +55,21 @@ PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
 def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> CollectorRegistry:
     """Every case's series, labelled endpoint, model, type and case, and the run's end time."""
     reg = CollectorRegistry(auto_describe=True)
-    gauges = {name: Gauge(f"model_monitor_probe_{name}", text, LABELS, registry=reg) for name, (text, _) in PER_CASE.items()}
-    tokens = Gauge("model_monitor_probe_tokens", "Tokens the case's reply reported using, by kind.", (*LABELS, "kind"), registry=reg)
+    gauges = {
+        name: Gauge(f"model_monitor_probe_{name}", text, LABELS, registry=reg) for name, (text, _) in PER_CASE.items()
+    }
+    tokens = Gauge(
+        "model_monitor_probe_tokens",
+        "Tokens the case's reply reported using, by kind.",
+        (*LABELS, "kind"),
+        registry=reg,
+    )
     # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 15 and
     # say nothing that model_monitor_probe_success does not; the push replaces the group, so a recovered case's
     # error series is gone with the next run.
-    errors = Gauge("model_monitor_probe_error", "1 for the class of a failed case's error.", (*LABELS, "class"), registry=reg)
+    errors = Gauge(
+        "model_monitor_probe_error", "1 for the class of a failed case's error.", (*LABELS, "class"), registry=reg
+    )
     for case, outcome in results:
         labels = (case.endpoint.name, case.model, case.type, case.id)
         for name, (_, value_of) in PER_CASE.items():
@@ -84,7 +95,11 @@ class Gateway:
 
     @classmethod
     def from_settings(
-        cls, url: Secret, instance: str, username: Secret | None = None, password: Secret | None = None,
+        cls,
+        url: Secret,
+        instance: str,
+        username: Secret | None = None,
+        password: Secret | None = None,
         headers: tuple[tuple[str, Secret], ...] = (),
     ) -> Gateway:
         split = split_url(url, SHAPE)
@@ -121,8 +136,12 @@ def parse_headers(text: Secret) -> tuple[tuple[str, Secret], ...]:
         except (ValueError, AttributeError):
             raise TelemetryConfigError(HEADERS_SHAPE) from None
     else:
-        pairs = [(name, value if sep else None) for item in raw.split(",") if item.strip()
-                 for name, sep, value in [item.partition("=")]]
+        pairs = [
+            (name, value if sep else None)
+            for item in raw.split(",")
+            if item.strip()
+            for name, sep, value in [item.partition("=")]
+        ]
     if not pairs or not all(isinstance(n, str) and n.strip() and isinstance(v, str) for n, v in pairs):
         raise TelemetryConfigError(HEADERS_SHAPE)
     return tuple((name.strip(), Secret(value.strip())) for name, value in pairs)
@@ -145,7 +164,12 @@ def gateway_from(s: Settings) -> Gateway | None:
 
 
 def _handler(
-    gateway: Gateway, deadline: float, url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+    gateway: Gateway,
+    deadline: float,
+    url: str,
+    method: str,
+    timeout: float | None,
+    headers: list[tuple[str, str]],
     data: bytes,
 ) -> Callable[[], None]:
     """prometheus_client's handler interface: our own request, bounded by `deadline` (monotonic) in all."""
@@ -160,8 +184,10 @@ def _handler(
             if left <= 0:
                 break
             try:
-                with httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client, \
-                        client.stream(method, url, content=data, headers=sent) as response:
+                with (
+                    httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client,
+                    client.stream(method, url, content=data, headers=sent) as response,
+                ):
                     skim_blocking(response)
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__} from {_host(url)}"
@@ -203,9 +229,17 @@ class Pusher:
         reg = registry(self.results.values(), time.time())
         handler = partial(_handler, self.gateway, time.monotonic() + budget)
         try:
-            within(budget, lambda: push_to_gateway(
-                self.gateway.base, JOB, reg, {"instance": self.gateway.instance}, timeout=PUSH_TIMEOUT_S, handler=handler,
-            ))
+            within(
+                budget,
+                lambda: push_to_gateway(
+                    self.gateway.base,
+                    JOB,
+                    reg,
+                    {"instance": self.gateway.instance},
+                    timeout=PUSH_TIMEOUT_S,
+                    handler=handler,
+                ),
+            )
         except Overrun as exc:
             self.failure = f"{exc} from {_host(self.gateway.url)}"
         except PushError as exc:

@@ -57,7 +57,9 @@ def case_entry(case: Case, outcome: Outcome) -> dict[str, Any]:
 class Results:
     """Collects every report of the run and, at its end, writes the document and the step summary."""
 
-    def __init__(self, config: pytest.Config, paths: ReportPaths, suite: Suite, index: CaseIndex, stopper: Stopper) -> None:
+    def __init__(
+        self, config: pytest.Config, paths: ReportPaths, suite: Suite, index: CaseIndex, stopper: Stopper
+    ) -> None:
         self._config = config
         self._paths = paths
         self._suite = suite

@@ -25,17 +25,26 @@ def markdown(document: Mapping[str, Any]) -> str:
     lines = [
         f"### Model Monitor: {'FAIL' if exit_status['code'] else 'PASS'}",
         "",
-        f"{len(cases) - failed} passed ({degraded} degraded), {failed} failed, {run['selection']['deselected']} deselected; "
-        f"exit {exit_status['code']} ({exit_status['name']}) after {took:.1f} s; {_cell(run['selection']['endpoints_file'])}",
+        f"{len(cases) - failed} passed ({degraded} degraded), {failed} failed, "
+        f"{run['selection']['deselected']} deselected; exit {exit_status['code']} ({exit_status['name']}) after "
+        f"{took:.1f} s; {_cell(run['selection']['endpoints_file'])}",
     ]
     if (tokens := run["tokens"]) is not None:
-        lines += ["", f"Tokens: {tokens['prompt'] + tokens['completion']:,} ({tokens['prompt']:,} prompt + "
-                  f"{tokens['completion']:,} completion, of which {tokens['reasoning']:,} reasoning)"]
+        lines += [
+            "",
+            f"Tokens: {tokens['prompt'] + tokens['completion']:,} ({tokens['prompt']:,} prompt + "
+            f"{tokens['completion']:,} completion, of which {tokens['reasoning']:,} reasoning)",
+        ]
     if run["stopped"] is not None:
         lines += ["", f"Stopped: {_cell(run['stopped']['reason'])}"]
     if cases:
         ordered = sorted(cases, key=lambda case: case["verdict"] != "fail")  # stable: file order within each
-        lines += ["", _line(COLUMNS), _line(["---"] * len(COLUMNS)), *(_line(_row(case)) for case in ordered[:MAX_ROWS])]
+        lines += [
+            "",
+            _line(COLUMNS),
+            _line(["---"] * len(COLUMNS)),
+            *(_line(_row(case)) for case in ordered[:MAX_ROWS]),
+        ]
         if len(ordered) > MAX_ROWS:
             lines += ["", f"... and {len(ordered) - MAX_ROWS} more"]
     return "\n".join(lines) + "\n\n"

@@ -106,8 +106,10 @@ def summary(
     `shard` is this process's shard and how many selected cases the other shards hold."""
     own_shard, others = shard
     if not found and others:
-        terminalreporter.write_line(f"model-monitor: shard {own_shard} holds none of the selected cases "
-                                    f"(the other shards hold {others}): nothing to run here")
+        terminalreporter.write_line(
+            f"model-monitor: shard {own_shard} holds none of the selected cases "
+            f"(the other shards hold {others}): nothing to run here"
+        )
     if found:
         terminalreporter.section("model-monitor summary")
         for line in table(rows(found)):
@@ -118,7 +120,9 @@ def summary(
         error_class, why = stopped
         terminalreporter.write_line(
             f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
-            "their verdicts", red=True, bold=True
+            "their verdicts",
+            red=True,
+            bold=True,
         )
     for reporter in reporters:
         for line in reporter.summary_lines():

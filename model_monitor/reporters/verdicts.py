@@ -43,8 +43,10 @@ class CaseIndex:
         carried = next((value for key, value in report.user_properties if key == CASE_KEY), None)
         if isinstance(carried, str):
             self._by_node[report.nodeid] = carried
-        case_id = carried if carried is not None else (
-            self._by_node.get(report.nodeid) or self._by_param.get(_param(report.nodeid))
+        case_id = (
+            carried
+            if carried is not None
+            else (self._by_node.get(report.nodeid) or self._by_param.get(_param(report.nodeid)))
         )
         return self.case_by_id.get(case_id) if isinstance(case_id, str) else None
 
@@ -62,7 +64,11 @@ def outcome_of(report: pytest.TestReport) -> Outcome:
         return outcome
     crash = getattr(report.longrepr, "reprcrash", None)
     lines = [line.strip() for line in report.longreprtext.splitlines() if line.strip()]
-    said = crash.message.splitlines()[0] if crash is not None and crash.message else (lines[-1] if lines else report.outcome)
+    said = (
+        crash.message.splitlines()[0]
+        if crash is not None and crash.message
+        else (lines[-1] if lines else report.outcome)
+    )
     if worker := CRASH.match(said):
         reason = f"{ErrorClass.CRASHED}: worker {worker[1]} died while running this case (killed, out of memory?)"
         return Outcome(passed=False, reason=reason, error_class=ErrorClass.CRASHED.value)

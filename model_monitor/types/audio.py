@@ -79,7 +79,7 @@ def mp3(data: bytes) -> Sound:
     while (frame := _mp3_frame(data, pos)) is not None and pos + frame[0] <= len(data):
         pos, samples, rate = pos + frame[0], samples + frame[1], frame[2]
     if not samples:
-        raise _corrupt("mp3", f"no complete MPEG layer III frame at byte {start} (found {data[start:start + 4]!r})")
+        raise _corrupt("mp3", f"no complete MPEG layer III frame at byte {start} (found {data[start : start + 4]!r})")
     return Sound(samples / rate, rate)
 
 
@@ -101,7 +101,7 @@ def opus(data: bytes) -> Sound:
     pos, head, granule = 0, b"", 0
     while pos < len(data):
         if data[pos : pos + 4] != b"OggS" or pos + 27 > len(data):
-            raise _corrupt("opus", f"no complete Ogg page at byte {pos} (found {data[pos:pos + 4]!r})")
+            raise _corrupt("opus", f"no complete Ogg page at byte {pos} (found {data[pos : pos + 4]!r})")
         segments = data[pos + 27 : pos + 27 + data[pos + 26]]
         body = pos + 27 + data[pos + 26]
         end = body + sum(segments)

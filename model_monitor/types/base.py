@@ -13,9 +13,22 @@ from ..probe.exchange import Timed, parse_json, server_message
 from ..probe.stream import ChunkReply, StreamReply
 
 __all__ = [
-    "EXPECT_SCHEMA", "MAX_TOKENS_SCHEMA", "PROMPT_SCHEMA", "STREAM_FIELDS", "STREAM_IN_DEFAULTS", "STREAM_SCHEMA",
-    "TEXTS_INPUT_SCHEMA", "TEXT_INPUT_SCHEMA", "Checked", "ModelType", "Multipart", "finite", "first_choice", "listed",
-    "owned_params", "stream_fields",
+    "EXPECT_SCHEMA",
+    "MAX_TOKENS_SCHEMA",
+    "PROMPT_SCHEMA",
+    "STREAM_FIELDS",
+    "STREAM_IN_DEFAULTS",
+    "STREAM_SCHEMA",
+    "TEXTS_INPUT_SCHEMA",
+    "TEXT_INPUT_SCHEMA",
+    "Checked",
+    "ModelType",
+    "Multipart",
+    "finite",
+    "first_choice",
+    "listed",
+    "owned_params",
+    "stream_fields",
 ]
 
 # The fields every streaming type has: its reply can be read as an SSE stream, and its text checked by `expect`.
@@ -30,23 +43,30 @@ EXPECT_SCHEMA: Mapping[str, Any] = {
         "minProperties": 1,
         "properties": {
             "contains": {"description": "A string the reply contains.", "type": "string", "minLength": 1},
-            "regex": {"description": "A Python regular expression the reply matches (re.search).", "type": "string", "minLength": 1},
+            "regex": {
+                "description": "A Python regular expression the reply matches (re.search).",
+                "type": "string",
+                "minLength": 1,
+            },
             "json_schema": {"description": "The reply parses as JSON and matches this JSON Schema.", "type": "object"},
         },
     },
 }
 STREAM_SCHEMA: Mapping[str, Any] = {
     "stream": {
-        "description": "Ask for an SSE stream, check its integrity and measure time to first token, inter-token gaps and tokens/s.",
+        "description": "Ask for an SSE stream, check its integrity and measure time to first token, inter-token gaps "
+        "and tokens/s.",
         "type": "boolean",
     },
     "max_ttft": {"description": "SLO (stream): seconds to the first token.", "type": "number", "exclusiveMinimum": 0},
     "min_tokens_per_s": {
-        "description": "SLO (stream): output tokens per second after the first token.", "type": "number", "exclusiveMinimum": 0,
+        "description": "SLO (stream): output tokens per second after the first token.",
+        "type": "number",
+        "exclusiveMinimum": 0,
     },
     "warn_ttft": {
-        "description": "Warning (stream): seconds to the first token before a passing case is marked degraded; it still "
-        "passes. At most max_ttft.",
+        "description": "Warning (stream): seconds to the first token before a passing case is marked degraded; it "
+        "still passes. At most max_ttft.",
         "type": "number",
         "exclusiveMinimum": 0,
     },
@@ -54,11 +74,17 @@ STREAM_SCHEMA: Mapping[str, Any] = {
 }
 STREAM_IN_DEFAULTS = frozenset({"stream", "max_ttft", "min_tokens_per_s", "warn_ttft"})
 PROMPT_SCHEMA: Mapping[str, Any] = {
-    "prompt": {"description": "The text sent: a user message, a prompt or a picture description.", "type": "string", "minLength": 1},
+    "prompt": {
+        "description": "The text sent: a user message, a prompt or a picture description.",
+        "type": "string",
+        "minLength": 1,
+    },
 }
 MAX_TOKENS_SCHEMA: Mapping[str, Any] = {
     "max_tokens": {
-        "description": "Reply budget in tokens. Leave room for reasoning models to finish thinking.", "type": "integer", "minimum": 1,
+        "description": "Reply budget in tokens. Leave room for reasoning models to finish thinking.",
+        "type": "integer",
+        "minimum": 1,
     },
 }
 TEXTS_INPUT_SCHEMA: Mapping[str, Any] = {
@@ -117,9 +143,7 @@ class ModelType:
         return "stream" in self.fields
 
 
-def owned_params(
-    model_type: ModelType, model: str, options: Mapping[str, Any], params: Mapping[str, Any]
-) -> list[str]:
+def owned_params(model_type: ModelType, model: str, options: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
     """The params that would replace a request field the case sets itself (its model, what it sends, stream, a
     field of its type): the case would then probe something else under its own id and monitor."""
     own: set[str] = set()

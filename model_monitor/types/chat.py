@@ -53,12 +53,13 @@ SCHEMA = {
     **MAX_TOKENS_SCHEMA,
     "json_mode": {"description": "Send response_format json_object; the reply must parse as JSON.", "type": "boolean"},
     "tool_call": {
-        "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a JSON object.",
+        "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a "
+        "JSON object.",
         "type": "boolean",
     },
     "token_param": {
-        "description": "The request field that carries max_tokens. OpenAI's o-series and GPT-5 refuse max_tokens and want "
-        "max_completion_tokens.",
+        "description": "The request field that carries max_tokens. OpenAI's o-series and GPT-5 refuse max_tokens and "
+        "want max_completion_tokens.",
         "enum": ["max_tokens", "max_completion_tokens"],
     },
     "reasoning_effort": {
@@ -66,8 +67,8 @@ SCHEMA = {
         "enum": ["none", "minimal", "low", "medium", "high"],
     },
     "require_content": {
-        "description": "A reply with reasoning but no visible content fails as empty (by default it counts as a live model "
-        "that ran out of budget).",
+        "description": "A reply with reasoning but no visible content fails as empty (by default it counts as a live "
+        "model that ran out of budget).",
         "type": "boolean",
     },
 }
@@ -113,7 +114,10 @@ def _check(case: Case, data: Any) -> Checked:
     elif (message.get("reasoning_content") or message.get("reasoning")) and not case.options["require_content"]:
         summary = f"reasoning only, no visible content yet (finish_reason={finish_reason})"
     elif message.get("reasoning_content") or message.get("reasoning"):
-        raise ProbeError(ErrorClass.EMPTY, f"reasoning but no visible content, and require_content is set (finish_reason={finish_reason})")
+        raise ProbeError(
+            ErrorClass.EMPTY,
+            f"reasoning but no visible content, and require_content is set (finish_reason={finish_reason})",
+        )
     else:
         raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
     if case.options["tool_call"]:
@@ -133,10 +137,20 @@ def _check_tool_call(calls: list[Mapping[str, Any]]) -> None:
     except ProbeError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise ProbeError(ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)")
+        raise ProbeError(
+            ErrorClass.EXPECTATION, f"tool call arguments are not a JSON object ({len(str(arguments))} chars)"
+        )
 
 
 TYPE = ModelType(
-    "chat", "POST", "/chat/completions", FIELDS, _body, _check, tags=frozenset({"metadata", "user"}), operation="chat",
-    schema=SCHEMA, in_defaults=IN_DEFAULTS,
+    "chat",
+    "POST",
+    "/chat/completions",
+    FIELDS,
+    _body,
+    _check,
+    tags=frozenset({"metadata", "user"}),
+    operation="chat",
+    schema=SCHEMA,
+    in_defaults=IN_DEFAULTS,
 )

@@ -26,7 +26,13 @@ SCHEMA = {**STREAM_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
 
 def _body(case: Case) -> dict[str, Any]:
     options = case.options
-    return {"model": case.model, "prompt": options["prompt"], "max_tokens": options["max_tokens"], **stream_fields(case), **case.params}
+    return {
+        "model": case.model,
+        "prompt": options["prompt"],
+        "max_tokens": options["max_tokens"],
+        **stream_fields(case),
+        **case.params,
+    }
 
 
 def _check(case: Case, data: Any) -> Checked:
@@ -40,6 +46,14 @@ def _check(case: Case, data: Any) -> Checked:
 
 
 TYPE = ModelType(
-    "completion", "POST", "/completions", FIELDS, _body, _check, tags=frozenset({"user"}), operation="text_completion",
-    schema=SCHEMA, in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
+    "completion",
+    "POST",
+    "/completions",
+    FIELDS,
+    _body,
+    _check,
+    tags=frozenset({"user"}),
+    operation="text_completion",
+    schema=SCHEMA,
+    in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
 )

@@ -18,7 +18,8 @@ SCHEMA = {
     **TEXTS_INPUT_SCHEMA,
     "dimensions": {"description": "The expected vector size.", "type": "integer", "minimum": 1},
     "encoding_format": {
-        "description": "Ask for float lists or base64 (little-endian float32) vectors.", "enum": ["float", "base64"],
+        "description": "Ask for float lists or base64 (little-endian float32) vectors.",
+        "enum": ["float", "base64"],
     },
 }
 
@@ -71,6 +72,14 @@ def _vector(raw: Any, i: int) -> list[Any]:
 
 
 TYPE = ModelType(
-    "embedding", "POST", "/embeddings", FIELDS, _body, _check, tags=frozenset({"user"}), operation="embeddings",
-    schema=SCHEMA, in_defaults=frozenset({"input"}),
+    "embedding",
+    "POST",
+    "/embeddings",
+    FIELDS,
+    _body,
+    _check,
+    tags=frozenset({"user"}),
+    operation="embeddings",
+    schema=SCHEMA,
+    in_defaults=frozenset({"input"}),
 )

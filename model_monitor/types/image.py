@@ -32,8 +32,14 @@ JPEG_SOF = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive frames: the 
 
 
 def _body(case: Case) -> dict[str, Any]:
-    return {"model": case.model, "prompt": case.options["prompt"], "n": 1, "size": case.options["size"],
-            "response_format": "b64_json", **case.params}
+    return {
+        "model": case.model,
+        "prompt": case.options["prompt"],
+        "n": 1,
+        "size": case.options["size"],
+        "response_format": "b64_json",
+        **case.params,
+    }
 
 
 def _check(case: Case, data: Any) -> Checked:
@@ -102,7 +108,9 @@ def _png(picture: bytes) -> tuple[int, int]:
         length, kind = struct.unpack(">I4s", picture[at : at + 8])
         end = at + 12 + length
         if end > len(picture):
-            raise _corrupt(f"a truncated PNG: chunk {kind.decode('latin-1')} at byte {at} needs {end - len(picture)} more bytes")
+            raise _corrupt(
+                f"a truncated PNG: chunk {kind.decode('latin-1')} at byte {at} needs {end - len(picture)} more bytes"
+            )
         (crc,) = struct.unpack(">I", picture[end - 4 : end])
         if zlib.crc32(picture[at + 4 : end - 4]) != crc:
             raise _corrupt(f"a corrupt PNG: chunk {kind.decode('latin-1')} at byte {at} fails its CRC")
@@ -165,6 +173,14 @@ def _positive(size: tuple[int, int]) -> tuple[int, int]:
 
 
 TYPE = ModelType(
-    "image", "POST", "/images/generations", FIELDS, _body, _check, tags=frozenset({"user"}), schema=SCHEMA,
-    in_defaults=frozenset({"prompt"}), open_params=frozenset({"response_format"}),
+    "image",
+    "POST",
+    "/images/generations",
+    FIELDS,
+    _body,
+    _check,
+    tags=frozenset({"user"}),
+    schema=SCHEMA,
+    in_defaults=frozenset({"prompt"}),
+    open_params=frozenset({"response_format"}),
 )

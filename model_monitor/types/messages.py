@@ -24,7 +24,14 @@ from ..probe.exchange import server_message
 from ..probe.stream import StreamReply
 from ..probe.usage import count
 from .base import (
-    MAX_TOKENS_SCHEMA, PROMPT_SCHEMA, STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, Checked, ModelType, listed,
+    MAX_TOKENS_SCHEMA,
+    PROMPT_SCHEMA,
+    STREAM_FIELDS,
+    STREAM_IN_DEFAULTS,
+    STREAM_SCHEMA,
+    Checked,
+    ModelType,
+    listed,
 )
 
 __all__ = ["TYPE"]
@@ -45,8 +52,13 @@ STOP = b"message_stop"
 def _body(case: Case) -> dict[str, Any]:
     options = case.options
     stream = {"stream": True} if case.stream else {}
-    return {"model": case.model, "max_tokens": options["max_tokens"],
-            "messages": [{"role": "user", "content": options["prompt"]}], **stream, **case.params}
+    return {
+        "model": case.model,
+        "max_tokens": options["max_tokens"],
+        "messages": [{"role": "user", "content": options["prompt"]}],
+        **stream,
+        **case.params,
+    }
 
 
 def _check(case: Case, data: Any) -> Checked:
@@ -96,7 +108,8 @@ class MessagesReply(StreamReply):
             return False
         last = chunk.rstrip().rsplit(b"\n\n", 1)[-1]
         return last.startswith(b"event: " + STOP) or any(
-            f'"type"{gap}"message_stop"'.encode() in last for gap in (":", ": "))
+            f'"type"{gap}"message_stop"'.encode() in last for gap in (":", ": ")
+        )
 
     def take(self, name: str, data: str, now: float) -> None:
         if data.strip() == "[DONE]":  # some gateways add it; message_stop is what completes the stream
@@ -141,7 +154,9 @@ class MessagesReply(StreamReply):
     def _index(event: dict[str, Any]) -> int:
         index = event.get("index", 0)
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ProbeError(ErrorClass.SCHEMA, f"a content block's index is {type(index).__name__}, expected an integer")
+            raise ProbeError(
+                ErrorClass.SCHEMA, f"a content block's index is {type(index).__name__}, expected an integer"
+            )
         return index
 
     def finish(self, after: str) -> None:
@@ -153,7 +168,16 @@ class MessagesReply(StreamReply):
 
 
 TYPE = ModelType(
-    "messages", "POST", "/messages", FIELDS, _body, _check, stream_format=MessagesReply, operation="chat",
-    schema=SCHEMA, in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
-    headers={"anthropic-version": ANTHROPIC_VERSION}, key_header="x-api-key",
+    "messages",
+    "POST",
+    "/messages",
+    FIELDS,
+    _body,
+    _check,
+    stream_format=MessagesReply,
+    operation="chat",
+    schema=SCHEMA,
+    in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
+    headers={"anthropic-version": ANTHROPIC_VERSION},
+    key_header="x-api-key",
 )

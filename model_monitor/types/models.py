@@ -21,7 +21,9 @@ def _check(case: Case, data: Any) -> Checked:
     ids = model_ids(data)
     if case.model not in ids:
         shown = ", ".join(map(str, ids[:5])) + (", …" if len(ids) > 5 else "")
-        raise ProbeError(ErrorClass.EXPECTATION, f"model {case.model!r} is not listed by GET /models ({len(ids)} listed: {shown})")
+        raise ProbeError(
+            ErrorClass.EXPECTATION, f"model {case.model!r} is not listed by GET /models ({len(ids)} listed: {shown})"
+        )
     return Checked(f"listed among {len(ids)} models")
 
 

@@ -52,10 +52,19 @@ def _scores(result: Any, i: int) -> dict[str, Any]:
         raise ProbeError(ErrorClass.EMPTY, f"results[{i}].category_scores is empty")
     bad = next((name for name, score in scores.items() if not finite(score)), None)
     if bad is not None:
-        raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].category_scores.{bad} is not a finite number ({scores[bad]!r})")
+        raise ProbeError(
+            ErrorClass.SCHEMA, f"results[{i}].category_scores.{bad} is not a finite number ({scores[bad]!r})"
+        )
     return scores
 
 
 TYPE = ModelType(
-    "moderation", "POST", "/moderations", FIELDS, _body, _check, schema=TEXTS_INPUT_SCHEMA, in_defaults=frozenset({"input"}),
+    "moderation",
+    "POST",
+    "/moderations",
+    FIELDS,
+    _body,
+    _check,
+    schema=TEXTS_INPUT_SCHEMA,
+    in_defaults=frozenset({"input"}),
 )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
@@ -19,7 +19,10 @@ DOCUMENTS = (
 )
 FIELDS = {"rank_check": False}
 SCHEMA = {
-    "rank_check": {"description": "The obviously relevant document of the canary query must rank first.", "type": "boolean"},
+    "rank_check": {
+        "description": "The obviously relevant document of the canary query must rank first.",
+        "type": "boolean",
+    },
 }
 
 
@@ -40,7 +43,7 @@ def _check(case: Case, data: Any) -> Checked:
         index = result.get("index")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < documents:  # JSON true is no index
             raise ProbeError(ErrorClass.SCHEMA, f"results[{i}].index {index!r} is not a document index")
-        scored.append((float(score), index))  # finite() checked it is a number
+        scored.append((cast(float, score), index))  # finite() checked it is a number
     distinct = len({index for _, index in scored})
     if len(results) != documents or distinct != documents:
         raise ProbeError(ErrorClass.SCHEMA, f"got {distinct} distinct scores for {documents} documents")

@@ -24,7 +24,8 @@ SCHEMA = {
     **STREAM_SCHEMA,
     **TEXT_INPUT_SCHEMA,
     "max_output_tokens": {
-        "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish thinking.",
+        "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish "
+        "thinking.",
         "type": "integer",
         "minimum": 1,
     },
@@ -37,8 +38,13 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 def _body(case: Case) -> dict[str, Any]:
     options = case.options
     stream = {"stream": True} if case.stream else {}
-    return {"model": case.model, "input": options["input"], "max_output_tokens": options["max_output_tokens"],
-            **stream, **case.params}
+    return {
+        "model": case.model,
+        "input": options["input"],
+        "max_output_tokens": options["max_output_tokens"],
+        **stream,
+        **case.params,
+    }
 
 
 def _check(case: Case, data: Any) -> Checked:
@@ -104,7 +110,8 @@ class ResponsesReply(StreamReply):
             return False
         last = chunk.rstrip().rsplit(b"\n\n", 1)[-1]
         return any(
-            last.startswith(b"event: " + kind.encode()) or f'"type": "{kind}"'.encode() in last
+            last.startswith(b"event: " + kind.encode())
+            or f'"type": "{kind}"'.encode() in last
             or f'"type":"{kind}"'.encode() in last
             for kind in TERMINAL
         )
@@ -127,8 +134,10 @@ class ResponsesReply(StreamReply):
                 raise ProbeError(ErrorClass.STREAM_BROKEN, f"{kind} event carries no response object after {now:.3f} s")
             status = response.get("status")
             if isinstance(status, str) and kind != f"response.{status}":  # a failed event never passes as completed
-                raise ProbeError(ErrorClass.BAD_RESPONSE, f"{kind} event carries a response whose status is "
-                                 f"{one_line(status, 40)!r} after {now:.3f} s")
+                raise ProbeError(
+                    ErrorClass.BAD_RESPONSE,
+                    f"{kind} event carries a response whose status is {one_line(status, 40)!r} after {now:.3f} s",
+                )
             self.response, self.done = response, True
             self.count_usage(_output_tokens(response))
 
@@ -143,7 +152,15 @@ class ResponsesReply(StreamReply):
 
 
 TYPE = ModelType(
-    "responses", "POST", "/responses", FIELDS, _body, _check, stream_format=ResponsesReply,
-    tags=frozenset({"metadata", "user"}), operation="chat", schema=SCHEMA,
+    "responses",
+    "POST",
+    "/responses",
+    FIELDS,
+    _body,
+    _check,
+    stream_format=ResponsesReply,
+    tags=frozenset({"metadata", "user"}),
+    operation="chat",
+    schema=SCHEMA,
     in_defaults=STREAM_IN_DEFAULTS | {"input", "max_output_tokens"},
 )

@@ -40,7 +40,8 @@ def endpoints_schema(types: Mapping[str, ModelType], base: Mapping[str, Any] | N
     defs = schema["$defs"]
     defs["type"] = {  # the one list of the types, made from them
         "description": "What the case checks: "
-        + "; ".join(f"{t.name} ({t.method} /v1{t.path})" for t in types.values()) + ".",
+        + "; ".join(f"{t.name} ({t.method} /v1{t.path})" for t in types.values())
+        + ".",
         "enum": list(types),
     }
     model, defaults = defs["model"], defs["defaults"]

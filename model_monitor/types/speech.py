@@ -18,10 +18,14 @@ __all__ = ["TYPE"]
 FIELDS = {"input": "Model Monitor canary sentence.", "voice": "alloy", "response_format": "wav"}
 SCHEMA = {
     **TEXT_INPUT_SCHEMA,
-    "voice": {"description": "The voice asked for (alloy, or one the server knows). Default alloy.", "type": "string", "minLength": 1},
+    "voice": {
+        "description": "The voice asked for (alloy, or one the server knows). Default alloy.",
+        "type": "string",
+        "minLength": 1,
+    },
     "response_format": {
-        "description": "The audio format asked for, whose header and duration are checked (pcm: raw 16-bit mono at 24 kHz). "
-        "Default wav.",
+        "description": "The audio format asked for, whose header and duration are checked (pcm: raw 16-bit mono at "
+        "24 kHz). Default wav.",
         "enum": ["wav", "mp3", "flac", "opus", "pcm"],
     },
 }
@@ -37,8 +41,13 @@ class Audio:
 
 def _body(case: Case) -> dict[str, Any]:
     options = case.options
-    return {"model": case.model, "input": options["input"], "voice": options["voice"],
-            "response_format": options["response_format"], **case.params}
+    return {
+        "model": case.model,
+        "input": options["input"],
+        "voice": options["voice"],
+        "response_format": options["response_format"],
+        **case.params,
+    }
 
 
 def _parse(reply: Timed) -> Audio:
@@ -51,9 +60,14 @@ def _check(case: Case, audio: Audio) -> Checked:
         said = server_message(load_json(audio.data)) if "json" in audio.content_type else None
         if said:
             raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"content-type {audio.content_type} ({len(audio.data)} bytes), expected {wanted} audio")
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE,
+            f"content-type {audio.content_type} ({len(audio.data)} bytes), expected {wanted} audio",
+        )
     if not audio.data:
-        raise ProbeError(ErrorClass.EMPTY, f"reply has no audio (0 bytes, content-type {audio.content_type or '(none)'})")
+        raise ProbeError(
+            ErrorClass.EMPTY, f"reply has no audio (0 bytes, content-type {audio.content_type or '(none)'})"
+        )
     found = sniff(audio.data)
     if found and found != wanted:
         raise ProbeError(ErrorClass.SCHEMA, f"asked for {wanted} audio, got {found}")
@@ -61,7 +75,9 @@ def _check(case: Case, audio: Audio) -> Checked:
         _headerless(audio, wanted)
     sound = READERS[wanted](audio.data)
     if sound.seconds <= 0:
-        raise ProbeError(ErrorClass.EMPTY, f"{wanted} audio has a valid header but no samples ({len(audio.data)} bytes)")
+        raise ProbeError(
+            ErrorClass.EMPTY, f"{wanted} audio has a valid header but no samples ({len(audio.data)} bytes)"
+        )
     return Checked(f"{wanted} {sound.seconds:.2f} s, {sound.rate} Hz")
 
 
@@ -73,12 +89,18 @@ def _headerless(audio: Audio, wanted: str) -> None:
     if start.startswith((b"<!doctype html", b"<html")):
         title = re.search(rb"<title[^>]*>(.*?)</title>", audio.data[:8192], re.IGNORECASE | re.DOTALL)
         page = f"HTML page {one_line(title[1].decode('utf-8', 'replace'), 60)!r}" if title else "HTML page"
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{page} ({len(audio.data)} bytes, content-type {labelled}), "
-                         f"expected {wanted} audio")
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE,
+            f"{page} ({len(audio.data)} bytes, content-type {labelled}), expected {wanted} audio",
+        )
     if start.startswith((b"{", b"[")) and (data := _json_or_none(audio.data)) is not None:
         said = server_message(data)
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}" if said else
-                         f"JSON ({len(audio.data)} bytes, content-type {labelled}), expected {wanted} audio")
+        raise ProbeError(
+            ErrorClass.BAD_RESPONSE,
+            f"error object in HTTP 200: {said}"
+            if said
+            else f"JSON ({len(audio.data)} bytes, content-type {labelled}), expected {wanted} audio",
+        )
     if not audio.content_type.startswith("audio/") and audio.content_type != "application/octet-stream":
         raise ProbeError(
             ErrorClass.BAD_RESPONSE, f"content-type {labelled} ({len(audio.data)} bytes), expected {wanted} audio"
@@ -93,4 +115,6 @@ def _json_or_none(data: bytes) -> Any:
         return None
 
 
-TYPE = ModelType("speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse, schema=SCHEMA, in_defaults=frozenset({"input"}))
+TYPE = ModelType(
+    "speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse, schema=SCHEMA, in_defaults=frozenset({"input"})
+)

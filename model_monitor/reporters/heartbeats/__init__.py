@@ -22,8 +22,18 @@ from .provision import provisioning
 from .targets import Cronitor, Healthchecks, Ping, Target, cut_message, targets_from
 
 __all__ = [
-    "Cronitor", "Delivery", "Healthchecks", "Ping", "Target", "TelemetryConfigError", "cut_message",
-    "describe", "pacing_note", "provisioning", "start", "targets_from",
+    "Cronitor",
+    "Delivery",
+    "Healthchecks",
+    "Ping",
+    "Target",
+    "TelemetryConfigError",
+    "cut_message",
+    "describe",
+    "pacing_note",
+    "provisioning",
+    "start",
+    "targets_from",
 ]
 
 

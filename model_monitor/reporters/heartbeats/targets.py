@@ -20,7 +20,9 @@ __all__ = ["Cronitor", "Healthchecks", "Ping", "Target", "cut_message", "targets
 
 MAX_MESSAGE_CHARS = 1000  # cronitor-cli's cut; the server documents 2000, non-ASCII grows when encoded
 PATH_SAFE = "!$&'()*+,;=:@"  # what a path segment may hold unencoded (RFC 3986 pchar), besides letters and digits
-CRONITOR_SHAPE = "expected https://cronitor.link/p/<key>, https://cronitor.link/p/<key>/<group>, or a URL with {monitor}"
+CRONITOR_SHAPE = (
+    "expected https://cronitor.link/p/<key>, https://cronitor.link/p/<key>/<group>, or a URL with {monitor}"
+)
 HEALTHCHECKS_SHAPE = "expected https://hc-ping.com/<ping-key> or <base>/ping/<ping-key>"
 
 
@@ -165,7 +167,11 @@ class Cronitor:
         params = params + [("host", self.host), ("stamp", f"{stamp:.3f}")] + ([("env", self.env)] if self.env else [])
         monitor = self.monitor(case)
         return Ping(
-            self.name, "GET", self.address.url(monitor, params), self.address.shown(monitor, params), auth=self.address.auth
+            self.name,
+            "GET",
+            self.address.url(monitor, params),
+            self.address.shown(monitor, params),
+            auth=self.address.auth,
         )
 
 
@@ -203,6 +209,8 @@ class Healthchecks:
 
 
 Target = Cronitor | Healthchecks
+
+
 def targets_from(
     cronitor_url: Secret | None, cronitor_env: str | None, healthchecks_url: Secret | None, create: bool
 ) -> list[Target]:
