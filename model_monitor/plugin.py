@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ from .config import ConfigError, Suite, discovery
 from .errors import TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
-from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
-from .reporters import Destinations, Fanout, Reporter, build, results, terminal, verdicts
+from .reporters import Destinations, Fanout, build, results, terminal, verdicts
 from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex
+from .run import Monitor
 from .stop import Role, Stopper
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
@@ -48,51 +47,6 @@ MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
-
-
-@dataclass
-class Monitor:
-    """Everything one run holds: settings, the loaded suite, and the machinery started for it."""
-
-    settings: settings.Settings
-    suite: Suite
-    redact: Redactor
-    records: RedactingRecords
-    cases: CaseIndex
-    stopper: Stopper
-    destinations: Destinations
-    reporters: list[Reporter] = field(default_factory=list)  # on the process that sees every verdict
-    loop: BackgroundLoop | None = None
-    engine: Engine | None = None
-    config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
-    others_shards: int = 0  # selected cases this process left to the other shards
-    listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
-
-    def background(self) -> BackgroundLoop:
-        if self.loop is None:
-            self.loop = BackgroundLoop()
-        return self.loop
-
-    def start_engine(self, config: pytest.Config) -> Engine:
-        if self.engine is None:
-            workerinput = getattr(config, "workerinput", {})
-            self.engine = Engine(
-                self.background(),
-                self.redact,
-                self.settings.max_concurrency,
-                share=int(workerinput.get("workercount", 1)),  # the caps hold for the whole run, not per worker
-                drain=_sets_timeouts(config),  # a user's own --timeout leaves no room to wait
-            )
-            self.stopper.attach(self.engine)
-        return self.engine
-
-    def close(self) -> None:
-        self.stopper.uninstall()
-        if self.engine is not None:
-            self.engine.close()
-        if self.loop is not None:
-            self.loop.close()
-        self.records.uninstall()
 
 
 MONITOR = pytest.StashKey[Monitor]()
@@ -282,7 +236,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     items = scheduler.share(session.config, session.items)
     cases = [case for item in items if (case := case_of(item)) is not None]
     if cases:
-        monitor.start_engine(session.config).start(cases)
+        _engine(monitor, session.config).start(cases)
 
 
 @pytest.fixture
@@ -291,7 +245,7 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
     monitor = request.config.stash[MONITOR]
 
     def check(case: Case) -> Outcome:
-        outcome = monitor.start_engine(request.config).outcome(case)
+        outcome = _engine(monitor, request.config).outcome(case)
         request.node.user_properties.extend(outcome.properties())
         return outcome
 
@@ -351,6 +305,12 @@ def case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("case") if callspec is not None else None
     return case if isinstance(case, Case) else None
+
+
+def _engine(monitor: Monitor, config: pytest.Config) -> Engine:
+    """The run's engine; xdist's workers split its caps."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    return monitor.start_engine(share=workers, drain=_sets_timeouts(config))  # --timeout leaves no room to drain
 
 
 def _budget(case: Case) -> float:

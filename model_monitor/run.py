@@ -1,0 +1,59 @@
+"""What one run holds: its settings, the loaded suite, and the machinery started for it (plugin.py's hooks drive
+it through pytest's stash)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .config import Suite, discovery
+from .probe.engine import Engine
+from .probe.loop import BackgroundLoop
+from .redact import RedactingRecords, Redactor
+from .reporters import Destinations, Reporter
+from .reporters.verdicts import CaseIndex
+from .settings import Settings
+from .stop import Stopper
+
+__all__ = ["Monitor"]
+
+
+@dataclass
+class Monitor:
+    """Everything one run holds: settings, the loaded suite, and the machinery started for it."""
+
+    settings: Settings
+    suite: Suite
+    redact: Redactor
+    records: RedactingRecords
+    cases: CaseIndex
+    stopper: Stopper
+    destinations: Destinations
+    reporters: list[Reporter] = field(default_factory=list)  # on the process that sees every verdict
+    loop: BackgroundLoop | None = None
+    engine: Engine | None = None
+    config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
+    others_shards: int = 0  # selected cases this process left to the other shards
+    listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
+
+    def background(self) -> BackgroundLoop:
+        if self.loop is None:
+            self.loop = BackgroundLoop()
+        return self.loop
+
+    def start_engine(self, share: int, drain: bool) -> Engine:
+        """The run's engine, started once: `share` xdist workers split the caps (they hold for the whole run);
+        `drain` lets the first case wait for the prefetched probes (not when the user set --timeout)."""
+        if self.engine is None:
+            self.engine = Engine(
+                self.background(), self.redact, self.settings.max_concurrency, share=share, drain=drain
+            )
+            self.stopper.attach(self.engine)
+        return self.engine
+
+    def close(self) -> None:
+        self.stopper.uninstall()
+        if self.engine is not None:
+            self.engine.close()
+        if self.loop is not None:
+            self.loop.close()
+        self.records.uninstall()
