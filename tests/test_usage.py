@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_monitor.probe.usage import MAX_TOKENS, token_usage
+from model_monitor.types.usage import MAX_TOKENS, token_usage
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import endpoint, model

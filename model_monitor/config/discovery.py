@@ -19,8 +19,9 @@ import httpx
 
 from ..case import Case, monitor_key
 from ..errors import ConfigError, ErrorClass, ProbeError
-from ..probe.exchange import parse_json, read_body, timed
+from ..probe.exchange import read_body, timed
 from ..probe.transport import request_headers, transport_for
+from ..reply import parse_json
 from ..types.models import model_ids
 from .build import Discovery, Suite
 from .document import name_problem

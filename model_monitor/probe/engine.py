@@ -24,9 +24,10 @@ from ..case import RUN_MAX_CONCURRENCY, Case, Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt, Outcome
 from ..redact import Redactor
+from ..reply import Timed, one_line
 from ..types import TYPES
 from ..types.base import Multipart
-from .exchange import Timed, one_line, timed
+from .exchange import timed
 from .judge import Verdict, consumer, evaluate
 from .loop import BackgroundLoop
 from .retry import BACKOFF_CAP_S, backoff

@@ -9,8 +9,6 @@ cannot hold a case past its timeout.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import socket
 import ssl
 import time
@@ -25,28 +23,13 @@ import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ErrorClass, ProbeError, status_class
+from ..reply import Timed, load_json, one_line, server_message
 from .retry import retry_after
 
-__all__ = [
-    "ACCEPT_ENCODING",
-    "MAX_PIECES",
-    "MAX_SERVER_MESSAGE",
-    "STREAM",
-    "Clock",
-    "Timed",
-    "body_chunks",
-    "load_json",
-    "media_type",
-    "one_line",
-    "parse_json",
-    "read_body",
-    "server_message",
-    "timed",
-]
+__all__ = ["ACCEPT_ENCODING", "MAX_PIECES", "STREAM", "Clock", "body_chunks", "read_body", "timed"]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
-MAX_SERVER_MESSAGE = 200
 ERROR_BODY_WAIT_S = 2.0  # how long an error status waits for its body's message: the status alone decides the class
 # Content codings we undo (what we send in Accept-Encoding), as zlib window bits; and how many may be stacked.
 CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -73,16 +56,6 @@ class Clock:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
-
-
-@dataclass(frozen=True)
-class Timed:
-    """A completed exchange: what the consumer returned, the status, headers and the measured duration."""
-
-    value: Any
-    status_code: int
-    headers: httpx.Headers
-    duration: float
 
 
 async def timed(
@@ -193,55 +166,6 @@ def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
         yield from _inflate(rest, piece)
 
 
-def load_json(body: bytes | str, what: str = "reply") -> Any:
-    """JSON from a server, whatever it sent: a fault (too deep, a 5,000-digit number, not JSON) is a bad_response."""
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is JSON nested too deep to read") from None
-    except json.JSONDecodeError as exc:
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is not valid JSON ({exc.msg} at byte {exc.pos})") from None
-    except ValueError as exc:  # an integer past Python's digit limit, invalid UTF-8 ...
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"{what} is not usable JSON ({one_line(str(exc), 80)})") from None
-
-
-def parse_json(reply: Timed) -> Any:
-    """A read body as JSON; an HTML login page or other non-JSON reply is a bad_response naming what came instead."""
-    body: bytes = reply.value
-    content_type = media_type(reply.headers)
-    if "json" not in content_type:
-        title = _html_title(body)
-        what = f"HTML page {title!r}" if title else f"{len(body)} bytes"
-        raise ProbeError(
-            ErrorClass.BAD_RESPONSE,
-            f"HTTP {reply.status_code} with content-type {content_type or '(none)'}, expected JSON: {what}",
-        )
-    return load_json(body)
-
-
-def media_type(headers: httpx.Headers) -> str:
-    """The Content-Type without parameters, lower case (media types are case-insensitive)."""
-    content_type: str = headers.get("content-type", "")  # httpx types a header's value as Any
-    return content_type.partition(";")[0].strip().lower()
-
-
-def server_message(data: Any) -> str | None:
-    """The error text an OpenAI-style error body carries, if any, on one line and cut short."""
-    if not isinstance(data, dict):
-        return None
-    error = data.get("error", data.get("detail", data.get("message")))
-    if isinstance(error, dict):
-        error = error.get("message", error.get("msg"))
-    if not isinstance(error, str) or not error.strip():
-        return None
-    return one_line(error, MAX_SERVER_MESSAGE)
-
-
-def one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
     """A non-2xx reply: its class comes from the status alone, whatever its body holds."""
     status = response.status_code
@@ -328,11 +252,6 @@ def _text(causes: list[BaseException]) -> str:
         if text:
             return text
     return type(causes[-1]).__name__
-
-
-def _html_title(body: bytes) -> str | None:
-    match = re.search(rb"<title[^>]*>(.*?)</title>", body[:8192], re.IGNORECASE | re.DOTALL)
-    return one_line(match.group(1).decode("utf-8", "replace"), 60) if match else None
 
 
 def _mib(size: int) -> str:

@@ -15,11 +15,11 @@ import httpx
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..types import TYPES
-from . import contracts
-from .exchange import Clock, Timed, read_body, server_message
+from ..reply import Timed, server_message
+from ..types import TYPES, contracts
+from ..types.usage import token_usage
+from .exchange import Clock, read_body
 from .stream import assemble, read_stream
-from .usage import token_usage
 
 __all__ = ["Verdict", "consumer", "evaluate"]
 

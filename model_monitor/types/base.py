@@ -9,8 +9,8 @@ from typing import Any
 
 from ..case import Case, Endpoint
 from ..errors import ErrorClass, ProbeError
-from ..probe.exchange import Timed, parse_json, server_message
-from ..probe.stream import ChunkReply, StreamReply
+from ..reply import Timed, parse_json, server_message
+from .stream_format import ChunkReply, StreamReply
 
 __all__ = [
     "EXPECT_SCHEMA",

@@ -10,8 +10,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..probe.contracts import reply_json
-from ..probe.exchange import load_json
+from ..reply import load_json
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
@@ -23,6 +22,7 @@ from .base import (
     first_choice,
     stream_fields,
 )
+from .contracts import reply_json
 
 __all__ = ["TYPE"]
 

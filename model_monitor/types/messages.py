@@ -20,9 +20,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..probe.exchange import server_message
-from ..probe.stream import StreamReply
-from ..probe.usage import count
+from ..reply import server_message
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
@@ -33,6 +31,8 @@ from .base import (
     ModelType,
     listed,
 )
+from .stream_format import StreamReply
+from .usage import count
 
 __all__ = ["TYPE"]
 

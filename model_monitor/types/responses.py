@@ -12,9 +12,9 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..probe.exchange import one_line, server_message
-from ..probe.stream import StreamReply
+from ..reply import one_line, server_message
 from .base import STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, TEXT_INPUT_SCHEMA, Checked, ModelType, listed
+from .stream_format import StreamReply
 
 __all__ = ["TYPE"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..probe.exchange import Timed, load_json, media_type, one_line, server_message
+from ..reply import Timed, load_json, media_type, one_line, server_message
 from .audio import READERS, sniff
 from .base import TEXT_INPUT_SCHEMA, Checked, ModelType
 

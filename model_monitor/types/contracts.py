@@ -10,7 +10,7 @@ import jsonschema
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .exchange import load_json, one_line
+from ..reply import load_json, one_line
 
 __all__ = ["check_expect", "check_slo", "reply_json", "warnings"]
 
