@@ -120,7 +120,7 @@ class ModelType:
     of the reply.
 
     A streamed reply is folded by the type's stream format into the same shape as a JSON body
-    (stream.StreamReply.body), so one check serves both."""
+    (stream_format.StreamReply.body), so one check serves both."""
 
     name: str
     method: str
