@@ -158,6 +158,12 @@ OPTIONS: tuple[Option, ...] = (
         env="MODEL_MONITOR_RESULTS_JSON",
     ),
     Option(
+        "step_summary",
+        "Append a Markdown summary of the run to this file. GitHub Actions sets GITHUB_STEP_SUMMARY for each step; "
+        "in a container, pass it on (-e GITHUB_STEP_SUMMARY and the file mounted) or give this flag.",
+        env="GITHUB_STEP_SUMMARY",
+    ),
+    Option(
         "pushgateway_url",
         "Prometheus Pushgateway URL: every run ends with one push of its per-case series.",
         env="MODEL_MONITOR_PUSHGATEWAY_URL",
@@ -229,6 +235,7 @@ class Settings:
     cronitor_api_url: str
     cronitor_schedule: str | None
     results_json: str | None
+    step_summary: str | None
     pushgateway_url: Secret | None
     pushgateway_username: Secret | None
     pushgateway_password: Secret | None

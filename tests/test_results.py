@@ -180,6 +180,17 @@ def test_the_step_summary_is_appended_failing_cases_first(
     run.result.stdout.fnmatch_lines([f"model-monitor: appended the step summary to {summary}"])
 
 
+def test_the_step_summary_flag_writes_it_where_the_variable_does_not_reach(
+    server: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In a container GITHUB_STEP_SUMMARY is not passed on by default: --step-summary names the (mounted) file."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    summary = tmp_path / "mounted" / "summary.md"
+    run = run_monitor({"endpoints": [endpoint(server.url, model("ok"))]}, f"--step-summary={summary}")
+    assert run.ret == 0, run.output
+    assert summary.read_text(encoding="utf-8").startswith("### Model Monitor: PASS\n")
+
+
 def test_a_table_cell_stays_one_cell() -> None:
     """Unit level: a newline cannot reach a cell from a real run (reasons are one line), but the cell holds anyway."""
     text = step_summary.markdown(
@@ -278,7 +289,10 @@ def test_a_report_path_that_cannot_be_written_is_a_usage_error_before_any_reques
         args = [f"{option}={path}"]
     run = run_monitor({"endpoints": [endpoint(server.url, model("ok"))]}, *args, *workers, prefix=prefix)
     folder.chmod(0o755)
-    label = "--results-json (MODEL_MONITOR_RESULTS_JSON)" if option == "--results-json" else option
+    label = {
+        "--results-json": "--results-json (MODEL_MONITOR_RESULTS_JSON)",
+        "GITHUB_STEP_SUMMARY": "--step-summary (GITHUB_STEP_SUMMARY)",
+    }.get(option, option)
     assert run.ret == 4, run.output
     assert f"ERROR: {label}: cannot write {path}: {why.format(tmp=folder)}" in run.output.splitlines()
     assert server.requests == []

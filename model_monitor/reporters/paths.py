@@ -17,10 +17,10 @@ import pytest
 
 from ..settings import OPTIONS, Settings
 
-__all__ = ["STEP_SUMMARY_ENV", "ReportPaths", "report_paths"]
+__all__ = ["ReportPaths", "report_paths"]
 
-STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"  # set by GitHub Actions: a Markdown file each step may append to
-RESULTS_JSON = next(f"{option.flag} ({option.env})" for option in OPTIONS if option.dest == "results_json")
+# How an error names each option: its flag and its variable.
+NAMED = {option.dest: f"{option.flag} ({option.env})" for option in OPTIONS if option.env}
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ def report_paths(config: pytest.Config, resolved: Settings) -> ReportPaths:
     """The report paths of the run, each checked; raise UsageError naming the option, the path and why not."""
     junit = _absolute(config, config.getoption("xmlpath", None))
     results_json = _absolute(config, resolved.results_json)
-    step_summary = _absolute(config, os.environ.get(STEP_SUMMARY_ENV))
-    for option, path in (("--junitxml", junit), (RESULTS_JSON, results_json), (STEP_SUMMARY_ENV, step_summary)):
+    step_summary = _absolute(config, resolved.step_summary)
+    named = (("--junitxml", junit), (NAMED["results_json"], results_json), (NAMED["step_summary"], step_summary))
+    for option, path in named:
         if path is not None and (why := unwritable(path)) is not None:
             raise pytest.UsageError(f"{option}: cannot write {path}: {why}")
     return ReportPaths(results_json, step_summary)

@@ -1,4 +1,5 @@
-"""GitHub's job summary: the results document as Markdown, appended to the file GITHUB_STEP_SUMMARY names."""
+"""GitHub's job summary: the results document as Markdown, appended to the file --step-summary (GITHUB_STEP_SUMMARY)
+names."""
 
 from __future__ import annotations
 
