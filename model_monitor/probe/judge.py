@@ -15,7 +15,6 @@ import httpx
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..types import TYPES
 from . import contracts
 from .exchange import Clock, Timed, read_body, server_message
 from .stream import assemble, read_stream
@@ -35,7 +34,7 @@ def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
     """How the exchange reads this case's reply: as a stream, or as one body."""
     if not case.stream:
         return read_body
-    return functools.partial(read_stream, ends=TYPES[case.type].stream_format.ends)
+    return functools.partial(read_stream, ends=case.type.stream_format.ends)
 
 
 def evaluate(case: Case, result: Timed) -> Verdict:
@@ -44,7 +43,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
 
     A stream is assembled into the body a plain request would have got, so the type's one check serves both."""
     metrics: dict[str, float] = {}
-    model_type = TYPES[case.type]
+    model_type = case.type
     try:
         if case.stream:
             reply = assemble(result.value, result.duration, model_type.stream_format())
