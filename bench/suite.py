@@ -16,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from model_monitor import config
-from model_monitor.types import TYPES
 
 ENDPOINTS = 10
 STREAM = "stream"
@@ -100,7 +99,7 @@ def generate(size: int, url: str, folder: Path, streaming: bool, endpoint_count:
     loaded = config.load(endpoints_file, environ={})
     requests = []
     for case in loaded.resolve(loaded.cases, environ={}):
-        probe = TYPES[case.type]
+        probe = case.type
         body = probe.body(case)
         if kind_of[case.id] == STREAM and isinstance(body, dict):
             body.setdefault("stream", True)

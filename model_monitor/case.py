@@ -7,9 +7,12 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .redact import Secret
+
+if TYPE_CHECKING:
+    from .types.base import ModelType
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -18,7 +21,10 @@ __all__ = [
     "RUN_MAX_CONCURRENCY",
     "Case",
     "Endpoint",
+    "ExpectOptions",
+    "Options",
     "ProbeHeader",
+    "StreamOptions",
     "monitor_key",
 ]
 
@@ -59,13 +65,32 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Options:
+    """A model type's own fields with their defaults: each type declares a subclass (types/<type>.py)."""
+
+
+@dataclass(frozen=True)
+class ExpectOptions(Options):
+    """The options of a type whose reply has a visible text: `expect` is what that text must hold."""
+
+    expect: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamOptions(ExpectOptions):
+    """The options of a type whose reply can be read as an SSE stream."""
+
+    stream: bool = False
+
+
+@dataclass(frozen=True)
 class Case:
-    """One endpoint/model: one pytest case. `options` holds the fields of its model type (types/<type>.py)."""
+    """One endpoint/model: one pytest case, of its model type, with that type's options (types/<type>.py)."""
 
     endpoint: Endpoint
     model: str
     model_id: str
-    type: str
+    type: ModelType
     monitor: str
     timeout: float = DEFAULT_TIMEOUT_S
     tags: tuple[str, ...] = ()
@@ -77,7 +102,7 @@ class Case:
     min_tokens_per_s: float | None = None
     warn_latency: float | None = None  # crossing a warn_ threshold passes the case, marked degraded
     warn_ttft: float | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Options = Options()
     # (error class, reason) of a case that fails without sending a request: a discovery whose listing failed
     failure: tuple[str, str] | None = None
 
@@ -88,12 +113,12 @@ class Case:
     @property
     def stream(self) -> bool:
         """Whether the reply is read as an SSE stream (only types that stream have the field)."""
-        return bool(self.options.get("stream"))
+        return isinstance(self.options, StreamOptions) and self.options.stream
 
     @property
     def expect(self) -> Mapping[str, Any]:
         """What the reply's text must hold (only types that reply with text have the field)."""
-        return self.options.get("expect") or {}
+        return self.options.expect if isinstance(self.options, ExpectOptions) else {}
 
 
 def monitor_key(text: str) -> str:

@@ -394,9 +394,9 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     assert [c.id for c in suite.cases] == ["gw/meta-llama/Llama-3.1-8B-Instruct", "gw/text-embedding-3-small"]
     assert chat.endpoint.base_url == "https://gateway.example/v1"
     assert (chat.timeout, embed.timeout) == (12.0, 3.0)
-    assert chat.tags == ("nightly", "critical") and chat.options["max_tokens"] == 512
+    assert chat.tags == ("nightly", "critical") and chat.options.max_tokens == 512
     assert chat.params == {"temperature": 0}
-    assert embed.options["input"] == ["a", "b"]
+    assert embed.options.input == ["a", "b"]
     assert chat.monitor == "gw-meta-llama-llama-3-1-8b-instruct"
     assert set(secrets([chat, embed])) == {"sk-test-1234", "team-secret-value"}
     for shown in (repr(suite), repr(chat), repr(embed)):

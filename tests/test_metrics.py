@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from model_monitor.case import Case, Endpoint
 from model_monitor.outcome import Attempt, Outcome
 from model_monitor.reporters.pushgateway import registry
+from model_monitor.types import TYPES
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -240,8 +241,8 @@ def test_an_interrupted_run_still_pushes(
 def test_the_series_of_a_degraded_case_with_tokens() -> None:
     """The mapping alone: degraded only when passed, tokens by kind, attempts counted, one error class."""
     svc = Endpoint("svc", "http://127.0.0.1:1/v1")
-    slow = Case(svc, "m1", "m1", "chat", "svc-m1")
-    broken = Case(svc, "m2", "m2", "embedding", "svc-m2")
+    slow = Case(svc, "m1", "m1", TYPES["chat"], "svc-m1")
+    broken = Case(svc, "m2", "m2", TYPES["embedding"], "svc-m2")
     results = [
         (
             slow,
@@ -335,7 +336,7 @@ def test_otlp_token_usage_from_a_constructed_outcome(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     try:
         metrics = OtlpMetrics("OTEL_EXPORTER_OTLP_ENDPOINT")
-        case = Case(Endpoint("svc", "https://api.example/v1"), "m1", "m1", "completion", "svc-m1")
+        case = Case(Endpoint("svc", "https://api.example/v1"), "m1", "m1", TYPES["completion"], "svc-m1")
         metrics.ended(
             case, Outcome(True, "ok", duration_s=0.5, metrics={"prompt_tokens": 12.0, "completion_tokens": 30.0})
         )

@@ -26,6 +26,7 @@ from model_monitor.redact import Redactor
 from model_monitor.reporters import Destinations, Fanout, Reporter, build, results, step_summary, terminal
 from model_monitor.reporters.paths import ReportPaths
 from model_monitor.reporters.verdicts import CaseIndex, identity_properties
+from model_monitor.types import TYPES
 from testbed.receiver import Receiver
 
 from .helpers import OtlpReceiver, settings_from
@@ -41,7 +42,8 @@ SVC = Endpoint("svc", "http://127.0.0.1:9/v1")
 
 
 def a_case(model_id: str, type_: str = "chat", **options: Any) -> Case:
-    return Case(SVC, model_id, model_id, type_, f"svc-{model_id}", options=options)
+    model_type = TYPES[type_]
+    return Case(SVC, model_id, model_id, model_type, f"svc-{model_id}", options=model_type.options(**options))
 
 
 def failed_once(reason: str, error_class: str, status_code: int, at: float) -> Outcome:
@@ -256,7 +258,7 @@ def series_of(body: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float
 
 
 def labels(case: Case, **extra: str) -> frozenset[tuple[str, str]]:
-    return frozenset({"endpoint": "svc", "model": case.model, "type": case.type, "case": case.id, **extra}.items())
+    return frozenset({"endpoint": "svc", "model": case.model, "type": case.type.name, "case": case.id, **extra}.items())
 
 
 def test_the_pushgateway_gets_one_put_of_every_series_with_basic_auth(

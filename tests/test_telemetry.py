@@ -26,6 +26,7 @@ from model_monitor.reporters.heartbeats import (
     provisioning,
     targets_from,
 )
+from model_monitor.types import TYPES
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import RETRY_AFTER_S, Receiver
 
@@ -38,7 +39,7 @@ HC_KEY = "hcpingkey0123456789"
 def a_case(model_id: str = "meta-llama/Llama-3.1-8B-Instruct") -> Case:
     from model_monitor.case import monitor_key
 
-    return Case(Endpoint("gw", "http://x/v1"), model_id, model_id, "chat", monitor_key(f"gw-{model_id}"))
+    return Case(Endpoint("gw", "http://x/v1"), model_id, model_id, TYPES["chat"], monitor_key(f"gw-{model_id}"))
 
 
 # --- URL forms and ping contents (pure logic) ---

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint, monitor_key
+from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint, ExpectOptions, StreamOptions, monitor_key
 from ..types import TYPES
 from ..types.base import owned_params
 from .document import Document, format_path, name_problem
@@ -27,18 +27,20 @@ def model_case(
     defaults: dict[str, Any],
 ) -> Case:
     """The case of one model entry; raise ConfigError, naming the place, when its values do not make one."""
-    model_type = TYPES[raw["type"]]
+    model_type = TYPES[raw["type"]]  # where the file's name for a type becomes the type
 
     def pick(name: str, fallback: Any = None) -> Any:
         """The model's value, else its endpoint's, else the file's defaults'."""
         return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
 
     # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have
-    # them; the schema refuses them on a model of another type).
-    options = {name: pick(name, default) for name, default in model_type.fields.items()}
-    stream = bool(options.get("stream"))
-    if "expect" in options:
-        _check_expect(document, where + ("expect",), options["expect"])
+    # them; the schema refuses them on a model of another type); the ones none of them sets keep the type's default.
+    unset = object()
+    picked = {name: pick(name, unset) for name in model_type.fields}
+    options = model_type.options(**{name: value for name, value in picked.items() if value is not unset})
+    stream = isinstance(options, StreamOptions) and options.stream
+    if isinstance(options, ExpectOptions):
+        _check_expect(document, where + ("expect",), options.expect)
     params = {**defaults.get("params", {}), **raw.get("params", {})}
     if owned := owned_params(model_type, raw["name"], options, params):
         raise document.error(
@@ -61,7 +63,7 @@ def model_case(
         endpoint=endpoint,
         model=raw["name"],
         model_id=model_id,
-        type=model_type.name,
+        type=model_type,
         monitor=monitor,
         timeout=float(pick("timeout", DEFAULT_TIMEOUT_S)),
         tags=tuple(dict.fromkeys([*defaults.get("tags", []), *raw.get("tags", [])])),

@@ -25,7 +25,6 @@ from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt, Outcome
 from ..redact import Redactor
 from ..reply import Timed, one_line
-from ..types import TYPES
 from ..types.base import Multipart
 from .exchange import timed
 from .judge import Verdict, consumer, evaluate
@@ -171,7 +170,7 @@ class Engine:
     def _prepare(self, case: Case) -> tuple[AiohttpTransport, httpx.Request]:
         """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
         alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
-        probe = TYPES[case.type]
+        probe = case.type
         body = probe.body(case)
         if isinstance(body, dict):
             body = {**_probe_fields(case, probe.tags), **body}  # the type's and the user's own fields win

@@ -16,7 +16,7 @@ import httpx
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import Timed, server_message
-from ..types import TYPES, contracts
+from ..types import contracts
 from ..types.usage import token_usage
 from .exchange import Clock, read_body
 from .stream import assemble, read_stream
@@ -35,7 +35,7 @@ def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
     """How the exchange reads this case's reply: as a stream, or as one body."""
     if not case.stream:
         return read_body
-    return functools.partial(read_stream, ends=TYPES[case.type].stream_format.ends)
+    return functools.partial(read_stream, ends=case.type.stream_format.ends)
 
 
 def evaluate(case: Case, result: Timed) -> Verdict:
@@ -44,7 +44,7 @@ def evaluate(case: Case, result: Timed) -> Verdict:
 
     A stream is assembled into the body a plain request would have got, so the type's one check serves both."""
     metrics: dict[str, float] = {}
-    model_type = TYPES[case.type]
+    model_type = case.type
     try:
         if case.stream:
             reply = assemble(result.value, result.duration, model_type.stream_format())

@@ -20,7 +20,6 @@ from opentelemetry.sdk.resources import Resource
 from .. import __version__
 from ..case import Case
 from ..outcome import Outcome
-from ..types import TYPES
 from ._http import Overrun, within
 
 __all__ = ["OtlpMetrics", "attributes"]
@@ -34,9 +33,8 @@ TOKEN_TYPES = {"input": "prompt_tokens", "output": "completion_tokens"}  # outpu
 def attributes(case: Case, outcome: Outcome) -> dict[str, Any]:
     """The GenAI attributes of a case's measurements; error.type (our error class) on a failure."""
     url = urlsplit(case.endpoint.base_url)
-    model_type = TYPES.get(case.type)
     found: dict[str, Any] = {
-        "gen_ai.operation.name": (model_type.operation if model_type else None) or case.type,
+        "gen_ai.operation.name": case.type.operation or case.type.name,
         "gen_ai.request.model": case.model,
         "server.address": url.hostname or "",
         "server.port": url.port or (443 if url.scheme == "https" else 80),

@@ -71,7 +71,7 @@ def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> Collec
         "model_monitor_probe_error", "1 for the class of a failed case's error.", (*LABELS, "class"), registry=reg
     )
     for case, outcome in results:
-        labels = (case.endpoint.name, case.model, case.type, case.id)
+        labels = (case.endpoint.name, case.model, case.type.name, case.id)
         for name, (_, value_of) in PER_CASE.items():
             if (value := value_of(outcome)) is not None:
                 gauges[name].labels(*labels).set(value)

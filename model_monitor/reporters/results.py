@@ -40,7 +40,7 @@ def case_entry(case: Case, outcome: Outcome) -> dict[str, Any]:
         "id": case.id,
         "endpoint": case.endpoint.name,
         "model": case.model,
-        "type": case.type,
+        "type": case.type.name,
         "monitor": case.monitor,
         "verdict": "pass" if outcome.passed else "fail",
         "degraded": list(outcome.degraded),

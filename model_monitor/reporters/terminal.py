@@ -58,7 +58,7 @@ def _row(case: Case, outcome: Outcome, report: pytest.TestReport) -> Row:
     verdict = "FAIL" if not report.passed else "DEGRADED" if outcome.degraded else "PASS"
     return Row(
         case.id,
-        case.type,
+        case.type.name,
         verdict,
         _number(outcome.duration_s, "{:.3f}s"),
         _number(metrics.get("ttft_s"), "{:.3f}s"),

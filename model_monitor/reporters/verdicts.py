@@ -24,7 +24,8 @@ PARAM = re.compile(r"\[(.*)\]$")  # the parameter id at the end of a node id
 def identity_properties(case: Case) -> list[tuple[str, Any]]:
     """Who a test item is, as plain data set at collection: every report of the item carries it, from xdist
     workers too, so nothing depends on how pytest spells a node id (it escapes non-ASCII and control characters)."""
-    return [(PROPERTY_PREFIX + k, v) for k, v in (("case", case.id), ("type", case.type), ("monitor", case.monitor))]
+    identity = (("case", case.id), ("type", case.type.name), ("monitor", case.monitor))
+    return [(PROPERTY_PREFIX + k, v) for k, v in identity]
 
 
 class CaseIndex:

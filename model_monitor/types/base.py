@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ..case import Case, Endpoint
+from ..case import Case, Endpoint, ExpectOptions, Options, StreamOptions
 from ..errors import ErrorClass, ProbeError
 from ..reply import Timed, parse_json, server_message
 from .stream_format import ChunkReply, StreamReply
@@ -16,23 +17,25 @@ __all__ = [
     "EXPECT_SCHEMA",
     "MAX_TOKENS_SCHEMA",
     "PROMPT_SCHEMA",
-    "STREAM_FIELDS",
     "STREAM_IN_DEFAULTS",
     "STREAM_SCHEMA",
     "TEXTS_INPUT_SCHEMA",
     "TEXT_INPUT_SCHEMA",
     "Checked",
+    "ExpectOptions",
     "ModelType",
     "Multipart",
+    "Options",
+    "StreamOptions",
     "finite",
     "first_choice",
     "listed",
+    "options_of",
     "owned_params",
     "stream_fields",
 ]
 
-# The fields every streaming type has: its reply can be read as an SSE stream, and its text checked by `expect`.
-STREAM_FIELDS: Mapping[str, Any] = {"stream": False, "expect": {}}
+OptionsT = TypeVar("OptionsT", bound=Options)
 
 # JSON Schema of the fields a few types share (model_monitor/types/schema.py builds the file's schema from them).
 EXPECT_SCHEMA: Mapping[str, Any] = {
@@ -114,10 +117,10 @@ class Multipart:
     files: Mapping[str, tuple[str, bytes, str]]  # field -> (file name, content, content type)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per type: a case's type is that object, compared by identity
 class ModelType:
-    """One model type: its own fields with their defaults and their JSON Schema, the request it sends, and its check
-    of the reply.
+    """One model type: its own fields with their defaults (its options dataclass) and their JSON Schema, the request
+    it sends, and its check of the reply.
 
     A streamed reply is folded by the type's stream format into the same shape as a JSON body
     (stream_format.StreamReply.body), so one check serves both."""
@@ -125,7 +128,7 @@ class ModelType:
     name: str
     method: str
     path: str
-    fields: Mapping[str, Any]
+    options: type[Options]
     body: Callable[[Case], dict[str, Any] | Multipart | None]  # a JSON body, a multipart one, or none (GET)
     check: Callable[[Case, Any], Checked]
     parse: Callable[[Timed], Any] = parse_json  # how a plain reply is read: JSON, or the bytes for audio
@@ -139,17 +142,29 @@ class ModelType:
     key_header: str | None = None  # a header that carries the endpoint's API key too, beside Authorization: Bearer
 
     @property
-    def streams(self) -> bool:
-        return "stream" in self.fields
+    def fields(self) -> tuple[str, ...]:
+        """The names of its own fields, as the endpoints file spells them."""
+        return tuple(own.name for own in dataclasses.fields(self.options))
 
 
-def owned_params(model_type: ModelType, model: str, options: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+def options_of(case: Case, kind: type[OptionsT]) -> OptionsT:
+    """The case's options as its type's dataclass: config builds each case with the options of its own type."""
+    if not isinstance(case.options, kind):
+        raise TypeError(
+            f"case {case.id} of type {case.type.name} carries {type(case.options).__name__}, not {kind.__name__}"
+        )
+    return case.options
+
+
+def owned_params(model_type: ModelType, model: str, options: Options, params: Mapping[str, Any]) -> list[str]:
     """The params that would replace a request field the case sets itself (its model, what it sends, stream, a
     field of its type): the case would then probe something else under its own id and monitor."""
     own: set[str] = set()
-    for stream in (False, True) if model_type.streams else (None,):
-        fields = options if stream is None else {**options, "stream": stream}
-        case = Case(Endpoint("", ""), model=model, model_id="", type=model_type.name, monitor="", options=fields)
+    variants: list[Options] = [options]
+    if isinstance(options, StreamOptions):  # a streamed request sends more fields of its own
+        variants = [dataclasses.replace(options, stream=stream) for stream in (False, True)]
+    for variant in variants:
+        case = Case(Endpoint("", ""), model=model, model_id="", type=model_type, monitor="", options=variant)
         body = model_type.body(case)
         own |= {*body.data, *body.files} if isinstance(body, Multipart) else set(body or ())
     return sorted(own.intersection(params) - model_type.tags - model_type.open_params)

@@ -6,6 +6,7 @@ Visible content or a tool call is an answer; reasoning alone shows a live model 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..case import Case
@@ -14,12 +15,13 @@ from ..reply import load_json
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
-    STREAM_FIELDS,
     STREAM_IN_DEFAULTS,
     STREAM_SCHEMA,
     Checked,
     ModelType,
+    StreamOptions,
     first_choice,
+    options_of,
     stream_fields,
 )
 from .contracts import reply_json
@@ -37,16 +39,19 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-FIELDS = {
-    **STREAM_FIELDS,
-    "prompt": None,
-    "max_tokens": 256,
-    "token_param": "max_tokens",  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
-    "reasoning_effort": None,
-    "require_content": False,
-    "json_mode": False,
-    "tool_call": False,
-}
+
+
+@dataclass(frozen=True)
+class ChatOptions(StreamOptions):
+    prompt: str | None = None  # None: the prompt that fits json_mode or tool_call
+    max_tokens: int = 256
+    token_param: str = "max_tokens"  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
+    reasoning_effort: str | None = None
+    require_content: bool = False
+    json_mode: bool = False
+    tool_call: bool = False
+
+
 SCHEMA = {
     **STREAM_SCHEMA,
     **PROMPT_SCHEMA,
@@ -76,19 +81,19 @@ IN_DEFAULTS = STREAM_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reas
 
 
 def _body(case: Case) -> dict[str, Any]:
-    options = case.options
-    default = TOOL_PROMPT if options["tool_call"] else JSON_PROMPT if options["json_mode"] else PROMPT
+    options = options_of(case, ChatOptions)
+    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else PROMPT
     contracts: dict[str, Any] = {}
-    if options["json_mode"]:
+    if options.json_mode:
         contracts["response_format"] = {"type": "json_object"}
-    if options["tool_call"]:
+    if options.tool_call:
         contracts["tools"] = [TOOL]
-    if options["reasoning_effort"]:
-        contracts["reasoning_effort"] = options["reasoning_effort"]
+    if options.reasoning_effort:
+        contracts["reasoning_effort"] = options.reasoning_effort
     return {
         "model": case.model,
-        "messages": [{"role": "user", "content": options["prompt"] or default}],
-        options["token_param"]: options["max_tokens"],
+        "messages": [{"role": "user", "content": options.prompt or default}],
+        options.token_param: options.max_tokens,
         **stream_fields(case),
         **contracts,
         **case.params,
@@ -96,6 +101,7 @@ def _body(case: Case) -> dict[str, Any]:
 
 
 def _check(case: Case, data: Any) -> Checked:
+    options = options_of(case, ChatOptions)
     choice = first_choice(data)
     message, finish_reason = choice.get("message"), choice.get("finish_reason")
     if not isinstance(message, dict):
@@ -111,7 +117,7 @@ def _check(case: Case, data: Any) -> Checked:
         summary = f"replied {len(content)} chars (finish_reason={finish_reason})"
     elif calls:
         summary = f"replied with {len(calls)} tool call(s) (finish_reason={finish_reason})"
-    elif (message.get("reasoning_content") or message.get("reasoning")) and not case.options["require_content"]:
+    elif (message.get("reasoning_content") or message.get("reasoning")) and not options.require_content:
         summary = f"reasoning only, no visible content yet (finish_reason={finish_reason})"
     elif message.get("reasoning_content") or message.get("reasoning"):
         raise ProbeError(
@@ -120,9 +126,9 @@ def _check(case: Case, data: Any) -> Checked:
         )
     else:
         raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
-    if case.options["tool_call"]:
+    if options.tool_call:
         _check_tool_call(calls or [])
-    if case.options["json_mode"]:
+    if options.json_mode:
         reply_json(content or "", "although response_format asked for JSON")
     return Checked(summary, text=content or "")
 
@@ -146,7 +152,7 @@ TYPE = ModelType(
     "chat",
     "POST",
     "/chat/completions",
-    FIELDS,
+    ChatOptions,
     _body,
     _check,
     tags=frozenset({"metadata", "user"}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..case import Case
@@ -9,27 +10,34 @@ from ..errors import ErrorClass, ProbeError
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
-    STREAM_FIELDS,
     STREAM_IN_DEFAULTS,
     STREAM_SCHEMA,
     Checked,
     ModelType,
+    StreamOptions,
     first_choice,
+    options_of,
     stream_fields,
 )
 
 __all__ = ["TYPE"]
 
-FIELDS = {**STREAM_FIELDS, "prompt": "The capital of France is", "max_tokens": 32}
+
+@dataclass(frozen=True)
+class CompletionOptions(StreamOptions):
+    prompt: str = "The capital of France is"
+    max_tokens: int = 32
+
+
 SCHEMA = {**STREAM_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
 
 
 def _body(case: Case) -> dict[str, Any]:
-    options = case.options
+    options = options_of(case, CompletionOptions)
     return {
         "model": case.model,
-        "prompt": options["prompt"],
-        "max_tokens": options["max_tokens"],
+        "prompt": options.prompt,
+        "max_tokens": options.max_tokens,
         **stream_fields(case),
         **case.params,
     }
@@ -49,7 +57,7 @@ TYPE = ModelType(
     "completion",
     "POST",
     "/completions",
-    FIELDS,
+    CompletionOptions,
     _body,
     _check,
     tags=frozenset({"user"}),

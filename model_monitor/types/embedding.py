@@ -5,15 +5,24 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, finite, listed
+from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, Options, finite, listed, options_of
 
 __all__ = ["TYPE"]
 
-FIELDS = {"input": "Model Monitor canary sentence.", "dimensions": None, "encoding_format": None}
+
+@dataclass(frozen=True)
+class EmbeddingOptions(Options):
+    input: str | Sequence[str] = "Model Monitor canary sentence."
+    dimensions: int | None = None
+    encoding_format: str | None = None
+
+
 SCHEMA = {
     **TEXTS_INPUT_SCHEMA,
     "dimensions": {"description": "The expected vector size.", "type": "integer", "minimum": 1},
@@ -25,12 +34,12 @@ SCHEMA = {
 
 
 def _inputs(case: Case) -> list[str]:
-    text = case.options["input"]
+    text = options_of(case, EmbeddingOptions).input
     return [text] if isinstance(text, str) else list(text)
 
 
 def _body(case: Case) -> dict[str, Any]:
-    encoding = case.options["encoding_format"]
+    encoding = options_of(case, EmbeddingOptions).encoding_format
     extra = {"encoding_format": encoding} if encoding else {}
     return {"model": case.model, "input": _inputs(case), **extra, **case.params}
 
@@ -50,7 +59,7 @@ def _check(case: Case, data: Any) -> Checked:
     if len(sizes) > 1:
         raise ProbeError(ErrorClass.SCHEMA, f"embeddings differ in size: {sorted(sizes)}")
     size = sizes.pop()
-    expected = case.options["dimensions"]
+    expected = options_of(case, EmbeddingOptions).dimensions
     if expected is not None and size != expected:
         raise ProbeError(ErrorClass.SCHEMA, f"embedding has {size} dimensions, expected {expected}")
     return Checked(f"{len(items)} vector(s) of {size} dimensions")
@@ -75,7 +84,7 @@ TYPE = ModelType(
     "embedding",
     "POST",
     "/embeddings",
-    FIELDS,
+    EmbeddingOptions,
     _body,
     _check,
     tags=frozenset({"user"}),

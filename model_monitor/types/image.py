@@ -8,16 +8,23 @@ import base64
 import binascii
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import PROMPT_SCHEMA, Checked, ModelType, listed
+from .base import PROMPT_SCHEMA, Checked, ModelType, Options, listed, options_of
 
 __all__ = ["TYPE", "image_size"]
 
-FIELDS = {"prompt": "A small red circle on a white background.", "size": "256x256"}
+
+@dataclass(frozen=True)
+class ImageOptions(Options):
+    prompt: str = "A small red circle on a white background."
+    size: str = "256x256"
+
+
 SCHEMA = {
     **PROMPT_SCHEMA,
     "size": {
@@ -32,11 +39,12 @@ JPEG_SOF = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive frames: the 
 
 
 def _body(case: Case) -> dict[str, Any]:
+    options = options_of(case, ImageOptions)
     return {
         "model": case.model,
-        "prompt": case.options["prompt"],
+        "prompt": options.prompt,
         "n": 1,
-        "size": case.options["size"],
+        "size": options.size,
         "response_format": "b64_json",
         **case.params,
     }
@@ -49,7 +57,7 @@ def _check(case: Case, data: Any) -> Checked:
     if isinstance(first.get("b64_json"), str) and first["b64_json"]:
         picture = _decoded(first["b64_json"])
         kind, width, height = image_size(picture)
-        asked = case.options["size"]
+        asked = options_of(case, ImageOptions).size
         if _dimensions(asked) not in (None, (width, height)):  # a size it named ("auto" names none) is what it asked
             raise ProbeError(
                 ErrorClass.SCHEMA, f"data[0].b64_json is a {kind} of {width}x{height} pixels, asked for {asked}"
@@ -176,7 +184,7 @@ TYPE = ModelType(
     "image",
     "POST",
     "/images/generations",
-    FIELDS,
+    ImageOptions,
     _body,
     _check,
     tags=frozenset({"user"}),

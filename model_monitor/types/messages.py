@@ -24,12 +24,13 @@ from ..reply import server_message
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
-    STREAM_FIELDS,
     STREAM_IN_DEFAULTS,
     STREAM_SCHEMA,
     Checked,
     ModelType,
+    StreamOptions,
     listed,
+    options_of,
 )
 from .stream_format import StreamReply
 from .usage import count
@@ -38,7 +39,6 @@ __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
 ANTHROPIC_VERSION = "2023-06-01"  # the one version of the Messages API; servers that mimic it accept it
-FIELDS = {**STREAM_FIELDS, "prompt": PROMPT, "max_tokens": 256}
 SCHEMA = {**STREAM_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
 # delta type -> the block it extends (type, field), and whether it is visible output (thinking shows a live model)
 DELTAS = {
@@ -49,13 +49,19 @@ DELTAS = {
 STOP = b"message_stop"
 
 
+@dataclass(frozen=True)
+class MessagesOptions(StreamOptions):
+    prompt: str = PROMPT
+    max_tokens: int = 256
+
+
 def _body(case: Case) -> dict[str, Any]:
-    options = case.options
+    options = options_of(case, MessagesOptions)
     stream = {"stream": True} if case.stream else {}
     return {
         "model": case.model,
-        "max_tokens": options["max_tokens"],
-        "messages": [{"role": "user", "content": options["prompt"]}],
+        "max_tokens": options.max_tokens,
+        "messages": [{"role": "user", "content": options.prompt}],
         **stream,
         **case.params,
     }
@@ -171,7 +177,7 @@ TYPE = ModelType(
     "messages",
     "POST",
     "/messages",
-    FIELDS,
+    MessagesOptions,
     _body,
     _check,
     stream_format=MessagesReply,

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, listed
+from .base import Checked, ModelType, Options, listed
 
 __all__ = ["TYPE", "model_ids"]
 
@@ -27,4 +27,4 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"listed among {len(ids)} models")
 
 
-TYPE = ModelType("models", "GET", "/models", {}, lambda case: None, _check)
+TYPE = ModelType("models", "GET", "/models", Options, lambda case: None, _check)

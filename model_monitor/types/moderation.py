@@ -3,25 +3,30 @@ finite `category_scores`. Whether the canary is flagged is reported, not judged:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, finite, listed
+from .base import TEXTS_INPUT_SCHEMA, Checked, ModelType, Options, finite, listed, options_of
 
 __all__ = ["TYPE"]
 
-FIELDS = {"input": "Model Monitor canary: the tea is warm and the weather is mild."}
+
+@dataclass(frozen=True)
+class ModerationOptions(Options):
+    input: str | Sequence[str] = "Model Monitor canary: the tea is warm and the weather is mild."
 
 
 def _count(case: Case) -> int:
     """How many texts are sent: `input` is one string or a list of them."""
-    text = case.options["input"]
+    text = options_of(case, ModerationOptions).input
     return 1 if isinstance(text, str) else len(text)
 
 
 def _body(case: Case) -> dict[str, Any]:
-    return {"model": case.model, "input": case.options["input"], **case.params}
+    return {"model": case.model, "input": options_of(case, ModerationOptions).input, **case.params}
 
 
 def _check(case: Case, data: Any) -> Checked:
@@ -62,7 +67,7 @@ TYPE = ModelType(
     "moderation",
     "POST",
     "/moderations",
-    FIELDS,
+    ModerationOptions,
     _body,
     _check,
     schema=TEXTS_INPUT_SCHEMA,

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import Checked, ModelType, finite, listed
+from .base import Checked, ModelType, Options, finite, listed, options_of
 
 __all__ = ["TYPE"]
 
@@ -17,7 +18,13 @@ DOCUMENTS = (
     "Bananas are rich in potassium.",
     "The Pacific is the largest ocean.",
 )
-FIELDS = {"rank_check": False}
+
+
+@dataclass(frozen=True)
+class RerankOptions(Options):
+    rank_check: bool = False
+
+
 SCHEMA = {
     "rank_check": {
         "description": "The obviously relevant document of the canary query must rank first.",
@@ -48,9 +55,9 @@ def _check(case: Case, data: Any) -> Checked:
     if len(results) != documents or distinct != documents:
         raise ProbeError(ErrorClass.SCHEMA, f"got {distinct} distinct scores for {documents} documents")
     place = [index for _, index in sorted(scored, reverse=True)].index(0) + 1
-    if case.options["rank_check"] and place != 1:
+    if options_of(case, RerankOptions).rank_check and place != 1:
         raise ProbeError(ErrorClass.EXPECTATION, f"the relevant document ranked {place} of {documents} for {QUERY!r}")
     return Checked(f"{documents} documents scored, relevant one ranked {place}")
 
 
-TYPE = ModelType("rerank", "POST", "/rerank", FIELDS, _body, _check, schema=SCHEMA)
+TYPE = ModelType("rerank", "POST", "/rerank", RerankOptions, _body, _check, schema=SCHEMA)

@@ -13,13 +13,21 @@ from typing import Any
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import one_line, server_message
-from .base import STREAM_FIELDS, STREAM_IN_DEFAULTS, STREAM_SCHEMA, TEXT_INPUT_SCHEMA, Checked, ModelType, listed
+from .base import (
+    STREAM_IN_DEFAULTS,
+    STREAM_SCHEMA,
+    TEXT_INPUT_SCHEMA,
+    Checked,
+    ModelType,
+    StreamOptions,
+    listed,
+    options_of,
+)
 from .stream_format import StreamReply
 
 __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
-FIELDS = {**STREAM_FIELDS, "input": PROMPT, "max_output_tokens": 256}
 SCHEMA = {
     **STREAM_SCHEMA,
     **TEXT_INPUT_SCHEMA,
@@ -35,13 +43,19 @@ VISIBLE_DELTAS = ("response.output_text.delta", "response.refusal.delta", "respo
 REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta")
 
 
+@dataclass(frozen=True)
+class ResponsesOptions(StreamOptions):
+    input: str = PROMPT
+    max_output_tokens: int = 256
+
+
 def _body(case: Case) -> dict[str, Any]:
-    options = case.options
+    options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
     return {
         "model": case.model,
-        "input": options["input"],
-        "max_output_tokens": options["max_output_tokens"],
+        "input": options.input,
+        "max_output_tokens": options.max_output_tokens,
         **stream,
         **case.params,
     }
@@ -59,7 +73,8 @@ def _check(case: Case, data: Any) -> Checked:
     if status == "incomplete":
         details = data.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        hint = f" (max_output_tokens is {case.options['max_output_tokens']})" if reason == "max_output_tokens" else ""
+        budget = options_of(case, ResponsesOptions).max_output_tokens
+        hint = f" (max_output_tokens is {budget})" if reason == "max_output_tokens" else ""
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
     if status != "completed":
         raise ProbeError(ErrorClass.SCHEMA, f"response status is {one_line(status, 40)!r}, expected completed")
@@ -155,7 +170,7 @@ TYPE = ModelType(
     "responses",
     "POST",
     "/responses",
-    FIELDS,
+    ResponsesOptions,
     _body,
     _check,
     stream_format=ResponsesReply,

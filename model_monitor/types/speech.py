@@ -11,11 +11,18 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import Timed, load_json, media_type, one_line, server_message
 from .audio import READERS, sniff
-from .base import TEXT_INPUT_SCHEMA, Checked, ModelType
+from .base import TEXT_INPUT_SCHEMA, Checked, ModelType, Options, options_of
 
 __all__ = ["TYPE"]
 
-FIELDS = {"input": "Model Monitor canary sentence.", "voice": "alloy", "response_format": "wav"}
+
+@dataclass(frozen=True)
+class SpeechOptions(Options):
+    input: str = "Model Monitor canary sentence."
+    voice: str = "alloy"
+    response_format: str = "wav"
+
+
 SCHEMA = {
     **TEXT_INPUT_SCHEMA,
     "voice": {
@@ -40,12 +47,12 @@ class Audio:
 
 
 def _body(case: Case) -> dict[str, Any]:
-    options = case.options
+    options = options_of(case, SpeechOptions)
     return {
         "model": case.model,
-        "input": options["input"],
-        "voice": options["voice"],
-        "response_format": options["response_format"],
+        "input": options.input,
+        "voice": options.voice,
+        "response_format": options.response_format,
         **case.params,
     }
 
@@ -55,7 +62,7 @@ def _parse(reply: Timed) -> Audio:
 
 
 def _check(case: Case, audio: Audio) -> Checked:
-    wanted = case.options["response_format"]
+    wanted = options_of(case, SpeechOptions).response_format
     if "json" in audio.content_type or audio.content_type.startswith("text/"):
         said = server_message(load_json(audio.data)) if "json" in audio.content_type else None
         if said:
@@ -116,5 +123,13 @@ def _json_or_none(data: bytes) -> Any:
 
 
 TYPE = ModelType(
-    "speech", "POST", "/audio/speech", FIELDS, _body, _check, _parse, schema=SCHEMA, in_defaults=frozenset({"input"})
+    "speech",
+    "POST",
+    "/audio/speech",
+    SpeechOptions,
+    _body,
+    _check,
+    _parse,
+    schema=SCHEMA,
+    in_defaults=frozenset({"input"}),
 )

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import EXPECT_SCHEMA, Checked, ModelType, Multipart
+from .base import EXPECT_SCHEMA, Checked, ExpectOptions, ModelType, Multipart, options_of
 
 __all__ = ["CANARY", "TYPE", "canary"]
 
 # "the quick brown fox jumps over the lazy dog", spoken by espeak-ng: 2.8 s, 16 kHz mono 16-bit PCM.
 CANARY = "canary.wav"
-FIELDS: dict[str, Any] = {"language": None, "expect": {}}
 SCHEMA = {
     "language": {
         "description": "The language spoken in the canary (en), sent as a hint. Default: the server detects it.",
@@ -27,13 +27,18 @@ SCHEMA = {
 }
 
 
+@dataclass(frozen=True)
+class TranscriptionOptions(ExpectOptions):
+    language: str | None = None  # None: the server detects it
+
+
 @functools.cache
 def canary() -> bytes:
     return resources.files(__package__).joinpath(CANARY).read_bytes()
 
 
 def _body(case: Case) -> Multipart:
-    language = case.options["language"]
+    language = options_of(case, TranscriptionOptions).language
     fields = {"model": case.model, "response_format": "json", **({"language": language} if language else {})}
     # Form fields are text: extra params keep their JSON spelling (true, 0.2), not Python's (True).
     params = {name: value if isinstance(value, str) else json.dumps(value) for name, value in case.params.items()}
@@ -52,4 +57,4 @@ def _check(case: Case, data: Any) -> Checked:
     return Checked(f"heard {words} words", text=text)
 
 
-TYPE = ModelType("transcription", "POST", "/audio/transcriptions", FIELDS, _body, _check, schema=SCHEMA)
+TYPE = ModelType("transcription", "POST", "/audio/transcriptions", TranscriptionOptions, _body, _check, schema=SCHEMA)
