@@ -16,7 +16,7 @@ from . import config as endpoints_config
 from . import scheduler, selection, settings
 from .case import Case
 from .config import ConfigError, Suite, discovery
-from .errors import TelemetryConfigError
+from .errors import ErrorClass, TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .redact import RedactingRecords, Redactor
@@ -24,7 +24,7 @@ from .reporters import Destinations, Fanout, build, results, terminal, verdicts
 from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex
 from .run import Monitor
-from .stop import Role, Stopper
+from .stop import STOPPER, Role, Stopper
 
 __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
     "check_case",
@@ -47,6 +47,7 @@ MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
+STOPPED = "model_monitor_stopped"  # workerinput key: why the controller's run was stopped before its workers started
 
 
 MONITOR = pytest.StashKey[Monitor]()
@@ -55,16 +56,19 @@ MONITOR = pytest.StashKey[Monitor]()
 def pytest_configure(config: pytest.Config) -> None:
     """Loaded by the entry point (entry.py) only for runs that collect our suite."""
     resolved = settings.resolve(config)
+    stopper = config.stash[STOPPER] = _stopper(config, resolved)  # before any request, the listings' too
     reports = None if hasattr(config, "workerinput") else report_paths(config, resolved)  # before any request
     path = Path(resolved.endpoints)
     if not path.is_absolute():
         path = config.invocation_params.dir / path
     try:
         suite = endpoints_config.load(path)
-        listings = _listings(config, suite)
+        listings = _listings(config, suite, stopper)
         suite = discovery.apply(suite, listings)
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
+    if stopper.reason is not None and _is_controller(config):
+        _no_workers(config)
     case_by_id = {case.id: case for case in suite.cases}
     if (unknown := selection.unknown_only(resolved.only, suite.cases)) is not None:
         raise pytest.UsageError(f"--only {unknown!r} names no endpoint and no case id in the endpoints file")
@@ -83,7 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
         redact,
         records,
         CaseIndex(case_by_id),
-        _stopper(config, resolved),
+        stopper,
         destinations,
         listings=listings,
     )
@@ -101,39 +105,55 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
 
 
-def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
-    """The discovering endpoints' model listings: made here, or received from the xdist controller, which made them
-    once for all its workers (each listing on its own could find other models, and workers must collect alike)."""
+def _listings(config: pytest.Config, suite: Suite, stopper: Stopper) -> dict[str, discovery.Listing]:
+    """The discovering endpoints' model listings: made here (a stop ends them), or received from the xdist
+    controller, which made them once for all its workers (each listing on its own could find other models, and
+    workers must collect alike)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
-        return discovery.list_models(suite)
+        lister = discovery.Lister(suite)
+        stopper.attach(lister)
+        return lister.listings()
     return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
 
 
 def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
-    """SIGTERM, SIGINT and the run deadline, counted from the controller's start under xdist."""
+    """The stopping signals and the run deadline, counted from the controller's start under xdist; a worker of a
+    controller stopped already (during discovery) starts stopped."""
+    workerinput = getattr(config, "workerinput", {})
     role: Role = "worker" if hasattr(config, "workerinput") else "controller" if _is_controller(config) else "single"
-    started = float(getattr(config, "workerinput", {}).get(RUN_STARTED, time.time()))
-    stopper = Stopper(role, started, resolved.stop_grace)
+    stopper = Stopper(role, float(workerinput.get(RUN_STARTED, time.time())), resolved.stop_grace)
     stopper.install()
-    stopper.arm(resolved.run_deadline)  # on a controller it only bounds the last pings: its workers stop themselves
+    if (stopped := workerinput.get(STOPPED)) is not None:
+        stopper.stopped_elsewhere(ErrorClass(stopped[0]), stopped[1])
+    stopper.arm(resolved.run_deadline)  # a controller's bounds discovery and the last pings: workers stop themselves
     return stopper
+
+
+def _no_workers(config: pytest.Config) -> None:
+    """A controller stopped during discovery starts no xdist workers (they could take longer to start than the stop
+    grace): it reports every case itself, at once. xdist's own configure, which comes after ours, reads these."""
+    config.option.numprocesses, config.option.dist, config.option.tx = 0, "no", []
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist: each worker counts the run deadline from the controller's start, not its own, and collects the
-    models the controller discovered."""
+    """xdist: each worker counts the run deadline from the controller's start, not its own, collects the models the
+    controller discovered, and starts stopped if the controller was stopped already."""
     monitor = node.config.stash.get(MONITOR, None)
     if monitor is not None:
         node.workerinput[RUN_STARTED] = monitor.stopper.started
         node.workerinput[DISCOVERED] = {name: listing.plain() for name, listing in monitor.listings.items()}
+        if (reason := monitor.stopper.reason) is not None:
+            node.workerinput[STOPPED] = [reason[0].value, reason[1]]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     monitor = config.stash.get(MONITOR, None)
     if monitor is not None:
         monitor.close()
+    elif (stopper := config.stash.get(STOPPER, None)) is not None:  # configuring failed before the monitor existed
+        stopper.uninstall()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

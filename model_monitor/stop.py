@@ -1,7 +1,9 @@
-"""An orderly stop: SIGTERM, SIGINT and the run deadline fail what is left, and the run still reports all of it.
+"""An orderly stop: a signal or the run deadline fails what is left, and the run still reports all of it.
 
 Kubernetes stops a job with SIGTERM (activeDeadlineSeconds, eviction, a node drain), then SIGKILL after the pod's
-grace period; a cancelled CI job and Ctrl-C send SIGINT. On the first signal the engine stops probing: a case whose
+grace period; a cancelled CI job and Ctrl-C send SIGINT; a closed terminal sends SIGHUP; SIGQUIT asks to quit. All
+four stop alike. The handlers are in place before the first request of any kind (the discovery listings included),
+and the run deadline bounds those too. On the first signal whatever is under way (listings, probes) stops: a case whose
 request had finished keeps its verdict, every other one fails as `interrupted`, and the run goes on as usual, only
 fast: verdicts, pings, the summary and JUnit are all written, within `--stop-grace` seconds, and the exit code is
 pytest's 2 (interrupted). A second signal ends the process at once, by that signal. The run deadline does the same
@@ -21,12 +23,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, Protocol
 
+import pytest
+
 from .errors import ErrorClass
 
-__all__ = ["Role", "Stopper"]
+__all__ = ["STOPPER", "Role", "Stopper"]
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 Role = Literal["single", "controller", "worker"]
+
+
+STOPPER = pytest.StashKey["Stopper"]()  # the run's, in place before any request (the plugin's configure sets it)
 
 
 class Stoppable(Protocol):
@@ -34,8 +41,8 @@ class Stoppable(Protocol):
 
 
 class Stopper:
-    """Turns a signal or the run deadline into one stop() of the engine, whenever it comes (even before the
-    engine exists), and bounds what the stopped run may still take."""
+    """Turns a signal or the run deadline into one stop() of what is under way (the listings, then the engine),
+    whenever it comes (even before either exists), and bounds what the stopped run may still take."""
 
     def __init__(self, role: Role, started: float, grace: float) -> None:
         self.role = role
@@ -44,12 +51,12 @@ class Stopper:
         self.signal_name: str | None = None
         self.reason: tuple[ErrorClass, str] | None = None
         self._stopped_at: float | None = None  # monotonic
-        self._engine: Stoppable | None = None
+        self._attached: list[Stoppable] = []
         self._previous: dict[int, Any] = {}
         self._timers: list[threading.Timer] = []
 
     def install(self) -> None:
-        """Take SIGTERM and SIGINT (only the main thread may)."""
+        """Take the stopping signals (only the main thread may)."""
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -71,10 +78,15 @@ class Stopper:
                 f"the run deadline of {deadline:g} s passed",
             )
 
-    def attach(self, engine: Stoppable) -> None:
-        self._engine = engine
+    def attach(self, stoppable: Stoppable) -> None:
+        """Stop this one too, now if the run was stopped already."""
+        self._attached.append(stoppable)
         if self.reason is not None:
-            engine.stop(*self.reason)
+            stoppable.stop(*self.reason)
+
+    def stopped_elsewhere(self, error_class: ErrorClass, why: str) -> None:
+        """The stop the xdist controller made before this worker started (during discovery)."""
+        self._stop(error_class, why)
 
     def grace_left(self) -> float:
         """What is left of the stop grace (unbounded while the run has not been stopped)."""
@@ -97,8 +109,8 @@ class Stopper:
     def _stop(self, error_class: ErrorClass, why: str) -> None:
         if self.reason is None:
             self.reason, self._stopped_at = (error_class, why), time.monotonic()
-        if self._engine is not None:
-            self._engine.stop(*self.reason)
+        for stoppable in self._attached:
+            stoppable.stop(*self.reason)
 
     def _later(self, seconds: float, action: Any, *args: Any) -> None:
         timer = threading.Timer(max(0.0, seconds), action, args)

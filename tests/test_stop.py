@@ -148,3 +148,77 @@ def test_pings_and_junit_carry_the_requests_own_times(server: FakeOpenAI, run_mo
     assert times["svc/slow"] >= 1.2
     durations = [line for line in run.result.outlines if "call" in line and "test_endpoint[" in line]
     assert "svc/slow" in durations[0], "--durations names the slow endpoint first"
+
+
+def discovering(url: str, *models: dict) -> list[dict]:
+    """A discovering endpoint `gw` whose listing the server holds, and an endpoint `svc` the file lists."""
+    return [{"name": "gw", "url": url, "discover": True}, endpoint(url, *models)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@WORKERS
+def test_a_signal_during_discovery_reports_every_case_as_interrupted(
+    start_monitor, workers: list[str], sig: int
+) -> None:
+    """The listing is held: the handlers are in place before it is sent, so the signal ends it and the run reports
+    the discovery case and the file's cases as interrupted, each with its pings, and exits 2 (under xdist too,
+    where the controller lists and its workers start stopped)."""
+    with FakeOpenAI(listing="hang") as server, Receiver() as receiver:
+        run = start_monitor(
+            discovering(server.url, model("ok"), model("other")),
+            f"--cronitor-url={receiver.url}/p/stopkey1234",
+            *workers,
+        )
+        wait_for_requests(server, 1)
+        time.sleep(0.3)
+        run.signal_and_wait(sig, bound=STOP_GRACE_S + 20)  # xdist's workers start after the stop
+        states = ends(receiver)
+        paths = [r.path for r in server.requests]
+    name = signal.Signals(sig).name
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    assert set(cases) == {"gw/discovery", "svc/ok", "svc/other"}, run.output
+    assert cases["gw/discovery"]["model_monitor.reason"].startswith(f"interrupted: run interrupted by {name} after ")
+    assert "; listing GET /models in flight for " in cases["gw/discovery"]["model_monitor.reason"]
+    for case_id in ("svc/ok", "svc/other"):
+        assert cases[case_id]["model_monitor.reason"].endswith("; request not sent yet"), cases[case_id]
+    assert {props["model_monitor.class"] for props in cases.values()} == {"interrupted"}
+    assert states == {key: ["run", "fail"] for key in ("gw-discovery", "svc-ok", "svc-other")}
+    assert paths == ["/v1/models"], "nothing is probed after the stop"
+    assert f"model-monitor: run interrupted by {name}" in run.output
+
+
+def test_the_run_deadline_bounds_a_held_listing(run_monitor) -> None:
+    """The listing's own timeout (60 s) is longer than the run may take: the run deadline ends it."""
+    with FakeOpenAI(listing="hang") as server:
+        run = run_monitor(
+            {"endpoints": [{**discovering(server.url)[0], "discover_timeout": 60}, endpoint(server.url, model("ok"))]},
+            "--run-deadline=3",
+            timeout=40,
+        )
+    assert run.ret == 1, run.output
+    assert run.error_class("gw/discovery") == "timeout"
+    assert run.reason("gw/discovery").startswith("timeout: the run deadline of 3 s passed; listing GET /models in ")
+    assert run.reason("svc/ok") == "timeout: the run deadline of 3 s passed; request not sent yet"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
+@WORKERS
+def test_sighup_and_sigquit_stop_the_run_as_sigterm_does(
+    server: FakeOpenAI, start_monitor, workers: list[str], sig: int
+) -> None:
+    with Receiver() as receiver:
+        run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
+        wait_for_requests(server, len(HELD))
+        time.sleep(0.3)
+        workers_pids = run.children()
+        run.signal_and_wait(sig, bound=STOP_GRACE_S)
+        states = ends(receiver)
+    name = signal.Signals(sig).name
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    assert cases["svc/ok"]["model_monitor.verdict"] == "pass"
+    for held in ("svc/hang", "svc/slow"):
+        assert cases[held]["model_monitor.reason"].startswith(f"interrupted: run interrupted by {name} after ")
+    assert all(len(states[key]) == 2 for key in ("svc-ok", "svc-bad", "svc-hang", "svc-slow")), states
+    assert all(gone(pid) for pid in workers_pids), "no orphaned worker"

@@ -9,8 +9,10 @@ rather than a crash or an empty run: an alert, where a quiet gap in monitoring w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,7 +28,7 @@ from ..types.models import model_ids
 from .build import Discovery, Suite
 from .document import name_problem
 
-__all__ = ["DISCOVERY", "Listing", "apply", "list_models"]
+__all__ = ["DISCOVERY", "Lister", "Listing", "apply"]
 
 DISCOVERY = "discovery"  # the model part of the failing case's id: <endpoint>/discovery
 MAX_LISTING_BYTES = 8 * 1024 * 1024  # a listing of thousands of models is a few hundred KB
@@ -76,16 +78,57 @@ class Listing:
         return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
 
 
-def list_models(suite: Suite, environ: Mapping[str, str] | None = None) -> dict[str, Listing]:
-    """Every discovering endpoint's listing, all at once: the run waits for the slowest, not for their sum."""
-    if not suite.discoveries:
-        return {}
-    environ = os.environ if environ is None else environ
+class Lister:
+    """Makes every discovering endpoint's listing, all at once: the run waits for the slowest, not for their sum.
 
-    async def all_listings() -> list[Listing]:
-        return await asyncio.gather(*(_listing(suite, name, environ) for name in suite.discoveries))
+    stop() (the run's Stopper calls it, from a signal handler or the run deadline's thread) ends the listings still
+    under way; each fails with the stop's class, and so does its endpoint's discovery case."""
 
-    return dict(zip(suite.discoveries, asyncio.run(all_listings()), strict=True))
+    def __init__(self, suite: Suite, environ: Mapping[str, str] | None = None) -> None:
+        self._suite = suite
+        self._environ = os.environ if environ is None else environ
+        self._stop: tuple[ErrorClass, str] | None = None
+        self._stopped = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started: float | None = None  # monotonic, as the listings were sent
+        self._stopped_at = 0.0  # monotonic
+
+    def listings(self) -> dict[str, Listing]:
+        if not self._suite.discoveries:
+            return {}
+        found = zip(self._suite.discoveries, asyncio.run(self._all()), strict=True)
+        return {name: listing or self._stopped_listing() for name, listing in found}
+
+    def stop(self, error_class: ErrorClass, why: str) -> None:
+        """Safe from a signal handler and from another thread; only the first call counts."""
+        if self._stop is None:
+            self._stop, self._stopped_at = (error_class, why), time.monotonic()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the listings are over and their loop closed: nothing to stop
+                loop.call_soon_threadsafe(self._stopped.set)
+
+    async def _all(self) -> list[Listing | None]:
+        """Every listing, or None for one that the stop ended."""
+        self._loop = asyncio.get_running_loop()  # before looking at _stop: a stop in between still wakes the loop
+        if self._stop is not None:
+            return [None] * len(self._suite.discoveries)
+        self._started = time.monotonic()
+        tasks = [asyncio.create_task(_listing(self._suite, name, self._environ)) for name in self._suite.discoveries]
+        stopped = asyncio.create_task(self._stopped.wait())
+        either: list[asyncio.Future[Any]] = [asyncio.gather(*tasks, return_exceptions=True), stopped]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        for task in (*tasks, stopped):
+            task.cancel()
+        await asyncio.wait(either)  # each listing closes its connection
+        return [None if task.cancelled() else task.result() for task in tasks]
+
+    def _stopped_listing(self) -> Listing:
+        assert self._stop is not None
+        error_class, why = self._stop
+        sent = self._started
+        state = "not sent" if sent is None else f"in flight for {self._stopped_at - sent:.1f} s"
+        return Listing(failure=(error_class.value, f"{why}; listing GET {LISTING_PATH} {state}"))
 
 
 async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listing:
