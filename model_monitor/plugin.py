@@ -35,6 +35,7 @@ __all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole
     "pytest_generate_tests",
     "pytest_report_header",
     "pytest_runtest_makereport",
+    "pytest_runtest_protocol",
     "pytest_runtestloop",
     "pytest_sessionfinish",
     "pytest_terminal_summary",
@@ -272,6 +273,41 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
     return check
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Once the run is stopped, a case is reported without being run: its outcome (a verdict if its request had
+    finished, else the stop's class) in the reports pytest would make, without fixtures, a call or a traceback. Each
+    case run in full costs milliseconds, which at thousands of cases would outlast the stop grace."""
+    monitor = item.config.stash.get(MONITOR, None)
+    case = case_of(item)
+    if monitor is None or monitor.stopper.reason is None or case is None:
+        return None
+    outcome = _engine(monitor, item.config).outcome(case)
+    item.user_properties.extend(outcome.properties())
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    now, failed = time.time(), not outcome.passed
+    for when, verdict, longrepr, duration in (
+        ("setup", "passed", None, 0.0),
+        ("call", "failed" if failed else "passed", outcome.reason if failed else None, outcome.request_s),
+        ("teardown", "passed", None, 0.0),
+    ):
+        report = pytest.TestReport(
+            item.nodeid,
+            item.location,
+            {},
+            verdict,  # type: ignore[arg-type]  # one of pytest's three outcomes
+            longrepr,
+            when,  # type: ignore[arg-type]  # one of pytest's three phases
+            duration=duration or 0.0,
+            start=now,
+            stop=now,
+            user_properties=list(item.user_properties),
+        )
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A case's time in JUnit and --durations is its request's own (every attempt), not how long pytest waited:
@@ -291,6 +327,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
+    if monitor.stopper.reason is not None:
+        # The summary table gives every case's reason. pytest's FAILURES section would repeat them, in a time that
+        # grows with the square of the cases (it looks for each one's teardown among all reports): minutes at 5,000.
+        session.config.option.tbstyle = "no"
     if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and monitor.others_shards:
         # A shard whose share of a non-empty selection is empty did its part: exit 5 would fail its Job's index.
         session.exitstatus = pytest.ExitCode.OK

@@ -13,6 +13,8 @@ from testbed.receiver import Receiver
 
 from .helpers import DEADLINE_S, HELD, STOP_GRACE_S, WORKERS, endpoint, junit_cases, model, wait_for_requests
 
+BULK = 300  # held cases: enough that the stop finds most of them unsent
+
 
 def gone(pid: int) -> bool:
     """Exited (or a zombie waiting for a parent that is gone)."""
@@ -222,3 +224,24 @@ def test_sighup_and_sigquit_stop_the_run_as_sigterm_does(
         assert cases[held]["model_monitor.reason"].startswith(f"interrupted: run interrupted by {name} after ")
     assert all(len(states[key]) == 2 for key in ("svc-ok", "svc-bad", "svc-hang", "svc-slow")), states
     assert all(gone(pid) for pid in workers_pids), "no orphaned worker"
+
+
+@WORKERS
+def test_a_stop_reports_hundreds_of_held_cases_each_once(server: FakeOpenAI, start_monitor, workers: list[str]) -> None:
+    """The cases not yet judged when the stop comes are reported at once, without being run: every one of them is
+    in JUnit and the summary, with its reason, alone and under xdist."""
+    held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(BULK)]
+    run = start_monitor([endpoint(server.url, model("ok"), *held, max_concurrency=20)], *workers)
+    wait_for_requests(server, 21)  # the endpoint's cap of held requests, and ok
+    time.sleep(0.3)
+    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    assert len(cases) == BULK + 1, run.output
+    assert cases["svc/ok"]["model_monitor.verdict"] == "pass"
+    interrupted = {case_id for case_id, props in cases.items() if props["model_monitor.class"] == "interrupted"}
+    assert interrupted == {f"svc/held{n}" for n in range(BULK)}
+    sent = {case_id for case_id in interrupted if "; request in flight for " in cases[case_id]["model_monitor.reason"]}
+    assert 0 < len(sent) < BULK, "some were sent, the rest were waiting for a slot"
+    summary_rows = [line for line in run.output.splitlines() if line.startswith("svc/")]
+    assert len(summary_rows) == BULK + 1

@@ -5,8 +5,10 @@ could not be delivered. Pings never touch a check's timing or verdict."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import time
 
@@ -60,7 +62,11 @@ class Delivery:
         self.sent: list[Ping] = []
         self.failures: list[str] = []  # why each undelivered ping failed, redacted
         self._pending: list[concurrent.futures.Future[None]] = []
-        self._last: dict[str, concurrent.futures.Future[None]] = {}
+        # Queued on pytest's thread, started on the loop's: the loop is woken once for every ping queued meanwhile.
+        self._queued: collections.deque[tuple[Ping, str, concurrent.futures.Future[None]]] = collections.deque()
+        self._waking = False
+        self._last: dict[str, asyncio.Task[None]] = {}  # the loop's: each chain's latest ping
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop's: pings under way
         # Built here, on pytest's thread: its TLS context would cost the loop ~40 ms while it times requests.
         self._client: httpx.AsyncClient | None = (
             None
@@ -72,13 +78,34 @@ class Delivery:
         self._slots: asyncio.Semaphore | None = None
 
     def send(self, ping: Ping, chain: str) -> None:
-        """Queue a ping; pings with the same chain (one case's run) go out in order."""
+        """Queue a ping; pings with the same chain (one case's run) go out in order.
+
+        A stopped run reports thousands of cases within a second: waking the loop for each ping would cost pytest's
+        thread a write and a wait for the GIL every time, so the pings queued before the loop wakes start together."""
         if self.dry_run:
             self.sent.append(ping)
             return
-        future = self._loop.submit(self._deliver(ping, self._last.get(chain)))
-        self._last[chain] = future
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._pending.append(future)
+        self._queued.append((ping, chain, future))
+        if not self._waking:
+            self._waking = True
+            self._loop.loop.call_soon_threadsafe(self._start_queued)
+
+    def _start_queued(self) -> None:
+        """On the loop: each queued ping's task, after the one before it in its chain."""
+        self._waking = False  # first: a ping queued from now on wakes the loop again
+        while self._queued:
+            ping, chain, future = self._queued.popleft()
+            task = asyncio.ensure_future(self._deliver(ping, self._last.get(chain)))
+            self._last[chain] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(_settle, future))
+
+    def _cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
 
     def flush(self, deadline: float) -> None:
         """Wait for every queued ping, at most `deadline` seconds in all; what is left counts as failed."""
@@ -87,6 +114,9 @@ class Delivery:
             future.cancel()
         self.failures += [f"not delivered within the {deadline:g} s deadline"] * len(not_done)
         self._pending = []
+        if not_done:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is under way
+                self._loop.loop.call_soon_threadsafe(self._cancel_all)
         if self._client is not None:
             with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
                 self._loop.run(self._client.aclose(), timeout=2)
@@ -96,9 +126,9 @@ class Delivery:
     def total(self) -> int:
         return len(self.sent) + len(self.failures)
 
-    async def _deliver(self, ping: Ping, after: concurrent.futures.Future[None] | None) -> None:
+    async def _deliver(self, ping: Ping, after: asyncio.Task[None] | None) -> None:
         if after is not None:
-            await asyncio.wait([asyncio.wrap_future(after)])  # its fate is its own; we only keep the order
+            await asyncio.wait([after])  # its fate is its own; we only keep the order
         if self._slots is None:
             self._slots = asyncio.Semaphore(PINGS_IN_FLIGHT)
         async with self._slots:
@@ -138,6 +168,12 @@ class Delivery:
             if attempt < ATTEMPTS:
                 await asyncio.sleep(backoff(attempt, None if asked is None else min(self._longest_wait, asked)))
         return reason
+
+
+def _settle(future: concurrent.futures.Future[None], task: asyncio.Task[None]) -> None:
+    """A ping's future is done when its task is (unless flush gave up on it first)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(None)
 
 
 def request_headers(ping: Ping) -> dict[str, str]:
