@@ -5,7 +5,8 @@ run and would have to probe them one by one. With this scheduler worker gwK runs
 i % N == K, sent in one batch; the worker computes the same share and prefetches exactly those.
 
 A worker that dies (SIGKILL, the OOM killer) had its whole share in flight: every case it had not reported fails
-here as crashed (reporters/verdicts.py reads xdist's words), and none is sent again. xdist would report the first
+here as crashed (or, if the run was stopped, with the stop's class: the controller kills a worker still busy when
+the stop grace ends) (reporters/verdicts.py reads xdist's words), and none is sent again. xdist would report the first
 and hand the rest to a replacement, probing them twice, or, with restarts off, leave them unreported.
 """
 
@@ -17,7 +18,9 @@ from typing import Any, TypeVar
 import pytest
 from xdist.scheduler import LoadScheduling
 
+from .outcome import Outcome
 from .reporters.verdicts import outcome_of
+from .stop import STOPPER
 
 __all__ = ["FLAG", "ShardScheduling", "pytest_configure_node", "pytest_xdist_make_scheduler", "share"]
 
@@ -67,12 +70,24 @@ def _report_crash(config: pytest.Config, node: Any, nodeid: str) -> None:
     fspath = nodeid.split("::")[0]
     said = f"worker {node.gateway.id!r} crashed while running {nodeid!r}"
     crash = pytest.TestReport(nodeid, (fspath, None, fspath), {}, "failed", said, "???")  # type: ignore[arg-type]
+    crash.user_properties = _outcome(config, node, crash)  # for the summary, which reads the crash report
     close = pytest.TestReport(
-        nodeid, (fspath, None, fspath), {}, "passed", None, "teardown", user_properties=outcome_of(crash).properties()
+        nodeid, (fspath, None, fspath), {}, "passed", None, "teardown", user_properties=crash.user_properties
     )
     for report in (crash, close):
         report.node = node  # type: ignore[attr-defined]  # as xdist marks its reports: JUnit pairs them by it
         config.hook.pytest_runtest_logreport(report=report)
+
+
+def _outcome(config: pytest.Config, node: Any, crash: pytest.TestReport) -> list[tuple[str, object]]:
+    """A dead worker's case fails as crashed; in a stopped run, whose grace ended with the worker still busy, as
+    the stop's class (interrupted, timeout), as its other unjudged cases do."""
+    stopper = config.stash.get(STOPPER, None)
+    if stopper is None or stopper.reason is None:
+        return outcome_of(crash).properties()
+    error_class, why = stopper.reason
+    said = f"{error_class}: {why}; worker {node.gateway.id} was ended at the end of the stop grace"
+    return Outcome(passed=False, reason=said, error_class=error_class.value).properties()
 
 
 def _applies(config: pytest.Config) -> bool:

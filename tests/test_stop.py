@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -245,3 +246,25 @@ def test_a_stop_reports_hundreds_of_held_cases_each_once(server: FakeOpenAI, sta
     assert 0 < len(sent) < BULK, "some were sent, the rest were waiting for a slot"
     summary_rows = [line for line in run.output.splitlines() if line.startswith("svc/")]
     assert len(summary_rows) == BULK + 1
+
+
+def test_a_worker_still_busy_when_the_grace_ends_reports_its_cases_as_interrupted(
+    server: FakeOpenAI, start_monitor
+) -> None:
+    """A worker that cannot stop in time (here: frozen by SIGSTOP) is killed when the grace ends; its cases fail
+    as interrupted, as every unjudged case of a stopped run does, not as crashed."""
+    run = start_monitor([endpoint(server.url, *HELD)], "-n", "2", "--stop-grace=3")
+    wait_for_requests(server, len(HELD))
+    time.sleep(0.3)
+    frozen, *_ = run.children()
+    os.kill(frozen, signal.SIGSTOP)
+    run.signal_and_wait(signal.SIGTERM, bound=60)  # xdist starts a replacement for the killed worker, then ends it
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    assert set(cases) == {"svc/ok", "svc/bad", "svc/hang", "svc/slow"}, run.output
+    reasons = {case_id: props["model_monitor.reason"] for case_id, props in cases.items()}
+    killed = [case_id for case_id, reason in reasons.items() if "was ended at the end of the stop grace" in reason]
+    assert killed, run.output
+    for case_id in killed:
+        assert cases[case_id]["model_monitor.class"] == "interrupted", cases[case_id]
+        assert cases[case_id]["model_monitor.reason"].startswith("interrupted: run interrupted by SIGTERM after ")
