@@ -1,6 +1,7 @@
 """python -m bench [--sizes 50,500] [--latency 1.0] [--repeat 3]
     [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery]
 python -m bench --large   (N=5000 over 50 endpoints: our run in one process, 4 shards, the floor, --collect-only)
+python -m bench --only stop   (SIGTERM to a run whose N=5000 and N=50000 cases a server holds: signal to exit)
 
 Starts the loopback server in its own process, generates the endpoints files, runs every row at every size,
 prints one table per size plus the targets, and writes everything to bench/out/results.json.
@@ -20,7 +21,7 @@ from pathlib import Path
 from model_monitor.case import RUN_MAX_CONCURRENCY
 from testbed.receiver import Receiver
 
-from . import discovery, report, rows, suite
+from . import discovery, report, rows, stop, suite
 from .rows import Row
 from .target import Target
 
@@ -50,7 +51,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
-        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of these), shards",
+        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of these), shards, "
+        "stop",
+    )
+    parser.add_argument(
+        "--stop-sizes",
+        default=",".join(map(str, stop.SIZES)),
+        help="held case counts of the stop row (" + ",".join(map(str, stop.SIZES)) + ")",
     )
     parser.add_argument(
         "--repeat",
@@ -83,7 +90,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.sizes, args.endpoints, args.only = str(LARGE_SIZE), LARGE_ENDPOINTS, ",".join(LARGE_ONLY)
     args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
-    unknown = set(args.only) - {*ROW_KEYS, *EXTRA_ROWS, "shards"}
+    args.stop_sizes = tuple(sorted({int(s) for s in args.stop_sizes.split(",") if s.strip()}))
+    unknown = set(args.only) - {*ROW_KEYS, *EXTRA_ROWS, "shards", "stop"}
     if unknown:
         parser.error(f"--only: unknown row(s) {', '.join(sorted(unknown))}")
     args.repeat = max(1, args.repeat)
@@ -237,10 +245,13 @@ def main(argv: list[str]) -> int:
         for size in args.sizes:
             bench.run(size)
     found = discovery.run(args.out / "discovery", args.latency) if "discovery" in args.only else None
+    stopped = stop.run(args.out / "stop", args.stop_sizes) if "stop" in args.only else None
     print()
     bench.print_tables()
     if found is not None:
         print("\n".join(discovery.describe(found, args.latency)) + "\n")
+    if stopped is not None:
+        print("\n".join(stop.describe(stopped)) + "\n")
     verdicts = report.targets(bench.rows, bench.collect_s, args.latency) if {50, 500} & set(args.sizes) else []
     if LARGE_SIZE in args.sizes:
         verdicts += report.scale_targets(bench.rows, bench.collect_s, LARGE_SIZE)
@@ -265,6 +276,8 @@ def main(argv: list[str]) -> int:
             "peak_rss_mb": found.run.peak_rss_bytes / report.MB,
             "listings": found.listings,
         }
+    if stopped is not None:
+        results["stop"] = [asdict(row) for row in stopped]
     path = args.out / "results.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nresults: {path}")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import yaml
 from testbed.openai_server import FakeOpenAI
 
 from .procs import Measured, measure
-from .rows import ROOT, child_env
+from .rows import ROOT, checks_command, child_env
 
 MODELS = 500
 MAX_CONCURRENCY = 100  # the endpoint's cap: 500 cases in 5 waves of the server's latency
@@ -34,18 +33,7 @@ def run(work: Path, latency: float) -> DiscoveryRow:
         path = work / "discovery.yaml"
         endpoint = {"name": "gateway", "url": gateway.url, "discover": True, "max_concurrency": MAX_CONCURRENCY}
         path.write_text(yaml.safe_dump({"endpoints": [endpoint]}, sort_keys=False), encoding="utf-8")
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "checks"),
-            f"--endpoints={path}",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--max-concurrency",
-            str(MAX_CONCURRENCY),
-        ]
+        command = checks_command(path, "-q", "--max-concurrency", str(MAX_CONCURRENCY))
         collect = measure([*command, "--collect-only"], cwd=ROOT, logs=work / "discovery-collect", env=child_env())
         full = measure(command, cwd=ROOT, logs=work / "discovery-run", env=child_env())
         listings = sum(r.path == "/v1/models" for r in gateway.requests)

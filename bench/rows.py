@@ -62,17 +62,22 @@ def loadavg() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def pytest_command(suite: Suite, junit: Path | None, *extra: str) -> list[str]:
-    command = [
+def checks_command(endpoints: Path, *extra: str) -> list[str]:
+    """The monitor on an endpoints file, as a checkout runs it."""
+    return [
         sys.executable,
         "-m",
         "pytest",
         str(ROOT / "checks"),
-        f"--endpoints={suite.endpoints_file}",
+        f"--endpoints={endpoints}",
         "-p",
         "no:cacheprovider",
-        "-q",
+        *extra,
     ]
+
+
+def pytest_command(suite: Suite, junit: Path | None, *extra: str) -> list[str]:
+    command = checks_command(suite.endpoints_file, "-q")
     if junit is not None:
         command.append(f"--junitxml={junit}")
     return command + list(extra)
