@@ -1,5 +1,6 @@
-"""The stop row: N cases that a server holds (it never answers), SIGTERM once the requests are under way, and the
-time from the signal to the exit, against --stop-grace; with the pings a Cronitor stand-in received meanwhile."""
+"""The stop row: N cases that a server holds (it never answers; 50 endpoints discover N/50 models each), SIGTERM
+once the requests are under way, and the time from the signal to the exit, against --stop-grace; with the pings a
+Cronitor stand-in received meanwhile."""
 
 from __future__ import annotations
 
@@ -45,19 +46,11 @@ def _one(work: Path, size: int, server: FakeOpenAI, receiver: Receiver) -> StopR
     work.mkdir(parents=True, exist_ok=True)
     server.clear()
     receiver.clear()
-    per = -(-size // ENDPOINTS)
-    endpoints = [
-        {
-            "name": f"e{e}",
-            "url": server.url,
-            "models": [
-                {"name": f"held{n}+hang", "type": "chat", "timeout": 600} for n in range(e * per, (e + 1) * per)
-            ],
-        }
-        for e in range(ENDPOINTS)
-    ]
+    # Discovered, as a gateway's models are: a file listing 50,000 models passes the loader's YAML node cap.
+    server.models = tuple(f"held{n}+hang" for n in range(-(-size // ENDPOINTS)))
+    endpoints = [{"name": f"e{e}", "url": server.url, "discover": True} for e in range(ENDPOINTS)]
     path, junit = work / "endpoints.yaml", work / "junit.xml"
-    path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump({"defaults": {"timeout": 600}, "endpoints": endpoints}), encoding="utf-8")
     command = checks_command(
         path,
         f"--junitxml={junit}",
@@ -85,10 +78,15 @@ def _one(work: Path, size: int, server: FakeOpenAI, receiver: Receiver) -> StopR
 def _wait_held(server: FakeOpenAI, count: int, process: subprocess.Popen[bytes]) -> int:
     """Until the server holds `count` requests (the cap's worth), the monitor exits, or HELD_WAIT_S pass."""
     deadline = time.monotonic() + HELD_WAIT_S
-    while len(server.requests) < count and process.poll() is None and time.monotonic() < deadline:
+    while _probes(server) < count and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)  # the first case is waiting for the others
-    return len(server.requests)
+    return _probes(server)
+
+
+def _probes(server: FakeOpenAI) -> int:
+    """Requests other than the listings."""
+    return sum(r.path != "/v1/models" for r in list(server.requests))
 
 
 def describe(rows: list[StopRow]) -> list[str]:
