@@ -58,6 +58,14 @@ def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> N
         time.sleep(0.05)
 
 
+def wait_for_answers(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
+    """Until the server has finished writing `count` replies (a reply's duration is stamped once it is sent)."""
+    deadline = time.monotonic() + within
+    while sum(record.duration is not None for record in list(server.requests)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} replies sent within {within:g} s"
+        time.sleep(0.05)
+
+
 STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report
 # The run deadline of the deadline test: its healthy cases must be judged before it, also when xdist's workers take
 # seconds to start on a loaded machine (6 s was seen to pass before they had sent a request).

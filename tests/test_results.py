@@ -19,7 +19,7 @@ from model_monitor.errors import ErrorClass
 from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
 
-from .helpers import HELD, ROOT, WORKERS, endpoint, model, wait_for_requests
+from .helpers import HELD, ROOT, WORKERS, endpoint, model, wait_for_answers, wait_for_requests
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
 # A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by
@@ -127,7 +127,7 @@ def test_a_run_stopped_by_sigterm_writes_its_results(
     out = tmp_path / "results.json"
     run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", *workers)
     wait_for_requests(server, len(HELD))
-    time.sleep(0.3)
+    wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
     run.signal_and_wait(signal.SIGTERM, bound=15)
     assert run.process.returncode == 2, run.output
     document = valid(out)
