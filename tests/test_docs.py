@@ -99,3 +99,13 @@ def test_the_vllm_litellm_example_loads() -> None:
 
 def test_the_docs_show_the_example_file_itself() -> None:
     assert '--8<-- "examples/endpoints/vllm-litellm.yaml"' in (DOCS / "endpoints.md").read_text()
+
+
+def test_the_release_workflow_publishes_the_strictly_built_site() -> None:
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())["jobs"]
+    build = "\n".join(step.get("run", "") for step in jobs["docs"]["steps"])
+    assert "mkdocs build --strict" in build and "scripts/gen-docs --check" in build
+    assert any(step.get("uses", "").startswith("actions/upload-pages-artifact@") for step in jobs["docs"]["steps"])
+    assert [step["uses"].split("@")[0] for step in jobs["pages"]["steps"]] == ["actions/deploy-pages"]
+    assert jobs["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert "docs" in jobs["pages"]["needs"]
