@@ -109,3 +109,10 @@ def test_the_release_workflow_publishes_the_strictly_built_site() -> None:
     assert [step["uses"].split("@")[0] for step in jobs["pages"]["steps"]] == ["actions/deploy-pages"]
     assert jobs["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
     assert "docs" in jobs["pages"]["needs"]
+
+
+def test_the_readme_keeps_its_quick_start_and_its_links() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "./dev demo    #" in readme and "./dev test    #" in readme
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme):
+        assert (ROOT / target).exists(), f"README.md links to {target}, which is not there"
