@@ -83,6 +83,161 @@ BODIES: dict[str, Callable[[], tuple[bytes, dict[str, str]]]] = {
 }
 
 
+# Error bodies as real servers write them, from their sources (README "What servers say"): shape=NAME answers the
+# body with its status, streamed request or not. A str is sent as it is, with the content type named after it.
+ERROR_SHAPES: dict[str, tuple[int, Any] | tuple[int, str, str]] = {
+    "openai-quota": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "openai-ratelimit": (
+        429,
+        {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}},
+    ),
+    # vLLM since 0.10 (ErrorResponse wraps an ErrorInfo), and before it the flat object SGLang still answers
+    "vllm": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 2048 tokens. However, you requested 4096 tokens.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+    ),
+    "vllm-flat": (
+        400,
+        {"object": "error", "message": "The model `gemma-9` does not exist.", "type": "NotFoundError", "code": 404},
+    ),
+    "tgi-overloaded": (429, {"error": "Model is overloaded", "error_type": "overloaded"}),
+    "tgi-validation": (
+        422,
+        {"error": "Input validation error: `inputs` must have less than 2048 tokens", "error_type": "validation"},
+    ),
+    "llamacpp": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+            }
+        },
+    ),
+    "ollama": (404, {"error": 'model "llama9" not found, try pulling it first'}),
+    "ollama-openai": (
+        404,
+        {"error": {"message": 'model "llama9" not found', "type": "api_error", "param": None, "code": None}},
+    ),
+    "fastapi-detail": (503, {"detail": "model is still loading"}),
+    "fastapi-validation": (
+        422,
+        {"detail": [{"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": {}}]},
+    ),
+    "whisper": (400, {"detail": {"error": {"message": "unknown model: whisper-9"}}}),  # faster-whisper-server
+    "error-error": (502, {"error": {"error": {"message": "upstream refused the request"}}}),
+    "litellm-budget": (
+        400,
+        {
+            "error": {
+                "message": "Budget has been exceeded! Current cost: 10.2, Max budget: 10.0",
+                "type": "budget_exceeded",
+                "param": None,
+                "code": "400",
+            }
+        },
+    ),
+    "azure-filter": (
+        400,
+        {
+            "error": {
+                "message": "The response was filtered due to the prompt triggering content management policy.",
+                "type": None,
+                "param": "prompt",
+                "code": "content_filter",
+                "status": 400,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {"violence": {"filtered": True, "severity": "high"}},
+                },
+            }
+        },
+    ),
+    "azure-quota": (
+        403,
+        {
+            "error": {
+                "code": "403",
+                "message": "Out of call volume quota for OpenAI API. Quota will be replenished in 2h.",
+            }
+        },
+    ),
+    "azure-ratelimit": (
+        429,
+        {"error": {"code": "429", "message": "Requests have exceeded token rate limit of your current pricing tier."}},
+    ),
+    "anthropic-overloaded": (
+        529,
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}, "request_id": "req_1"},
+    ),
+    "anthropic-spend": (
+        429,
+        {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": "Your organization has reached its monthly spend limit.",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+        },
+    ),
+    "anthropic-credit": (
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Your credit balance is too low to access the Anthropic API.",
+            },
+        },
+    ),
+    "openrouter-credits": (402, {"error": {"code": 402, "message": "Insufficient credits. Add more credits."}}),
+    "openrouter-provider": (
+        502,
+        {
+            "error": {
+                "code": 502,
+                "message": "Provider returned error",
+                "metadata": {"provider_name": "Fireworks", "raw": '{"error": {"message": "model is overloaded"}}'},
+            }
+        },
+    ),
+    "plain": (500, "text/plain", "Internal Server Error"),
+    "sse": (400, "text/event-stream", 'data: {"error": {"message": "prompt is too long", "code": 400}}\n\n'),
+    "hostile": (400, {"error": {"message": "see \u202etxt.exe\x1b[31m here"}}),
+    "ok200": (200, {"object": "error", "message": "streaming is not supported for this model", "code": 400}),
+}
+
+# Errors inside an HTTP 200 event stream, after two chunks: sshape=NAME.
+STREAM_SHAPES = {
+    "llamacpp-field": b'error: {"code": 500, "message": "llama_decode failed", "type": "server_error"}\n\n',
+    "ollama-bare": b'{"error":{"message":"model runner has unexpectedly stopped","type":"api_error","param":null,'
+    b'"code":null}}\n',
+    "vllm-flat": b'data: {"object": "error", "message": "engine dead", "type": "InternalServerError", "code": 500}'
+    b"\n\ndata: [DONE]\n\n",
+    "tgi": b'data: {"error": "Request failed during generation: CUDA out of memory", "error_type": "generation"}\n\n',
+    "openrouter-credits": b'data: {"error": {"code": 402, "message": "Insufficient credits"}}\n\n',
+}
+
+
 # Replies that break HTTP itself, written straight to the socket, then the connection is closed.
 RAW = {
     "badchunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -153,6 +308,13 @@ def _error(
     if status in (204, 304):
         return web.Response(status=status, headers=headers)
     return _json({"error": err}, status, headers)
+
+
+def _shaped(status: int, *body: Any) -> web.Response:
+    """An error body of ERROR_SHAPES: JSON, or text of the content type it names."""
+    if len(body) == 2:
+        return web.Response(status=status, text=body[1], content_type=body[0])
+    return _json(body[0], status)
 
 
 def _kill(request: web.Request, rst: bool) -> None:
@@ -422,6 +584,8 @@ class FakeOpenAI(BackgroundServer):
             return _error(401, "Invalid API key", "invalid_request_error")
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
             return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
+        if sc.tokens.get("shape") in ERROR_SHAPES:
+            return _shaped(*ERROR_SHAPES[sc.tokens["shape"]])
         status = self._injected_status(sc, rec.model or "")
         streaming = (
             body.get("stream") is True
@@ -962,6 +1126,9 @@ class FakeOpenAI(BackgroundServer):
                 return None
             if i == min(2, n) and sc.has("errorevent"):
                 await send({"error": {"message": "upstream overloaded", "type": "server_error"}})
+                return resp
+            if i == min(2, n) and sc.tokens.get("sshape") in STREAM_SHAPES:
+                await resp.write(STREAM_SHAPES[sc.tokens["sshape"]])
                 return resp
             if i == min(2, n) and sc.has("errortext"):  # an SSE error event whose data is plain text
                 await resp.write(b"event: error\ndata: upstream overloaded, try again later\n\n")

@@ -18,6 +18,7 @@ from .faults import (
     MODERATION_FAULTS,
     RERANK_FAULTS,
     RESPONSES_FAULTS,
+    SHAPE_FAULTS,
     SPEECH_FAULTS,
     STREAM_CUT,
     STREAM_FAULTS,
@@ -61,6 +62,14 @@ TABLE: dict[str, tuple[dict[str, Any], str, str]] = {
     **{
         f"transcription-{name}": (model(name, "transcription", id=f"transcription-{name}"), cls, piece)
         for name, cls, piece in TRANSCRIPTION_FAULTS
+    },
+    **{
+        f"shape-{name}{'-stream' if stream else ''}": (
+            model(name, id=f"shape-{name}{'-stream' if stream else ''}", stream=stream),
+            cls,
+            piece,
+        )
+        for name, stream, cls, piece in SHAPE_FAULTS
     },
 }
 
@@ -125,3 +134,18 @@ def test_the_api_key_is_sent_and_never_told(probe: Probe) -> None:
     assert found["svc/ok"].passed, found["svc/ok"].reason
     assert key not in found["svc/echo"].reason
     assert wrong["svc/wrong"].error_class == "auth"
+
+
+def test_a_spent_budget_is_never_retried_and_an_overload_is(probe: Probe, server: FakeOpenAI) -> None:
+    found = probe(
+        [
+            endpoint(
+                server.url,
+                model("q+shape=openai-quota", id="quota", retries=2),
+                model("o+shape=anthropic-overloaded", id="overloaded", retries=1),
+            )
+        ]
+    )
+    assert [a.error_class for a in found["svc/quota"].attempts] == ["quota"]
+    assert len(server.requests_for("q+shape=openai-quota")) == 1
+    assert [a.error_class for a in found["svc/overloaded"].attempts] == ["server_error", "server_error"]

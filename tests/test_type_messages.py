@@ -68,7 +68,7 @@ def test_the_servers_error_is_the_reason(openai_server: FakeOpenAI, run_monitor)
     assert run.ret == 1
     assert run.reason("svc/m+apierror").startswith("bad_response: error object in HTTP 200: Internal server error")
     assert run.error_class("svc/m+apierror=529") == "server_error"
-    assert run.reason("svc/m+apierror=529").endswith(": Overloaded"), "the status and the server's words"
+    assert run.reason("svc/m+apierror=529").endswith(": Overloaded (overloaded_error)"), "the status and the words"
     assert run.reason("svc/ms+errorevent").startswith(
         "stream_broken: error event in the stream after 5 events: Overloaded"
     )

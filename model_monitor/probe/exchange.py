@@ -23,10 +23,19 @@ import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ErrorClass, ProbeError, status_class
-from ..reply import Timed, load_json, one_line, server_message
+from ..reply import Said, Timed, one_line, said_in_body
 from .retry import retry_after
 
-__all__ = ["ACCEPT_ENCODING", "MAX_PIECES", "STREAM", "Clock", "body_chunks", "read_body", "timed"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_PIECES",
+    "STREAM",
+    "Clock",
+    "body_chunks",
+    "read_body",
+    "timed",
+]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -167,7 +176,8 @@ def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
 
 
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
-    """A non-2xx reply: its class comes from the status alone, whatever its body holds."""
+    """A non-2xx reply: its class comes from the status, and from the body only where it says a budget is spent
+    (a 429 that is no rate limit)."""
     status = response.status_code
     where = f"{request.method} {request.url.path}"
     if 300 <= status < 400:
@@ -177,16 +187,19 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
             f"after {clock.elapsed():.3f} s (not followed)",
             status_code=status,
         )
-    said = None
+    said = Said(None)
     clock.phase = BODY
     try:
         async with asyncio.timeout(ERROR_BODY_WAIT_S):
-            said = server_message(load_json(await read_body(response, clock, MAX_ERROR_BODY_BYTES), "error body"))
+            said = said_in_body(await read_body(response, clock, MAX_ERROR_BODY_BYTES))
     except Exception:  # the server's words are a bonus: an unreadable error body changes nothing about the status
-        said = None
-    message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said}" if said else "")
+        said = Said(None)
+    message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said.words}" if said.words else "")
     return ProbeError(
-        status_class(status), message, status_code=status, retry_after=retry_after(response.headers.get("retry-after"))
+        status_class(status, said.quota),
+        message,
+        status_code=status,
+        retry_after=retry_after(response.headers.get("retry-after")),
     )
 
 

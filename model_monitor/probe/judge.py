@@ -15,7 +15,7 @@ import httpx
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..reply import Timed, server_message
+from ..reply import Timed, carries_error, server_said
 from ..types import contracts
 from ..types.usage import token_usage
 from .exchange import Clock, read_body
@@ -66,7 +66,9 @@ def evaluate(case: Case, result: Timed) -> Verdict:
 
 
 def _refuse_error_object(data: Any) -> None:
-    """An `error` object in a 200 is a failure, also next to a reply (a gateway whose provider failed)."""
-    if isinstance(data, dict) and data.get("error"):
-        said = server_message({"error": data["error"]}) or "no message"
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
+    """An error object in a 200 is a failure, also next to a reply (a gateway whose provider failed); a spent
+    budget said so is quota."""
+    if carries_error(data):
+        said = server_said(data)
+        error_class = ErrorClass.QUOTA if said.quota else ErrorClass.BAD_RESPONSE
+        raise ProbeError(error_class, f"error object in HTTP 200: {said.words or 'no message'}")

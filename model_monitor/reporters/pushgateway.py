@@ -64,7 +64,7 @@ def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> Collec
         (*LABELS, "kind"),
         registry=reg,
     )
-    # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 15 and
+    # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 16 and
     # say nothing that model_monitor_probe_success does not; the push replaces the group, so a recovered case's
     # error series is gone with the next run.
     errors = Gauge(

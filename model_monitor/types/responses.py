@@ -71,8 +71,7 @@ def _check(case: Case, data: Any) -> Checked:
         said = server_message({"error": data.get("error")}) or "no error message"
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"response status failed{counted}: {said}")
     if status == "incomplete":
-        details = data.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, dict) else None
+        reason = server_message({"incomplete_details": data.get("incomplete_details")})
         budget = options_of(case, ResponsesOptions).max_output_tokens
         hint = f" (max_output_tokens is {budget})" if reason == "max_output_tokens" else ""
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
@@ -138,8 +137,6 @@ class ResponsesReply(StreamReply):
         if event is None:
             return
         kind = event.get("type") or name  # the data names its type; the SSE event line is optional
-        if kind == "error":
-            raise self.error_event(server_message(event))
         delta = event.get("delta")
         if kind in VISIBLE_DELTAS + REASONING_DELTAS and isinstance(delta, str) and delta:
             self.token(now, visible=kind in VISIBLE_DELTAS)

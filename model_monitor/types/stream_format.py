@@ -20,7 +20,7 @@ from itertools import pairwise
 from typing import Any
 
 from ..errors import ErrorClass, ProbeError
-from ..reply import MAX_SERVER_MESSAGE, load_json, one_line, server_message
+from ..reply import MAX_SERVER_MESSAGE, Said, carries_error, load_json, one_line, server_said
 from .usage import count
 
 __all__ = ["ChunkReply", "StreamReply"]
@@ -81,20 +81,20 @@ class StreamReply:
             chunk = load_json(data, f"event {self.events}")
         except ProbeError as error:
             if name == "error":  # the server's own words, even when they are not JSON
-                raise self.error_event(one_line(data, MAX_SERVER_MESSAGE)) from None
+                raise self.error_event(Said(one_line(data, MAX_SERVER_MESSAGE))) from None
             raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk after {now:.3f} s: {error.message}") from None
-        if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+        if name == "error" or carries_error(chunk):
             # Also next to choices: OpenRouter reports a provider failing mid-stream inside an HTTP 200 this way.
-            raise self.error_event(server_message(chunk))
+            raise self.error_event(server_said(chunk))
         if not isinstance(chunk, dict):
             raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {self.events}, not an object)")
         return chunk
 
-    def error_event(self, said: str | None) -> ProbeError:
-        """The server reported an error inside the stream, in its own words."""
+    def error_event(self, said: Said) -> ProbeError:
+        """The server reported an error inside the stream, in its own words (a spent budget is quota)."""
         return ProbeError(
-            ErrorClass.STREAM_BROKEN,
-            f"error event in the stream after {self.events - 1} events: {said or 'no message'}",
+            ErrorClass.QUOTA if said.quota else ErrorClass.STREAM_BROKEN,
+            f"error event in the stream after {self.events - 1} events: {said.words or 'no message'}",
         )
 
     def metrics(self, duration: float) -> dict[str, float]:
