@@ -313,6 +313,27 @@ def test_on_a_terminal_a_long_run_shows_its_progress_in_place(
     assert text.rfind("\r", 0, table) < text.rfind("\n", 0, table), "the progress line is gone before the table"
 
 
+def test_without_the_otlp_extra_an_otlp_endpoint_is_one_clear_line(installed: Installed, tmp_path: Path) -> None:
+    """A base install has no OpenTelemetry SDK (here hidden behind an empty package of its name): asking for OTLP
+    metrics is a usage error that says what to install, not an ImportError."""
+    hidden = tmp_path / "hidden"
+    (hidden / "opentelemetry").mkdir(parents=True)
+    (hidden / "opentelemetry" / "__init__.py").write_text("")
+    path = write_endpoints(tmp_path / "staging.yaml", "http://127.0.0.1:9", "m")
+    proc = installed.run(
+        installed.command,
+        "--endpoints",
+        str(path),
+        cwd=tmp_path,
+        PYTHONPATH=str(hidden),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).strip() == (
+        "ERROR: OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OTLP exporter is not installed: install model-monitor[otlp]"
+    )
+
+
 def test_init_then_validate_in_the_installed_command(installed: Installed, tmp_path: Path) -> None:
     """The starter file ships in the wheel, and validate accepts it as written."""
     created = installed.run(installed.command, "init", cwd=tmp_path)
