@@ -1,20 +1,25 @@
-"""The `model-monitor` command: the packaged suite run by pytest, from any folder.
+"""The `model-monitor` command: the packaged suite run by pytest, from any folder, and the file's own commands.
 
     model-monitor --endpoints staging.yaml [any pytest argument]
+    model-monitor validate [FILE] [--resolve]     check an endpoints file, sending nothing
+    model-monitor init [FILE]                      write a commented starter endpoints file
 
 Relative paths are read from the caller's folder and the exit code is pytest's. The suite's own pytest.ini makes
 the suite's folder the rootdir, so that no configuration or conftest.py around the install location changes a run.
+A run speaks for the monitor (console.py) rather than for pytest; `-v` brings pytest's own reporting back.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from . import settings
+from . import __version__, settings
+from .files import init, validate
 from .suite import SUITE_DIR  # not the plugin: imported before pytest starts, pytest could not rewrite it
 
 __all__ = ["main", "usage"]
@@ -23,24 +28,47 @@ PROG = "model-monitor"
 HELP_FLAGS = frozenset({"-h", "--help"})
 # The entry point by name (also when plugin autoloading is off); no cache: the rootdir is inside the installed package.
 PYTEST_ARGS = ("-p", "model_monitor.entry", "-p", "no:cacheprovider", "-c", str(SUITE_DIR / "pytest.ini"))
+# The monitor's voice instead of pytest's: no header (rootdir, plugins), no progress dots or percentages, no
+# FAILURES block or short summary of node ids (console.py says each failure once, by its case id).
+CONSOLE_ARGS = (
+    "-p",
+    "model_monitor.console",
+    "-q",
+    "--no-header",
+    "--tb=no",
+    "-rN",
+    "-o",
+    "console_output_style=classic",
+)
+VERBOSE = re.compile(r"-v+|--verbose")  # pytest's own reporting, node ids and tracebacks, for whoever asks
+SUBCOMMANDS = {"validate": validate, "init": init}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the packaged suite with the caller's pytest arguments; with --help, our options come first."""
+    """Run the packaged suite with the caller's pytest arguments (or a subcommand); with --help, ours come first."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:])
+    if "--version" in args or "-V" in args:
+        print(f"{PROG} {__version__}\npytest {pytest.__version__}", flush=True)
+        return 0
     if HELP_FLAGS & set(args):
         print(usage(), flush=True)
-    return int(pytest.main([*PYTEST_ARGS, str(SUITE_DIR), *args]))
+    console = () if any(VERBOSE.fullmatch(arg) for arg in args) else CONSOLE_ARGS
+    return int(pytest.main([*PYTEST_ARGS, *console, str(SUITE_DIR), *args]))
 
 
 def usage() -> str:
     """Our options, each with its environment variable and default, before pytest's own help."""
     lines = [
         f"usage: {PROG} [--endpoints PATH] [options] [pytest options]",
+        f"       {PROG} validate [FILE] [--resolve]   check an endpoints file, sending nothing (exit 0 or 4)",
+        f"       {PROG} init [FILE]                   write a commented starter endpoints file",
+        f"       {PROG} --version",
         "",
         "Checks every endpoint/model in the endpoints file, one pytest case each. Relative paths are read from",
         "the current folder. Exit code: 0 every case passed, 1 a case failed, 2 interrupted, 4 usage error,",
-        "5 no case selected.",
+        "5 no case selected. -v shows pytest's own reporting (node ids, tracebacks) instead of the monitor's.",
         "",
         "Model Monitor options (a flag wins over its environment variable):",
     ]

@@ -26,7 +26,8 @@ from .reporters.verdicts import CaseIndex
 from .run import Monitor
 from .stop import Role, Stopper
 
-__all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
+__all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash key (console.py): the whole surface
+    "MONITOR",
     "check_case",
     "pytest_collection_finish",
     "pytest_collection_modifyitems",

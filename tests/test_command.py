@@ -8,6 +8,7 @@ the network; it is built once per session, inside a folder that stands for a use
 from __future__ import annotations
 
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -50,10 +51,16 @@ class Installed:
     def python(self) -> str:
         return str(self.venv / "bin" / "python")
 
-    def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
         """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options."""
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)}
-        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(argv, cwd=cwd, env=users_env(extra_env), capture_output=True, text=True, timeout=300)
+
+
+def users_env(extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)},
+        **extra,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -208,3 +215,129 @@ def report_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     plugins (which names the package whether it is turned off or not)."""
     lines = (proc.stdout + proc.stderr).splitlines()
     return [re.sub(r" in [\d.]+s", "", line) for line in lines if not line.startswith("plugins: ")]
+
+
+def test_the_command_speaks_for_the_monitor(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    """Off a terminal (a CronJob's log, CI): the monitor's header, each failure once by its case id, the table and
+    pytest's count; none of pytest's plumbing (rootdir, plugins, node ids, FAILURES, the short summary)."""
+    write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "x+status=503")
+    proc = installed.run(installed.command, "--endpoints", "staging.yaml", "--junitxml=report.xml", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [re.sub(r"\d+\.\d+s", "T", line.rstrip()) for line in proc.stdout.splitlines()]
+    fail = "FAIL  svc/x+status=503  server_error: HTTP 503 from POST /v1/chat/completions"
+    assert lines[:5] == [
+        "model-monitor 2.0.0: 2 cases on 1 endpoint from staging.yaml",
+        "telemetry: off (no --cronitor-url / CRONITOR_URL or --healthchecks-url / HEALTHCHECKS_URL)",
+        "metrics: off (no --pushgateway-url, no OTEL_EXPORTER_OTLP_ENDPOINT)",
+        "reports: junit report.xml",
+        lines[4],
+    ]
+    assert lines[4].startswith(fail)
+    assert [line.strip("= ").split()[:3] for line in lines[5:-1] if line.strip()] == [
+        ["model-monitor", "summary"],
+        ["case", "type", "verdict"],
+        ["svc/chat-model", "chat", "PASS"],
+        ["svc/x+status=503", "chat", "FAIL"],
+        ["this", "run", "used"],
+    ]
+    assert lines[-1] == "1 failed, 1 passed in T"
+    assert proc.stdout.count("HTTP 503") == 2, "the failure's line and its row in the table"
+    for plumbing in ("rootdir", "configfile", "plugins:", "site-packages", "test_endpoint", "FAILURES", "short test"):
+        assert plumbing not in proc.stdout + proc.stderr
+    assert "\r" not in proc.stdout and proc.stderr == ""
+
+
+def test_minus_v_brings_pytests_own_reporting_back(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "x+status=503")
+    proc = installed.run(installed.command, "--endpoints", str(path), "-v", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "test_endpoints.py::test_endpoint[svc/x+status=503] FAILED" in proc.stdout
+    assert "FAILURES" in proc.stdout and "short test summary info" in proc.stdout
+
+
+def test_a_configuration_problem_is_the_first_and_only_thing_said(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "staging.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(openai_server.url, model("m"), api_key_env="MM_UNSET")]}))
+    for workers in ((), ("-n", "2")):
+        proc = installed.run(installed.command, "--endpoints", str(path), *workers, cwd=tmp_path)
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        # xdist's own status line (on a terminal, redrawn in place) is all that may come first.
+        said = [line for line in proc.stdout.splitlines() if line.strip() and line != "bringing up nodes..."]
+        assert said == [] and proc.stderr.strip().splitlines() == [
+            f"ERROR: endpoints file: {path}:2: endpoints[0].api_key_env: environment variable MM_UNSET (the API "
+            "key) is not set or empty"
+        ], proc.stdout + proc.stderr
+    assert openai_server.requests == [], "nothing sent"
+
+
+def test_version_names_the_monitor(installed: Installed, tmp_path: Path) -> None:
+    proc = installed.run(installed.command, "--version", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == ["model-monitor 2.0.0", f"pytest {pytest.__version__}"]
+
+
+def test_on_a_terminal_a_long_run_shows_its_progress_in_place(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A run longer than console.PROGRESS_AFTER_S, on a terminal (a pseudo-terminal here): one line redrawn with
+    a carriage return, counting the cases done, failing and in flight, cleared before the summary."""
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "slow+delay=5", "x+status=503")
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(
+        [installed.command, "--endpoints", str(path)],
+        cwd=tmp_path,
+        env=users_env({}),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+    ) as proc:
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(timeout=60) == 1
+    os.close(primary)
+    text = seen.decode()
+    assert re.search(r"\rmodel-monitor: \d/3 done, \d failing, [01] in flight \(\d+ s\)", text), text
+    table = text.index("model-monitor summary")
+    assert text.rfind("\r", 0, table) < text.rfind("\n", 0, table), "the progress line is gone before the table"
+
+
+def test_without_the_otlp_extra_an_otlp_endpoint_is_one_clear_line(installed: Installed, tmp_path: Path) -> None:
+    """A base install has no OpenTelemetry SDK (here hidden behind an empty package of its name): asking for OTLP
+    metrics is a usage error that says what to install, not an ImportError."""
+    hidden = tmp_path / "hidden"
+    (hidden / "opentelemetry").mkdir(parents=True)
+    (hidden / "opentelemetry" / "__init__.py").write_text("")
+    path = write_endpoints(tmp_path / "staging.yaml", "http://127.0.0.1:9", "m")
+    proc = installed.run(
+        installed.command,
+        "--endpoints",
+        str(path),
+        cwd=tmp_path,
+        PYTHONPATH=str(hidden),
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).strip() == (
+        "ERROR: OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OTLP exporter is not installed: install model-monitor[otlp]"
+    )
+
+
+def test_init_then_validate_in_the_installed_command(installed: Installed, tmp_path: Path) -> None:
+    """The starter file ships in the wheel, and validate accepts it as written."""
+    created = installed.run(installed.command, "init", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    checked = installed.run(installed.command, "validate", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("endpoints.yaml: valid: 7 cases on 5 endpoints")

@@ -108,7 +108,8 @@ def load(path: str) -> dict[str, Any]:
 def test_github_example_gates_the_deploy_and_keeps_the_reports() -> None:
     jobs = load("examples/github-actions.yml")["jobs"]
     assert jobs["deploy"]["needs"] == "monitor"
-    (run,) = [step["run"] for step in jobs["monitor"]["steps"] if "run" in step]
+    validate, run = [step["run"] for step in jobs["monitor"]["steps"] if "run" in step]
+    assert '"$IMAGE" validate endpoints.yaml' in validate, "the file is checked first, without secrets"
     assert "--junitxml reports/junit.xml --results-json reports/results.json" in run
     (upload,) = [
         step for step in jobs["monitor"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact")
@@ -119,6 +120,7 @@ def test_github_example_gates_the_deploy_and_keeps_the_reports() -> None:
 def test_gitlab_example_gates_the_deploy_and_keeps_the_reports() -> None:
     ci = load("examples/gitlab-ci.yml")
     assert ci["deploy"]["needs"] == ["monitor"]
+    assert ci["monitor"]["script"][0] == "model-monitor validate endpoints.yaml"
     assert "--junitxml reports/junit.xml --results-json reports/results.json" in " ".join(ci["monitor"]["script"])
     artifacts = ci["monitor"]["artifacts"]
     assert artifacts["when"] == "always" and artifacts["paths"] == ["reports/"]

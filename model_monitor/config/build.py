@@ -78,6 +78,16 @@ class Suite:
         # A case that fails without a request keeps its endpoint unresolved: it reads no secret.
         return tuple(case if case.failure else replace(case, endpoint=endpoints[case.endpoint.name]) for case in cases)
 
+    def resolve_all(self, environ: Mapping[str, str] | None = None) -> None:
+        """Resolve every endpoint, those that only discover too, and drop the result: raise ConfigError listing
+        every variable that is unset or makes no URL (`model-monitor validate --resolve`)."""
+        environ = os.environ if environ is None else environ
+        problems = Problems()
+        for connection in self.connections.values():
+            with problems.catch():
+                connection.resolve(environ)
+        problems.check()
+
 
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Suite:
     """Read, interpolate, validate and build the cases of an endpoints file (their endpoints' connections wait

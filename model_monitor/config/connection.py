@@ -30,6 +30,13 @@ class Connection:
     headers: tuple[tuple[tuple[Any, ...], str, Secret], ...]  # (place, name, value), the endpoint's over the defaults'
     api_key_env: tuple[tuple[Any, ...], str] | None  # (its place, the variable's name)
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The environment variables resolve() reads: the ${VAR}s of the URL and headers, and api_key_env."""
+        texts = [self.url[1].reveal(), *(value.reveal() for _, _, value in self.headers)]
+        found = [name for text in texts for name in VAR.findall(text)]
+        return tuple(dict.fromkeys(found + ([self.api_key_env[1]] if self.api_key_env else [])))
+
     def resolve(self, environ: Mapping[str, str]) -> Endpoint:
         """The endpoint with its URL, headers and API key; raise ConfigError listing each problem."""
         problems = Problems()

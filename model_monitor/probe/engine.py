@@ -127,6 +127,12 @@ class Engine:
             raise
         return self._judge(case, probed)
 
+    def progress(self) -> tuple[int, int, int]:
+        """Probes finished, of which failed, and requests in flight now: for the command's progress line."""
+        done = [future for future in list(self._futures.values()) if future.done() and not future.cancelled()]
+        failed = sum(future.exception() is not None or future.result().error is not None for future in done)
+        return len(done), failed, len(self._in_flight)
+
     def stop(self, error_class: ErrorClass, why: str) -> None:
         """Stop probing: every request in flight or not yet sent is cancelled, and its case fails with this class.
 
