@@ -97,7 +97,7 @@ def test_the_results_document_holds_the_run_and_every_case(
         "class": None,
         "reason": "replied 4 chars (finish_reason=stop)",
     }
-    assert set(ok["metrics"]) == {"prompt_tokens", "completion_tokens"}, "the server's usage, nothing it did not count"
+    assert set(ok["metrics"]) == {"ttfb_s", "prompt_tokens", "completion_tokens"}, "the server's usage and headers"
     flaky = cases["svc/flaky"]
     assert (flaky["verdict"], flaky["class"], len(flaky["attempts"])) == ("pass", None, 2)
     assert flaky["degraded"] and "retry" in flaky["degraded"][0], flaky["degraded"]
