@@ -255,12 +255,13 @@ def check_case(request: pytest.FixtureRequest) -> Callable[[Case], Outcome]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A case's time in JUnit and --durations is its request's own (every attempt), not how long pytest waited:
-    the first case waits for every prefetched probe, later ones find their answer ready."""
+    """A case's time in JUnit and --durations is its duration as every output shows it (the last attempt's
+    request), not how long pytest waited: the first case waits for every prefetched probe, later ones find their
+    answer ready."""
     report = yield
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
-    if outcome is not None and outcome.request_s is not None:
-        report.duration = outcome.request_s
+    if outcome is not None and outcome.duration_s is not None:
+        report.duration = outcome.duration_s
     return report
 
 

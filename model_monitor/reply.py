@@ -35,12 +35,14 @@ MAX_SERVER_MESSAGE = 200
 
 @dataclass(frozen=True)
 class Timed:
-    """A completed exchange: what the consumer returned, the status, headers and the measured duration."""
+    """A completed exchange: what the consumer returned, the status, headers, the measured duration and the time
+    to the response headers (ttfb)."""
 
     value: Any
     status_code: int
     headers: httpx.Headers
     duration: float
+    ttfb: float | None = None
 
 
 def load_json(body: bytes | str, what: str = "reply") -> Any:

@@ -1,4 +1,10 @@
-"""FakeOpenAI: an OpenAI-compatible loopback server whose faults are chosen by model name."""
+"""FakeOpenAI: an OpenAI-compatible loopback server whose faults are chosen by model name.
+
+Shapes of real servers among them: length (a reply cut by its token budget with visible text: finish_reason
+length, Responses status incomplete with max_output_tokens, Messages stop_reason max_tokens), thinkonly (the budget
+ran out while reasoning: reasoning and no visible content), vllmcut (vLLM ends a Responses stream cut by its budget
+with response.completed carrying status incomplete), filtered (incomplete for content_filter), answer=NAME (the
+reply names another model than the one asked for, as a gateway that fell back to another deployment)."""
 
 from __future__ import annotations
 
@@ -275,6 +281,15 @@ class Scenario:
     def __init__(self, model: str) -> None:
         self.tokens = dict(tok.partition("=")[::2] for tok in model.split("+"))
 
+    def answered(self, asked: Any) -> Any:
+        """The model the reply names: the one asked for, or answer=NAME's (a gateway that fell back to another)."""
+        return self.tokens.get("answer", asked)
+
+    @property
+    def cut(self) -> bool:
+        """The reply is cut by its token budget: length (visible text) or thinkonly (reasoning only)."""
+        return self.has("length") or self.has("thinkonly")
+
     def has(self, name: str) -> bool:
         """Whether the token is present."""
         return name in self.tokens
@@ -352,11 +367,13 @@ ABSURD_USAGE = {
 
 def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
     """OpenAI usage block with a rough prompt token count; reasoning tokens (part of the completion, as OpenAI
-    counts them) for the reasoning scenarios; absurd values for badusage."""
+    counts them) for the reasoning scenarios; usage=N reports N visible tokens whatever was sent; absurd values for
+    badusage."""
     if sc.has("badusage"):
         return ABSURD_USAGE
     p = max(1, len(json.dumps(prompt).split()))
-    reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") else 0
+    visible = int(sc.num("usage", visible))
+    reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") or sc.has("thinkonly") else 0
     usage: dict[str, Any] = {
         "prompt_tokens": p,
         "completion_tokens": visible + reasoning,
@@ -702,13 +719,13 @@ class FakeOpenAI(BackgroundServer):
             return self._moderations(sc, body, model)
         if kind == "images/generations":
             return self._images(sc, body)
-        head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
+        head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": sc.answered(model)}
         if kind == "completions":
             choice = {
                 "index": 0,
                 "text": "" if sc.has("empty") else " Paris",
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "length" if sc.cut else "stop",
             }
             return {
                 **head,
@@ -725,9 +742,10 @@ class FakeOpenAI(BackgroundServer):
         finish = "stop"
         tools = body.get("tools")
         fmt = body.get("response_format")
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             msg.update(content="", reasoning_content="thinking...")
             finish = "length"
+
         elif sc.has("empty"):
             msg["content"] = ""
         elif isinstance(tools, list) and tools and not sc.has("notool"):
@@ -738,6 +756,8 @@ class FakeOpenAI(BackgroundServer):
             finish = "tool_calls"
         elif isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and not sc.has("nojson"):
             msg["content"] = json.dumps({"answer": "pong"})
+        if sc.has("length"):  # cut by max_tokens, as every server answers it
+            finish = "length"
         return {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}
 
     def _embeddings(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -802,20 +822,25 @@ class FakeOpenAI(BackgroundServer):
         """A Responses API Response object: `status` unless a fault (incomplete, failed, empty, badshape) says
         otherwise, and one message item carrying `text`."""
         details, error, done = None, None, status == "completed"
-        if done and sc.has("incomplete"):
+        if done and (sc.has("incomplete") or sc.cut):  # the max_output_tokens budget ran out
             status, details = "incomplete", {"reason": "max_output_tokens"}
+        if done and sc.has("filtered"):
+            status, details = "incomplete", {"reason": "content_filter"}
         if done and sc.has("failed"):
             status, error = "failed", {"code": "server_error", "message": "The model crashed while generating"}
         text = "" if sc.has("empty") else text
         part = {"type": "output_text", "text": text, "annotations": []}
         message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [part]}
         output: Any = ("pong" if sc.has("badshape") else [message]) if done else []
+        if done and sc.has("thinkonly"):  # the budget ran out while reasoning: a reasoning item and no message
+            thought = {"type": "reasoning_text", "text": "thinking..."}
+            output = [{"type": "reasoning", "id": "rs_1", "summary": [], "content": [thought]}]
         tokens = len(text) // 2
         return {
             "id": "resp_1",
             "object": "response",
             "created_at": int(time.time()),
-            "model": model,
+            "model": sc.answered(model),
             "status": status,
             "error": error,
             "incomplete_details": details,
@@ -828,7 +853,7 @@ class FakeOpenAI(BackgroundServer):
         self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
     ) -> web.StreamResponse | None:
         """Typed Responses events, as OpenAI and vLLM send them (no [DONE]); faults: reasoning, malformed,
-        errorevent, cut, nocontent, nofinish, incomplete, failed, failedevent."""
+        errorevent, cut, nocontent, nofinish, incomplete (or length), thinkonly, vllmcut, failed, failedevent."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
@@ -838,12 +863,12 @@ class FakeOpenAI(BackgroundServer):
             await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode())
 
         await send("response.created", response=self._response(sc, body, model, "", "in_progress"))
-        for piece in ("thinking", "...") if sc.has("reasoning") else ():
+        for piece in ("thinking", "...") if sc.has("reasoning") or sc.has("thinkonly") else ():
             await send("response.reasoning_text.delta", item_id="rs_1", output_index=0, content_index=0, delta=piece)
             await asyncio.sleep(sc.num("token_delay"))
         if sc.has("malformed"):
             await resp.write(b'event: response.output_text.delta\ndata: {"delta": \n\n')
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         text = ""
         for i in range(n):
             if i == min(2, n) and sc.has("cut"):
@@ -861,8 +886,10 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("nofinish"):
             return resp
         final = self._response(sc, body, model, text, "completed")
-        # failedevent: a response.failed event whose response says completed
-        await send("response.failed" if sc.has("failedevent") else f"response.{final['status']}", response=final)
+        # failedevent: a response.failed event whose response says completed; vllmcut: vLLM ends a stream cut by
+        # max_output_tokens with response.completed carrying status incomplete (OpenAI sends response.incomplete)
+        terminal = "response.completed" if sc.has("vllmcut") else f"response.{final['status']}"
+        await send("response.failed" if sc.has("failedevent") else terminal, response=final)
         if sc.has("linger"):  # a server or proxy that keeps the connection open after the terminal event
             await asyncio.sleep(3600)
         return resp
@@ -885,14 +912,16 @@ class FakeOpenAI(BackgroundServer):
         """A Message object carrying `text` (faults: empty, reasoning (thinking only, out of budget), nocontent,
         badshape)."""
         blocks: list[dict[str, Any]] = [{"type": "text", "text": "" if sc.has("empty") else text}]
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             blocks, stop_reason = [{"type": "thinking", "thinking": "thinking...", "signature": "sig"}], "max_tokens"
+        elif sc.has("length") and stop_reason:
+            stop_reason = "max_tokens"
         content: Any = "pong" if sc.has("badshape") else [] if sc.has("nocontent") else blocks
         return {
             "id": f"msg_{uuid.uuid4().hex[:12]}",
             "type": "message",
             "role": "assistant",
-            "model": body.get("model"),
+            "model": sc.answered(body.get("model")),
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
@@ -902,8 +931,8 @@ class FakeOpenAI(BackgroundServer):
     async def _messages_stream(
         self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
     ) -> web.StreamResponse | None:
-        """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning, malformed, errorevent, cut,
-        nocontent, nostop (or nodone), linger."""
+        """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning (or thinkonly), malformed,
+        errorevent, cut, nocontent, nostop (or nodone), length, linger."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
@@ -914,7 +943,7 @@ class FakeOpenAI(BackgroundServer):
         await send("message_start", message={**self._message(sc, body, "", None), "content": [], "stop_reason": None})
         await send("ping")
         index = 0
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             await send("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""})
             for piece in ("thinking", "..."):
                 await send("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": piece})
@@ -925,7 +954,7 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("malformed"):
             await resp.write(b'event: content_block_delta\ndata: {"delta": \n\n')
         await send("content_block_start", index=index, content_block={"type": "text", "text": ""})
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         for i in range(n):
             if i == min(2, n) and sc.has("cut"):
                 _kill(request, rst=False)
@@ -939,7 +968,7 @@ class FakeOpenAI(BackgroundServer):
         await send("content_block_stop", index=index)
         await send(
             "message_delta",
-            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            delta={"stop_reason": "max_tokens" if sc.cut else "end_turn", "stop_sequence": None},
             usage={"output_tokens": _anthropic_usage(sc, body, n)["output_tokens"]},
         )
         if not (sc.has("nostop") or sc.has("nodone")):
@@ -1079,7 +1108,7 @@ class FakeOpenAI(BackgroundServer):
         base = {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}",
             "created": int(time.time()),
-            "model": body.get("model"),
+            "model": sc.answered(body.get("model")),
             "object": "chat.completion.chunk" if chat else "text_completion",
         }
 
@@ -1103,7 +1132,7 @@ class FakeOpenAI(BackgroundServer):
 
         if chat:
             await send(chunk(role="assistant", content=""))
-            if sc.has("reasoning"):
+            if sc.has("reasoning") or sc.has("thinkonly"):
                 for piece in ("thinking", "..."):
                     await send(chunk(reasoning_content=piece))
                     await asyncio.sleep(sc.num("token_delay"))
@@ -1119,7 +1148,7 @@ class FakeOpenAI(BackgroundServer):
             await send(chunk(finish="tool_calls"))
             await send("[DONE]")
             return resp
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         for i in range(n + 1):
             if i == min(2, n) and sc.has("cut"):
                 _kill(request, rst=False)
@@ -1144,7 +1173,8 @@ class FakeOpenAI(BackgroundServer):
                 await asyncio.sleep(sc.num("token_delay"))
             await send(chunk(PIECES[i % 2]))
         if not sc.has("nofinish"):
-            await send(chunk("", "stop") if not chat else chunk(finish="stop"))
+            finish = "length" if sc.cut else "stop"
+            await send(chunk("", finish) if not chat else chunk(finish=finish))
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             await send({**base, "choices": [], "usage": _usage(sc, body.get("messages") or body.get("prompt"), n)})

@@ -83,11 +83,12 @@ RESPONSES_FAULTS = [
     # plain
     ("r+empty", {}, "empty", "response carries no output_text after 0 output tokens"),
     ("r+badshape", {}, "schema", "'output' is str, expected a list"),
+    ("r+filtered", {}, "bad_response", "response incomplete: content_filter after 2 output tokens"),
     (
-        "r+incomplete",
+        "r+incomplete+empty",
         {},
         "bad_response",
-        "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)",
+        "response incomplete: max_output_tokens after 0 output tokens (max_output_tokens is 256)",
     ),
     ("r+failed", {}, "bad_response", "error object in HTTP 200: The model crashed while generating"),
     ("r+status=503", {}, "server_error", "HTTP 503 from POST /v1/responses"),
@@ -106,7 +107,7 @@ RESPONSES_FAULTS = [
     ),
     ("rs+nocontent", {"stream": True}, "empty", "stream carried no output_text delta after 2 events"),
     ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
-    ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
+    ("rs+filtered", {"stream": True}, "bad_response", "response incomplete: content_filter after 4 output tokens"),
     ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
     (
         "rs+failedevent",
@@ -116,14 +117,19 @@ RESPONSES_FAULTS = [
     ),
     ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
-    ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+    ("rs+token_delay=0.01", {"stream": True, "min_tokens_per_s": 1000}, "slo", "< min_tokens_per_s 1000"),
 ]
 
 
 MESSAGES_FAULTS = [
     # plain
     ("m+empty", {}, "empty", "reply has no text (blocks: text; stop_reason=end_turn, 2 output tokens)"),
-    ("m+reasoning", {}, "empty", "reply has no text (blocks: thinking; stop_reason=max_tokens, 4 output tokens)"),
+    (
+        "m+reasoning",
+        {"require_content": True},
+        "empty",
+        "reasoning but no visible content, and require_content is set (stop_reason=max_tokens, 4 output tokens)",
+    ),
     ("m+nocontent", {}, "empty", "reply has no content blocks"),
     ("m+badshape", {}, "schema", "'content' is str, expected a list"),
     ("m+apierror", {}, "bad_response", "error object in HTTP 200: Internal server error"),
@@ -145,7 +151,7 @@ MESSAGES_FAULTS = [
     ("ms+apierror=529", {"stream": True}, "server_error", "HTTP 529 from POST /v1/messages"),
     ("ms+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("ms+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
-    ("ms+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+    ("ms+token_delay=0.01", {"stream": True, "min_tokens_per_s": 1000}, "slo", "< min_tokens_per_s 1000"),
 ]
 
 

@@ -571,7 +571,7 @@ def test_the_step_summary_markdown_alone_escapes_a_cell() -> None:
             "tokens": None,
             "selection": {"deselected": 0, "endpoints_file": "e.yaml"},
         },
-        "cases": [results.case_entry(PASS_CASE, Outcome(True, "one | two\nthree", started_at=0.0, ended_at=0.5))],
+        "cases": [results.case_entry(PASS_CASE, Outcome(True, "one | two\nthree", duration_s=0.5))],
     }
     text = step_summary.markdown(document)
     assert text.splitlines()[:3] == [

@@ -83,6 +83,7 @@ async def timed(
         try:
             async with asyncio.timeout(timeout):
                 response = await transport.handle_async_request(request)
+                ttfb = clock.elapsed()
                 try:
                     if not 200 <= response.status_code < 300:
                         raise await _status_error(response, request, clock)
@@ -100,7 +101,7 @@ async def timed(
         if error.duration is None:
             error.duration = clock.elapsed()
         raise
-    return Timed(value=value, status_code=response.status_code, headers=response.headers, duration=clock.elapsed())
+    return Timed(value, response.status_code, response.headers, duration=clock.elapsed(), ttfb=ttfb)
 
 
 async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BODY_BYTES) -> bytes:

@@ -30,7 +30,7 @@ from .verdicts import CaseIndex, token_totals, verdicts
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "Results", "case_entry", "write_atomically"]
 
-SCHEMA_VERSION = 1  # raised when a field changes meaning or goes away; new fields keep it
+SCHEMA_VERSION = 2  # raised when a field changes meaning or goes away; new fields keep it
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 
 
@@ -46,7 +46,8 @@ def case_entry(case: Case, outcome: Outcome) -> dict[str, Any]:
         "degraded": list(outcome.degraded),
         "class": outcome.error_class,
         "reason": outcome.reason,
-        "duration_s": outcome.request_s,
+        "duration_s": outcome.duration_s,
+        "elapsed_s": outcome.elapsed_s,
         "metrics": {name: value for name, value in outcome.metrics.items() if math.isfinite(value)},
         "attempts": [
             {"class": a.error_class, "status_code": a.status_code, "duration_s": a.duration_s} for a in outcome.attempts

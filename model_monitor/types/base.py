@@ -17,6 +17,10 @@ __all__ = [
     "EXPECT_SCHEMA",
     "MAX_TOKENS_SCHEMA",
     "PROMPT_SCHEMA",
+    "RATE_MAX_TOKENS",
+    "RATE_PROMPT",
+    "REPLY_IN_DEFAULTS",
+    "REPLY_SCHEMA",
     "STREAM_IN_DEFAULTS",
     "STREAM_SCHEMA",
     "TEXTS_INPUT_SCHEMA",
@@ -26,13 +30,17 @@ __all__ = [
     "ModelType",
     "Multipart",
     "Options",
+    "ReplyOptions",
     "StreamOptions",
+    "default_prompt",
     "finite",
     "first_choice",
     "listed",
     "options_of",
     "owned_params",
+    "reasoning_only",
     "stream_fields",
+    "truncated",
 ]
 
 OptionsT = TypeVar("OptionsT", bound=Options)
@@ -76,6 +84,34 @@ STREAM_SCHEMA: Mapping[str, Any] = {
     **EXPECT_SCHEMA,
 }
 STREAM_IN_DEFAULTS = frozenset({"stream", "max_ttft", "min_tokens_per_s", "warn_ttft"})
+# The fields of the types that generate text (chat, completion, responses, messages): how a reply cut short by its
+# budget, or answered by another model than the one asked for, is judged.
+REPLY_SCHEMA: Mapping[str, Any] = {
+    **STREAM_SCHEMA,
+    "require_content": {
+        "description": "A reply with reasoning but no visible content fails as empty (by default it passes marked "
+        "degraded: a live model that ran out of budget while thinking).",
+        "type": "boolean",
+    },
+    "warn_truncated": {
+        "description": "A reply cut by its token budget (finish_reason length, status incomplete, stop_reason "
+        "max_tokens) that has visible text passes marked degraded (by default it passes plainly; one without "
+        "visible text fails).",
+        "type": "boolean",
+    },
+    "model_mismatch": {
+        "description": "When the reply's `model` is not the model asked for (a gateway fell back to another "
+        "deployment): degraded (default) passes marked degraded and names the model that answered, fail fails the "
+        "case, off ignores it (a server that answers with an alias). The asked name matches when equal, ignoring "
+        "case and any path prefix (models/x, /data/x), or when followed by a date or version suffix "
+        "after -, : or @ (gpt-4o -> gpt-4o-2024-08-06, llama3 -> llama3:8b; not gpt-4o -> gpt-4o-mini).",
+        "enum": ["degraded", "fail", "off"],
+    },
+}
+REPLY_IN_DEFAULTS = STREAM_IN_DEFAULTS | {"require_content", "warn_truncated", "model_mismatch"}
+# What a case with a rate SLO asks for when its entry sets no prompt or budget: a reply long enough to time.
+RATE_PROMPT = "Count from 1 to 50, separated by spaces, and nothing else."
+RATE_MAX_TOKENS = 64
 PROMPT_SCHEMA: Mapping[str, Any] = {
     "prompt": {
         "description": "The text sent: a user message, a prompt or a picture description.",
@@ -102,11 +138,22 @@ TEXT_INPUT_SCHEMA: Mapping[str, Any] = {
 
 
 @dataclass(frozen=True)
+class ReplyOptions(StreamOptions):
+    """The options of a type that generates text: see REPLY_SCHEMA."""
+
+    require_content: bool = False
+    warn_truncated: bool = False
+    model_mismatch: str = "degraded"
+
+
+@dataclass(frozen=True)
 class Checked:
-    """A healthy reply: what to say about it, and the visible text that `expect` looks at (None: no text)."""
+    """A healthy reply: what to say about it, the visible text that `expect` looks at (None: no text), and why it
+    passes marked degraded (cut short by its budget, reasoning only)."""
 
     summary: str
     text: str | None = None
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +220,24 @@ def owned_params(model_type: ModelType, model: str, options: Options, params: Ma
 def stream_fields(case: Case) -> dict[str, Any]:
     """What a streaming request adds: usage in the last chunk, for the token count."""
     return {"stream": True, "stream_options": {"include_usage": True}} if case.stream else {}
+
+
+def default_prompt(case: Case, default: str) -> str:
+    """The type's own prompt, or, for a case with a rate SLO, one whose reply is long enough to time."""
+    return RATE_PROMPT if case.min_tokens_per_s is not None else default
+
+
+def truncated(options: ReplyOptions, why: str) -> tuple[str, ...]:
+    """A visible reply cut by its token budget passes; marked degraded when the model asks (warn_truncated)."""
+    return (f"cut short by its token budget ({why})",) if options.warn_truncated else ()
+
+
+def reasoning_only(options: ReplyOptions, why: str) -> Checked:
+    """Reasoning and no visible content: a live model that ran out of budget while thinking, degraded; a failure
+    when the model requires content."""
+    if options.require_content:
+        raise ProbeError(ErrorClass.EMPTY, f"reasoning but no visible content, and require_content is set ({why})")
+    return Checked(f"replied with reasoning ({why})", text="", degraded=("reasoning only, no visible content",))
 
 
 def listed(data: Any, key: str, what: str) -> list[Any]:

@@ -14,14 +14,17 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import one_line, server_message
 from .base import (
-    STREAM_IN_DEFAULTS,
-    STREAM_SCHEMA,
+    REPLY_IN_DEFAULTS,
+    REPLY_SCHEMA,
     TEXT_INPUT_SCHEMA,
     Checked,
     ModelType,
-    StreamOptions,
+    ReplyOptions,
+    default_prompt,
     listed,
     options_of,
+    reasoning_only,
+    truncated,
 )
 from .stream_format import StreamReply
 
@@ -29,7 +32,7 @@ __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
 SCHEMA = {
-    **STREAM_SCHEMA,
+    **REPLY_SCHEMA,
     **TEXT_INPUT_SCHEMA,
     "max_output_tokens": {
         "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish "
@@ -44,8 +47,8 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 
 
 @dataclass(frozen=True)
-class ResponsesOptions(StreamOptions):
-    input: str = PROMPT
+class ResponsesOptions(ReplyOptions):
+    input: str | None = None  # None: PROMPT, or RATE_PROMPT for a rate SLO
     max_output_tokens: int = 256
 
 
@@ -54,7 +57,7 @@ def _body(case: Case) -> dict[str, Any]:
     stream = {"stream": True} if case.stream else {}
     return {
         "model": case.model,
-        "input": options.input,
+        "input": options.input or default_prompt(case, PROMPT),
         "max_output_tokens": options.max_output_tokens,
         **stream,
         **case.params,
@@ -62,6 +65,9 @@ def _body(case: Case) -> dict[str, Any]:
 
 
 def _check(case: Case, data: Any) -> Checked:
+    """A completed Response with output text passes, and so does one cut by its max_output_tokens budget (status
+    incomplete) that has some; reasoning alone is degraded (see types/base.reasoning_only)."""
+    options = options_of(case, ResponsesOptions)
     status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(status, str):
         raise ProbeError(ErrorClass.SCHEMA, "reply has no response status (expected a Response object)")
@@ -70,18 +76,26 @@ def _check(case: Case, data: Any) -> Checked:
     if status == "failed":
         said = server_message({"error": data.get("error")}) or "no error message"
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"response status failed{counted}: {said}")
-    if status == "incomplete":
-        reason = server_message({"incomplete_details": data.get("incomplete_details")})
-        budget = options_of(case, ResponsesOptions).max_output_tokens
-        hint = f" (max_output_tokens is {budget})" if reason == "max_output_tokens" else ""
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
-    if status != "completed":
+    if status not in ("completed", "incomplete"):
         raise ProbeError(ErrorClass.SCHEMA, f"response status is {one_line(status, 40)!r}, expected completed")
-    text = _output_text(listed(data, "output", "output items"))
+    details = data.get("incomplete_details")
+    budget = isinstance(details, dict) and details.get("reason") == "max_output_tokens"
+    reason = server_message({"incomplete_details": details}) if details else None  # the server's words, escaped
+    # An incomplete response may have no output at all: its reason says why, below.
+    items = listed(data, "output", "output items") if status == "completed" or data.get("output") else []
+    text = _output_text(items)
+    said = f"status={status}" + (f": {reason}" if reason else "") + (f", {tokens} output tokens" if tokens else "")
+    answered = status == "completed" or budget  # cut by another cause (content_filter) is no answer
+    reasoned = any(isinstance(item, dict) and item.get("type") == "reasoning" for item in items)
+    if answered and not text.strip() and reasoned:
+        return reasoning_only(options, said)
+    if status == "incomplete" and not (budget and text.strip()):
+        hint = f" (max_output_tokens is {options.max_output_tokens})" if budget else ""
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
     if not text.strip():
         raise ProbeError(ErrorClass.EMPTY, f"response carries no output_text{counted}")
-    of = f", {tokens} output tokens" if tokens is not None else ""
-    return Checked(f"replied {len(text)} chars (status=completed{of})", text=text)
+    cut = truncated(options, f"{said}, max_output_tokens {options.max_output_tokens}") if budget else ()
+    return Checked(f"replied {len(text)} chars ({said})", text=text, degraded=cut)
 
 
 def _output_text(items: list[Any]) -> str:
@@ -145,7 +159,11 @@ class ResponsesReply(StreamReply):
             if not isinstance(response, dict):
                 raise ProbeError(ErrorClass.STREAM_BROKEN, f"{kind} event carries no response object after {now:.3f} s")
             status = response.get("status")
-            if isinstance(status, str) and kind != f"response.{status}":  # a failed event never passes as completed
+            # A failed event never passes as completed; vLLM ends a stream cut by its budget with
+            # response.completed carrying status incomplete, which the check then judges as OpenAI's
+            # response.incomplete.
+            vllm_cut = kind == "response.completed" and status == "incomplete"
+            if isinstance(status, str) and kind != f"response.{status}" and not vllm_cut:
                 raise ProbeError(
                     ErrorClass.BAD_RESPONSE,
                     f"{kind} event carries a response whose status is {one_line(status, 40)!r} after {now:.3f} s",
@@ -174,5 +192,5 @@ TYPE = ModelType(
     tags=frozenset({"metadata", "user"}),
     operation="chat",
     schema=SCHEMA,
-    in_defaults=STREAM_IN_DEFAULTS | {"input", "max_output_tokens"},
+    in_defaults=REPLY_IN_DEFAULTS | {"input", "max_output_tokens"},
 )
