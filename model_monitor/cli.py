@@ -39,8 +39,8 @@ def usage() -> str:
         f"usage: {PROG} [--endpoints PATH] [options] [pytest options]",
         "",
         "Checks every endpoint/model in the endpoints file, one pytest case each. Relative paths are read from",
-        "the current folder. Exit code: 0 every case passed, 1 a case failed, 2 interrupted, 4 usage error,",
-        "5 no case selected.",
+        "the current folder. Exit code: 0 every case passed, 1 a case failed (--fail-on chooses), 2 interrupted,",
+        "4 usage error, 5 no case selected.",
         "",
         "Model Monitor options (a flag wins over its environment variable):",
     ]
