@@ -822,6 +822,7 @@ def test_notes_say_what_was_installed_and_how_to_run_now() -> None:
         assert cronjob["metadata"]["name"] in notes
     assert re.search(r"kubectl create job -n monitoring \S+ --from=cronjob/a-fullname-override-that-my-service-", notes)
     assert "helm test mm" in notes
+    assert "it fails only when the monitor itself could not judge and report every case: cronJob.failOn never" in notes
 
 
 def test_chart_packages_without_the_schema_source(tmp_path: Path) -> None:
