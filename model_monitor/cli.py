@@ -67,8 +67,8 @@ def usage() -> str:
         f"       {PROG} --version",
         "",
         "Checks every endpoint/model in the endpoints file, one pytest case each. Relative paths are read from",
-        "the current folder. Exit code: 0 every case passed, 1 a case failed, 2 interrupted, 4 usage error,",
-        "5 no case selected. -v shows pytest's own reporting (node ids, tracebacks) instead of the monitor's.",
+        "the current folder. Exit code: 0 every case passed, 1 a case failed (--fail-on chooses), 2 interrupted,",
+        "4 usage error, 5 no case selected. -v shows pytest's own reporting (node ids, tracebacks) instead.",
         "",
         "Model Monitor options (a flag wins over its environment variable):",
     ]

@@ -96,10 +96,23 @@ def pytest_configure(config: pytest.Config) -> None:
             results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results"
         )
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
+        config.pluginmanager.register(DegradedCount(monitor), "model_monitor.degraded")
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
         if monitor.reporters:
             config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
+
+
+class DegradedCount:
+    """Counts the degraded passes, for --fail-on degraded, on the process that sees every verdict."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = Outcome.from_properties(report.user_properties) if report.when == "call" and report.passed else None
+        if outcome is not None and outcome.degraded:
+            self._monitor.degraded += 1
 
 
 def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
@@ -271,17 +284,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
         return
-    if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and monitor.others_shards:
-        # A shard whose share of a non-empty selection is empty did its part: exit 5 would fail its Job's index.
-        session.exitstatus = pytest.ExitCode.OK
     failed = False
     for reporter in sorted(monitor.reporters, key=lambda r: r.flush_last):  # end pings after the pushes
         reporter.flush(_end_budget(monitor))
         failed |= reporter.failed
-    if failed and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.exitstatus = monitor.exit_status(session.exitstatus, telemetry_failed=failed)
 
 
 def _end_budget(monitor: Monitor) -> float:

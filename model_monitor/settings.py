@@ -20,9 +20,10 @@ from .redact import Secret
 from .shard import Shard
 from .shard import parse as parse_shard
 
-__all__ = ["ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
+__all__ = ["FAIL_ON", "ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
 
 GROUP = "model-monitor"
+FAIL_ON = ("failed", "degraded", "never")  # --fail-on: which verdicts fail the run (run.Monitor.exit_status)
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +38,12 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError("must be a finite number greater than 0")
     return value
+
+
+def _fail_on(text: str) -> str:
+    if (policy := text.strip().lower()) not in FAIL_ON:
+        raise ValueError(f"expected one of {', '.join(FAIL_ON)}")
+    return policy
 
 
 def _flag(text: str) -> bool:
@@ -117,6 +124,15 @@ OPTIONS: tuple[Option, ...] = (
         env="MODEL_MONITOR_TELEMETRY_STRICT",
         parse=_flag,
         is_flag=True,
+    ),
+    Option(
+        "fail_on",
+        "Which verdicts fail the run (exit 1): failed (a failed case), degraded (a failed or degraded case) or never "
+        "(exit 0 once every case was judged and reported; a usage error, an interruption or, with "
+        "--telemetry-strict, undelivered telemetry still fail).",
+        "failed",
+        env="MODEL_MONITOR_FAIL_ON",
+        parse=_fail_on,
     ),
     Option(
         "telemetry_deadline",
@@ -228,6 +244,7 @@ class Settings:
     healthchecks_create: bool
     telemetry_dry_run: bool
     telemetry_strict: bool
+    fail_on: str
     telemetry_deadline: float
     run_deadline: float | None
     stop_grace: float

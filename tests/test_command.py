@@ -11,9 +11,13 @@ import os
 import pty
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,16 +55,14 @@ class Installed:
     def python(self) -> str:
         return str(self.venv / "bin" / "python")
 
-    def run(self, *argv: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options."""
-        return subprocess.run(argv, cwd=cwd, env=users_env(extra_env), capture_output=True, text=True, timeout=300)
+    def run(self, *argv: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options (and
+        `env` added)."""
+        return subprocess.run(argv, cwd=cwd, env=self.environ(env), capture_output=True, text=True, timeout=300)
 
-
-def users_env(extra: dict[str, str]) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)},
-        **extra,
-    }
+    def environ(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        ours = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)}
+        return {**ours, **(env or {})}
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +131,87 @@ def test_a_failing_model_exits_1(installed: Installed, openai_server: FakeOpenAI
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-3000:]
     assert outcome_counts(proc.stdout) == {"failed": 1, "passed": 1}
     assert "server_error: HTTP 503" in proc.stdout
+
+
+# A degraded pass (one retry) beside a pass; and with a failing model too.
+DEGRADED = [model("fine"), model("flaky+flaky=1", id="flaky", retries=1)]
+FAILING = [*DEGRADED, model("down+status=503", id="down")]
+
+
+@pytest.mark.parametrize(
+    ("models", "fail_on", "status"),
+    [
+        pytest.param(models, fail_on, status, id=f"{name}-{fail_on or 'default'}")
+        for name, models, statuses in (("degraded", DEGRADED, (0, 0, 1, 0)), ("failing", FAILING, (1, 1, 1, 0)))
+        for fail_on, status in zip((None, "failed", "degraded", "never"), statuses, strict=True)
+    ],
+)
+def test_fail_on_decides_what_the_verdicts_make_of_the_exit_code(
+    installed: Installed,
+    server: FakeOpenAI,
+    tmp_path: Path,
+    models: list[dict[str, object]],
+    fail_on: str | None,
+    status: int,
+) -> None:
+    """--fail-on failed|degraded|never, by flag and by environment variable alike; the verdicts are the same."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(server.url, *models)]}), encoding="utf-8")
+    flag = ("--fail-on", fail_on) if fail_on else ()
+    by_flag = installed.run(installed.command, "--endpoints", str(path), *flag, cwd=tmp_path)
+    assert by_flag.returncode == status, (by_flag.stdout + by_flag.stderr)[-3000:]
+    assert re.search(r"svc/flaky .* DEGRADED", by_flag.stdout), by_flag.stdout[-3000:]
+    failed = 1 if len(models) == 3 else 0
+    assert outcome_counts(by_flag.stdout) == {"passed": 2, **({"failed": 1} if failed else {})}
+    if fail_on:
+        server.clear()  # the flaky model fails its first request again
+        by_env = installed.run(
+            installed.command, "--endpoints", str(path), cwd=tmp_path, env={"MODEL_MONITOR_FAIL_ON": fail_on}
+        )
+        assert by_env.returncode == status, (by_env.stdout + by_env.stderr)[-3000:]
+
+
+def test_fail_on_never_still_fails_a_broken_monitor(installed: Installed, server: FakeOpenAI, tmp_path: Path) -> None:
+    """never: a usage error (4), a bad --fail-on (4), undelivered telemetry under --telemetry-strict (1) and an
+    interrupted run (2) still fail: the monitor itself did not do its job."""
+    path = write_endpoints(tmp_path / "staging.yaml", server.url, "chat-model", "x+status=503")
+    never = ("--endpoints", str(path), "--fail-on", "never")
+    proc = installed.run(installed.command, *never, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    missing = installed.run(
+        installed.command, "--endpoints", str(tmp_path / "absent.yaml"), "--fail-on=never", cwd=tmp_path
+    )
+    assert missing.returncode == 4, missing.stdout + missing.stderr
+    bad = installed.run(installed.command, "--endpoints", str(path), "--fail-on", "sometimes", cwd=tmp_path)
+    assert bad.returncode == 4
+    assert "--fail-on: invalid value 'sometimes': expected one of failed, degraded, never" in bad.stderr
+    undelivered = f"--cronitor-url=http://127.0.0.1:{free_port()}/p/cronitorkey0123456789"
+    strict = installed.run(installed.command, *never, undelivered, "--telemetry-strict", cwd=tmp_path)
+    assert strict.returncode == 1, (strict.stdout + strict.stderr)[-3000:]
+    lenient = installed.run(installed.command, *never, undelivered, cwd=tmp_path)
+    assert lenient.returncode == 0, (lenient.stdout + lenient.stderr)[-3000:]
+    slow = write_endpoints(tmp_path / "slow.yaml", server.url, "slow+delay=30")
+    with subprocess.Popen(
+        [installed.command, "--endpoints", str(slow), "--fail-on", "never"],
+        cwd=tmp_path,
+        env=installed.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc_:
+        deadline = time.monotonic() + 60
+        while not any("slow" in (r.model or "") for r in server.requests) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc_.send_signal(signal.SIGINT)
+        output, _ = proc_.communicate(timeout=60)
+    assert proc_.returncode == 2, output[-3000:]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (telemetry sent there is not delivered)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_help_shows_our_options_first_with_defaults_and_environment(installed: Installed, tmp_path: Path) -> None:
@@ -290,7 +373,7 @@ def test_on_a_terminal_a_long_run_shows_its_progress_in_place(
     with subprocess.Popen(
         [installed.command, "--endpoints", str(path)],
         cwd=tmp_path,
-        env=users_env({}),
+        env=installed.environ(),
         stdin=subprocess.DEVNULL,
         stdout=secondary,
         stderr=secondary,
