@@ -147,7 +147,11 @@ def test_github_example_passes_the_job_summary_into_the_container() -> None:
     passed on, the monitor writes the summary from inside the container (its --step-summary option)."""
     workflow = load("examples/github-actions.yml")
     assert IMAGE_BY_DIGEST.match(workflow["env"]["MODEL_MONITOR_IMAGE"])
-    run = next(s["run"] for s in workflow["jobs"]["monitor-staging"]["steps"] if "docker run" in s.get("run", ""))
+    run = next(
+        s["run"]
+        for s in workflow["jobs"]["monitor-staging"]["steps"]
+        if "--step-summary" in s.get("run", "") or "GITHUB_STEP_SUMMARY" in s.get("run", "")
+    )
     assert 'summary_dir=$(dirname "$GITHUB_STEP_SUMMARY")' in run
     assert '-v "$summary_dir:$summary_dir"' in run and "-e GITHUB_STEP_SUMMARY" in run
     (step_summary,) = [option for option in settings.OPTIONS if option.dest == "step_summary"]
