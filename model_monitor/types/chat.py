@@ -1,7 +1,11 @@
 """chat: POST /chat/completions, plain or streamed, with JSON mode and tool-call contracts, and reasoning models.
 
 Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget, unless
-`require_content` says a reply must have content."""
+`require_content` says a reply must have content.
+
+With `vision`, the canary picture (a green square on white) goes beside the prompt as an `image_url` content part
+holding a PNG data URL, as vLLM's production-stack router probes multimodal models; a server that refuses images
+fails the case with its own words."""
 
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ from .base import (
     PROMPT_SCHEMA,
     STREAM_IN_DEFAULTS,
     STREAM_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
     StreamOptions,
+    canary_image_url,
     first_choice,
     options_of,
     stream_fields,
@@ -43,19 +50,21 @@ TOOL = {
 
 @dataclass(frozen=True)
 class ChatOptions(StreamOptions):
-    prompt: str | None = None  # None: the prompt that fits json_mode or tool_call
+    prompt: str | None = None  # None: the prompt that fits json_mode, tool_call or vision
     max_tokens: int = 256
     token_param: str = "max_tokens"  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
     reasoning_effort: str | None = None
     require_content: bool = False
     json_mode: bool = False
     tool_call: bool = False
+    vision: bool = False
 
 
 SCHEMA = {
     **STREAM_SCHEMA,
     **PROMPT_SCHEMA,
     **MAX_TOKENS_SCHEMA,
+    **VISION_SCHEMA,
     "json_mode": {"description": "Send response_format json_object; the reply must parse as JSON.", "type": "boolean"},
     "tool_call": {
         "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a "
@@ -82,7 +91,11 @@ IN_DEFAULTS = STREAM_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reas
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ChatOptions)
-    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else PROMPT
+    plain = VISION_PROMPT if options.vision else PROMPT
+    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else plain
+    content: str | list[dict[str, Any]] = options.prompt or default
+    if options.vision:  # OpenAI's content parts, the picture as a data URL (as vLLM's production-stack probes)
+        content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": canary_image_url()}}]
     contracts: dict[str, Any] = {}
     if options.json_mode:
         contracts["response_format"] = {"type": "json_object"}
@@ -92,7 +105,7 @@ def _body(case: Case) -> dict[str, Any]:
         contracts["reasoning_effort"] = options.reasoning_effort
     return {
         "model": case.model,
-        "messages": [{"role": "user", "content": options.prompt or default}],
+        "messages": [{"role": "user", "content": content}],
         options.token_param: options.max_tokens,
         **stream_fields(case),
         **contracts,

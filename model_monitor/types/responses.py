@@ -17,9 +17,12 @@ from .base import (
     STREAM_IN_DEFAULTS,
     STREAM_SCHEMA,
     TEXT_INPUT_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
     StreamOptions,
+    canary_image_url,
     listed,
     options_of,
 )
@@ -31,6 +34,7 @@ PROMPT = "Reply with the single word: pong"
 SCHEMA = {
     **STREAM_SCHEMA,
     **TEXT_INPUT_SCHEMA,
+    **VISION_SCHEMA,
     "max_output_tokens": {
         "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish "
         "thinking.",
@@ -45,16 +49,22 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 
 @dataclass(frozen=True)
 class ResponsesOptions(StreamOptions):
-    input: str = PROMPT
+    input: str | None = None  # None: PROMPT, or VISION_PROMPT with vision
     max_output_tokens: int = 256
+    vision: bool = False
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
+    text = options.input or (VISION_PROMPT if options.vision else PROMPT)
+    sent: str | list[dict[str, Any]] = text
+    if options.vision:  # one user message of input parts, the picture as a data URL
+        parts = [{"type": "input_text", "text": text}, {"type": "input_image", "image_url": canary_image_url()}]
+        sent = [{"role": "user", "content": parts}]
     return {
         "model": case.model,
-        "input": options.input,
+        "input": sent,
         "max_output_tokens": options.max_output_tokens,
         **stream,
         **case.params,
