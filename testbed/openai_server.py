@@ -601,11 +601,9 @@ class FakeOpenAI(BackgroundServer):
 
     def _payload(self, sc: Scenario, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
         """The healthy (or 'empty'/'nochoices'/... shaped) JSON reply for a route."""
-        if kind == "models":
-            return {
-                "object": "list",
-                "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models],
-            }
+        if kind == "models":  # bare: ids alone, as a lean gateway lists them (400,000 fit under the 8 MiB cap)
+            extra = {} if sc.has("bare") else {"object": "model", "owned_by": "testbed"}
+            return {"object": "list", "data": [{"id": m, **extra} for m in self.models]}
         if kind == "embeddings":
             return self._embeddings(sc, body, model)
         if kind == "rerank":
