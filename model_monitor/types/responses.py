@@ -30,7 +30,7 @@ from .stream_format import StreamReply
 
 __all__ = ["TYPE"]
 
-PROMPT = "Reply with the single word: pong"
+INPUT = "Reply with the single word: pong"
 SCHEMA = {
     **STREAM_SCHEMA,
     **TEXT_INPUT_SCHEMA,
@@ -49,7 +49,7 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 
 @dataclass(frozen=True)
 class ResponsesOptions(StreamOptions):
-    input: str | None = None  # None: PROMPT, or VISION_PROMPT with vision
+    input: str | None = None  # None: INPUT, or VISION_PROMPT with vision
     max_output_tokens: int = 256
     vision: bool = False
 
@@ -57,7 +57,7 @@ class ResponsesOptions(StreamOptions):
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
-    text = options.input or (VISION_PROMPT if options.vision else PROMPT)
+    text = options.input or (VISION_PROMPT if options.vision else INPUT)
     sent: str | list[dict[str, Any]] = text
     if options.vision:  # one user message of input parts, the picture as a data URL
         parts = [{"type": "input_text", "text": text}, {"type": "input_image", "image_url": canary_image_url()}]
