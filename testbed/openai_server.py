@@ -413,6 +413,67 @@ def _anthropic_error(status: int, type_: str, message: str) -> web.Response:
     return _json({"type": "error", "error": {"type": type_, "message": message}}, status)
 
 
+COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (200, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 200)}
+
+
+def _image_urls(body: dict[str, Any]) -> list[Any]:
+    """Every picture a chat, messages or responses request carries, as the data URL it sends (an Anthropic base64
+    source spelt as one); a part without one gives None."""
+    turns = body.get("messages", body.get("input"))
+    urls: list[Any] = []
+    for turn in turns if isinstance(turns, list) else ():
+        parts = turn.get("content") if isinstance(turn, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image_url":  # OpenAI chat
+                image = part.get("image_url")
+                urls.append(image.get("url") if isinstance(image, dict) else None)
+            elif kind == "input_image":  # Responses
+                urls.append(part.get("image_url"))
+            elif kind == "image":  # Anthropic
+                source = part.get("source") if isinstance(part.get("source"), dict) else {}
+                urls.append(f"data:{source.get('media_type')};base64,{source.get('data')}")
+    return urls
+
+
+def _seen(url: Any) -> str:
+    """The colour at the centre of a PNG data URL (8-bit RGB, unfiltered rows, as the canary is drawn; other PNGs
+    are "a picture"); ValueError when it is no decodable PNG data URL."""
+    prefix = "data:image/png;base64,"
+    if not isinstance(url, str) or not url.startswith(prefix):
+        raise ValueError("image_url is not a data:image/png;base64 URL")
+    try:
+        png = base64.b64decode(url.removeprefix(prefix), validate=True)
+    except ValueError:
+        raise ValueError("image data is not valid base64") from None
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("image data is not a PNG")
+    chunks: dict[bytes, bytes] = {}
+    at = 8
+    while at < len(png):
+        size, kind = struct.unpack(">I4s", png[at : at + 8].ljust(8, b"\0"))
+        data, crc = png[at + 8 : at + 8 + size], png[at + 8 + size : at + 12 + size]
+        if len(data) != size or len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + data):
+            raise ValueError("PNG chunk is cut or its CRC is wrong")
+        chunks[kind] = chunks.get(kind, b"") + data
+        at += 12 + size
+    if b"IHDR" not in chunks or b"IDAT" not in chunks or b"IEND" not in chunks:
+        raise ValueError("PNG lacks IHDR, IDAT or IEND")
+    if len(chunks[b"IHDR"]) != 13:
+        raise ValueError("PNG header is not 13 bytes")
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    try:
+        pixels = zlib.decompress(chunks[b"IDAT"])
+    except zlib.error:
+        raise ValueError("PNG image data does not inflate") from None
+    row = 1 + 3 * width
+    if (depth, colour) != (8, 2) or len(pixels) != height * row or pixels[height // 2 * row] != 0:
+        return "a picture"
+    at = height // 2 * row + 1 + 3 * (width // 2)
+    rgb = pixels[at : at + 3]
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(rgb, COLOURS[name], strict=True)))
+
+
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
     """A multipart/form-data body: text fields as str, files as bytes."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -614,6 +675,9 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(wait)
         if request.method == "POST" and not isinstance(rec.body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
+        refused = self._refuse_images(sc, kind, body)
+        if refused is not None:
+            return refused
         if sc.has("reasoner") and "max_tokens" in body:  # as OpenAI's o-series and GPT-5 answer
             return _error(
                 400,
@@ -687,6 +751,22 @@ class FakeOpenAI(BackgroundServer):
             return await self._trickle(request, json.dumps(payload).encode())
         return _json(payload, content_type="text/plain" if sc.has("texttype") else "application/json")
 
+    @staticmethod
+    def _refuse_images(sc: Scenario, kind: str, body: dict[str, Any]) -> web.Response | None:
+        """A 400 in the API's own error shape for a picture that is no decodable PNG data URL, or for any picture
+        when the model is `noimage` (a text-only model, as vLLM refuses one)."""
+        urls = _image_urls(body)
+        try:
+            if urls and sc.has("noimage"):
+                raise ValueError("image input is not supported by this model")
+            for url in urls:
+                _seen(url)
+        except ValueError as refused:
+            if kind == "messages":
+                return _anthropic_error(400, "invalid_request_error", str(refused))
+            return _error(400, str(refused), "invalid_request_error")
+        return None
+
     def _injected_status(self, sc: Scenario, model: str) -> int | None:
         """The status forced by status=, flaky= or flaky429=, if any."""
         if sc.has("flaky") or sc.has("flaky429"):
@@ -702,17 +782,16 @@ class FakeOpenAI(BackgroundServer):
 
     def _payload(self, sc: Scenario, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
         """The healthy (or 'empty'/'nochoices'/... shaped) JSON reply for a route."""
-        if kind == "models":
-            return {
-                "object": "list",
-                "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models],
-            }
+        if kind == "models":  # bare: ids alone, as a lean gateway lists them (400,000 fit under the 8 MiB cap)
+            extra = {} if sc.has("bare") else {"object": "model", "owned_by": "testbed"}
+            return {"object": "list", "data": [{"id": m, **extra} for m in self.models]}
         if kind == "embeddings":
             return self._embeddings(sc, body, model)
         if kind == "rerank":
             return self._rerank(sc, body, model)
         if kind == "responses":
-            return self._response(sc, body, model, "".join(PIECES), status="completed")
+            urls = _image_urls(body)
+            return self._response(sc, body, model, _seen(urls[0]) if urls else "".join(PIECES), status="completed")
         if kind == "audio/transcriptions":
             return _transcription(sc, body)
         if kind == "moderations":
@@ -738,7 +817,8 @@ class FakeOpenAI(BackgroundServer):
 
     def _chat_choice(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
         """choices[0] of a chat reply, honouring tools and response_format."""
-        msg: dict[str, Any] = {"role": "assistant", "content": "pong"}
+        urls = _image_urls(body)
+        msg: dict[str, Any] = {"role": "assistant", "content": _seen(urls[0]) if urls else "pong"}
         finish = "stop"
         tools = body.get("tools")
         fmt = body.get("response_format")
@@ -906,7 +986,8 @@ class FakeOpenAI(BackgroundServer):
             return _anthropic_error(status, *ANTHROPIC_ERRORS.get(status, ANTHROPIC_ERRORS[500]))
         if streaming:
             return await self._messages_stream(request, sc, body, wait)
-        return _json(self._message(sc, body, "".join(PIECES), "end_turn"))
+        urls = _image_urls(body)
+        return _json(self._message(sc, body, _seen(urls[0]) if urls else "".join(PIECES), "end_turn"))
 
     def _message(self, sc: Scenario, body: dict[str, Any], text: str, stop_reason: str | None) -> dict[str, Any]:
         """A Message object carrying `text` (faults: empty, reasoning (thinking only, out of budget), nocontent,

@@ -246,3 +246,12 @@ def test_the_demo_shows_a_failure_and_still_exits_0() -> None:
         "demo: your own endpoints next: model-monitor init endpoints.yaml, keep your servers, "
         "model-monitor validate --resolve, then model-monitor",
     ]
+
+
+def test_a_bare_listing_gives_the_ids_alone() -> None:
+    """The benchmark's 400,000-id listing (bench/listing.py) stays under the monitor's 8 MiB cap only this way."""
+    with FakeOpenAI(models=("m-000001", "m-000002"), listing="bare") as lean, FakeOpenAI(models=("m",)) as full:
+        assert httpx.get(lean.url + "/v1/models").json()["data"] == [{"id": "m-000001"}, {"id": "m-000002"}]
+        assert httpx.get(full.url + "/v1/models").json()["data"] == [
+            {"id": "m", "object": "model", "owned_by": "testbed"}
+        ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeVar
 
 from ..case import Case, Endpoint, ExpectOptions, Options, StreamOptions
@@ -14,6 +17,7 @@ from ..reply import Timed, parse_json, server_message
 from .stream_format import ChunkReply, StreamReply
 
 __all__ = [
+    "CANARY_IMAGE",
     "EXPECT_SCHEMA",
     "MAX_TOKENS_SCHEMA",
     "PROMPT_SCHEMA",
@@ -25,6 +29,8 @@ __all__ = [
     "STREAM_SCHEMA",
     "TEXTS_INPUT_SCHEMA",
     "TEXT_INPUT_SCHEMA",
+    "VISION_PROMPT",
+    "VISION_SCHEMA",
     "Checked",
     "ExpectOptions",
     "ModelType",
@@ -32,12 +38,15 @@ __all__ = [
     "Options",
     "ReplyOptions",
     "StreamOptions",
+    "canary_image",
+    "canary_image_url",
     "default_prompt",
     "finite",
     "first_choice",
     "listed",
     "options_of",
     "owned_params",
+    "packaged",
     "reasoning_only",
     "stream_fields",
     "truncated",
@@ -132,6 +141,18 @@ TEXTS_INPUT_SCHEMA: Mapping[str, Any] = {
         "oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": {"type": "string"}}],
     },
 }
+# The vision canary: a green square on white, 128x128 (scripts/gen-canary-image draws it). Green because a model
+# that cannot see it guesses red more often: the colour it names shows it saw the picture.
+CANARY_IMAGE = "canary.png"
+VISION_PROMPT = "What colour is the square in this picture? Reply with one word."
+VISION_SCHEMA: Mapping[str, Any] = {
+    "vision": {
+        "description": "Send the canary picture (a green square on white, a PNG shipped with the monitor) as a data "
+        "URL beside the prompt, for multimodal models; the default prompt then asks for the square's colour, so "
+        "`expect: {regex: '(?i)green'}` shows the model saw it. Default: false (text only).",
+        "type": "boolean",
+    },
+}
 TEXT_INPUT_SCHEMA: Mapping[str, Any] = {
     "input": {"description": "The one text sent.", "type": "string", "minLength": 1},
 }
@@ -215,6 +236,22 @@ def owned_params(model_type: ModelType, model: str, options: Options, params: Ma
         body = model_type.body(case)
         own |= {*body.data, *body.files} if isinstance(body, Multipart) else set(body or ())
     return sorted(own.intersection(params) - model_type.tags - model_type.open_params)
+
+
+@functools.cache
+def packaged(name: str) -> bytes:
+    """A file shipped in this package: a canary the probe sends."""
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+def canary_image() -> str:
+    """The vision canary, base64-encoded (what a data URL and Anthropic's image source carry)."""
+    return base64.b64encode(packaged(CANARY_IMAGE)).decode("ascii")
+
+
+def canary_image_url() -> str:
+    """The vision canary as a data URL (what OpenAI's image_url and input_image parts carry)."""
+    return f"data:image/png;base64,{canary_image()}"
 
 
 def stream_fields(case: Case) -> dict[str, Any]:

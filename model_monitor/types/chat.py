@@ -2,7 +2,11 @@
 
 Visible content or a tool call is an answer, also when its budget cut it short (finish_reason length); reasoning
 alone shows a live model that ran out of budget (degraded), unless `require_content` says a reply must have
-content."""
+content.
+
+With `vision`, the canary picture (a green square on white) goes beside the prompt as an `image_url` content part
+holding a PNG data URL, as vLLM's production-stack router probes multimodal models; a server that refuses images
+fails the case with its own words."""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from .base import (
     PROMPT_SCHEMA,
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
     ReplyOptions,
+    canary_image_url,
     default_prompt,
     first_choice,
     options_of,
@@ -47,18 +54,20 @@ TOOL = {
 
 @dataclass(frozen=True)
 class ChatOptions(ReplyOptions):
-    prompt: str | None = None  # None: the prompt that fits json_mode, tool_call or a rate SLO
+    prompt: str | None = None  # None: the prompt that fits json_mode, tool_call, vision or a rate SLO
     max_tokens: int = 256  # enough to count to 50 for a rate SLO, and for a reasoning model to think a little
     token_param: str = "max_tokens"  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
     reasoning_effort: str | None = None
     json_mode: bool = False
     tool_call: bool = False
+    vision: bool = False
 
 
 SCHEMA = {
     **REPLY_SCHEMA,
     **PROMPT_SCHEMA,
     **MAX_TOKENS_SCHEMA,
+    **VISION_SCHEMA,
     "json_mode": {"description": "Send response_format json_object; the reply must parse as JSON.", "type": "boolean"},
     "tool_call": {
         "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a "
@@ -80,7 +89,11 @@ IN_DEFAULTS = REPLY_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reaso
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ChatOptions)
-    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else default_prompt(case, PROMPT)
+    plain = VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
+    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else plain
+    content: str | list[dict[str, Any]] = options.prompt or default
+    if options.vision:  # OpenAI's content parts, the picture as a data URL (as vLLM's production-stack probes)
+        content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": canary_image_url()}}]
     contracts: dict[str, Any] = {}
     if options.json_mode:
         contracts["response_format"] = {"type": "json_object"}
@@ -90,7 +103,7 @@ def _body(case: Case) -> dict[str, Any]:
         contracts["reasoning_effort"] = options.reasoning_effort
     return {
         "model": case.model,
-        "messages": [{"role": "user", "content": options.prompt or default}],
+        "messages": [{"role": "user", "content": content}],
         options.token_param: options.max_tokens,
         **stream_fields(case),
         **contracts,

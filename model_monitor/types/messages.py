@@ -26,9 +26,12 @@ from .base import (
     PROMPT_SCHEMA,
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
     ReplyOptions,
+    canary_image,
     default_prompt,
     listed,
     options_of,
@@ -42,7 +45,7 @@ __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
 ANTHROPIC_VERSION = "2023-06-01"  # the one version of the Messages API; servers that mimic it accept it
-SCHEMA = {**REPLY_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
+SCHEMA = {**REPLY_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA, **VISION_SCHEMA}
 # delta type -> the block it extends (type, field), and whether it is visible output (thinking shows a live model)
 DELTAS = {
     "text_delta": ("text", "text", True),
@@ -54,17 +57,24 @@ STOP = b"message_stop"
 
 @dataclass(frozen=True)
 class MessagesOptions(ReplyOptions):
-    prompt: str | None = None  # None: PROMPT, or RATE_PROMPT for a rate SLO
+    prompt: str | None = None  # None: PROMPT, VISION_PROMPT with vision, or RATE_PROMPT for a rate SLO
     max_tokens: int = 256
+    vision: bool = False
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, MessagesOptions)
     stream = {"stream": True} if case.stream else {}
+    content: str | list[dict[str, Any]] = options.prompt or (
+        VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
+    )
+    if options.vision:  # Anthropic's image block, base64, before the text as its docs advise
+        image = {"type": "base64", "media_type": "image/png", "data": canary_image()}
+        content = [{"type": "image", "source": image}, {"type": "text", "text": content}]
     return {
         "model": case.model,
         "max_tokens": options.max_tokens,
-        "messages": [{"role": "user", "content": options.prompt or default_prompt(case, PROMPT)}],
+        "messages": [{"role": "user", "content": content}],
         **stream,
         **case.params,
     }

@@ -17,9 +17,12 @@ from .base import (
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
     TEXT_INPUT_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
     ReplyOptions,
+    canary_image_url,
     default_prompt,
     listed,
     options_of,
@@ -30,10 +33,11 @@ from .stream_format import StreamReply
 
 __all__ = ["TYPE"]
 
-PROMPT = "Reply with the single word: pong"
+INPUT = "Reply with the single word: pong"
 SCHEMA = {
     **REPLY_SCHEMA,
     **TEXT_INPUT_SCHEMA,
+    **VISION_SCHEMA,
     "max_output_tokens": {
         "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish "
         "thinking.",
@@ -48,16 +52,22 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 
 @dataclass(frozen=True)
 class ResponsesOptions(ReplyOptions):
-    input: str | None = None  # None: PROMPT, or RATE_PROMPT for a rate SLO
+    input: str | None = None  # None: INPUT, VISION_PROMPT with vision, or RATE_PROMPT for a rate SLO
     max_output_tokens: int = 256
+    vision: bool = False
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
+    text = options.input or (VISION_PROMPT if options.vision else default_prompt(case, INPUT))
+    sent: str | list[dict[str, Any]] = text
+    if options.vision:  # one user message of input parts, the picture as a data URL
+        parts = [{"type": "input_text", "text": text}, {"type": "input_image", "image_url": canary_image_url()}]
+        sent = [{"role": "user", "content": parts}]
     return {
         "model": case.model,
-        "input": options.input or default_prompt(case, PROMPT),
+        "input": sent,
         "max_output_tokens": options.max_output_tokens,
         **stream,
         **case.params,
