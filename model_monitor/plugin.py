@@ -5,6 +5,7 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -16,9 +17,9 @@ from . import config as endpoints_config
 from . import scheduler, selection, settings
 from .case import Case
 from .config import ConfigError, Suite, discovery
-from .errors import TelemetryConfigError
+from .errors import ErrorClass, TelemetryConfigError
 from .outcome import Outcome
-from .probe.engine import Engine, case_budget
+from .probe.engine import Engine, case_budget, descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, terminal, verdicts
 from .reporters.paths import report_paths
@@ -144,12 +145,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     here = [case for case in monitor.suite.cases if selection.runs_here(case, s)]
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
-        f"at most {s.max_concurrency} requests in flight",
+        f"at most {_in_flight(s.max_concurrency)} requests in flight",
         *monitor.destinations.header_lines(s.telemetry_dry_run),
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
     return lines + monitor.destinations.pacing_lines(s, len(here))
+
+
+def _in_flight(asked: int) -> str:
+    """--max-concurrency, or less when the open-file limit (ulimit -n) leaves room for fewer sockets."""
+    cap = descriptor_cap()
+    if cap is None or cap >= asked:
+        return str(asked)
+    return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -299,6 +308,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         monitor.reporters,
         shard=(monitor.settings.shard, monitor.others_shards),
     )
+    exhausted = sum(outcome.error_class == ErrorClass.RESOURCES for _, outcome, _ in found)
+    if exhausted:  # once for the run: each such case's reason says it too, but it is not the endpoints' news
+        terminalreporter.write_line(
+            f"model-monitor: {exhausted} case(s) failed as resources: this process ran out of file descriptors or "
+            f"memory (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}); fix the monitor, not the endpoints",
+            red=True,
+            bold=True,
+        )
 
 
 def case_of(item: pytest.Item) -> Case | None:
