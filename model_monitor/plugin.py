@@ -5,6 +5,7 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from collections.abc import Callable, Generator
@@ -22,7 +23,7 @@ from .outcome import Outcome
 from .probe.engine import Engine, case_budget, descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, terminal, verdicts
-from .reporters.paths import report_paths
+from .reporters.paths import not_written, report_paths
 from .reporters.verdicts import CaseIndex
 from .run import Monitor
 from .stop import Role, Stopper
@@ -92,9 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
-        config.pluginmanager.register(
-            results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results"
-        )
+        monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
+        config.pluginmanager.register(monitor.results, "model_monitor.results")
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
@@ -272,12 +272,36 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     return report
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
-    that failed."""
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """The run's own end comes first and does not depend on another plugin's: the pushes and the last pings before
+    any other plugin's end (pytest's JUnit writer among them) runs, the results document after them, whatever they
+    did. A report another plugin could not write (a full disk) is said and exits REPORT_NOT_WRITTEN, not 1; the
+    innermost wrapper, so that the terminal's summary still follows."""
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
-        return
+        return (yield)
+    _end(session, monitor)
+    try:
+        yield
+    except OSError as exc:
+        monitor.unwritten.append(_unwritten(session.config, exc))
+        session.exitstatus = not_written(session.exitstatus)
+    finally:
+        if monitor.results is not None:
+            session.exitstatus = monitor.results.write(int(session.exitstatus))
+
+
+def _unwritten(config: pytest.Config, exc: OSError) -> str:
+    """`could not write /reports/junit.xml: No space left on device`: the file is JUnit's unless the error names it."""
+    junit = config.getoption("xmlpath", None)
+    where = exc.filename or (os.path.abspath(junit) if junit else "a report")
+    return f"model-monitor: could not write {where}: {exc.strerror or exc}"
+
+
+def _end(session: pytest.Session, monitor: Monitor) -> None:
+    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
+    that failed."""
     if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
     if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and monitor.others_shards:
@@ -316,6 +340,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             red=True,
             bold=True,
         )
+    for line in monitor.unwritten:
+        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def case_of(item: pytest.Item) -> Case | None:

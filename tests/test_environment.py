@@ -5,8 +5,10 @@ and reported through the channels that work, and the exit code says what happene
 from __future__ import annotations
 
 import errno
+import json
 import re
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
@@ -17,7 +19,53 @@ from model_monitor.probe.exchange import Clock, classify
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import endpoint, model
+from .helpers import WORKERS, endpoint, model, mounted
+
+CASES = 30  # a JUnit file of 30 cases is far beyond the tiny disk below
+TINY_DISK = "8k"
+REPORT_NOT_WRITTEN = 6  # the exit code the README documents: not 1, which says a model failed
+
+
+def on_a_tiny_disk(folder: Path) -> tuple[str, ...]:
+    """Run the monitor where `folder` is a tmpfs of a few KiB: room for the start-up check, not for the report."""
+    return mounted(folder, f'mkdir -p "$0" && mount -t tmpfs -o size={TINY_DISK} tmpfs "$0"')
+
+
+def end_states(receiver: Receiver) -> dict[str, str]:
+    """monitor key -> the state of its last ping (complete, fail), from what the receiver got."""
+    return {p.path.rsplit("/", 1)[1]: p.query["state"][0] for p in receiver.pings if p.query["state"][0] != "run"}
+
+
+@WORKERS
+def test_a_full_disk_at_the_end_loses_no_ping_result_or_summary(
+    server: FakeOpenAI, run_monitor, receiver: Receiver, tmp_path: Path, workers: list[str]
+) -> None:
+    """JUnit's write fails with ENOSPC after every case passed: every ping is delivered, the results document and
+    the summary are written, the summary names the file, and the run exits REPORT_NOT_WRITTEN (it exited 1, with
+    1 ping of 60 delivered, no summary and no results)."""
+    full = tmp_path / "full"
+    results = tmp_path / "results.json"
+    models = [model("chat-model", id=f"m{i}") for i in range(CASES)]
+    run = run_monitor(
+        {"endpoints": [endpoint(server.url, *models)]},
+        f"--junitxml={full / 'junit.xml'}",
+        f"--results-json={results}",
+        f"--cronitor-url={receiver.url}/p/diskkey1234",
+        "--telemetry-rate=1000",
+        *workers,
+        prefix=on_a_tiny_disk(full),
+    )
+    assert run.ret == REPORT_NOT_WRITTEN, run.output
+    assert len(receiver.pings) == 2 * CASES, run.output
+    assert end_states(receiver) == {f"svc-m{i}": "complete" for i in range(CASES)}
+    document = json.loads(results.read_text(encoding="utf-8"))
+    assert document["run"]["exit_status"] == {"code": REPORT_NOT_WRITTEN, "name": "REPORT_NOT_WRITTEN"}
+    assert [case["verdict"] for case in document["cases"]] == ["pass"] * CASES
+    lines = run.output.splitlines()
+    assert f"model-monitor: could not write {full / 'junit.xml'}: No space left on device" in lines
+    assert len([line for line in lines if line.startswith("svc/m")]) == CASES, "the summary table, every case"
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+
 
 DESCRIPTORS = 64  # ulimit -n: room for a few dozen sockets once Python, pytest and the plugin have their files
 MANY = 300
