@@ -7,19 +7,22 @@ from __future__ import annotations
 import errno
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
 import pytest
+import yaml
 
 from model_monitor.errors import ErrorClass
 from model_monitor.probe.exchange import Clock, classify
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import WORKERS, endpoint, model, mounted
+from .helpers import WORKERS, endpoint, junit_cases, model, mounted
 
 CASES = 30  # a JUnit file of 30 cases is far beyond the tiny disk below
 TINY_DISK = "8k"
@@ -65,6 +68,53 @@ def test_a_full_disk_at_the_end_loses_no_ping_result_or_summary(
     assert f"model-monitor: could not write {full / 'junit.xml'}: No space left on device" in lines
     assert len([line for line in lines if line.startswith("svc/m")]) == CASES, "the summary table, every case"
     assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+
+
+def command(endpoints: Path, junit: Path, receiver: Receiver) -> list[str]:
+    """The model-monitor command as its console script runs it."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from model_monitor.cli import main; sys.exit(main())",
+        f"--endpoints={endpoints}",
+        f"--junitxml={junit}",
+        f"--cronitor-url={receiver.url}/p/stdoutkey1234",
+        "--telemetry-rate=1000",
+    ]
+
+
+@pytest.mark.parametrize("how", ["closed", "reader-gone"])
+def test_a_closed_or_broken_stdout_costs_only_the_output(
+    server: FakeOpenAI, receiver: Receiver, tmp_path: Path, how: str
+) -> None:
+    """`model-monitor >&-` and `model-monitor | head -1`: every case is probed, pinged and in JUnit, and the exit
+    code is the verdicts' (both exited 1 before a request, with nothing said)."""
+    endpoints, junit = tmp_path / "endpoints.yaml", tmp_path / "junit.xml"
+    models = [model("chat-model", id=f"m{i}") for i in range(CASES - 1)] + [model("bad+status=500", id="bad")]
+    endpoints.write_text(yaml.safe_dump({"endpoints": [endpoint(server.url, *models)]}), encoding="utf-8")
+    argv = command(endpoints, junit, receiver)
+    if how == "closed":
+        process = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *argv], cwd=tmp_path, capture_output=True, timeout=120
+        )
+        code, said = process.returncode, process.stderr.decode()
+        assert "model-monitor: stdout is closed: the run goes on" in said
+    else:
+        with subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as running:
+            assert running.stdout is not None and running.stderr is not None
+            first = running.stdout.readline()  # then the reader goes away, as `head -1` does
+            running.stdout.close()
+            said = running.stderr.read().decode()
+            code = running.wait(timeout=120)
+        assert first.startswith(b"====")
+        assert "model-monitor: stdout was closed by its reader (broken pipe): the run goes on" in said
+    assert code == 1, said
+    assert len(server.requests) == CASES
+    assert len(receiver.pings) == 2 * CASES, said
+    assert end_states(receiver) == {**{f"svc-m{i}": "complete" for i in range(CASES - 1)}, "svc-bad": "fail"}
+    cases = junit_cases(junit)
+    assert len(cases) == CASES and cases["svc/bad"]["model_monitor.class"] == "server_error"
+    assert "Traceback" not in said
 
 
 DESCRIPTORS = 64  # ulimit -n: room for a few dozen sockets once Python, pytest and the plugin have their files
