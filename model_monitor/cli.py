@@ -7,14 +7,19 @@
 Relative paths are read from the caller's folder and the exit code is pytest's. The suite's own pytest.ini makes
 the suite's folder the rootdir, so that no configuration or conftest.py around the install location changes a run.
 A run speaks for the monitor (console.py) rather than for pytest; `-v` brings pytest's own reporting back.
+A closed or broken stdout or stderr (`>&-`, `| head -1`) costs only what would have been printed there: the run
+goes on and reports through its other channels (pings, metrics, JUnit, the results file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -25,6 +30,7 @@ from .suite import SUITE_DIR  # not the plugin: imported before pytest starts, p
 __all__ = ["main", "usage"]
 
 PROG = "model-monitor"
+STREAMS = {1: "stdout", 2: "stderr"}
 HELP_FLAGS = frozenset({"-h", "--help"})
 # The entry point by name (also when plugin autoloading is off); no cache: the rootdir is inside the installed package.
 PYTEST_ARGS = ("-p", "model_monitor.entry", "-p", "no:cacheprovider", "-c", str(SUITE_DIR / "pytest.ini"))
@@ -47,6 +53,7 @@ SUBCOMMANDS = {"validate": validate, "init": init}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the packaged suite with the caller's pytest arguments (or a subcommand); with --help, ours come first."""
     args = list(sys.argv[1:] if argv is None else argv)
+    sys.stdout, sys.stderr = _unbroken(sys.stdout, 1), _unbroken(sys.stderr, 2)
     if args and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])
     if "--version" in args or "-V" in args:
@@ -55,7 +62,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     if HELP_FLAGS & set(args):
         print(usage(), flush=True)
     console = () if any(VERBOSE.fullmatch(arg) for arg in args) else CONSOLE_ARGS
-    return int(pytest.main([*PYTEST_ARGS, *console, str(SUITE_DIR), *args]))
+    code = int(pytest.main([*PYTEST_ARGS, *console, str(SUITE_DIR), *args]))
+    sys.stdout.flush()  # here, where a broken pipe is caught, not at the interpreter's exit (which would exit 120)
+    return code
+
+
+class _Unbroken(io.TextIOWrapper):
+    """A standard stream whose reader may go away: once a write finds the pipe broken, the stream goes on into
+    /dev/null (a broken pipe would otherwise end the run before a request, exit 1, with nothing said)."""
+
+    said = False
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError:
+            self._lost()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError:
+            self._lost()
+            super().flush()  # what was kept goes to /dev/null now
+
+    def _lost(self) -> None:
+        _onto_devnull(self.fileno())
+        if not _Unbroken.said:
+            _Unbroken.said = True
+            _say(f"{STREAMS.get(self.fileno(), 'a stream')} was closed by its reader (broken pipe)")
+
+
+def _unbroken(stream: TextIO | None, descriptor: int) -> TextIO:
+    """The process's stream on `descriptor`, wrapped; a closed one (Python leaves None) is /dev/null from the start.
+    Another stream (a caller's capture) is left as it is."""
+    if stream is None:
+        _onto_devnull(descriptor)
+        if descriptor == 1:
+            _say("stdout is closed")
+        return _Unbroken(open(descriptor, "wb", closefd=False), encoding="utf-8", errors="backslashreplace")
+    with contextlib.suppress(OSError, ValueError):
+        if isinstance(stream, io.TextIOWrapper) and stream.fileno() == descriptor:
+            return _Unbroken(
+                stream.buffer, encoding=stream.encoding, errors=stream.errors, line_buffering=stream.line_buffering
+            )
+    return stream
+
+
+def _onto_devnull(descriptor: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != descriptor:
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
+
+
+def _say(what: str) -> None:
+    """One line on stderr, when it can still be written."""
+    with contextlib.suppress(OSError, ValueError):
+        os.write(
+            2, f"{PROG}: {what}: the run goes on, reported through pings, metrics, JUnit and --results-json\n".encode()
+        )
 
 
 def usage() -> str:
@@ -68,7 +135,8 @@ def usage() -> str:
         "",
         "Checks every endpoint/model in the endpoints file, one pytest case each. Relative paths are read from",
         "the current folder. Exit code: 0 every case passed, 1 a case failed (--fail-on chooses), 2 interrupted,",
-        "4 usage error, 5 no case selected. -v shows pytest's own reporting (node ids, tracebacks) instead.",
+        "4 usage error, 5 no case selected, 6 a report (JUnit, results, step summary) could not be written at the",
+        "end. -v shows pytest's own reporting (node ids, tracebacks) instead.",
         "",
         "Model Monitor options (a flag wins over its environment variable):",
     ]

@@ -21,6 +21,8 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
           slo expectation                   the reply was fine but too slow, or not what the model entry expects
           interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
           crashed                           the xdist worker running the case died (killed, out of memory)
+          resources                         the monitor itself ran out of file descriptors or memory (EMFILE,
+                                            ENFILE, ENOMEM): its own fault, never the endpoint's `connect`
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class ErrorClass(enum.StrEnum):
     EXPECTATION = "expectation"
     INTERRUPTED = "interrupted"
     CRASHED = "crashed"
+    RESOURCES = "resources"
 
     @property
     def transient(self) -> bool:

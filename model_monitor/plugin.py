@@ -5,6 +5,8 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -16,12 +18,12 @@ from . import config as endpoints_config
 from . import scheduler, selection, settings
 from .case import Case
 from .config import ConfigError, Suite, discovery
-from .errors import TelemetryConfigError
+from .errors import ErrorClass, TelemetryConfigError
 from .outcome import Outcome
-from .probe.engine import Engine, case_budget
+from .probe.engine import Engine, case_budget, descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, terminal, verdicts
-from .reporters.paths import report_paths
+from .reporters.paths import not_written, report_paths
 from .reporters.verdicts import CaseIndex
 from .run import Monitor
 from .stop import Role, Stopper
@@ -92,9 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
-        config.pluginmanager.register(
-            results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results"
-        )
+        monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
+        config.pluginmanager.register(monitor.results, "model_monitor.results")
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
         config.pluginmanager.register(DegradedCount(monitor), "model_monitor.degraded")
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
@@ -158,12 +159,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     here = [case for case in monitor.suite.cases if selection.runs_here(case, s)]
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
-        f"at most {s.max_concurrency} requests in flight",
+        f"at most {_in_flight(s.max_concurrency)} requests in flight",
         *monitor.destinations.header_lines(s.telemetry_dry_run),
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
     return lines + monitor.destinations.pacing_lines(s, len(here))
+
+
+def _in_flight(asked: int) -> str:
+    """--max-concurrency, or less when the open-file limit (ulimit -n) leaves room for fewer sockets."""
+    cap = descriptor_cap()
+    if cap is None or cap >= asked:
+        return str(asked)
+    return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -278,12 +287,36 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     return report
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
-    that failed."""
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """The run's own end comes first and does not depend on another plugin's: the pushes and the last pings before
+    any other plugin's end (pytest's JUnit writer among them) runs, the results document after them, whatever they
+    did. A report another plugin could not write (a full disk) is said and exits REPORT_NOT_WRITTEN, not 1; the
+    innermost wrapper, so that the terminal's summary still follows."""
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
-        return
+        return (yield)
+    _end(session, monitor)
+    try:
+        yield
+    except OSError as exc:
+        monitor.unwritten.append(_unwritten(session.config, exc))
+        session.exitstatus = not_written(session.exitstatus)
+    finally:
+        if monitor.results is not None:
+            session.exitstatus = monitor.results.write(int(session.exitstatus))
+
+
+def _unwritten(config: pytest.Config, exc: OSError) -> str:
+    """`could not write /reports/junit.xml: No space left on device`: the file is JUnit's unless the error names it."""
+    junit = config.getoption("xmlpath", None)
+    where = exc.filename or (os.path.abspath(junit) if junit else "a report")
+    return f"model-monitor: could not write {where}: {exc.strerror or exc}"
+
+
+def _end(session: pytest.Session, monitor: Monitor) -> None:
+    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
+    that failed."""
     failed = False
     for reporter in sorted(monitor.reporters, key=lambda r: r.flush_last):  # end pings after the pushes
         reporter.flush(_end_budget(monitor))
@@ -308,6 +341,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         monitor.reporters,
         shard=(monitor.settings.shard, monitor.others_shards),
     )
+    exhausted = sum(outcome.error_class == ErrorClass.RESOURCES for _, outcome, _ in found)
+    if exhausted:  # once for the run: each such case's reason says it too, but it is not the endpoints' news
+        terminalreporter.write_line(
+            f"model-monitor: {exhausted} case(s) failed as resources: this process ran out of file descriptors or "
+            f"memory (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}); fix the monitor, not the endpoints",
+            red=True,
+            bold=True,
+        )
+    for line in monitor.unwritten:
+        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def case_of(item: pytest.Item) -> Case | None:

@@ -12,6 +12,7 @@ from .probe.engine import Engine
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
+from .reporters.results import Results
 from .reporters.verdicts import CaseIndex
 from .settings import Settings
 from .stop import Stopper
@@ -37,6 +38,8 @@ class Monitor:
     others_shards: int = 0  # selected cases this process left to the other shards
     listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
     degraded: int = 0  # degraded passes seen by the process that sees every verdict
+    results: Results | None = None  # --results-json and the step summary, written last of the session's end
+    unwritten: list[str] = field(default_factory=list)  # why a report of another plugin's was not written
 
     def background(self) -> BackgroundLoop:
         if self.loop is None:

@@ -37,6 +37,12 @@ def model(name: str, type: str = "chat", **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": type, **extra}
 
 
+def mounted(folder: Path, mount: str) -> tuple[str, ...]:
+    """A command prefix that runs the monitor in a mount namespace of its own, after the shell command `mount`
+    (which finds `folder` in "$0") has changed what is mounted there: a read-only bind, a tiny tmpfs."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mount} && exec "$@"', str(folder))
+
+
 def junit_cases(path: Path) -> dict[str, dict[str, str]]:
     """case id -> its model_monitor properties (and the JUnit verdict under 'junit')."""
     cases: dict[str, dict[str, str]] = {}

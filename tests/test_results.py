@@ -21,7 +21,7 @@ from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import HELD, ROOT, WORKERS, endpoint, model, wait_for_answers, wait_for_requests
+from .helpers import HELD, ROOT, WORKERS, endpoint, model, mounted, wait_for_answers, wait_for_requests
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
 # A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by
@@ -253,16 +253,7 @@ def test_a_table_cell_stays_one_cell() -> None:
 
 def read_only(folder: Path) -> tuple[str, ...]:
     """Run the monitor where `folder` is a read-only mount, as a bind mount without write access in a container."""
-    return (
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount -o bind,ro "$0" "$0" && exec "$@"',
-        str(folder),
-    )
+    return mounted(folder, 'mount -o bind,ro "$0" "$0"')
 
 
 def without_root_powers() -> tuple[str, ...]:

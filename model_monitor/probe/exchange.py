@@ -9,6 +9,7 @@ cannot hold a case past its timeout.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import time
@@ -33,6 +34,7 @@ __all__ = [
     "STREAM",
     "Clock",
     "body_chunks",
+    "classify",
     "read_body",
     "timed",
 ]
@@ -46,6 +48,8 @@ ACCEPT_ENCODING = "gzip, deflate"
 MAX_CODINGS = 3
 INFLATE_STEP = 64 * 1024  # no decoding layer hands on more than this at once
 MAX_PIECES = 100_000  # network chunks per reply: a server that drips one byte per packet costs no more than this
+# What the monitor's own process ran out of, by errno: its fault, never the endpoint's.
+EXHAUSTED = {errno.EMFILE: "file descriptors", errno.ENFILE: "file descriptors", errno.ENOMEM: "memory"}
 
 T = TypeVar("T")
 
@@ -226,6 +230,8 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
     `400, message: ...`, which reads like an HTTP 400 when the server answered 200."""
     after = f"after {clock.elapsed():.3f} s"
     causes = _chain(exc)
+    if (exhausted := _exhausted(causes)) is not None:
+        return ProbeError(ErrorClass.RESOURCES, f"{exhausted} {after}: the monitor's fault, not the endpoint's")
     if any(isinstance(c, (aiohttp.ClientConnectorDNSError, socket.gaierror)) for c in causes):
         return ProbeError(ErrorClass.DNS, f"cannot resolve host {clock.host!r} {after}")
     if any(isinstance(c, (ssl.SSLError, aiohttp.ClientSSLError, ssl.CertificateError)) for c in causes):
@@ -248,6 +254,17 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
     if clock.phase == HEADERS:
         return ProbeError(ErrorClass.CONNECT, f"connection lost {clock.phase}: {_text(causes)} {after}")
     return ProbeError(broken, f"connection lost {clock.phase}: {_text(causes)} {after}")
+
+
+def _exhausted(causes: list[BaseException]) -> str | None:
+    """What the monitor's own process ran out of, said as such (EMFILE reads like a refused connection)."""
+    for cause in causes:
+        if isinstance(cause, MemoryError):
+            return "the monitor ran out of memory"
+        if isinstance(cause, OSError) and cause.errno in EXHAUSTED:
+            name = errno.errorcode[cause.errno]
+            return f"the monitor ran out of {EXHAUSTED[cause.errno]} ({name}: {cause.strerror or name})"
+    return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
