@@ -141,8 +141,16 @@ class Console:
 
     def _write(self, text: str) -> None:
         sys.stdout.flush()  # what pytest wrote comes first
-        self._out.write(text)
-        self._out.flush()
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except OSError:  # the reader went away (`| head -1`): our copy goes on into /dev/null, as stdout does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._out.fileno())
+            os.close(devnull)
+            self._out.flush()
+            sys.stdout.write(text)  # the command's stdout notices the broken pipe and says so once
+            sys.stdout.flush()
 
 
 def header_lines(config: pytest.Config, monitor: Monitor, selected: int) -> list[str]:

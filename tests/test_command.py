@@ -408,8 +408,7 @@ def test_without_the_otlp_extra_an_otlp_endpoint_is_one_clear_line(installed: In
         "--endpoints",
         str(path),
         cwd=tmp_path,
-        PYTHONPATH=str(hidden),
-        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+        env={"PYTHONPATH": str(hidden), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
     )
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert (proc.stdout + proc.stderr).strip() == (
