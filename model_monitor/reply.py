@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from .errors import ErrorClass, ProbeError
+from .redact import CUT
 
 __all__ = ["MAX_SERVER_MESSAGE", "Timed", "load_json", "media_type", "one_line", "parse_json", "server_message"]
 
@@ -75,8 +76,9 @@ def server_message(data: Any) -> str | None:
 
 
 def one_line(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters, cut with CUT: the Redactor masks a secret's piece beside it."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + CUT
 
 
 def _html_title(body: bytes) -> str | None:
