@@ -9,7 +9,6 @@ may still change; the terminal table (terminal) is drawn by the plugin from pyte
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -20,13 +19,11 @@ from ..case import Case
 from ..outcome import Outcome
 from ..probe.loop import BackgroundLoop
 from ..redact import Redactor
-from ..settings import Settings
+from ..settings import Settings, otlp_endpoint_variable
 from . import heartbeats, pushgateway
 from .verdicts import CaseIndex, outcome_of
 
 __all__ = ["Destinations", "Fanout", "Reporter", "build"]
-
-OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 class Reporter(Protocol):
@@ -63,7 +60,7 @@ class Destinations:
     def from_settings(cls, s: Settings) -> Destinations:
         targets = heartbeats.targets_from(s.cronitor_url, s.cronitor_env, s.healthchecks_url, s.healthchecks_create)
         gateway = pushgateway.gateway_from(s)
-        return cls(targets, gateway, next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None))
+        return cls(targets, gateway, otlp_endpoint_variable())
 
     @property
     def secrets(self) -> tuple[str, ...]:
