@@ -16,6 +16,7 @@ from typing import NoReturn
 from . import config as endpoints_config
 from . import settings
 from .config import ConfigError
+from .redact import Redactor
 
 __all__ = ["STARTER", "init", "validate"]
 
@@ -36,12 +37,13 @@ def validate(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     path = Path(args.file)
+    redact = Redactor()  # a problem in a resolved URL (`not a URL: https://host/<key>`) shows no secret
     try:
         suite = endpoints_config.load(path)
         if args.resolve:
-            suite.resolve_all()
+            suite.resolve_all(redact)
     except ConfigError as exc:
-        print(f"{exc}", file=sys.stderr)
+        print(redact(f"{exc}"), file=sys.stderr)
         return USAGE_ERROR
     needs = [name for connection in suite.connections.values() for name in connection.variables]
     endpoints = len(suite.connections)

@@ -62,9 +62,12 @@ def pytest_configure(config: pytest.Config) -> None:
     path = Path(resolved.endpoints)
     if not path.is_absolute():
         path = config.invocation_params.dir / path
+    # Before the first request: each secret joins it where it is resolved (an endpoint's for its listing or its
+    # cases, the telemetry URLs' below), so that nothing a server echoes is printed.
+    redact = Redactor(resolved.secrets)
     try:
         suite = endpoints_config.load(path)
-        listings = _listings(config, suite)
+        listings = _listings(config, suite, redact)
         suite = discovery.apply(suite, listings)
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
@@ -77,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
-    redact = Redactor([*resolved.secrets, *destinations.secrets])  # the cases' once resolved
+    redact.add(*destinations.secrets)
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(
@@ -116,12 +119,12 @@ class DegradedCount:
             self._monitor.degraded += 1
 
 
-def _listings(config: pytest.Config, suite: Suite) -> dict[str, discovery.Listing]:
+def _listings(config: pytest.Config, suite: Suite, redact: Redactor) -> dict[str, discovery.Listing]:
     """The discovering endpoints' model listings: made here, or received from the xdist controller, which made them
     once for all its workers (each listing on its own could find other models, and workers must collect alike)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
-        return discovery.list_models(suite)
+        return discovery.list_models(suite, redact)
     return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
 
 
@@ -217,7 +220,7 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
     none starts a request when another's share would have failed; the controller raises a worker's error."""
     selected = [(item, case) for item in items if (case := case_of(item)) is not None]
     try:
-        cases = monitor.suite.resolve(case for _, case in selected)
+        cases = monitor.suite.resolve((case for _, case in selected), monitor.redact)
     except ConfigError as exc:
         # No case is left to probe: pytest calls pytest_collection_finish, which starts the probes, even when this
         # hook raises.
@@ -229,7 +232,6 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
         return
     for (item, _), case in zip(selected, cases, strict=True):
         item.callspec.params["case"] = case  # type: ignore[attr-defined]  # a parametrized Function: pytest passes it
-    monitor.redact.add(*endpoints_config.secrets(cases))
 
 
 @pytest.hookimpl(optionalhook=True)

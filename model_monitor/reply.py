@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .errors import ErrorClass, ProbeError
+from .redact import CUT
 
 __all__ = [
     "MAX_SERVER_MESSAGE",
@@ -252,11 +253,12 @@ _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 def one_line(text: str, limit: int) -> str:
     """A server's (or a library's) text on one line of at most `limit` characters, every character that would act
-    on a terminal instead of showing escaped as \\uXXXX."""
+    on a terminal instead of showing escaped as \\uXXXX; cut with CUT, beside which the Redactor masks a secret's
+    piece."""
     text = " ".join(text[: 4 * limit].split())
     if any(unicodedata.category(c) in _HIDDEN for c in text):
         text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _HIDDEN else c for c in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + CUT
 
 
 def _html_title(body: bytes) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,18 @@ from .redact import Secret
 from .shard import Shard
 from .shard import parse as parse_shard
 
-__all__ = ["FAIL_ON", "ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
+__all__ = [
+    "FAIL_ON",
+    "ONLY_HELP",
+    "ONLY_METAVAR",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "addoption",
+    "otlp_endpoint_variable",
+    "resolve",
+    "run_host",
+]
 
 GROUP = "model-monitor"
 FAIL_ON = ("failed", "degraded", "never")  # --fail-on: which verdicts fail the run (run.Monitor.exit_status)
@@ -227,6 +239,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+# Variables read as facts of the environment, not as options: the OpenTelemetry SDK's own endpoint variables (the
+# SDK reads their values; one being set turns OTLP export on) and the pod's name that Kubernetes sets.
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+HOST_VARIABLE = "HOSTNAME"
+
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
 ONLY_METAVAR = "NAME"
 ONLY_HELP = "Run only this endpoint, or this case id (<endpoint>/<model id>). Repeatable."
@@ -316,3 +333,13 @@ def _value(option: Option, raw: str | None, source: str) -> Any:
         return option.parse(raw)
     except ValueError as exc:
         raise pytest.UsageError(f"{source}: invalid value {raw!r}: {exc}") from None
+
+
+def otlp_endpoint_variable() -> str | None:
+    """The OpenTelemetry variable that names the OTLP endpoint, or None (no OTLP export)."""
+    return next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def run_host() -> str:
+    """The pod's name in Kubernetes (HOSTNAME), else the machine's."""
+    return os.environ.get(HOST_VARIABLE) or socket.gethostname()

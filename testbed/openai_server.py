@@ -661,7 +661,9 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(self.latency)
             return _error(401, "Invalid API key", "invalid_request_error")
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
-            return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
+            pad = "." * int(sc.num("echoauth"))  # echoauth=N: N characters first, to place the key where a cut is
+            said = f"{pad}Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+            return _error(401, said, "invalid_request_error")
         if sc.tokens.get("shape") in ERROR_SHAPES:
             return _shaped(*ERROR_SHAPES[sc.tokens["shape"]])
         status = self._injected_status(sc, rec.model or "")

@@ -93,9 +93,10 @@ def probe_endpoints(
     path = folder / "endpoints.yaml"
     path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
     suite = config.load(path, environ or {})
-    cases = suite.resolve(suite.cases, environ or {})
+    redact = Redactor()
+    cases = suite.resolve(suite.cases, redact, environ or {})
     loop = BackgroundLoop()
-    engine = Engine(loop, Redactor(config.secrets(cases)))
+    engine = Engine(loop, redact)
     try:
         engine.start(cases)
         return {case.id: engine.outcome(case) for case in cases}

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from model_monitor import config, shard
+from model_monitor.redact import Redactor
 from model_monitor.types import TYPES
 
 from .chart_tools import (
@@ -498,7 +499,7 @@ def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     environ = {name: item.get("value", f"from-{name}") for name, item in env_of(container).items()}
     suite = config.load(path, environ)
-    assert suite.resolve(suite.cases, environ)
+    assert suite.resolve(suite.cases, Redactor(), environ)
 
 
 @pytest.mark.parametrize("case", MATRIX)

@@ -21,6 +21,7 @@ from ..case import Case, monitor_key
 from ..errors import ConfigError, ErrorClass, ProbeError
 from ..probe.exchange import read_body, timed
 from ..probe.transport import request_headers, transport_for
+from ..redact import Redactor
 from ..reply import parse_json
 from ..types.models import model_ids
 from .build import Discovery, Suite
@@ -76,26 +77,28 @@ class Listing:
         return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
 
 
-def list_models(suite: Suite, environ: Mapping[str, str] | None = None) -> dict[str, Listing]:
-    """Every discovering endpoint's listing, all at once: the run waits for the slowest, not for their sum."""
+def list_models(suite: Suite, redact: Redactor, environ: Mapping[str, str] | None = None) -> dict[str, Listing]:
+    """Every discovering endpoint's listing, all at once: the run waits for the slowest, not for their sum. The
+    secrets each listing sends are registered with `redact`, and its failure is redacted before it travels (an
+    xdist worker never resolves a discovery case's endpoint, so it could not mask them)."""
     if not suite.discoveries:
         return {}
     environ = os.environ if environ is None else environ
 
     async def all_listings() -> list[Listing]:
-        return await asyncio.gather(*(_listing(suite, name, environ) for name in suite.discoveries))
+        return await asyncio.gather(*(_listing(suite, name, redact, environ) for name in suite.discoveries))
 
     return dict(zip(suite.discoveries, asyncio.run(all_listings()), strict=True))
 
 
-async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listing:
+async def _listing(suite: Suite, name: str, redact: Redactor, environ: Mapping[str, str]) -> Listing:
     """One endpoint's listing, bounded by its discover_timeout and the body cap; every fault becomes its failure.
 
     An unset API key variable is such a fault, not a configuration error that stops the run (exit 4): the listing
     runs before selection, so it cannot know whether this run selects the endpoint; a run that selects only other
     endpoints must not stop for a secret it does not need (see Suite.resolve)."""
     try:
-        endpoint = suite.connections[name].resolve(environ)
+        endpoint = suite.connections[name].resolve(environ, redact)
     except ConfigError as exc:
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
@@ -107,7 +110,8 @@ async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listi
         )
         return Listing.gated(model_ids(parse_json(reply)), discovery)
     except ProbeError as error:
-        return Listing(failure=(error.error_class.value, f"listing GET {request.url.path} failed: {error.message}"))
+        why = redact(f"listing GET {request.url.path} failed: {error.message}")
+        return Listing(failure=(error.error_class.value, why))
     finally:
         await transport.aclose()
 

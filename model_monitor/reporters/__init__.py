@@ -10,7 +10,6 @@ may still change; the terminal table (terminal) is drawn by the plugin from pyte
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -22,13 +21,12 @@ from ..errors import TelemetryConfigError
 from ..outcome import Outcome
 from ..probe.loop import BackgroundLoop
 from ..redact import Redactor
-from ..settings import Settings
+from ..settings import Settings, otlp_endpoint_variable
 from . import heartbeats, pushgateway
 from .verdicts import CaseIndex, outcome_of
 
 __all__ = ["Destinations", "Fanout", "Reporter", "build"]
 
-OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.http"  # the `otlp` extra: not in a base install
 
 
@@ -66,7 +64,7 @@ class Destinations:
     def from_settings(cls, s: Settings) -> Destinations:
         targets = heartbeats.targets_from(s.cronitor_url, s.cronitor_env, s.healthchecks_url, s.healthchecks_create)
         gateway = pushgateway.gateway_from(s)
-        otlp = next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
+        otlp = otlp_endpoint_variable()
         if otlp is not None and not _installed(OTLP_EXPORTER):
             raise TelemetryConfigError(
                 f"{otlp} is set, but the OTLP exporter is not installed: install model-monitor[otlp]"
