@@ -1,5 +1,5 @@
 """python -m bench [--sizes 50,500] [--latency 1.0] [--repeat 3]
-    [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery]
+    [--only default,telemetry,xdist,sequential,curl,floor,collect,discovery,listing]
 python -m bench --large   (N=5000 over 50 endpoints: our run in one process, 4 shards, the floor, --collect-only)
 python -m bench --only stop   (SIGTERM to a run whose N=5000 and N=50000 cases a server holds: signal to exit)
 
@@ -21,13 +21,13 @@ from pathlib import Path
 from model_monitor.case import RUN_MAX_CONCURRENCY
 from testbed.receiver import Receiver
 
-from . import discovery, report, rows, stop, suite
+from . import discovery, listing, report, rows, stop, suite
 from .rows import Row
 from .target import Target
 
 OUT = Path(__file__).resolve().parent / "out"
 ROW_KEYS = ("default", "telemetry", "xdist", "sequential", "curl", "floor")
-EXTRA_ROWS = ("collect", "discovery")  # measured once, not per size
+EXTRA_ROWS = ("collect", "discovery", "listing")  # measured once, not per size
 # Run order: the floor right before our default run, the slow sequential row last.
 RUN_ORDER = ("floor", "default", "shards", "telemetry", "xdist", "curl", "sequential")
 SHARDS = 4
@@ -51,8 +51,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join((*ROW_KEYS, *EXTRA_ROWS)),
-        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery (all of these), shards, "
-        "stop",
+        help="rows to run: default,telemetry,xdist,sequential,curl,floor,collect,discovery,listing (all of these), "
+        "shards, stop",
     )
     parser.add_argument(
         "--stop-sizes",
@@ -246,12 +246,15 @@ def main(argv: list[str]) -> int:
             bench.run(size)
     found = discovery.run(args.out / "discovery", args.latency) if "discovery" in args.only else None
     stopped = stop.run(args.out / "stop", args.stop_sizes) if "stop" in args.only else None
+    listed = listing.run(args.out / "listing") if "listing" in args.only else None
     print()
     bench.print_tables()
     if found is not None:
         print("\n".join(discovery.describe(found, args.latency)) + "\n")
     if stopped is not None:
         print("\n".join(stop.describe(stopped)) + "\n")
+    if listed is not None:
+        print("\n".join(listing.describe(listed)) + "\n")
     verdicts = report.targets(bench.rows, bench.collect_s, args.latency) if {50, 500} & set(args.sizes) else []
     if LARGE_SIZE in args.sizes:
         verdicts += report.scale_targets(bench.rows, bench.collect_s, LARGE_SIZE)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .redact import Secret
 
 if TYPE_CHECKING:
-    from .types.base import ModelType
+    from .reply import Timed
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -20,6 +20,7 @@ __all__ = [
     "PROBE_HEADER",
     "RUN_MAX_CONCURRENCY",
     "Case",
+    "CaseType",
     "Endpoint",
     "ExpectOptions",
     "Options",
@@ -83,6 +84,35 @@ class StreamOptions(ExpectOptions):
     stream: bool = False
 
 
+class CaseType(Protocol):
+    """What the code reads of a case's model type: types/base.py's ModelType is the one kind there is. Declared
+    here, so that this module, which types/ builds on, imports nothing of types/ back (not even for its hints);
+    what types/ defines (a body, a check's verdict, a stream format) is Any from here."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def operation(self) -> str | None: ...
+    @property
+    def tags(self) -> frozenset[str]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def key_header(self) -> str | None: ...
+    @property
+    def body(self) -> Callable[[Case], Any]: ...
+    @property
+    def check(self) -> Callable[[Case, Any], Any]: ...
+    @property
+    def parse(self) -> Callable[[Timed], Any]: ...
+    @property
+    def stream_format(self) -> type[Any]: ...
+
+
 @dataclass(frozen=True)
 class Case:
     """One endpoint/model: one pytest case, of its model type, with that type's options (types/<type>.py)."""
@@ -90,7 +120,7 @@ class Case:
     endpoint: Endpoint
     model: str
     model_id: str
-    type: ModelType
+    type: CaseType
     monitor: str
     timeout: float = DEFAULT_TIMEOUT_S
     tags: tuple[str, ...] = ()

@@ -13,6 +13,7 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
         error_class is one of ErrorClass:
           timeout connect dns tls           the request did not complete
           auth rate_limited                 401/403, 429
+          quota                             a spent budget or unpaid bill (402, insufficient_quota...): not retried
           client_error server_error         other 4xx, 5xx
           bad_response                      not JSON, HTML with 200, error object in a 200, redirect, over-size body
           schema empty                      the reply has the wrong shape, or nothing in it
@@ -20,6 +21,8 @@ heartbeat messages. Foreign errors (httpx, aiohttp, yaml, jsonschema) are transl
           slo expectation                   the reply was fine but too slow, or not what the model entry expects
           interrupted                       the run was stopped (SIGTERM, SIGINT) before the case was judged
           crashed                           the xdist worker running the case died (killed, out of memory)
+          resources                         the monitor itself ran out of file descriptors or memory (EMFILE,
+                                            ENFILE, ENOMEM): its own fault, never the endpoint's `connect`
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ErrorClass(enum.StrEnum):
     TLS = "tls"
     AUTH = "auth"
     RATE_LIMITED = "rate_limited"
+    QUOTA = "quota"
     CLIENT_ERROR = "client_error"
     SERVER_ERROR = "server_error"
     BAD_RESPONSE = "bad_response"
@@ -59,6 +63,7 @@ class ErrorClass(enum.StrEnum):
     EXPECTATION = "expectation"
     INTERRUPTED = "interrupted"
     CRASHED = "crashed"
+    RESOURCES = "resources"
 
     @property
     def transient(self) -> bool:
@@ -127,8 +132,11 @@ class ProbeError(MonitorError):
         self.metrics: dict[str, float] = {}  # what was measured before it failed (an SLO breach has all of it)
 
 
-def status_class(status: int) -> ErrorClass:
-    """The class of a non-2xx HTTP status."""
+def status_class(status: int, quota: bool = False) -> ErrorClass:
+    """The class of a non-2xx HTTP status; `quota` when its body says a budget is spent (a 429, 400 or 403 that
+    waiting will not cure)."""
+    if status == 402 or (quota and 400 <= status < 500):
+        return ErrorClass.QUOTA
     if status in (401, 403):
         return ErrorClass.AUTH
     if status == 429:

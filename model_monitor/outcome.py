@@ -41,7 +41,7 @@ class Outcome:
     passed: bool
     reason: str
     error_class: str | None = None
-    duration_s: float | None = None
+    duration_s: float | None = None  # the last attempt's request, sending to last byte
     status_code: int | None = None
     attempts: tuple[Attempt, ...] = ()
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -50,8 +50,9 @@ class Outcome:
     degraded: tuple[str, ...] = ()  # why a passing case is degraded: a retry, a warning threshold crossed
 
     @property
-    def request_s(self) -> float | None:
-        """The request's own time, every attempt and the waits between them: what JUnit and --durations show."""
+    def elapsed_s(self) -> float | None:
+        """The case's total time over every attempt and the waits between them; `duration_s` is the last attempt's
+        request alone, the one duration every output shows."""
         return None if self.started_at is None or self.ended_at is None else self.ended_at - self.started_at
 
     def properties(self) -> list[tuple[str, Any]]:

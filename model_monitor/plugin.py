@@ -5,6 +5,8 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -18,15 +20,16 @@ from .case import Case
 from .config import ConfigError, Suite, discovery
 from .errors import ErrorClass, TelemetryConfigError
 from .outcome import Outcome
-from .probe.engine import Engine, case_budget
+from .probe.engine import Engine, case_budget, descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, terminal, verdicts
-from .reporters.paths import report_paths
+from .reporters.paths import not_written, report_paths
 from .reporters.verdicts import CaseIndex
 from .run import Monitor
 from .stop import STOPPER, Role, Stopper
 
-__all__ = [  # pytest's hooks and the fixture the suite uses: the plugin's whole surface
+__all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash key (console.py): the whole surface
+    "MONITOR",
     "check_case",
     "pytest_collection_finish",
     "pytest_collection_modifyitems",
@@ -62,9 +65,12 @@ def pytest_configure(config: pytest.Config) -> None:
     path = Path(resolved.endpoints)
     if not path.is_absolute():
         path = config.invocation_params.dir / path
+    # Before the first request: each secret joins it where it is resolved (an endpoint's for its listing or its
+    # cases, the telemetry URLs' below), so that nothing a server echoes is printed.
+    redact = Redactor(resolved.secrets)
     try:
         suite = endpoints_config.load(path)
-        listings = _listings(config, suite, stopper)
+        listings = _listings(config, suite, redact, stopper)
         suite = discovery.apply(suite, listings)
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
@@ -79,7 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     for tag in sorted({tag for case in suite.cases for tag in case.tags}):
         config.addinivalue_line("markers", f"{tag}: model tag from the endpoints file")
-    redact = Redactor([*resolved.secrets, *destinations.secrets])  # the cases' once resolved
+    redact.add(*destinations.secrets)
     records = RedactingRecords(redact)
     records.install()
     monitor = Monitor(
@@ -96,23 +102,35 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if reports is not None and (reports.results_json or reports.step_summary):
-        config.pluginmanager.register(
-            results.Results(config, reports, suite, monitor.cases, monitor.stopper), "model_monitor.results"
-        )
+        monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
+        config.pluginmanager.register(monitor.results, "model_monitor.results")
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
+        config.pluginmanager.register(DegradedCount(monitor), "model_monitor.degraded")
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
         if monitor.reporters:
             config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
 
 
-def _listings(config: pytest.Config, suite: Suite, stopper: Stopper) -> dict[str, discovery.Listing]:
+class DegradedCount:
+    """Counts the degraded passes, for --fail-on degraded, on the process that sees every verdict."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = Outcome.from_properties(report.user_properties) if report.when == "call" and report.passed else None
+        if outcome is not None and outcome.degraded:
+            self._monitor.degraded += 1
+
+
+def _listings(config: pytest.Config, suite: Suite, redact: Redactor, stopper: Stopper) -> dict[str, discovery.Listing]:
     """The discovering endpoints' model listings: made here (a stop ends them), or received from the xdist
     controller, which made them once for all its workers (each listing on its own could find other models, and
     workers must collect alike)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
-        lister = discovery.Lister(suite)
+        lister = discovery.Lister(suite, redact)
         stopper.attach(lister)
         return lister.listings()
     return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
@@ -165,12 +183,20 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     here = [case for case in monitor.suite.cases if selection.runs_here(case, s)]
     lines = [
         f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
-        f"at most {s.max_concurrency} requests in flight",
+        f"at most {_in_flight(s.max_concurrency)} requests in flight",
         *monitor.destinations.header_lines(s.telemetry_dry_run),
     ]
     if s.shard is not None:
         lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
     return lines + monitor.destinations.pacing_lines(s, len(here))
+
+
+def _in_flight(asked: int) -> str:
+    """--max-concurrency, or less when the open-file limit (ulimit -n) leaves room for fewer sockets."""
+    cap = descriptor_cap()
+    if cap is None or cap >= asked:
+        return str(asked)
+    return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -215,7 +241,7 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
     none starts a request when another's share would have failed; the controller raises a worker's error."""
     selected = [(item, case) for item in items if (case := case_of(item)) is not None]
     try:
-        cases = monitor.suite.resolve(case for _, case in selected)
+        cases = monitor.suite.resolve((case for _, case in selected), monitor.redact)
     except ConfigError as exc:
         # No case is left to probe: pytest calls pytest_collection_finish, which starts the probes, even when this
         # hook raises.
@@ -227,7 +253,6 @@ def _resolve(config: pytest.Config, monitor: Monitor, items: list[pytest.Item]) 
         return
     for (item, _), case in zip(selected, cases, strict=True):
         item.callspec.params["case"] = case  # type: ignore[attr-defined]  # a parametrized Function: pytest passes it
-    monitor.redact.add(*endpoints_config.secrets(cases))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -288,7 +313,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     now, failed = time.time(), not outcome.passed
     for when, verdict, longrepr, duration in (
         ("setup", "passed", None, 0.0),
-        ("call", "failed" if failed else "passed", outcome.reason if failed else None, outcome.request_s),
+        ("call", "failed" if failed else "passed", outcome.reason if failed else None, outcome.duration_s),
         ("teardown", "passed", None, 0.0),
     ):
         report = pytest.TestReport(
@@ -310,36 +335,55 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A case's time in JUnit and --durations is its request's own (every attempt), not how long pytest waited:
-    the first case waits for every prefetched probe, later ones find their answer ready."""
+    """A case's time in JUnit and --durations is its duration as every output shows it (the last attempt's
+    request), not how long pytest waited: the first case waits for every prefetched probe, later ones find their
+    answer ready."""
     report = yield
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
-    if outcome is not None and outcome.request_s is not None:
-        report.duration = outcome.request_s
+    if outcome is not None and outcome.duration_s is not None:
+        report.duration = outcome.duration_s
     return report
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
-    that failed."""
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """The run's own end comes first and does not depend on another plugin's: the pushes and the last pings before
+    any other plugin's end (pytest's JUnit writer among them) runs, the results document after them, whatever they
+    did. A report another plugin could not write (a full disk) is said and exits REPORT_NOT_WRITTEN, not 1; the
+    innermost wrapper, so that the terminal's summary still follows."""
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
-        return
-    if monitor.stopper.signal_name and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
+        return (yield)
+    _end(session, monitor)
+    try:
+        yield
+    except OSError as exc:
+        monitor.unwritten.append(_unwritten(session.config, exc))
+        session.exitstatus = not_written(session.exitstatus)
+    finally:
+        if monitor.results is not None:
+            session.exitstatus = monitor.results.write(int(session.exitstatus))
+
+
+def _unwritten(config: pytest.Config, exc: OSError) -> str:
+    """`could not write /reports/junit.xml: No space left on device`: the file is JUnit's unless the error names it."""
+    junit = config.getoption("xmlpath", None)
+    where = exc.filename or (os.path.abspath(junit) if junit else "a report")
+    return f"model-monitor: could not write {where}: {exc.strerror or exc}"
+
+
+def _end(session: pytest.Session, monitor: Monitor) -> None:
+    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
+    that failed."""
     if monitor.stopper.reason is not None:
         # The summary table gives every case's reason. pytest's FAILURES section would repeat them, in a time that
         # grows with the square of the cases (it looks for each one's teardown among all reports): minutes at 5,000.
         session.config.option.tbstyle = "no"
-    if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and monitor.others_shards:
-        # A shard whose share of a non-empty selection is empty did its part: exit 5 would fail its Job's index.
-        session.exitstatus = pytest.ExitCode.OK
     failed = False
     for reporter in sorted(monitor.reporters, key=lambda r: r.flush_last):  # end pings after the pushes
         reporter.flush(_end_budget(monitor))
         failed |= reporter.failed
-    if failed and monitor.settings.telemetry_strict and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.exitstatus = monitor.exit_status(session.exitstatus, telemetry_failed=failed)
 
 
 def _end_budget(monitor: Monitor) -> float:
@@ -359,6 +403,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         monitor.reporters,
         shard=(monitor.settings.shard, monitor.others_shards),
     )
+    exhausted = sum(outcome.error_class == ErrorClass.RESOURCES for _, outcome, _ in found)
+    if exhausted:  # once for the run: each such case's reason says it too, but it is not the endpoints' news
+        terminalreporter.write_line(
+            f"model-monitor: {exhausted} case(s) failed as resources: this process ran out of file descriptors or "
+            f"memory (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}); fix the monitor, not the endpoints",
+            red=True,
+            bold=True,
+        )
+    for line in monitor.unwritten:
+        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def case_of(item: pytest.Item) -> Case | None:

@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterable
 from typing import NoReturn
 
-__all__ = ["MASK", "RedactingRecords", "Redactor", "Secret"]
+__all__ = ["CUT", "MASK", "RedactingRecords", "Redactor", "Secret"]
 
 MASK = "***"
+CUT = "…"  # where a text was cut short: every cut in the monitor marks its place with it
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
+MIN_CUT_PIECE = 2  # of a secret beside a cut, masked: one character tells nothing, and would mask ordinary text
 
 
 class Secret:
@@ -61,10 +63,30 @@ class Redactor:
         self._secrets = sorted({*self._secrets, *new}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
+        """The text with every secret masked, and every piece of one that touches a cut (CUT): a text cut before
+        it reached here is masked as the whole text would have been, so an echo placed at the cut leaks nothing."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        return text
+        if CUT not in text or not self._secrets:
+            return text
+        pieces = text.split(CUT)
+        for i in range(len(pieces) - 1):
+            pieces[i] = self._cut_before(pieces[i])
+            pieces[i + 1] = self._cut_after(pieces[i + 1])
+        return CUT.join(pieces)
+
+    def _cut_before(self, text: str) -> str:
+        """The text with the longest start of a secret that it ends with masked (a head kept before a cut)."""
+        starts = (k for s in self._secrets for k in range(MIN_CUT_PIECE, len(s)) if text.endswith(s[:k]))
+        longest = max(starts, default=0)
+        return text[: len(text) - longest] + MASK if longest else text
+
+    def _cut_after(self, text: str) -> str:
+        """The text with the longest end of a secret that it starts with masked (a tail kept after a cut)."""
+        ends = (k for s in self._secrets for k in range(MIN_CUT_PIECE, len(s)) if text.startswith(s[-k:]))
+        longest = max(ends, default=0)
+        return MASK + text[longest:] if longest else text
 
 
 class RedactingRecords:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from .config import Suite, discovery
 from .probe.engine import Engine
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
+from .reporters.results import Results
 from .reporters.verdicts import CaseIndex
 from .settings import Settings
 from .stop import Stopper
@@ -34,6 +37,9 @@ class Monitor:
     config_error: str | None = None  # xdist controller: a worker's, raised once the workers are done
     others_shards: int = 0  # selected cases this process left to the other shards
     listings: dict[str, discovery.Listing] = field(default_factory=dict)  # what discovery found, for the workers
+    degraded: int = 0  # degraded passes seen by the process that sees every verdict
+    results: Results | None = None  # --results-json and the step summary, written last of the session's end
+    unwritten: list[str] = field(default_factory=list)  # why a report of another plugin's was not written
 
     def background(self) -> BackgroundLoop:
         if self.loop is None:
@@ -49,6 +55,23 @@ class Monitor:
             )
             self.stopper.attach(self.engine)
         return self.engine
+
+    def exit_status(self, status: int, telemetry_failed: bool) -> int:
+        """The run's exit status from pytest's: a stop is an interruption (2); a shard with nothing to do did its
+        part; --fail-on decides what the verdicts make of it; --telemetry-strict fails a run whose telemetry was not
+        all delivered. Usage (4) and internal (3) errors stay what they are."""
+        if self.stopper.signal_name and status in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            return pytest.ExitCode.INTERRUPTED
+        if status == pytest.ExitCode.NO_TESTS_COLLECTED and self.others_shards:
+            status = pytest.ExitCode.OK  # exit 5 would fail this shard's Job index
+        fail_on = self.settings.fail_on
+        if status == pytest.ExitCode.OK and fail_on == "degraded" and self.degraded:
+            status = pytest.ExitCode.TESTS_FAILED
+        if status == pytest.ExitCode.TESTS_FAILED and fail_on == "never":
+            status = pytest.ExitCode.OK  # every case was judged and reported: the verdicts travel by telemetry
+        if status == pytest.ExitCode.OK and telemetry_failed and self.settings.telemetry_strict:
+            status = pytest.ExitCode.TESTS_FAILED
+        return status
 
     def close(self) -> None:
         self.stopper.uninstall()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,21 @@ from .redact import Secret
 from .shard import Shard
 from .shard import parse as parse_shard
 
-__all__ = ["ONLY_HELP", "ONLY_METAVAR", "OPTIONS", "Option", "Settings", "addoption", "resolve"]
+__all__ = [
+    "FAIL_ON",
+    "ONLY_HELP",
+    "ONLY_METAVAR",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "addoption",
+    "otlp_endpoint_variable",
+    "resolve",
+    "run_host",
+]
 
 GROUP = "model-monitor"
+FAIL_ON = ("failed", "degraded", "never")  # --fail-on: which verdicts fail the run (run.Monitor.exit_status)
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +50,12 @@ def _positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError("must be a finite number greater than 0")
     return value
+
+
+def _fail_on(text: str) -> str:
+    if (policy := text.strip().lower()) not in FAIL_ON:
+        raise ValueError(f"expected one of {', '.join(FAIL_ON)}")
+    return policy
 
 
 def _flag(text: str) -> bool:
@@ -117,6 +136,15 @@ OPTIONS: tuple[Option, ...] = (
         env="MODEL_MONITOR_TELEMETRY_STRICT",
         parse=_flag,
         is_flag=True,
+    ),
+    Option(
+        "fail_on",
+        "Which verdicts fail the run (exit 1): failed (a failed case), degraded (a failed or degraded case) or never "
+        "(exit 0 once every case was judged and reported; a usage error, an interruption or, with "
+        "--telemetry-strict, undelivered telemetry still fail).",
+        "failed",
+        env="MODEL_MONITOR_FAIL_ON",
+        parse=_fail_on,
     ),
     Option(
         "telemetry_deadline",
@@ -211,6 +239,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+# Variables read as facts of the environment, not as options: the OpenTelemetry SDK's own endpoint variables (the
+# SDK reads their values; one being set turns OTLP export on) and the pod's name that Kubernetes sets.
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+HOST_VARIABLE = "HOSTNAME"
+
 SECRET_OPTIONS = tuple(option.dest for option in OPTIONS if option.secret)
 ONLY_METAVAR = "NAME"
 ONLY_HELP = "Run only this endpoint, or this case id (<endpoint>/<model id>). Repeatable."
@@ -228,6 +261,7 @@ class Settings:
     healthchecks_create: bool
     telemetry_dry_run: bool
     telemetry_strict: bool
+    fail_on: str
     telemetry_deadline: float
     run_deadline: float | None
     stop_grace: float
@@ -299,3 +333,13 @@ def _value(option: Option, raw: str | None, source: str) -> Any:
         return option.parse(raw)
     except ValueError as exc:
         raise pytest.UsageError(f"{source}: invalid value {raw!r}: {exc}") from None
+
+
+def otlp_endpoint_variable() -> str | None:
+    """The OpenTelemetry variable that names the OTLP endpoint, or None (no OTLP export)."""
+    return next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def run_host() -> str:
+    """The pod's name in Kubernetes (HOSTNAME), else the machine's."""
+    return os.environ.get(HOST_VARIABLE) or socket.gethostname()

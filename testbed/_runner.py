@@ -15,8 +15,9 @@ from typing import Self
 from aiohttp import web
 
 
-def self_signed_context() -> ssl.SSLContext:
-    """Return a server SSL context with a fresh self-signed cert for 127.0.0.1/localhost."""
+def self_signed_context() -> tuple[ssl.SSLContext, str]:
+    """Return a server SSL context with a fresh self-signed cert for 127.0.0.1/localhost, and that cert (PEM), which
+    a client given it as its CA bundle trusts."""
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
         subprocess.run(
@@ -43,7 +44,8 @@ def self_signed_context() -> ssl.SSLContext:
         )
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
-    return ctx
+        with open(cert, encoding="ascii") as pem:
+            return ctx, pem.read()
 
 
 class BackgroundServer:
@@ -53,6 +55,7 @@ class BackgroundServer:
         self.host = "127.0.0.1"
         self.port = port
         self.tls = tls
+        self.cert_pem: str | None = None  # with tls: the server's certificate, to trust it as a CA (SSL_CERT_FILE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -70,7 +73,9 @@ class BackgroundServer:
         """Start serving; returns once the port is bound."""
         ready = threading.Event()
         failure: list[BaseException] = []
-        ssl_ctx = self_signed_context() if self.tls else None
+        ssl_ctx = None
+        if self.tls:
+            ssl_ctx, self.cert_pem = self_signed_context()
 
         async def boot() -> None:
             runner = web.AppRunner(

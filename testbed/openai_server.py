@@ -1,4 +1,10 @@
-"""FakeOpenAI: an OpenAI-compatible loopback server whose faults are chosen by model name."""
+"""FakeOpenAI: an OpenAI-compatible loopback server whose faults are chosen by model name.
+
+Shapes of real servers among them: length (a reply cut by its token budget with visible text: finish_reason
+length, Responses status incomplete with max_output_tokens, Messages stop_reason max_tokens), thinkonly (the budget
+ran out while reasoning: reasoning and no visible content), vllmcut (vLLM ends a Responses stream cut by its budget
+with response.completed carrying status incomplete), filtered (incomplete for content_filter), answer=NAME (the
+reply names another model than the one asked for, as a gateway that fell back to another deployment)."""
 
 from __future__ import annotations
 
@@ -83,6 +89,161 @@ BODIES: dict[str, Callable[[], tuple[bytes, dict[str, str]]]] = {
 }
 
 
+# Error bodies as real servers write them, from their sources (README "What servers say"): shape=NAME answers the
+# body with its status, streamed request or not. A str is sent as it is, with the content type named after it.
+ERROR_SHAPES: dict[str, tuple[int, Any] | tuple[int, str, str]] = {
+    "openai-quota": (
+        429,
+        {
+            "error": {
+                "message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        },
+    ),
+    "openai-ratelimit": (
+        429,
+        {"error": {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}},
+    ),
+    # vLLM since 0.10 (ErrorResponse wraps an ErrorInfo), and before it the flat object SGLang still answers
+    "vllm": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 2048 tokens. However, you requested 4096 tokens.",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+    ),
+    "vllm-flat": (
+        400,
+        {"object": "error", "message": "The model `gemma-9` does not exist.", "type": "NotFoundError", "code": 404},
+    ),
+    "tgi-overloaded": (429, {"error": "Model is overloaded", "error_type": "overloaded"}),
+    "tgi-validation": (
+        422,
+        {"error": "Input validation error: `inputs` must have less than 2048 tokens", "error_type": "validation"},
+    ),
+    "llamacpp": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "the request exceeds the available context size, try increasing it",
+                "type": "exceed_context_size_error",
+            }
+        },
+    ),
+    "ollama": (404, {"error": 'model "llama9" not found, try pulling it first'}),
+    "ollama-openai": (
+        404,
+        {"error": {"message": 'model "llama9" not found', "type": "api_error", "param": None, "code": None}},
+    ),
+    "fastapi-detail": (503, {"detail": "model is still loading"}),
+    "fastapi-validation": (
+        422,
+        {"detail": [{"type": "missing", "loc": ["body", "model"], "msg": "Field required", "input": {}}]},
+    ),
+    "whisper": (400, {"detail": {"error": {"message": "unknown model: whisper-9"}}}),  # faster-whisper-server
+    "error-error": (502, {"error": {"error": {"message": "upstream refused the request"}}}),
+    "litellm-budget": (
+        400,
+        {
+            "error": {
+                "message": "Budget has been exceeded! Current cost: 10.2, Max budget: 10.0",
+                "type": "budget_exceeded",
+                "param": None,
+                "code": "400",
+            }
+        },
+    ),
+    "azure-filter": (
+        400,
+        {
+            "error": {
+                "message": "The response was filtered due to the prompt triggering content management policy.",
+                "type": None,
+                "param": "prompt",
+                "code": "content_filter",
+                "status": 400,
+                "innererror": {
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_result": {"violence": {"filtered": True, "severity": "high"}},
+                },
+            }
+        },
+    ),
+    "azure-quota": (
+        403,
+        {
+            "error": {
+                "code": "403",
+                "message": "Out of call volume quota for OpenAI API. Quota will be replenished in 2h.",
+            }
+        },
+    ),
+    "azure-ratelimit": (
+        429,
+        {"error": {"code": "429", "message": "Requests have exceeded token rate limit of your current pricing tier."}},
+    ),
+    "anthropic-overloaded": (
+        529,
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}, "request_id": "req_1"},
+    ),
+    "anthropic-spend": (
+        429,
+        {
+            "type": "error",
+            "error": {
+                "type": "rate_limit_error",
+                "message": "Your organization has reached its monthly spend limit.",
+                "details": {"error_code": "enforced_spend_limit_reached"},
+            },
+        },
+    ),
+    "anthropic-credit": (
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "Your credit balance is too low to access the Anthropic API.",
+            },
+        },
+    ),
+    "openrouter-credits": (402, {"error": {"code": 402, "message": "Insufficient credits. Add more credits."}}),
+    "openrouter-provider": (
+        502,
+        {
+            "error": {
+                "code": 502,
+                "message": "Provider returned error",
+                "metadata": {"provider_name": "Fireworks", "raw": '{"error": {"message": "model is overloaded"}}'},
+            }
+        },
+    ),
+    "plain": (500, "text/plain", "Internal Server Error"),
+    "sse": (400, "text/event-stream", 'data: {"error": {"message": "prompt is too long", "code": 400}}\n\n'),
+    "hostile": (400, {"error": {"message": "see \u202etxt.exe\x1b[31m here"}}),
+    "ok200": (200, {"object": "error", "message": "streaming is not supported for this model", "code": 400}),
+}
+
+# Errors inside an HTTP 200 event stream, after two chunks: sshape=NAME.
+STREAM_SHAPES = {
+    "llamacpp-field": b'error: {"code": 500, "message": "llama_decode failed", "type": "server_error"}\n\n',
+    "ollama-bare": b'{"error":{"message":"model runner has unexpectedly stopped","type":"api_error","param":null,'
+    b'"code":null}}\n',
+    "vllm-flat": b'data: {"object": "error", "message": "engine dead", "type": "InternalServerError", "code": 500}'
+    b"\n\ndata: [DONE]\n\n",
+    "tgi": b'data: {"error": "Request failed during generation: CUDA out of memory", "error_type": "generation"}\n\n',
+    "openrouter-credits": b'data: {"error": {"code": 402, "message": "Insufficient credits"}}\n\n',
+}
+
+
 # Replies that break HTTP itself, written straight to the socket, then the connection is closed.
 RAW = {
     "badchunked": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -120,6 +281,15 @@ class Scenario:
     def __init__(self, model: str) -> None:
         self.tokens = dict(tok.partition("=")[::2] for tok in model.split("+"))
 
+    def answered(self, asked: Any) -> Any:
+        """The model the reply names: the one asked for, or answer=NAME's (a gateway that fell back to another)."""
+        return self.tokens.get("answer", asked)
+
+    @property
+    def cut(self) -> bool:
+        """The reply is cut by its token budget: length (visible text) or thinkonly (reasoning only)."""
+        return self.has("length") or self.has("thinkonly")
+
     def has(self, name: str) -> bool:
         """Whether the token is present."""
         return name in self.tokens
@@ -153,6 +323,13 @@ def _error(
     if status in (204, 304):
         return web.Response(status=status, headers=headers)
     return _json({"error": err}, status, headers)
+
+
+def _shaped(status: int, *body: Any) -> web.Response:
+    """An error body of ERROR_SHAPES: JSON, or text of the content type it names."""
+    if len(body) == 2:
+        return web.Response(status=status, text=body[1], content_type=body[0])
+    return _json(body[0], status)
 
 
 def _kill(request: web.Request, rst: bool) -> None:
@@ -190,11 +367,13 @@ ABSURD_USAGE = {
 
 def _usage(sc: Scenario, prompt: Any, visible: int) -> dict[str, Any]:
     """OpenAI usage block with a rough prompt token count; reasoning tokens (part of the completion, as OpenAI
-    counts them) for the reasoning scenarios; absurd values for badusage."""
+    counts them) for the reasoning scenarios; usage=N reports N visible tokens whatever was sent; absurd values for
+    badusage."""
     if sc.has("badusage"):
         return ABSURD_USAGE
     p = max(1, len(json.dumps(prompt).split()))
-    reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") else 0
+    visible = int(sc.num("usage", visible))
+    reasoning = REASONING_TOKENS if sc.has("reasoning") or sc.has("reasoner") or sc.has("thinkonly") else 0
     usage: dict[str, Any] = {
         "prompt_tokens": p,
         "completion_tokens": visible + reasoning,
@@ -232,6 +411,67 @@ def _anthropic_usage(sc: Scenario, body: dict[str, Any], visible: int) -> dict[s
 def _anthropic_error(status: int, type_: str, message: str) -> web.Response:
     """An error in the shape Anthropic's API (and vLLM's /v1/messages) answers it."""
     return _json({"type": "error", "error": {"type": type_, "message": message}}, status)
+
+
+COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (200, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 200)}
+
+
+def _image_urls(body: dict[str, Any]) -> list[Any]:
+    """Every picture a chat, messages or responses request carries, as the data URL it sends (an Anthropic base64
+    source spelt as one); a part without one gives None."""
+    turns = body.get("messages", body.get("input"))
+    urls: list[Any] = []
+    for turn in turns if isinstance(turns, list) else ():
+        parts = turn.get("content") if isinstance(turn, dict) else None
+        for part in parts if isinstance(parts, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image_url":  # OpenAI chat
+                image = part.get("image_url")
+                urls.append(image.get("url") if isinstance(image, dict) else None)
+            elif kind == "input_image":  # Responses
+                urls.append(part.get("image_url"))
+            elif kind == "image":  # Anthropic
+                source = part.get("source") if isinstance(part.get("source"), dict) else {}
+                urls.append(f"data:{source.get('media_type')};base64,{source.get('data')}")
+    return urls
+
+
+def _seen(url: Any) -> str:
+    """The colour at the centre of a PNG data URL (8-bit RGB, unfiltered rows, as the canary is drawn; other PNGs
+    are "a picture"); ValueError when it is no decodable PNG data URL."""
+    prefix = "data:image/png;base64,"
+    if not isinstance(url, str) or not url.startswith(prefix):
+        raise ValueError("image_url is not a data:image/png;base64 URL")
+    try:
+        png = base64.b64decode(url.removeprefix(prefix), validate=True)
+    except ValueError:
+        raise ValueError("image data is not valid base64") from None
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("image data is not a PNG")
+    chunks: dict[bytes, bytes] = {}
+    at = 8
+    while at < len(png):
+        size, kind = struct.unpack(">I4s", png[at : at + 8].ljust(8, b"\0"))
+        data, crc = png[at + 8 : at + 8 + size], png[at + 8 + size : at + 12 + size]
+        if len(data) != size or len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + data):
+            raise ValueError("PNG chunk is cut or its CRC is wrong")
+        chunks[kind] = chunks.get(kind, b"") + data
+        at += 12 + size
+    if b"IHDR" not in chunks or b"IDAT" not in chunks or b"IEND" not in chunks:
+        raise ValueError("PNG lacks IHDR, IDAT or IEND")
+    if len(chunks[b"IHDR"]) != 13:
+        raise ValueError("PNG header is not 13 bytes")
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    try:
+        pixels = zlib.decompress(chunks[b"IDAT"])
+    except zlib.error:
+        raise ValueError("PNG image data does not inflate") from None
+    row = 1 + 3 * width
+    if (depth, colour) != (8, 2) or len(pixels) != height * row or pixels[height // 2 * row] != 0:
+        return "a picture"
+    at = height // 2 * row + 1 + 3 * (width // 2)
+    rgb = pixels[at : at + 3]
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(rgb, COLOURS[name], strict=True)))
 
 
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
@@ -421,7 +661,11 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(self.latency)
             return _error(401, "Invalid API key", "invalid_request_error")
         if sc.has("echoauth"):  # a careless server that quotes the key back, as some gateways do
-            return _error(401, f"Incorrect API key provided: {auth.removeprefix('Bearer ')}", "invalid_request_error")
+            pad = "." * int(sc.num("echoauth"))  # echoauth=N: N characters first, to place the key where a cut is
+            said = f"{pad}Incorrect API key provided: {auth.removeprefix('Bearer ')}"
+            return _error(401, said, "invalid_request_error")
+        if sc.tokens.get("shape") in ERROR_SHAPES:
+            return _shaped(*ERROR_SHAPES[sc.tokens["shape"]])
         status = self._injected_status(sc, rec.model or "")
         streaming = (
             body.get("stream") is True
@@ -433,6 +677,9 @@ class FakeOpenAI(BackgroundServer):
             await asyncio.sleep(wait)
         if request.method == "POST" and not isinstance(rec.body, dict):
             return _error(400, "request body must be a JSON object", "invalid_request_error")
+        refused = self._refuse_images(sc, kind, body)
+        if refused is not None:
+            return refused
         if sc.has("reasoner") and "max_tokens" in body:  # as OpenAI's o-series and GPT-5 answer
             return _error(
                 400,
@@ -506,6 +753,22 @@ class FakeOpenAI(BackgroundServer):
             return await self._trickle(request, json.dumps(payload).encode())
         return _json(payload, content_type="text/plain" if sc.has("texttype") else "application/json")
 
+    @staticmethod
+    def _refuse_images(sc: Scenario, kind: str, body: dict[str, Any]) -> web.Response | None:
+        """A 400 in the API's own error shape for a picture that is no decodable PNG data URL, or for any picture
+        when the model is `noimage` (a text-only model, as vLLM refuses one)."""
+        urls = _image_urls(body)
+        try:
+            if urls and sc.has("noimage"):
+                raise ValueError("image input is not supported by this model")
+            for url in urls:
+                _seen(url)
+        except ValueError as refused:
+            if kind == "messages":
+                return _anthropic_error(400, "invalid_request_error", str(refused))
+            return _error(400, str(refused), "invalid_request_error")
+        return None
+
     def _injected_status(self, sc: Scenario, model: str) -> int | None:
         """The status forced by status=, flaky= or flaky429=, if any."""
         if sc.has("flaky") or sc.has("flaky429"):
@@ -521,30 +784,29 @@ class FakeOpenAI(BackgroundServer):
 
     def _payload(self, sc: Scenario, body: dict[str, Any], kind: str, model: str) -> dict[str, Any]:
         """The healthy (or 'empty'/'nochoices'/... shaped) JSON reply for a route."""
-        if kind == "models":
-            return {
-                "object": "list",
-                "data": [{"id": m, "object": "model", "owned_by": "testbed"} for m in self.models],
-            }
+        if kind == "models":  # bare: ids alone, as a lean gateway lists them (400,000 fit under the 8 MiB cap)
+            extra = {} if sc.has("bare") else {"object": "model", "owned_by": "testbed"}
+            return {"object": "list", "data": [{"id": m, **extra} for m in self.models]}
         if kind == "embeddings":
             return self._embeddings(sc, body, model)
         if kind == "rerank":
             return self._rerank(sc, body, model)
         if kind == "responses":
-            return self._response(sc, body, model, "".join(PIECES), status="completed")
+            urls = _image_urls(body)
+            return self._response(sc, body, model, _seen(urls[0]) if urls else "".join(PIECES), status="completed")
         if kind == "audio/transcriptions":
             return _transcription(sc, body)
         if kind == "moderations":
             return self._moderations(sc, body, model)
         if kind == "images/generations":
             return self._images(sc, body)
-        head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": model}
+        head = {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": sc.answered(model)}
         if kind == "completions":
             choice = {
                 "index": 0,
                 "text": "" if sc.has("empty") else " Paris",
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "length" if sc.cut else "stop",
             }
             return {
                 **head,
@@ -557,13 +819,15 @@ class FakeOpenAI(BackgroundServer):
 
     def _chat_choice(self, sc: Scenario, body: dict[str, Any]) -> dict[str, Any]:
         """choices[0] of a chat reply, honouring tools and response_format."""
-        msg: dict[str, Any] = {"role": "assistant", "content": "pong"}
+        urls = _image_urls(body)
+        msg: dict[str, Any] = {"role": "assistant", "content": _seen(urls[0]) if urls else "pong"}
         finish = "stop"
         tools = body.get("tools")
         fmt = body.get("response_format")
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             msg.update(content="", reasoning_content="thinking...")
             finish = "length"
+
         elif sc.has("empty"):
             msg["content"] = ""
         elif isinstance(tools, list) and tools and not sc.has("notool"):
@@ -574,6 +838,8 @@ class FakeOpenAI(BackgroundServer):
             finish = "tool_calls"
         elif isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and not sc.has("nojson"):
             msg["content"] = json.dumps({"answer": "pong"})
+        if sc.has("length"):  # cut by max_tokens, as every server answers it
+            finish = "length"
         return {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}
 
     def _embeddings(self, sc: Scenario, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -638,20 +904,25 @@ class FakeOpenAI(BackgroundServer):
         """A Responses API Response object: `status` unless a fault (incomplete, failed, empty, badshape) says
         otherwise, and one message item carrying `text`."""
         details, error, done = None, None, status == "completed"
-        if done and sc.has("incomplete"):
+        if done and (sc.has("incomplete") or sc.cut):  # the max_output_tokens budget ran out
             status, details = "incomplete", {"reason": "max_output_tokens"}
+        if done and sc.has("filtered"):
+            status, details = "incomplete", {"reason": "content_filter"}
         if done and sc.has("failed"):
             status, error = "failed", {"code": "server_error", "message": "The model crashed while generating"}
         text = "" if sc.has("empty") else text
         part = {"type": "output_text", "text": text, "annotations": []}
         message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [part]}
         output: Any = ("pong" if sc.has("badshape") else [message]) if done else []
+        if done and sc.has("thinkonly"):  # the budget ran out while reasoning: a reasoning item and no message
+            thought = {"type": "reasoning_text", "text": "thinking..."}
+            output = [{"type": "reasoning", "id": "rs_1", "summary": [], "content": [thought]}]
         tokens = len(text) // 2
         return {
             "id": "resp_1",
             "object": "response",
             "created_at": int(time.time()),
-            "model": model,
+            "model": sc.answered(model),
             "status": status,
             "error": error,
             "incomplete_details": details,
@@ -664,7 +935,7 @@ class FakeOpenAI(BackgroundServer):
         self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
     ) -> web.StreamResponse | None:
         """Typed Responses events, as OpenAI and vLLM send them (no [DONE]); faults: reasoning, malformed,
-        errorevent, cut, nocontent, nofinish, incomplete, failed, failedevent."""
+        errorevent, cut, nocontent, nofinish, incomplete (or length), thinkonly, vllmcut, failed, failedevent."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
@@ -674,12 +945,12 @@ class FakeOpenAI(BackgroundServer):
             await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode())
 
         await send("response.created", response=self._response(sc, body, model, "", "in_progress"))
-        for piece in ("thinking", "...") if sc.has("reasoning") else ():
+        for piece in ("thinking", "...") if sc.has("reasoning") or sc.has("thinkonly") else ():
             await send("response.reasoning_text.delta", item_id="rs_1", output_index=0, content_index=0, delta=piece)
             await asyncio.sleep(sc.num("token_delay"))
         if sc.has("malformed"):
             await resp.write(b'event: response.output_text.delta\ndata: {"delta": \n\n')
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         text = ""
         for i in range(n):
             if i == min(2, n) and sc.has("cut"):
@@ -697,8 +968,10 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("nofinish"):
             return resp
         final = self._response(sc, body, model, text, "completed")
-        # failedevent: a response.failed event whose response says completed
-        await send("response.failed" if sc.has("failedevent") else f"response.{final['status']}", response=final)
+        # failedevent: a response.failed event whose response says completed; vllmcut: vLLM ends a stream cut by
+        # max_output_tokens with response.completed carrying status incomplete (OpenAI sends response.incomplete)
+        terminal = "response.completed" if sc.has("vllmcut") else f"response.{final['status']}"
+        await send("response.failed" if sc.has("failedevent") else terminal, response=final)
         if sc.has("linger"):  # a server or proxy that keeps the connection open after the terminal event
             await asyncio.sleep(3600)
         return resp
@@ -715,20 +988,23 @@ class FakeOpenAI(BackgroundServer):
             return _anthropic_error(status, *ANTHROPIC_ERRORS.get(status, ANTHROPIC_ERRORS[500]))
         if streaming:
             return await self._messages_stream(request, sc, body, wait)
-        return _json(self._message(sc, body, "".join(PIECES), "end_turn"))
+        urls = _image_urls(body)
+        return _json(self._message(sc, body, _seen(urls[0]) if urls else "".join(PIECES), "end_turn"))
 
     def _message(self, sc: Scenario, body: dict[str, Any], text: str, stop_reason: str | None) -> dict[str, Any]:
         """A Message object carrying `text` (faults: empty, reasoning (thinking only, out of budget), nocontent,
         badshape)."""
         blocks: list[dict[str, Any]] = [{"type": "text", "text": "" if sc.has("empty") else text}]
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             blocks, stop_reason = [{"type": "thinking", "thinking": "thinking...", "signature": "sig"}], "max_tokens"
+        elif sc.has("length") and stop_reason:
+            stop_reason = "max_tokens"
         content: Any = "pong" if sc.has("badshape") else [] if sc.has("nocontent") else blocks
         return {
             "id": f"msg_{uuid.uuid4().hex[:12]}",
             "type": "message",
             "role": "assistant",
-            "model": body.get("model"),
+            "model": sc.answered(body.get("model")),
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
@@ -738,8 +1014,8 @@ class FakeOpenAI(BackgroundServer):
     async def _messages_stream(
         self, request: web.Request, sc: Scenario, body: dict[str, Any], wait: float
     ) -> web.StreamResponse | None:
-        """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning, malformed, errorevent, cut,
-        nocontent, nostop (or nodone), linger."""
+        """Anthropic's typed events, a ping among them (no [DONE]); faults: reasoning (or thinkonly), malformed,
+        errorevent, cut, nocontent, nostop (or nodone), length, linger."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await asyncio.sleep(wait)
@@ -750,7 +1026,7 @@ class FakeOpenAI(BackgroundServer):
         await send("message_start", message={**self._message(sc, body, "", None), "content": [], "stop_reason": None})
         await send("ping")
         index = 0
-        if sc.has("reasoning"):
+        if sc.has("reasoning") or sc.has("thinkonly"):
             await send("content_block_start", index=0, content_block={"type": "thinking", "thinking": ""})
             for piece in ("thinking", "..."):
                 await send("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": piece})
@@ -761,7 +1037,7 @@ class FakeOpenAI(BackgroundServer):
         if sc.has("malformed"):
             await resp.write(b'event: content_block_delta\ndata: {"delta": \n\n')
         await send("content_block_start", index=index, content_block={"type": "text", "text": ""})
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         for i in range(n):
             if i == min(2, n) and sc.has("cut"):
                 _kill(request, rst=False)
@@ -775,7 +1051,7 @@ class FakeOpenAI(BackgroundServer):
         await send("content_block_stop", index=index)
         await send(
             "message_delta",
-            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            delta={"stop_reason": "max_tokens" if sc.cut else "end_turn", "stop_sequence": None},
             usage={"output_tokens": _anthropic_usage(sc, body, n)["output_tokens"]},
         )
         if not (sc.has("nostop") or sc.has("nodone")):
@@ -915,7 +1191,7 @@ class FakeOpenAI(BackgroundServer):
         base = {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}",
             "created": int(time.time()),
-            "model": body.get("model"),
+            "model": sc.answered(body.get("model")),
             "object": "chat.completion.chunk" if chat else "text_completion",
         }
 
@@ -939,7 +1215,7 @@ class FakeOpenAI(BackgroundServer):
 
         if chat:
             await send(chunk(role="assistant", content=""))
-            if sc.has("reasoning"):
+            if sc.has("reasoning") or sc.has("thinkonly"):
                 for piece in ("thinking", "..."):
                     await send(chunk(reasoning_content=piece))
                     await asyncio.sleep(sc.num("token_delay"))
@@ -955,13 +1231,16 @@ class FakeOpenAI(BackgroundServer):
             await send(chunk(finish="tool_calls"))
             await send("[DONE]")
             return resp
-        n = 0 if sc.has("nocontent") else int(sc.num("tokens", 4))
+        n = 0 if sc.has("nocontent") or sc.has("thinkonly") else int(sc.num("tokens", 4))
         for i in range(n + 1):
             if i == min(2, n) and sc.has("cut"):
                 _kill(request, rst=False)
                 return None
             if i == min(2, n) and sc.has("errorevent"):
                 await send({"error": {"message": "upstream overloaded", "type": "server_error"}})
+                return resp
+            if i == min(2, n) and sc.tokens.get("sshape") in STREAM_SHAPES:
+                await resp.write(STREAM_SHAPES[sc.tokens["sshape"]])
                 return resp
             if i == min(2, n) and sc.has("errortext"):  # an SSE error event whose data is plain text
                 await resp.write(b"event: error\ndata: upstream overloaded, try again later\n\n")
@@ -977,7 +1256,8 @@ class FakeOpenAI(BackgroundServer):
                 await asyncio.sleep(sc.num("token_delay"))
             await send(chunk(PIECES[i % 2]))
         if not sc.has("nofinish"):
-            await send(chunk("", "stop") if not chat else chunk(finish="stop"))
+            finish = "length" if sc.cut else "stop"
+            await send(chunk("", finish) if not chat else chunk(finish=finish))
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             await send({**base, "choices": [], "usage": _usage(sc, body.get("messages") or body.get("prompt"), n)})

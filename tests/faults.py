@@ -83,11 +83,12 @@ RESPONSES_FAULTS = [
     # plain
     ("r+empty", {}, "empty", "response carries no output_text after 0 output tokens"),
     ("r+badshape", {}, "schema", "'output' is str, expected a list"),
+    ("r+filtered", {}, "bad_response", "response incomplete: content_filter after 2 output tokens"),
     (
-        "r+incomplete",
+        "r+incomplete+empty",
         {},
         "bad_response",
-        "response incomplete: max_output_tokens after 2 output tokens (max_output_tokens is 256)",
+        "response incomplete: max_output_tokens after 0 output tokens (max_output_tokens is 256)",
     ),
     ("r+failed", {}, "bad_response", "error object in HTTP 200: The model crashed while generating"),
     ("r+status=503", {}, "server_error", "HTTP 503 from POST /v1/responses"),
@@ -106,7 +107,7 @@ RESPONSES_FAULTS = [
     ),
     ("rs+nocontent", {"stream": True}, "empty", "stream carried no output_text delta after 2 events"),
     ("rs+empty", {"stream": True}, "empty", "response carries no output_text after 0 output tokens"),
-    ("rs+incomplete", {"stream": True}, "bad_response", "response incomplete: max_output_tokens after 4 output tokens"),
+    ("rs+filtered", {"stream": True}, "bad_response", "response incomplete: content_filter after 4 output tokens"),
     ("rs+failed", {"stream": True}, "bad_response", "response status failed after 4 output tokens: The model crashed"),
     (
         "rs+failedevent",
@@ -116,14 +117,19 @@ RESPONSES_FAULTS = [
     ),
     ("rs+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("rs+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
-    ("rs+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+    ("rs+token_delay=0.01", {"stream": True, "min_tokens_per_s": 1000}, "slo", "< min_tokens_per_s 1000"),
 ]
 
 
 MESSAGES_FAULTS = [
     # plain
     ("m+empty", {}, "empty", "reply has no text (blocks: text; stop_reason=end_turn, 2 output tokens)"),
-    ("m+reasoning", {}, "empty", "reply has no text (blocks: thinking; stop_reason=max_tokens, 4 output tokens)"),
+    (
+        "m+reasoning",
+        {"require_content": True},
+        "empty",
+        "reasoning but no visible content, and require_content is set (stop_reason=max_tokens, 4 output tokens)",
+    ),
     ("m+nocontent", {}, "empty", "reply has no content blocks"),
     ("m+badshape", {}, "schema", "'content' is str, expected a list"),
     ("m+apierror", {}, "bad_response", "error object in HTTP 200: Internal server error"),
@@ -145,7 +151,7 @@ MESSAGES_FAULTS = [
     ("ms+apierror=529", {"stream": True}, "server_error", "HTTP 529 from POST /v1/messages"),
     ("ms+html", {"stream": True}, "bad_response", "asked for a stream, got content-type text/html"),
     ("ms+tokens=3", {"stream": True, "expect": {"contains": "pang"}}, "expectation", "reply does not contain 'pang'"),
-    ("ms+tokens=1", {"stream": True, "min_tokens_per_s": 5}, "slo", "tokens/s unmeasurable"),
+    ("ms+token_delay=0.01", {"stream": True, "min_tokens_per_s": 1000}, "slo", "< min_tokens_per_s 1000"),
 ]
 
 
@@ -182,4 +188,91 @@ TRANSCRIPTION_FAULTS = [
     ("whisper+wrongshape", "schema", "'text' is list, expected a string"),
     ("whisper+error200", "bad_response", "error object in HTTP 200: model is loading"),
     ("whisper+status=415", "client_error", "HTTP 415 from POST /v1/audio/transcriptions"),
+]
+
+
+# What real servers say when they fail (testbed ERROR_SHAPES and STREAM_SHAPES, README "What servers say"): the
+# model name (shape=NAME answers that server's error body, sshape=NAME puts its error in a stream), streamed or
+# not, the class, and the server's words that the reason must carry.
+SHAPE_FAULTS = [
+    (
+        "s+shape=openai-quota",
+        False,
+        "quota",
+        "HTTP 429 from POST /v1/chat/completions after",
+    ),
+    (
+        "s+shape=openai-quota",
+        True,
+        "quota",
+        ": You exceeded your current quota, please check your plan and billing details. (insufficient_quota)",
+    ),
+    ("s+shape=openai-ratelimit", False, "rate_limited", ": Rate limit reached for requests (rate_limit_exceeded)"),
+    ("s+shape=vllm", False, "client_error", "maximum context length is 2048 tokens. However, you requested 4096"),
+    ("s+shape=vllm-flat", False, "client_error", ": The model `gemma-9` does not exist. (NotFoundError)"),
+    ("s+shape=tgi-overloaded", False, "rate_limited", "HTTP 429 from POST /v1/chat/completions after"),
+    ("s+shape=tgi-overloaded", True, "rate_limited", "s: Model is overloaded"),
+    ("s+shape=tgi-validation", False, "client_error", ": Input validation error: `inputs` must have less than 2048"),
+    (
+        "s+shape=llamacpp",
+        False,
+        "client_error",
+        ": the request exceeds the available context size, try increasing it (exceed_context_size_error)",
+    ),
+    ("s+shape=ollama", False, "client_error", ': model "llama9" not found, try pulling it first'),
+    ("s+shape=ollama-openai", True, "client_error", ': model "llama9" not found (api_error)'),
+    ("s+shape=fastapi-detail", False, "server_error", "HTTP 503 from POST /v1/chat/completions after"),
+    ("s+shape=fastapi-detail", True, "server_error", "s: model is still loading"),
+    ("s+shape=fastapi-validation", False, "client_error", "HTTP 422 from POST /v1/chat/completions after"),
+    ("s+shape=fastapi-validation", True, "client_error", "s: body.model: Field required"),
+    ("s+shape=whisper", False, "client_error", "s: unknown model: whisper-9"),
+    ("s+shape=error-error", False, "server_error", "s: upstream refused the request"),
+    ("s+shape=litellm-budget", False, "quota", ": Budget has been exceeded! Current cost: 10.2, Max budget: 10.0"),
+    (
+        "s+shape=azure-filter",
+        False,
+        "client_error",
+        "content management policy. (content_filter, ResponsibleAIPolicyViolation)",
+    ),
+    ("s+shape=azure-quota", False, "quota", "HTTP 403 from POST /v1/chat/completions after"),
+    ("s+shape=azure-quota", True, "quota", "s: Out of call volume quota for OpenAI API."),
+    ("s+shape=azure-ratelimit", False, "rate_limited", ": Requests have exceeded token rate limit of your current"),
+    ("s+shape=anthropic-overloaded", False, "server_error", "HTTP 529 from POST /v1/chat/completions after"),
+    ("s+shape=anthropic-overloaded", True, "server_error", "s: Overloaded (overloaded_error)"),
+    (
+        "s+shape=anthropic-spend",
+        False,
+        "quota",
+        ": Your organization has reached its monthly spend limit. (rate_limit_error, enforced_spend_limit_reached)",
+    ),
+    ("s+shape=anthropic-credit", False, "quota", "HTTP 400 from POST /v1/chat/completions after"),
+    ("s+shape=anthropic-credit", True, "quota", "s: Your credit balance is too low to access the Anthropic API."),
+    ("s+shape=openrouter-credits", False, "quota", "HTTP 402 from POST /v1/chat/completions after"),
+    ("s+shape=openrouter-credits", True, "quota", "s: Insufficient credits. Add more credits."),
+    ("s+shape=openrouter-provider", False, "server_error", ": Provider returned error; model is overloaded; provider"),
+    ("s+shape=plain", False, "server_error", "s: Internal Server Error"),
+    ("s+shape=sse", False, "client_error", "s: prompt is too long"),
+    ("s+shape=hostile", False, "client_error", r"s: see \u202etxt.exe\u001b[31m here"),
+    ("s+shape=ok200", False, "bad_response", "error object in HTTP 200: streaming is not supported for this model"),
+    (
+        "s+shape=ok200",
+        True,
+        "bad_response",
+        "asked for a stream, got content-type application/json: streaming is not supported for this model",
+    ),
+    (
+        "s+sshape=llamacpp-field",
+        True,
+        "stream_broken",
+        "error event in the stream after 3 events: llama_decode failed (server_error)",
+    ),
+    (
+        "s+sshape=ollama-bare",
+        True,
+        "stream_broken",
+        "error event in the stream after 3 events: model runner has unexpectedly stopped (api_error)",
+    ),
+    ("s+sshape=vllm-flat", True, "stream_broken", "error event in the stream after 3 events: engine dead"),
+    ("s+sshape=tgi", True, "stream_broken", "after 3 events: Request failed during generation: CUDA out of memory"),
+    ("s+sshape=openrouter-credits", True, "quota", "error event in the stream after 3 events: Insufficient credits"),
 ]

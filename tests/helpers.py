@@ -37,6 +37,12 @@ def model(name: str, type: str = "chat", **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": type, **extra}
 
 
+def mounted(folder: Path, mount: str) -> tuple[str, ...]:
+    """A command prefix that runs the monitor in a mount namespace of its own, after the shell command `mount`
+    (which finds `folder` in "$0") has changed what is mounted there: a read-only bind, a tiny tmpfs."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mount} && exec "$@"', str(folder))
+
+
 def junit_cases(path: Path) -> dict[str, dict[str, str]]:
     """case id -> its model_monitor properties (and the JUnit verdict under 'junit')."""
     cases: dict[str, dict[str, str]] = {}
@@ -55,6 +61,14 @@ def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> N
     deadline = time.monotonic() + within
     while len(server.requests) < count:
         assert time.monotonic() < deadline, f"{len(server.requests)} of {count} requests within {within:g} s"
+        time.sleep(0.05)
+
+
+def wait_for_answers(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
+    """Until the server has finished writing `count` replies (a reply's duration is stamped once it is sent)."""
+    deadline = time.monotonic() + within
+    while sum(record.duration is not None for record in list(server.requests)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} replies sent within {within:g} s"
         time.sleep(0.05)
 
 
@@ -79,9 +93,10 @@ def probe_endpoints(
     path = folder / "endpoints.yaml"
     path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
     suite = config.load(path, environ or {})
-    cases = suite.resolve(suite.cases, environ or {})
+    redact = Redactor()
+    cases = suite.resolve(suite.cases, redact, environ or {})
     loop = BackgroundLoop()
-    engine = Engine(loop, Redactor(config.secrets(cases)))
+    engine = Engine(loop, redact)
     try:
         engine.start(cases)
         return {case.id: engine.outcome(case) for case in cases}

@@ -24,6 +24,8 @@ import pytest
 import yaml
 
 from model_monitor import config, shard
+from model_monitor.redact import Redactor
+from model_monitor.types import TYPES
 
 from .chart_tools import (
     CHART,
@@ -43,7 +45,9 @@ from .helpers import ROOT
 pytestmark = pytest.mark.e2e  # runs helm, kubernetes-validate and checkov
 
 HELM_VERSIONS = {"helm3": "v3.17.", "helm4": "v4.1."}
-KUBE_VERSIONS = ("1.29.0", "1.33.0")
+# The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the newest kubernetes-validate knows.
+OLDEST, NEWEST = "1.27.0", "1.37.0"
+SHARDS_NEED = "1.29.0"  # backoffLimitPerIndex: alpha (off by default) in 1.28, on by default from 1.29
 CRONJOB_NAME_MAX = 52  # Kubernetes appends 11 characters to name each Job of a CronJob
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENDPOINTS_FILE = "/etc/model-monitor/endpoints.yaml"
@@ -72,11 +76,22 @@ MATRIX: dict[str, list[str]] = {
     "shards": ["shards.yaml"],
 }
 
-# checkov checks that must pass on every rendered manifest: the Pod Security ones. Left out, on purpose:
-# CKV_K8S_10..13 (requests/limits: the chart sets no default resources), CKV_K8S_15 (pull Always: a fixed tag with
-# IfNotPresent is fine), CKV_K8S_21 (namespace: chosen at install), CKV_K8S_35 (secrets as env: the monitor's
-# interface takes API keys and ping URLs from env), CKV_K8S_43 (image digest: the tag is the chart's appVersion),
-# CKV_K8S_8/9 (probes: a batch job has none), CKV2_K8S_6 (NetworkPolicy: the monitor must reach arbitrary endpoints).
+# The checks of checkov's Kubernetes framework that the default render fails on purpose, each with its reason
+# (chart/README.md, "Security", lists them too). Every other check of the framework passes.
+CHECKOV_SKIPPED = {
+    "CKV_K8S_8": "liveness probe: a Job that runs once and exits has nothing to probe",
+    "CKV_K8S_9": "readiness probe: no Service sends the monitor traffic",
+    "CKV_K8S_15": "pull policy Always: IfNotPresent with a fixed tag; Always makes every run depend on the "
+    "registry; cronJob.image.digest pins it (then it passes)",
+    "CKV_K8S_21": "default namespace: the namespace is chosen at install (helm install -n)",
+    "CKV_K8S_35": "secrets as files: the monitor reads API keys and ping URLs from environment variables",
+    "CKV_K8S_43": "image digest: the default is the release's tag; cronJob.image.digest pins it (then it passes)",
+    "CKV2_K8S_6": "NetworkPolicy: the monitor must reach endpoints anywhere; your cluster's egress policy applies",
+}
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+# checkov checks that must pass on every rendered manifest of the matrix: the Pod Security ones (values files of
+# the matrix may turn resources off, so the whole framework runs on the default render only).
 CHECKOV_CHECKS = (
     "CKV_K8S_14",  # image tag fixed, not latest or blank
     "CKV_K8S_16",  # not privileged
@@ -104,9 +119,10 @@ CHECKOV_CHECKS = (
 
 
 @cache
-def render(helm: str, case: str) -> list[dict[str, Any]]:
-    """helm template of one matrix case: the list of manifests."""
-    proc = run([tool(helm), "template", RELEASE, str(CHART), *values_args(MATRIX[case])])
+def render(helm: str, case: str, kube_version: str | None = None) -> list[dict[str, Any]]:
+    """helm template of one matrix case (for a Kubernetes version, else Helm's default): the list of manifests."""
+    kube = ["--kube-version", kube_version] if kube_version else []
+    proc = run([tool(helm), "template", RELEASE, str(CHART), *kube, *values_args(MATRIX[case])])
     assert proc.returncode == 0, f"{helm} template ({case}) failed:\n{proc.stderr}"
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
@@ -152,15 +168,70 @@ def test_values_schema_is_the_generators_output() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_readme_type_list_is_the_generators_output() -> None:
+    """chart/README.md's table of model types is written from model_monitor/types/: every type, none else."""
+    assert (CHART / "README.md").read_text(encoding="utf-8") == _gen_module().readme(), "run scripts/gen-values-schema"
+    rows = re.findall(r"^\| `(\w+)` \| `(?:GET|POST) /v1/", (CHART / "README.md").read_text(), flags=re.M)
+    assert rows == list(TYPES)
+
+
+def test_readme_lists_every_variable_the_chart_sets() -> None:
+    """The "Variable in the pod" table names every variable the chart sets (but the user's own: apiKeys, extraEnv),
+    and no other."""
+    table = (CHART / "README.md").read_text().split("| Variable in the pod |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(line.split(" | ")[0] for line in table.splitlines())))
+    rendered: set[str] = set()
+    for case, files in MATRIX.items():
+        values = load_values(files)
+        users = {item["env"] for item in values["apiKeys"]} | {item["name"] for item in values["extraEnv"]}
+        for spec in pod_specs(render("helm4", case)):
+            rendered |= set(env_of(spec["containers"][0])) - users
+    assert rendered == documented
+
+
+def test_readme_lists_every_alert_of_the_rules() -> None:
+    alerts = set(re.findall(r"^\s+- alert: (\w+)$", (CHART / "files" / "prometheus-rules.yaml").read_text(), re.M))
+    documented = set(re.findall(r"^  \| `(\w+)` \|", (CHART / "README.md").read_text(), flags=re.M))
+    assert alerts and alerts == documented
+
+
 def test_values_schema_inlines_the_endpoints_schema() -> None:
     values_schema = json.loads((CHART / "values.schema.json").read_text())
     endpoints_schema = json.loads((ROOT / "model_monitor" / "config" / "endpoints.schema.json").read_text())
     for name in ("endpoints", "defaults"):
         assert values_schema["properties"][name] == endpoints_schema["properties"][name]
     for name, definition in endpoints_schema["$defs"].items():
-        assert values_schema["$defs"][name] == definition
+        assert without_named_refusals(values_schema["$defs"][name]) == definition, name
     chart_rules = json.loads((CHART / "values.schema.in.json").read_text()).get("allOf", [])
     assert endpoints_schema["allOf"] and values_schema["allOf"] == [*chart_rules, *endpoints_schema["allOf"]]
+
+
+def without_named_refusals(node: Any) -> Any:
+    """A schema without the fields the generator added to say why a rule refuses them (`not: {}` and a `const`)."""
+    if isinstance(node, list):
+        return [without_named_refusals(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kept = {}
+    for key, value in node.items():
+        if key == "properties":
+            named = {k for k, v in value.items() if isinstance(v, dict) and "not" in v and "const" in v}
+            added = {k for k in named if value[k]["description"].startswith("Not a field of type")}
+            value = {k: {"not": {}} if k in named else v for k, v in value.items() if k not in added}
+        kept[key] = without_named_refusals(value)
+    return kept
+
+
+def test_refused_fields_say_why_in_the_chart_schema_only() -> None:
+    """In the chart's schema a type's rule names each other type's field with the types that take it (Helm prints
+    a const, never a description); the monitor's endpoints schema keeps the plain rules its loader words itself."""
+    values_schema = json.loads((CHART / "values.schema.json").read_text())
+    rules = {r["if"]["properties"]["type"]["const"]: r["then"] for r in values_schema["$defs"]["model"]["allOf"]}
+    assert rules["chat"]["properties"]["dimensions"]["const"] == "applies only to type embedding, not chat"
+    assert rules["embedding"]["properties"]["dimensions"].get("type") == "integer"
+    assert values_schema["$defs"]["streamOn"]["else"]["properties"]["max_ttft"]["const"] == "needs stream: true"
+    endpoints_schema = json.loads((ROOT / "model_monitor" / "config" / "endpoints.schema.json").read_text())
+    assert "dimensions" not in endpoints_schema["$defs"]["model"]["allOf"][0]["then"]["properties"]
 
 
 def test_generator_refuses_a_clash() -> None:
@@ -255,16 +326,49 @@ def test_helm3_and_helm4_render_the_same(case: str) -> None:
     assert render("helm3", case) == render("helm4", case)
 
 
+@pytest.mark.parametrize("version", [OLDEST, NEWEST])
 @pytest.mark.parametrize("case", MATRIX)
-def test_manifests_are_valid_kubernetes(case: str) -> None:
+def test_manifests_are_valid_kubernetes(case: str, version: str) -> None:
+    """Rendered for the oldest and the newest supported Kubernetes, valid for it (--strict: no unknown field).
+    Shards need 1.29: for the oldest they render for 1.29, the first version that honours them."""
     import kubernetes_validate
 
-    for version in KUBE_VERSIONS:
-        for doc in render("helm4", case):
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {version}: {exc}")
+    kube_version = SHARDS_NEED if case == "shards" and version == OLDEST else version
+    for doc in render("helm4", case, kube_version):
+        try:
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for Kubernetes {kube_version}: {exc}")
+
+
+def test_chart_states_the_oldest_kubernetes_it_supports() -> None:
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"] == f">={OLDEST}-0"
+    for helm in HELMS:
+        proc = run(
+            [
+                tool(helm),
+                "template",
+                RELEASE,
+                str(CHART),
+                "--kube-version",
+                "1.26.0",
+                *values_args(["readme-endpoints.yaml"]),
+            ]
+        )
+        assert proc.returncode != 0 and "kubeVersion" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("helm", HELMS)
+@pytest.mark.parametrize("version", [OLDEST, "1.28.9"])
+def test_shards_refuse_a_kubernetes_that_would_ignore_them(helm: str, version: str) -> None:
+    """Before 1.29 a Job's backoffLimitPerIndex is dropped (off, or alpha and off by default): a failing shard would
+    then stop the others, or be retried 6 times. The render fails, naming the version needed."""
+    proc = run([tool(helm), "template", RELEASE, str(CHART), "--kube-version", version, *values_args(MATRIX["shards"])])
+    assert proc.returncode != 0
+    assert "cronJob.shards > 1 needs Kubernetes 1.29 or later" in proc.stderr and f"v{version}" in proc.stderr
+    assert render(helm, "readme-secret", version), "one shard renders there"
+    (cronjob,) = kinds(render(helm, "shards", SHARDS_NEED), "CronJob")
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimitPerIndex"] == 0
 
 
 def test_manifests_pass_the_chosen_checkov_checks(tmp_path: Path) -> None:
@@ -289,6 +393,48 @@ def test_manifests_pass_the_chosen_checkov_checks(tmp_path: Path) -> None:
     assert not failed, "\n".join(failed)
     passed = {c["check_id"] for c in report["results"]["passed_checks"]}
     assert passed == set(CHECKOV_CHECKS), f"checks that never ran: {set(CHECKOV_CHECKS) - passed}"
+
+
+def checkov(directory: Path, *args: str) -> dict[str, Any]:
+    proc = run(
+        [tool("checkov"), "-d", str(directory), "--framework", "kubernetes", *args, "--output", "json"],
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+    )
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def test_default_render_passes_checkovs_whole_kubernetes_framework(tmp_path: Path) -> None:
+    """Every check of the framework passes on the default render but the named ones, and each of those is needed
+    (it fails without the skip); with cronJob.image.digest set the digest check passes too."""
+    values = values_args(["readme-endpoints.yaml"])
+    for name, extra in (("default", []), ("digest", ["--set", f"cronJob.image.digest={DIGEST}"])):
+        proc = run([tool("helm4"), "template", RELEASE, str(CHART), *values, *extra])
+        assert proc.returncode == 0, proc.stderr
+        (tmp_path / f"{name}.yaml").write_text(proc.stdout)
+    report = checkov(tmp_path)
+    failed: dict[str, set[str]] = {}
+    for check in report["results"]["failed_checks"]:
+        failed.setdefault(Path(check["file_path"]).stem, set()).add(check["check_id"])
+    assert failed["default"] == set(CHECKOV_SKIPPED), "the skip list is exactly what the default render fails"
+    assert failed["digest"] == set(CHECKOV_SKIPPED) - {"CKV_K8S_43", "CKV_K8S_15"}, "a digest pins the image"
+    assert report["summary"]["passed"] > 2 * 150, report["summary"]  # the whole framework ran, on both files
+    skipped = checkov(tmp_path, "--skip-check", ",".join(CHECKOV_SKIPPED))
+    assert skipped["results"]["failed_checks"] == [] and skipped["summary"]["failed"] == 0
+
+
+def test_readme_names_every_skipped_checkov_check_with_its_reason() -> None:
+    readme = (CHART / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(CKV2?_K8S_\d+)` \| (.+) \|$", readme, flags=re.M))
+    assert set(rows) == set(CHECKOV_SKIPPED)
+
+
+def test_resources_by_default() -> None:
+    """Requests and limits for cpu, memory and ephemeral-storage, in the CronJob's pod and the helm test pod."""
+    for spec in pod_specs(render("helm4", "readme-secret")):
+        resources = spec["containers"][0]["resources"]
+        for kind in ("requests", "limits"):
+            assert set(resources[kind]) == {"cpu", "memory", "ephemeral-storage"}, resources
 
 
 @pytest.mark.parametrize("case", MATRIX)
@@ -353,7 +499,7 @@ def test_endpoints_file_loads_in_the_monitor(case: str, tmp_path: Path) -> None:
     (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     environ = {name: item.get("value", f"from-{name}") for name, item in env_of(container).items()}
     suite = config.load(path, environ)
-    assert suite.resolve(suite.cases, environ)
+    assert suite.resolve(suite.cases, Redactor(), environ)
 
 
 @pytest.mark.parametrize("case", MATRIX)
@@ -394,9 +540,25 @@ def test_cronjob_defaults_and_annotations(case: str) -> None:
         image = values["cronJob"]["image"]
         if image["repository"] not in values["cronJob"]["legacyImages"]:
             app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-            assert container["image"] == f"{image['repository']}:{image['tag'] or app_version}"
+            digest = f"@{image['digest']}" if image["digest"] else ""
+            assert container["image"] == f"{image['repository']}:{image['tag'] or app_version}{digest}"
         assert container["imagePullPolicy"] == image["pullPolicy"]
         assert "command" not in container, "the image's entrypoint runs the suite"
+
+
+def test_finished_jobs_go_after_a_day_and_the_cronjob_fails_only_when_the_monitor_broke() -> None:
+    """By default a Job lives a day once finished, and its monitor runs with --fail-on never (verdicts travel by
+    telemetry); the helm test pod fails on a failed case, as a test should."""
+    docs = render("helm4", "readme-secret")
+    (cronjob,) = kinds(docs, "CronJob")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["ttlSecondsAfterFinished"] == 86400
+    assert env_of(job["template"]["spec"]["containers"][0])["MODEL_MONITOR_FAIL_ON"]["value"] == "never"
+    (pod,) = kinds(docs, "Pod")
+    assert env_of(pod["spec"]["containers"][0])["MODEL_MONITOR_FAIL_ON"]["value"] == "failed"
+    (cronjob,) = kinds(render("helm4", "everything"), "CronJob")
+    env = env_of(cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+    assert env["MODEL_MONITOR_FAIL_ON"]["value"] == load_values(MATRIX["everything"])["cronJob"]["failOn"]
 
 
 def test_history_limits_and_ttl_render_when_zero() -> None:
@@ -619,8 +781,27 @@ def test_helm_test_pod_runs_the_suite_like_the_cronjob() -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["restartPolicy"] == "Never"
     job_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["spec"]["containers"] == job_pod["containers"]
+    (container,), (job_container,) = pod["spec"]["containers"], job_pod["containers"]
+    assert {**container, "env": None} == {**job_container, "env": None}
+    differ = {"MODEL_MONITOR_FAIL_ON"}  # the test fails on a failed case; the CronJob by its failOn
+    assert {k: v for k, v in env_of(container).items() if k not in differ} == {
+        k: v for k, v in env_of(job_container).items() if k not in differ
+    }
     assert pod["spec"]["volumes"] == job_pod["volumes"]
+
+
+@pytest.mark.parametrize("case", ["metrics-dashboard", "shards"])
+def test_helm_test_pod_pushes_no_metrics(case: str) -> None:
+    """Its Pushgateway group would never be replaced by a later run: ModelMonitorNoRun would fire for it forever."""
+    docs = render("helm4", case)
+    (pod,) = kinds(docs, "Pod")
+    assert not {"MODEL_MONITOR_PUSHGATEWAY_URL", "MODEL_MONITOR_METRICS_INSTANCE"} & set(
+        env_of(pod["spec"]["containers"][0])
+    )
+    for cronjob in kinds(docs, "CronJob"):
+        assert "MODEL_MONITOR_PUSHGATEWAY_URL" in env_of(
+            cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        )
 
 
 def test_notes_say_what_was_installed_and_how_to_run_now() -> None:
@@ -642,6 +823,7 @@ def test_notes_say_what_was_installed_and_how_to_run_now() -> None:
         assert cronjob["metadata"]["name"] in notes
     assert re.search(r"kubectl create job -n monitoring \S+ --from=cronjob/a-fullname-override-that-my-service-", notes)
     assert "helm test mm" in notes
+    assert "it fails only when the monitor itself could not judge and report every case: cronJob.failOn never" in notes
 
 
 def test_chart_packages_without_the_schema_source(tmp_path: Path) -> None:

@@ -8,11 +8,16 @@ the network; it is built once per session, inside a folder that stands for a use
 from __future__ import annotations
 
 import os
+import pty
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +55,14 @@ class Installed:
     def python(self) -> str:
         return str(self.venv / "bin" / "python")
 
-    def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options."""
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)}
-        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    def run(self, *argv: str, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command of the environment in `cwd`, with nothing of this test run's own imports or options (and
+        `env` added)."""
+        return subprocess.run(argv, cwd=cwd, env=self.environ(env), capture_output=True, text=True, timeout=300)
+
+    def environ(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        ours = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith(OURS_OR_PYTESTS)}
+        return {**ours, **(env or {})}
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +131,87 @@ def test_a_failing_model_exits_1(installed: Installed, openai_server: FakeOpenAI
     assert proc.returncode == 1, (proc.stdout + proc.stderr)[-3000:]
     assert outcome_counts(proc.stdout) == {"failed": 1, "passed": 1}
     assert "server_error: HTTP 503" in proc.stdout
+
+
+# A degraded pass (one retry) beside a pass; and with a failing model too.
+DEGRADED = [model("fine"), model("flaky+flaky=1", id="flaky", retries=1)]
+FAILING = [*DEGRADED, model("down+status=503", id="down")]
+
+
+@pytest.mark.parametrize(
+    ("models", "fail_on", "status"),
+    [
+        pytest.param(models, fail_on, status, id=f"{name}-{fail_on or 'default'}")
+        for name, models, statuses in (("degraded", DEGRADED, (0, 0, 1, 0)), ("failing", FAILING, (1, 1, 1, 0)))
+        for fail_on, status in zip((None, "failed", "degraded", "never"), statuses, strict=True)
+    ],
+)
+def test_fail_on_decides_what_the_verdicts_make_of_the_exit_code(
+    installed: Installed,
+    server: FakeOpenAI,
+    tmp_path: Path,
+    models: list[dict[str, object]],
+    fail_on: str | None,
+    status: int,
+) -> None:
+    """--fail-on failed|degraded|never, by flag and by environment variable alike; the verdicts are the same."""
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(server.url, *models)]}), encoding="utf-8")
+    flag = ("--fail-on", fail_on) if fail_on else ()
+    by_flag = installed.run(installed.command, "--endpoints", str(path), *flag, cwd=tmp_path)
+    assert by_flag.returncode == status, (by_flag.stdout + by_flag.stderr)[-3000:]
+    assert re.search(r"svc/flaky .* DEGRADED", by_flag.stdout), by_flag.stdout[-3000:]
+    failed = 1 if len(models) == 3 else 0
+    assert outcome_counts(by_flag.stdout) == {"passed": 2, **({"failed": 1} if failed else {})}
+    if fail_on:
+        server.clear()  # the flaky model fails its first request again
+        by_env = installed.run(
+            installed.command, "--endpoints", str(path), cwd=tmp_path, env={"MODEL_MONITOR_FAIL_ON": fail_on}
+        )
+        assert by_env.returncode == status, (by_env.stdout + by_env.stderr)[-3000:]
+
+
+def test_fail_on_never_still_fails_a_broken_monitor(installed: Installed, server: FakeOpenAI, tmp_path: Path) -> None:
+    """never: a usage error (4), a bad --fail-on (4), undelivered telemetry under --telemetry-strict (1) and an
+    interrupted run (2) still fail: the monitor itself did not do its job."""
+    path = write_endpoints(tmp_path / "staging.yaml", server.url, "chat-model", "x+status=503")
+    never = ("--endpoints", str(path), "--fail-on", "never")
+    proc = installed.run(installed.command, *never, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    missing = installed.run(
+        installed.command, "--endpoints", str(tmp_path / "absent.yaml"), "--fail-on=never", cwd=tmp_path
+    )
+    assert missing.returncode == 4, missing.stdout + missing.stderr
+    bad = installed.run(installed.command, "--endpoints", str(path), "--fail-on", "sometimes", cwd=tmp_path)
+    assert bad.returncode == 4
+    assert "--fail-on: invalid value 'sometimes': expected one of failed, degraded, never" in bad.stderr
+    undelivered = f"--cronitor-url=http://127.0.0.1:{free_port()}/p/cronitorkey0123456789"
+    strict = installed.run(installed.command, *never, undelivered, "--telemetry-strict", cwd=tmp_path)
+    assert strict.returncode == 1, (strict.stdout + strict.stderr)[-3000:]
+    lenient = installed.run(installed.command, *never, undelivered, cwd=tmp_path)
+    assert lenient.returncode == 0, (lenient.stdout + lenient.stderr)[-3000:]
+    slow = write_endpoints(tmp_path / "slow.yaml", server.url, "slow+delay=30")
+    with subprocess.Popen(
+        [installed.command, "--endpoints", str(slow), "--fail-on", "never"],
+        cwd=tmp_path,
+        env=installed.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc_:
+        deadline = time.monotonic() + 60
+        while not any("slow" in (r.model or "") for r in server.requests) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc_.send_signal(signal.SIGINT)
+        output, _ = proc_.communicate(timeout=60)
+    assert proc_.returncode == 2, output[-3000:]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (telemetry sent there is not delivered)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_help_shows_our_options_first_with_defaults_and_environment(installed: Installed, tmp_path: Path) -> None:
@@ -208,3 +298,128 @@ def report_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     plugins (which names the package whether it is turned off or not)."""
     lines = (proc.stdout + proc.stderr).splitlines()
     return [re.sub(r" in [\d.]+s", "", line) for line in lines if not line.startswith("plugins: ")]
+
+
+def test_the_command_speaks_for_the_monitor(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    """Off a terminal (a CronJob's log, CI): the monitor's header, each failure once by its case id, the table and
+    pytest's count; none of pytest's plumbing (rootdir, plugins, node ids, FAILURES, the short summary)."""
+    write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "x+status=503")
+    proc = installed.run(installed.command, "--endpoints", "staging.yaml", "--junitxml=report.xml", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [re.sub(r"\d+\.\d+s", "T", line.rstrip()) for line in proc.stdout.splitlines()]
+    fail = "FAIL  svc/x+status=503  server_error: HTTP 503 from POST /v1/chat/completions"
+    assert lines[:5] == [
+        "model-monitor 2.0.0: 2 cases on 1 endpoint from staging.yaml",
+        "telemetry: off (no --cronitor-url / CRONITOR_URL or --healthchecks-url / HEALTHCHECKS_URL)",
+        "metrics: off (no --pushgateway-url, no OTEL_EXPORTER_OTLP_ENDPOINT)",
+        "reports: junit report.xml",
+        lines[4],
+    ]
+    assert lines[4].startswith(fail)
+    assert [line.strip("= ").split()[:3] for line in lines[5:-1] if line.strip()] == [
+        ["model-monitor", "summary"],
+        ["case", "type", "verdict"],
+        ["svc/chat-model", "chat", "PASS"],
+        ["svc/x+status=503", "chat", "FAIL"],
+        ["this", "run", "used"],
+    ]
+    assert lines[-1] == "1 failed, 1 passed in T"
+    assert proc.stdout.count("HTTP 503") == 2, "the failure's line and its row in the table"
+    for plumbing in ("rootdir", "configfile", "plugins:", "site-packages", "test_endpoint", "FAILURES", "short test"):
+        assert plumbing not in proc.stdout + proc.stderr
+    assert "\r" not in proc.stdout and proc.stderr == ""
+
+
+def test_minus_v_brings_pytests_own_reporting_back(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "x+status=503")
+    proc = installed.run(installed.command, "--endpoints", str(path), "-v", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "test_endpoints.py::test_endpoint[svc/x+status=503] FAILED" in proc.stdout
+    assert "FAILURES" in proc.stdout and "short test summary info" in proc.stdout
+
+
+def test_a_configuration_problem_is_the_first_and_only_thing_said(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "staging.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(openai_server.url, model("m"), api_key_env="MM_UNSET")]}))
+    for workers in ((), ("-n", "2")):
+        proc = installed.run(installed.command, "--endpoints", str(path), *workers, cwd=tmp_path)
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        # xdist's own status line (on a terminal, redrawn in place) is all that may come first.
+        said = [line for line in proc.stdout.splitlines() if line.strip() and line != "bringing up nodes..."]
+        assert said == [] and proc.stderr.strip().splitlines() == [
+            f"ERROR: endpoints file: {path}:2: endpoints[0].api_key_env: environment variable MM_UNSET (the API "
+            "key) is not set or empty"
+        ], proc.stdout + proc.stderr
+    assert openai_server.requests == [], "nothing sent"
+
+
+def test_version_names_the_monitor(installed: Installed, tmp_path: Path) -> None:
+    proc = installed.run(installed.command, "--version", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == ["model-monitor 2.0.0", f"pytest {pytest.__version__}"]
+
+
+def test_on_a_terminal_a_long_run_shows_its_progress_in_place(
+    installed: Installed, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A run longer than console.PROGRESS_AFTER_S, on a terminal (a pseudo-terminal here): one line redrawn with
+    a carriage return, counting the cases done, failing and in flight, cleared before the summary."""
+    path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "slow+delay=5", "x+status=503")
+    primary, secondary = pty.openpty()
+    with subprocess.Popen(
+        [installed.command, "--endpoints", str(path)],
+        cwd=tmp_path,
+        env=installed.environ(),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+    ) as proc:
+        os.close(secondary)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(timeout=60) == 1
+    os.close(primary)
+    text = seen.decode()
+    assert re.search(r"\rmodel-monitor: \d/3 done, \d failing, [01] in flight \(\d+ s\)", text), text
+    table = text.index("model-monitor summary")
+    assert text.rfind("\r", 0, table) < text.rfind("\n", 0, table), "the progress line is gone before the table"
+
+
+def test_without_the_otlp_extra_an_otlp_endpoint_is_one_clear_line(installed: Installed, tmp_path: Path) -> None:
+    """A base install has no OpenTelemetry SDK (here hidden behind an empty package of its name): asking for OTLP
+    metrics is a usage error that says what to install, not an ImportError."""
+    hidden = tmp_path / "hidden"
+    (hidden / "opentelemetry").mkdir(parents=True)
+    (hidden / "opentelemetry" / "__init__.py").write_text("")
+    path = write_endpoints(tmp_path / "staging.yaml", "http://127.0.0.1:9", "m")
+    proc = installed.run(
+        installed.command,
+        "--endpoints",
+        str(path),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(hidden), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert (proc.stdout + proc.stderr).strip() == (
+        "ERROR: OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OTLP exporter is not installed: install model-monitor[otlp]"
+    )
+
+
+def test_init_then_validate_in_the_installed_command(installed: Installed, tmp_path: Path) -> None:
+    """The starter file ships in the wheel, and validate accepts it as written."""
+    created = installed.run(installed.command, "init", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    checked = installed.run(installed.command, "validate", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("endpoints.yaml: valid: 7 cases on 5 endpoints")

@@ -11,7 +11,8 @@ import yaml
 
 from model_monitor import config
 from model_monitor.case import monitor_key
-from model_monitor.config import MAX_DEPTH, SCHEMA_PATH, ConfigError, Suite, base_url, load, secrets
+from model_monitor.config import MAX_DEPTH, SCHEMA_PATH, ConfigError, Suite, base_url, load
+from model_monitor.redact import Redactor
 from testbed.openai_server import FakeOpenAI
 
 from .helpers import CHECKS, WORKERS, endpoint, model
@@ -390,7 +391,8 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     path.write_text(GOOD)
     environ = {"GW_KEY": "sk-test-1234", "TEAM": "team-secret-value"}
     suite = load(path, environ)
-    chat, embed = suite.resolve(suite.cases, environ)
+    redact = Redactor()
+    chat, embed = suite.resolve(suite.cases, redact, environ)
     assert [c.id for c in suite.cases] == ["gw/meta-llama/Llama-3.1-8B-Instruct", "gw/text-embedding-3-small"]
     assert chat.endpoint.base_url == "https://gateway.example/v1"
     assert (chat.timeout, embed.timeout) == (12.0, 3.0)
@@ -398,7 +400,7 @@ def test_a_good_file_resolves_defaults_overrides_and_secrets(tmp_path: Path) -> 
     assert chat.params == {"temperature": 0}
     assert embed.options.input == ["a", "b"]
     assert chat.monitor == "gw-meta-llama-llama-3-1-8b-instruct"
-    assert set(secrets([chat, embed])) == {"sk-test-1234", "team-secret-value"}
+    assert redact("sk-test-1234, team-secret-value") == "***, ***", "resolving registers them"
     for shown in (repr(suite), repr(chat), repr(embed)):
         assert "sk-test-1234" not in shown and "team-secret-value" not in shown
 
@@ -412,7 +414,7 @@ def test_stream_slos_on_a_model_that_streams_by_the_defaults(tmp_path: Path) -> 
 
 def resolved(suite: Suite) -> tuple:
     """Every case of the suite, resolved as a run that selects them all resolves them (with no variable set)."""
-    return suite.resolve(suite.cases, {})
+    return suite.resolve(suite.cases, Redactor(), {})
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -562,9 +564,11 @@ def test_the_url_query_is_held_as_a_secret(tmp_path: Path) -> None:
     path.write_text(
         "endpoints:\n  - {name: a, url: 'https://h/openai/v1/?code=k-1234', models: [{name: m, type: chat}]}\n"
     )
-    (case,) = resolved(load(path, {}))
+    redact = Redactor()
+    suite = load(path, {})
+    (case,) = suite.resolve(suite.cases, redact, {})
     assert case.endpoint.url_for("/chat/completions") == "https://h/openai/v1/chat/completions?code=k-1234"
-    assert "k-1234" not in repr(case) and "code=k-1234" in secrets([case])
+    assert "k-1234" not in repr(case) and redact("?code=k-1234") == "?***"
 
 
 def test_a_huge_file_is_refused_by_size_before_parsing(pytester: pytest.Pytester) -> None:

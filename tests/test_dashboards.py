@@ -561,3 +561,68 @@ def test_each_cronjob_pushes_to_the_url_under_its_own_instance(files: list[str],
         url = {k: v for k, v in env["MODEL_MONITOR_PUSHGATEWAY_URL"].items() if k != "name"}
         pushes[env["MODEL_MONITOR_METRICS_INSTANCE"]["value"]] = url
     assert pushes == expected
+
+
+# --- helm test leaves no group behind -----------------------------------------------------------------------------
+
+HELM_TEST_RELEASE = "helmtest"  # a release of its own: the module's run pushed as RELEASE
+
+
+def pod_environ(container: dict[str, Any], pushgateway: str, index: int | None) -> dict[str, str]:
+    """A rendered container's environment as the pod gets it (its literal values), the in-cluster Pushgateway URL
+    replaced by the stack's and $(JOB_COMPLETION_INDEX) expanded for an Indexed Job's pod."""
+    environ = {name: item["value"] for name, item in env_of(container).items() if "value" in item}
+    if "MODEL_MONITOR_PUSHGATEWAY_URL" in environ:
+        environ["MODEL_MONITOR_PUSHGATEWAY_URL"] = pushgateway
+    if index is not None:
+        environ = {name: value.replace("$(JOB_COMPLETION_INDEX)", str(index)) for name, value in environ.items()}
+    return environ
+
+
+def test_helm_test_leaves_no_group_an_alert_can_see(
+    stack: Stack, openai_server: FakeOpenAI, run_monitor: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sharded install: the helm test pod runs first, then the CronJob's two shards, each with the environment the
+    chart renders, against a real Pushgateway scraped by a real Prometheus. Only the shards' groups reach Prometheus
+    (a later run replaces each), so the rendered ModelMonitorNoRun can only ever see those: none is left to fire
+    forever for the test pod."""
+    proc = run(
+        [
+            tool("helm4"),
+            "template",
+            HELM_TEST_RELEASE,
+            str(CHART),
+            *values_args(METRICS_ON),
+            "--set",
+            "cronJob.shards=2",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+    (test_pod,) = kinds(docs, "Pod")
+    (cronjob,) = kinds(docs, "CronJob")
+    job_container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    pods = [(pod_environ(test_pod["spec"]["containers"][0], stack.pushgateway.url, None), 0)]
+    pods += [(pod_environ(job_container, stack.pushgateway.url, index), 0) for index in range(2)]
+    endpoints = {"endpoints": [endpoint(openai_server.url, *(model(f"ht-{i}") for i in range(6)))]}
+    for environ, status in pods:
+        with monkeypatch.context() as env:
+            for name in ("MODEL_MONITOR_PUSHGATEWAY_URL", "MODEL_MONITOR_METRICS_INSTANCE", "MODEL_MONITOR_SHARD"):
+                env.delenv(name, raising=False)
+            for name, value in environ.items():
+                if name != "MODEL_MONITOR_ENDPOINTS":  # the run's own file, by flag
+                    env.setenv(name, value)
+            done = run_monitor(endpoints)
+        assert done.ret == status, done.output
+    shards = {f"{HELM_TEST_RELEASE}/shard-{index}" for index in range(2)}
+    selector = f'model_monitor_last_run_timestamp_seconds{{job="{JOB}", instance=~"{HELM_TEST_RELEASE}(/.*)?"}}'
+    wait_for(
+        lambda: [1] if {s["instance"] for s in stack.series(selector)} == shards else [],
+        "both shards' last-run series in Prometheus",
+    )
+    time.sleep(3)  # more scrapes: the test pod's push, the first of the three, would long have been seen
+    assert {s["instance"] for s in stack.series(selector)} == shards
+    (rule,) = kinds(docs, "PrometheusRule")
+    no_run = next(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "ModelMonitorNoRun")
+    late = time.time() + rule_values()["noRunSeconds"] + 60
+    assert {item["metric"]["instance"] for item in stack.query(no_run, late)} == shards, "a next run clears each"

@@ -34,6 +34,15 @@ USERS = sorted(
 )
 
 
+def source(node: ast.ImportFrom, package: str) -> str:
+    """The module a `from ... import` reads, absolute."""
+    module = node.module or ""
+    if node.level:
+        base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+        module = ".".join([*base, *([module] if module else [])])
+    return module
+
+
 @cache
 def taken(path: Path) -> set[tuple[str, str]]:
     """(module, name) for each name a file takes from one of the package's modules: `from .m import name`,
@@ -45,10 +54,7 @@ def taken(path: Path) -> set[tuple[str, str]]:
     aliases: dict[str, str] = {}  # local name -> module
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                module = ".".join([*base, *([module] if module else [])])
+            module = source(node, package)
             if not module.startswith("model_monitor"):
                 continue
             for a in node.names:
@@ -68,6 +74,32 @@ def taken(path: Path) -> set[tuple[str, str]]:
         ):
             found.add((aliases[node.value.id], node.attr))
     return found - {(module, name) for module in MODULES for name in EVERY_MODULE_HAS}
+
+
+def imported(path: Path) -> set[str]:
+    """The package's modules a file imports, wherever the import stands: inside a function, and under
+    TYPE_CHECKING (an import for hints only is still an arrow a reader and the type checker follow)."""
+    here = dotted(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            module = source(node, package)
+            found |= {f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return (found & MODULES.keys()) - {here}
+
+
+def test_imports_run_one_way_with_no_circle() -> None:
+    """No module imports, through others, one that imports it; hints (TYPE_CHECKING) and imports inside functions
+    count. Peel off every module that imports none of those left, then every one that none of those left imports:
+    whatever remains stands on a circle (or between two)."""
+    arrows = {module: imported(path) for module, path in MODULES.items()}
+    left = set(arrows)
+    while peeled := {m for m in left if not arrows[m] & left or not any(m in arrows[o] for o in left)}:
+        left -= peeled
+    assert {m: sorted(arrows[m] & left) for m in sorted(left)} == {}
 
 
 def test_outcome_is_at_the_bottom() -> None:

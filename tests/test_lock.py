@@ -39,9 +39,14 @@ def pins() -> dict[str, Version]:
     return {name: Version(entry.split("==", 1)[1].split()[0]) for name, entry in entries().items()}
 
 
+IMAGE_EXTRAS = ("otlp",)  # ./dev lock locks them with the base: the image exports OTLP metrics
+
+
 def dependencies() -> list[Requirement]:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return [Requirement(text) for text in pyproject["project"]["dependencies"]]
+    """What the image installs: the base dependencies and its extras'."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = [text for extra in IMAGE_EXTRAS for text in project["optional-dependencies"][extra]]
+    return [Requirement(text) for text in project["dependencies"] + extras]
 
 
 def test_every_dependency_is_locked_inside_its_range() -> None:

@@ -21,7 +21,17 @@ from model_monitor.types import TYPES
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import HELD, STOP_GRACE_S, WORKERS, OtlpReceiver, endpoint, junit_cases, model, wait_for_requests
+from .helpers import (
+    HELD,
+    STOP_GRACE_S,
+    WORKERS,
+    OtlpReceiver,
+    endpoint,
+    junit_cases,
+    model,
+    wait_for_answers,
+    wait_for_requests,
+)
 
 PUSHGATEWAY = "prometheus-pushgateway"
 READY_WITHIN_S = 20.0
@@ -228,7 +238,7 @@ def test_an_interrupted_run_still_pushes(
     """SIGTERM while two cases are held: the push still carries every case, the held ones failed as interrupted."""
     run = start_monitor([endpoint(server.url, *HELD)], f"--pushgateway-url={gateway.url}", *workers)
     wait_for_requests(server, len(HELD))
-    time.sleep(0.3)
+    wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
     run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S)
     assert run.process.returncode == 2, run.output
     series = gateway.series()

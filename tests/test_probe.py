@@ -18,6 +18,7 @@ from .faults import (
     MODERATION_FAULTS,
     RERANK_FAULTS,
     RESPONSES_FAULTS,
+    SHAPE_FAULTS,
     SPEECH_FAULTS,
     STREAM_CUT,
     STREAM_FAULTS,
@@ -62,6 +63,14 @@ TABLE: dict[str, tuple[dict[str, Any], str, str]] = {
         f"transcription-{name}": (model(name, "transcription", id=f"transcription-{name}"), cls, piece)
         for name, cls, piece in TRANSCRIPTION_FAULTS
     },
+    **{
+        f"shape-{name}{'-stream' if stream else ''}": (
+            model(name, id=f"shape-{name}{'-stream' if stream else ''}", stream=stream),
+            cls,
+            piece,
+        )
+        for name, stream, cls, piece in SHAPE_FAULTS
+    },
 }
 
 
@@ -93,7 +102,7 @@ def test_each_fault_is_its_own_class_with_the_servers_reason(outcomes: dict[str,
 def test_a_healthy_case_beside_them_passes_with_its_timings(outcomes: dict[str, Outcome], case_id: str) -> None:
     outcome = outcomes[f"svc/{case_id}"]
     assert outcome.passed, outcome.reason
-    assert outcome.request_s is not None and outcome.request_s > 0
+    assert outcome.elapsed_s is not None and outcome.elapsed_s > 0
     assert len(outcome.attempts) == 1
 
 
@@ -125,3 +134,18 @@ def test_the_api_key_is_sent_and_never_told(probe: Probe) -> None:
     assert found["svc/ok"].passed, found["svc/ok"].reason
     assert key not in found["svc/echo"].reason
     assert wrong["svc/wrong"].error_class == "auth"
+
+
+def test_a_spent_budget_is_never_retried_and_an_overload_is(probe: Probe, server: FakeOpenAI) -> None:
+    found = probe(
+        [
+            endpoint(
+                server.url,
+                model("q+shape=openai-quota", id="quota", retries=2),
+                model("o+shape=anthropic-overloaded", id="overloaded", retries=1),
+            )
+        ]
+    )
+    assert [a.error_class for a in found["svc/quota"].attempts] == ["quota"]
+    assert len(server.requests_for("q+shape=openai-quota")) == 1
+    assert [a.error_class for a in found["svc/overloaded"].attempts] == ["server_error", "server_error"]

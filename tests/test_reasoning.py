@@ -28,7 +28,10 @@ def test_reasoning_without_content_passes_unless_content_is_required(server: Fak
         model("r+reasoning+nocontent", id="required-stream", require_content=True, stream=True),
     ]
     run = run_monitor({"endpoints": [endpoint(server.url, *models)]}, "-n", "2")
-    assert run.reason("svc/alive").startswith("reasoning only, no visible content yet")
+    assert (
+        run.reason("svc/alive") == "reasoning only, no visible content; replied with reasoning (finish_reason=length)"
+    )
+    assert run.cases["svc/alive"]["model_monitor.degraded"] == "reasoning only, no visible content"
     for case_id in ("svc/required", "svc/required-stream"):
         assert run.error_class(case_id) == "empty", run.reason(case_id)
         assert "reasoning but no visible content, and require_content is set" in run.reason(case_id)
@@ -42,7 +45,8 @@ def test_reasoning_fields_belong_to_chat(server: FakeOpenAI, run_monitor) -> Non
     ):
         run = run_monitor({"endpoints": [endpoint(server.url, model("e", "embedding", **{field: value}))]})
         assert run.ret == 4, run.output
-        assert f"endpoints[0].models[0].{field}: applies only to type chat, not embedding" in run.output
+        owners = "chat" if field != "require_content" else "chat or completion or messages or responses"
+        assert f"endpoints[0].models[0].{field}: applies only to type {owners}, not embedding" in run.output
     run = run_monitor({"endpoints": [endpoint(server.url, model("c", token_param="max_output_tokens"))]})
     assert run.ret == 4 and "token_param" in run.output
     assert server.requests == []

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from model_monitor.redact import MASK, RedactingRecords, Redactor, Secret
+from model_monitor.redact import CUT, MASK, RedactingRecords, Redactor, Secret
+from model_monitor.reply import one_line
+from model_monitor.reporters._http import one_line as one_line_tail
 
 KEY = "sk-live-0123456789"
 
@@ -32,6 +34,33 @@ def test_secrets_added_later_count_too() -> None:
     redact = Redactor()
     redact.add(KEY)
     assert redact(f"url /p/{KEY}/x") == f"url /p/{MASK}/x"
+
+
+@pytest.mark.parametrize("kept", range(2, len(KEY) - 1))  # each side keeps two characters or more
+def test_a_cut_through_a_secret_leaves_no_piece_of_it(kept: int) -> None:
+    """Cut first (as a server's message is, deep in the probe), redacted after: as if the whole text were masked."""
+    text = "x" * 20 + KEY + " more words"
+    head = one_line(text, 20 + kept + 1)
+    assert head == "x" * 20 + KEY[:kept] + CUT
+    tail = one_line_tail(text, len(KEY) - kept + len(" more words") + 1, tail=True)
+    assert tail == CUT + KEY[kept:] + " more words"
+    redact = Redactor([KEY])
+    assert redact(head) == "x" * 20 + MASK + CUT
+    assert redact(tail) == CUT + MASK + " more words"
+
+
+def test_a_cut_beside_no_secret_changes_nothing() -> None:
+    redact = Redactor([KEY, "hunter2-pw"])
+    assert redact(f"a tas{CUT} and{CUT}w") == f"a tas{CUT} and{CUT}w", "one shared character is not a piece"
+    assert redact(f"a task{CUT} and{CUT}pw") == f"a ta{MASK}{CUT} and{CUT}{MASK}", "two are"
+
+
+def test_a_transformed_form_registered_is_masked_whole_and_at_a_cut() -> None:
+    """A key as a URL carries it (percent-encoded) is a secret of its own, masked also where it is cut."""
+    encoded = "a%2Fb%3Dc-0123"
+    redact = Redactor(["a/b=c-0123", encoded])
+    assert redact(f"GET /t/{encoded}/x and a/b=c-0123") == f"GET /t/{MASK}/x and {MASK}"
+    assert redact(f"GET /t/{encoded[:6]}{CUT}") == f"GET /t/{MASK}{CUT}"
 
 
 def test_a_secret_never_shows_itself() -> None:

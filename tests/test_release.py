@@ -65,3 +65,16 @@ def test_release_version_refuses_another_tag() -> None:
 def test_examples_run_the_released_image_at_the_project_version() -> None:
     for example in ("github-actions.yml", "gitlab-ci.yml"):
         assert f"ghcr.io/model-monitor/model-monitor:{__version__}" in (ROOT / "examples" / example).read_text()
+
+
+def test_the_release_publishes_wheel_and_sdist_to_pypi_by_trusted_publishing() -> None:
+    """PyPI trusts the workflow's OIDC token in the `pypi` environment: that job may mint one and do nothing else,
+    no token or password is stored, and it uploads what the dist job built (and checked: init, then validate)."""
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())["jobs"]
+    pypi = jobs["pypi"]
+    assert pypi["environment"]["name"] == "pypi" and pypi["permissions"] == {"id-token": "write"}
+    publish = [step for step in pypi["steps"] if step.get("uses", "").startswith("pypa/gh-action-pypi-publish@")]
+    assert len(publish) == 1 and not publish[0].get("with"), "no password or token: trusted publishing"
+    assert "dist" in pypi["needs"]
+    built = "\n".join(step.get("run", "") for step in jobs["dist"]["steps"])
+    assert "python -m build" in built and "model-monitor init" in built and "model-monitor validate" in built

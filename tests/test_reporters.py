@@ -24,7 +24,7 @@ from model_monitor.outcome import Attempt, Outcome
 from model_monitor.probe.loop import BackgroundLoop
 from model_monitor.redact import Redactor
 from model_monitor.reporters import Destinations, Fanout, Reporter, build, results, step_summary, terminal
-from model_monitor.reporters.paths import ReportPaths
+from model_monitor.reporters.paths import REPORT_NOT_WRITTEN, ReportPaths
 from model_monitor.reporters.verdicts import CaseIndex, identity_properties
 from model_monitor.types import TYPES
 from testbed.receiver import Receiver
@@ -470,9 +470,12 @@ ODD = failed_once("bad_response: HTTP 200 with <html>\nSign in | here", "bad_res
 KILLED_CASE, LEFT_OUT = a_case("killed"), a_case("left-out")
 
 
-def results_for(tmp_path: Path, paths: ReportPaths, stopped: tuple[ErrorClass, str] | None) -> results.Results:
+def results_for(
+    tmp_path: Path, paths: ReportPaths, stopped: tuple[ErrorClass, str] | None, exits: int = 1
+) -> results.Results:
     """The results plugin after a run of five cases (one killed by pytest-timeout) and one deselected, as pytest's
-    hooks feed it: collection, then each case's setup, call and teardown reports."""
+    hooks feed it: collection, then each case's setup, call and teardown reports; written at the end of a run that
+    exits 1, which it turns into `exits`."""
     ran = [*VERDICTS, (ODD_CASE, ODD)]
     cases = [case for case, _ in ran] + [KILLED_CASE, LEFT_OUT]
     config = SimpleNamespace(option=SimpleNamespace(only=[], keyword="not left-out", markexpr=""))
@@ -491,7 +494,7 @@ def results_for(tmp_path: Path, paths: ReportPaths, stopped: tuple[ErrorClass, s
         killed,
     ]:
         plugin.pytest_runtest_logreport(report)
-    plugin.pytest_sessionfinish(SimpleNamespace(exitstatus=1))
+    assert plugin.write(1) == exits
     return plugin
 
 
@@ -571,7 +574,7 @@ def test_the_step_summary_markdown_alone_escapes_a_cell() -> None:
             "tokens": None,
             "selection": {"deselected": 0, "endpoints_file": "e.yaml"},
         },
-        "cases": [results.case_entry(PASS_CASE, Outcome(True, "one | two\nthree", started_at=0.0, ended_at=0.5))],
+        "cases": [results.case_entry(PASS_CASE, Outcome(True, "one | two\nthree", duration_s=0.5))],
     }
     text = step_summary.markdown(document)
     assert text.splitlines()[:3] == [
@@ -585,11 +588,26 @@ def test_the_step_summary_markdown_alone_escapes_a_cell() -> None:
 def test_a_report_that_cannot_be_written_is_said_not_raised(tmp_path: Path) -> None:
     folder = tmp_path / "taken"
     folder.mkdir()
-    plugin = results_for(tmp_path, ReportPaths(folder, None), stopped=None)
+    plugin = results_for(tmp_path, ReportPaths(folder, None), stopped=None, exits=REPORT_NOT_WRITTEN)
     screen = Screen()
     plugin.pytest_terminal_summary(screen)
     assert screen.lines == [(f"model-monitor: could not write {folder}: Is a directory", {"red": True, "bold": True})]
     assert list(tmp_path.iterdir()) == [folder], "no temporary file left beside it"
+
+
+def test_a_step_summary_on_a_full_disk_exits_with_its_own_code_and_the_document_says_so(tmp_path: Path) -> None:
+    """/dev/full refuses every write with ENOSPC, as a full disk does: the document is still written, with the code
+    the run exits with (REPORT_NOT_WRITTEN, not the verdicts' 1), and the summary names the file."""
+    out = tmp_path / "results.json"
+    plugin = results_for(tmp_path, ReportPaths(out, Path("/dev/full")), stopped=None, exits=REPORT_NOT_WRITTEN)
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert document["run"]["exit_status"] == {"code": REPORT_NOT_WRITTEN, "name": "REPORT_NOT_WRITTEN"}
+    screen = Screen()
+    plugin.pytest_terminal_summary(screen)
+    assert screen.lines == [
+        ("model-monitor: could not write /dev/full: No space left on device", {"red": True, "bold": True}),
+        (f"model-monitor: wrote the results to {out}", {"red": False, "bold": False}),
+    ]
 
 
 # --- one wall-clock deadline for every export; a redirect is no delivery ---

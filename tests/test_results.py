@@ -8,6 +8,7 @@ import os
 import signal
 import time
 import tomllib
+import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import pytest
 from model_monitor.errors import ErrorClass
 from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
+from testbed.receiver import Receiver
 
-from .helpers import HELD, ROOT, WORKERS, endpoint, model, wait_for_requests
+from .helpers import HELD, ROOT, WORKERS, endpoint, model, mounted, wait_for_answers, wait_for_requests
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
 # A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by
@@ -63,7 +65,7 @@ def test_the_results_document_holds_the_run_and_every_case(
     assert run.ret == 1, run.output
     document = valid(out)
     rundata, cases = document["run"], by_id(document)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert list(cases) == ["svc/ok", "svc/flaky", "svc/bad", "svc/ok-stream", "svc/killed"], (
         "file order, selection only"
     )
@@ -95,7 +97,7 @@ def test_the_results_document_holds_the_run_and_every_case(
         "class": None,
         "reason": "replied 4 chars (finish_reason=stop)",
     }
-    assert set(ok["metrics"]) == {"prompt_tokens", "completion_tokens"}, "the server's usage, nothing it did not count"
+    assert set(ok["metrics"]) == {"ttfb_s", "prompt_tokens", "completion_tokens"}, "the server's usage and headers"
     flaky = cases["svc/flaky"]
     assert (flaky["verdict"], flaky["class"], len(flaky["attempts"])) == ("pass", None, 2)
     assert flaky["degraded"] and "retry" in flaky["degraded"][0], flaky["degraded"]
@@ -111,13 +113,40 @@ def test_the_results_document_holds_the_run_and_every_case(
     bad = cases["svc/bad"]
     assert (bad["verdict"], bad["class"]) == ("fail", "server_error")
     assert [(a["class"], a["status_code"]) for a in bad["attempts"]] == [("server_error", 503)] * 2
-    assert bad["duration_s"] >= sum(a["duration_s"] for a in bad["attempts"]) - 0.002, "every attempt, and the wait"
+    assert bad["duration_s"] == pytest.approx(bad["attempts"][-1]["duration_s"], abs=0.002), "the last attempt's"
+    assert bad["elapsed_s"] >= sum(a["duration_s"] for a in bad["attempts"]) - 0.002, "every attempt, and the wait"
     assert bad["reason"] == run.reason("svc/bad"), "the reason JUnit and the summary give"
     assert cases["svc/ok-stream"]["metrics"]["ttft_s"] > 0
     killed = cases["svc/killed"]
     assert (killed["verdict"], killed["class"], killed["attempts"]) == ("fail", "timeout", [])
     assert "Timeout" in killed["reason"]
     run.result.stdout.fnmatch_lines([f"model-monitor: wrote the results to {out}"])
+
+
+def test_a_retried_case_has_one_duration_in_every_output(
+    server: FakeOpenAI, receiver: Receiver, run_monitor, tmp_path: Path
+) -> None:
+    """duration is the last attempt's request everywhere (table, JSON, JUnit, step summary, ping metric); the
+    total over the attempts and the wait between them is elapsed_s, and only that."""
+    out, summary = tmp_path / "results.json", tmp_path / "summary.md"
+    run = run_monitor(
+        {"endpoints": [endpoint(server.url, model("bad+status=503+delay=0.2", id="bad", retries=1))]},
+        f"--results-json={out}",
+        f"--step-summary={summary}",
+        f"--cronitor-url={receiver.url}/p/cronitorkey0123456789",
+    )
+    assert run.ret == 1, run.output
+    case = by_id(valid(out))["svc/bad"]
+    shown = f"{case['duration_s']:.3f}"
+    assert case["duration_s"] == pytest.approx(case["attempts"][-1]["duration_s"], abs=0.002)
+    assert case["elapsed_s"] > case["duration_s"] + case["attempts"][0]["duration_s"] - 0.002
+    junit = ET.fromstring(run.junit).find(".//testcase")
+    assert junit is not None and float(junit.get("time", "")) == pytest.approx(case["duration_s"], abs=0.002)
+    assert float(run.cases["svc/bad"]["model_monitor.duration_s"]) == pytest.approx(case["duration_s"], abs=0.002)
+    run.result.stdout.fnmatch_lines([f"svc/bad * chat * FAIL * {shown}s *"])
+    assert f" {shown}s " in summary.read_text(encoding="utf-8")
+    (fail,) = [p for p in receiver.pings if p.query.get("state") == ["fail"]]
+    assert fail.query["metric"] == [f"duration:{shown}"]
 
 
 @WORKERS
@@ -127,7 +156,7 @@ def test_a_run_stopped_by_sigterm_writes_its_results(
     out = tmp_path / "results.json"
     run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", *workers)
     wait_for_requests(server, len(HELD))
-    time.sleep(0.3)
+    wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
     run.signal_and_wait(signal.SIGTERM, bound=15)
     assert run.process.returncode == 2, run.output
     document = valid(out)
@@ -224,16 +253,7 @@ def test_a_table_cell_stays_one_cell() -> None:
 
 def read_only(folder: Path) -> tuple[str, ...]:
     """Run the monitor where `folder` is a read-only mount, as a bind mount without write access in a container."""
-    return (
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        'mount -o bind,ro "$0" "$0" && exec "$@"',
-        str(folder),
-    )
+    return mounted(folder, 'mount -o bind,ro "$0" "$0"')
 
 
 def without_root_powers() -> tuple[str, ...]:

@@ -119,5 +119,15 @@ def test_the_generated_schema_accepts_and_refuses_what_the_hand_written_one_of_2
     cross-type rules named other types) and the generated one agree on every document of the corpus."""
     hand_written = jsonschema.Draft202012Validator(json.loads(HAND_WRITTEN.read_text(encoding="utf-8")))
     generated = jsonschema.Draft202012Validator(FINAL)
-    differ = [doc for doc in corpus() if hand_written.is_valid(doc) != generated.is_valid(doc)]
+    differ = [doc for doc in corpus() if hand_written.is_valid(doc) != generated.is_valid(doc) and not _gained(doc)]
     assert differ == []
+    assert any(_gained(doc) and generated.is_valid(doc) for doc in corpus()), "a gained field is accepted"
+
+
+# Fields that types of 2.0 have gained since, by type: 2.0 refused them there, the generated schema accepts them.
+GAINED = {"require_content": {"completion", "responses"}}
+
+
+def _gained(doc: dict[str, Any]) -> bool:
+    entry = doc["endpoints"][0]["models"][0]
+    return any(name in entry and entry.get("type") in types for name, types in GAINED.items())

@@ -12,7 +12,17 @@ import pytest
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import DEADLINE_S, HELD, STOP_GRACE_S, WORKERS, endpoint, junit_cases, model, wait_for_requests
+from .helpers import (
+    DEADLINE_S,
+    HELD,
+    STOP_GRACE_S,
+    WORKERS,
+    endpoint,
+    junit_cases,
+    model,
+    wait_for_answers,
+    wait_for_requests,
+)
 
 BULK = 300  # held cases: enough that the stop finds most of them unsent
 
@@ -42,7 +52,7 @@ def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, work
     with Receiver() as receiver:
         run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
         wait_for_requests(server, len(HELD))
-        time.sleep(0.3)
+        wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
         workers_pids = run.children()
         run.signal_and_wait(sig, bound=STOP_GRACE_S)  # fails the test past the grace
         states = ends(receiver)
@@ -73,7 +83,7 @@ def test_a_second_signal_ends_the_run_at_once(server: FakeOpenAI, start_monitor,
         wait_for_requests(server, len(HELD))
         workers_pids = run.children()
         run.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+        assert server.wait_idle(timeout=STOP_GRACE_S), "the signal did not end the held requests"
         assert run.process.poll() is None, "the first signal leaves time for the pings"
         run.signal_and_wait(signal.SIGTERM, bound=3.0)
     assert run.process.returncode == -signal.SIGTERM

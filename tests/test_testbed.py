@@ -6,6 +6,8 @@ import base64
 import json
 import math
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import pytest
 
 from testbed import FakeOpenAI, Receiver
 
-from .helpers import wait_for_requests
+from .helpers import ROOT, wait_for_requests
 
 CHAT = "/v1/chat/completions"
 
@@ -227,3 +229,29 @@ def test_receiver_records_and_modes() -> None:
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(rx.url + "/hb", timeout=0.2)
         assert rx.pings[0].path == "/hb"
+
+
+@pytest.mark.e2e  # runs the demo, which runs the model-monitor command
+def test_the_demo_shows_a_failure_and_still_exits_0() -> None:
+    """`./dev demo`: the passing cases and one failing on purpose, said once by its id and in the table; the demo
+    exits 0 because that is the run it means to show, and ends with how to check one's own endpoints."""
+    proc = subprocess.run([sys.executable, "-m", "testbed.demo"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("FAIL  local/broken  server_error: HTTP 503") for line in lines) == 1
+    assert [line.split()[2] for line in lines if line.startswith("local/")] == ["PASS"] * 6 + ["FAIL"]
+    assert "1 failed, 6 passed" in proc.stdout
+    assert lines[-2:] == [
+        "demo: as expected, only local/broken failed (the server answered 503)",
+        "demo: your own endpoints next: model-monitor init endpoints.yaml, keep your servers, "
+        "model-monitor validate --resolve, then model-monitor",
+    ]
+
+
+def test_a_bare_listing_gives_the_ids_alone() -> None:
+    """The benchmark's 400,000-id listing (bench/listing.py) stays under the monitor's 8 MiB cap only this way."""
+    with FakeOpenAI(models=("m-000001", "m-000002"), listing="bare") as lean, FakeOpenAI(models=("m",)) as full:
+        assert httpx.get(lean.url + "/v1/models").json()["data"] == [{"id": "m-000001"}, {"id": "m-000002"}]
+        assert httpx.get(full.url + "/v1/models").json()["data"] == [
+            {"id": "m", "object": "model", "owned_by": "testbed"}
+        ]

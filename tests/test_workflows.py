@@ -8,6 +8,7 @@ broken file, so a check that silently passes everything cannot hide here.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,16 @@ from typing import Any
 import pytest
 import yaml
 
+from model_monitor import settings
+
 from .helpers import ROOT
 
 pytestmark = pytest.mark.e2e  # runs actionlint, shellcheck and check-jsonschema
 
 BIN = Path(sys.executable).parent
 GITHUB = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / ".github" / "workflows").glob("*.yml")) + [
-    "examples/github-actions.yml"
+    "examples/github-actions.yml",
+    "examples/github-actions-pip.yml",
 ]
 GITLAB = ["examples/gitlab-ci.yml"]
 
@@ -105,21 +109,71 @@ def load(path: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / path).read_text())
 
 
-def test_github_example_gates_the_deploy_and_keeps_the_reports() -> None:
-    jobs = load("examples/github-actions.yml")["jobs"]
-    assert jobs["deploy"]["needs"] == "monitor"
-    (run,) = [step["run"] for step in jobs["monitor"]["steps"] if "run" in step]
-    assert "--junitxml reports/junit.xml --results-json reports/results.json" in run
-    (upload,) = [
-        step for step in jobs["monitor"]["steps"] if step.get("uses", "").startswith("actions/upload-artifact")
-    ]
+GITHUB_EXAMPLES = ["examples/github-actions.yml", "examples/github-actions-pip.yml"]
+REPORTS = "--junitxml reports/junit.xml --results-json reports/results.json"
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+IMAGE_BY_DIGEST = re.compile(r"^ghcr\.io/model-monitor/model-monitor:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}$")
+
+
+def uses_lines(path: str) -> list[str]:
+    """Each `uses:` of a workflow as written, with its comment (yaml drops comments)."""
+    return [line.split("uses:", 1)[1].strip() for line in (ROOT / path).read_text().splitlines() if "uses:" in line]
+
+
+@pytest.mark.parametrize("path", GITHUB_EXAMPLES)
+def test_github_example_deploys_monitors_then_promotes(path: str) -> None:
+    """deploy-staging -> monitor-staging -> promote; the reports kept whatever the verdict; exit 2 run once more."""
+    jobs = load(path)["jobs"]
+    assert jobs["monitor-staging"]["needs"] == "deploy-staging" and jobs["promote"]["needs"] == "monitor-staging"
+    runs = [step["run"] for step in jobs["monitor-staging"]["steps"] if "run" in step]
+    checked = next(i for i, text in enumerate(runs) if " validate endpoints" in text)
+    assert checked < next(i for i, text in enumerate(runs) if REPORTS in text), "the file is checked first"
+    assert jobs["promote"]["environment"] == "production"
+    (run,) = [step["run"] for step in jobs["monitor-staging"]["steps"] if REPORTS in step.get("run", "")]
+    assert REPORTS in run and "--fail-on failed" in run
+    assert '"$status" -eq 2' in run and "monitor || status=$?" in run.split('"$status" -eq 2', 1)[1], "2 retried"
+    (upload,) = [step for step in jobs["monitor-staging"]["steps"] if "upload-artifact" in step.get("uses", "")]
     assert upload["if"] == "always()" and upload["with"]["path"] == "reports/"
 
 
-def test_gitlab_example_gates_the_deploy_and_keeps_the_reports() -> None:
+@pytest.mark.parametrize("path", GITHUB_EXAMPLES)
+def test_github_example_pins_actions_by_sha(path: str) -> None:
+    uses = uses_lines(path)
+    assert uses and all(PINNED_ACTION.match(line) for line in uses), uses
+
+
+def test_github_example_passes_the_job_summary_into_the_container() -> None:
+    """GITHUB_STEP_SUMMARY names a file in a folder of the runner's: mounted at the same path, and the variable
+    passed on, the monitor writes the summary from inside the container (its --step-summary option)."""
+    workflow = load("examples/github-actions.yml")
+    assert IMAGE_BY_DIGEST.match(workflow["env"]["MODEL_MONITOR_IMAGE"])
+    run = next(
+        s["run"]
+        for s in workflow["jobs"]["monitor-staging"]["steps"]
+        if "--step-summary" in s.get("run", "") or "GITHUB_STEP_SUMMARY" in s.get("run", "")
+    )
+    assert 'summary_dir=$(dirname "$GITHUB_STEP_SUMMARY")' in run
+    assert '-v "$summary_dir:$summary_dir"' in run and "-e GITHUB_STEP_SUMMARY" in run
+    (step_summary,) = [option for option in settings.OPTIONS if option.dest == "step_summary"]
+    assert step_summary.env == "GITHUB_STEP_SUMMARY"
+
+
+def test_github_pip_example_caches_with_setup_python() -> None:
+    steps = load("examples/github-actions-pip.yml")["jobs"]["monitor-staging"]["steps"]
+    (setup,) = [step for step in steps if "setup-python" in step.get("uses", "")]
+    assert setup["with"]["cache"] == "pip" and setup["with"]["cache-dependency-path"] == "requirements-monitor.txt"
+    assert any(step.get("run") == "python -m pip install -r requirements-monitor.txt" for step in steps)
+
+
+def test_gitlab_example_deploys_monitors_then_promotes() -> None:
     ci = load("examples/gitlab-ci.yml")
-    assert ci["deploy"]["needs"] == ["monitor"]
-    assert "--junitxml reports/junit.xml --results-json reports/results.json" in " ".join(ci["monitor"]["script"])
-    artifacts = ci["monitor"]["artifacts"]
+    assert ci["stages"] == ["deploy-staging", "check", "promote"]
+    monitor = ci["monitor-staging"]
+    assert monitor["script"][0].startswith("model-monitor validate endpoints"), "the file is checked first"
+    assert monitor["needs"] == ["deploy-staging"] and ci["promote"]["needs"] == ["monitor-staging"]
+    assert IMAGE_BY_DIGEST.match(monitor["image"]["name"])
+    assert monitor["retry"] == {"max": 1, "exit_codes": [2]}, "only an interrupted run is run again"
+    assert REPORTS in " ".join(monitor["script"]) and "--fail-on failed" in " ".join(monitor["script"])
+    artifacts = monitor["artifacts"]
     assert artifacts["when"] == "always" and artifacts["paths"] == ["reports/"]
     assert artifacts["reports"]["junit"] == "reports/junit.xml"

@@ -59,6 +59,7 @@ The monitor's image; the tag defaults to the chart's appVersion.
 {{- printf "%s:%s" .Values.cronJob.defaultImage .Chart.AppVersion }}
 {{- else -}}
 {{- printf "%s:%s" $image.repository ($image.tag | default .Chart.AppVersion | toString) }}
+{{- with $image.digest }}@{{ . }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -143,7 +144,9 @@ leaves the pod's start and the monitor's stop grace before Kubernetes stops the 
 {{- end }}
 
 {{/*
-The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" ONLY "shards" SHARDS (absent: 1).
+The container's environment. Argument: dict "root" $ "schedule" SCHEDULE "only" ONLY "failOn" POLICY "push" PUSH
+"shards" SHARDS (absent: 1). PUSH false leaves the Pushgateway out (the helm test pod: a group of its own would
+outlive it, and ModelMonitorNoRun would fire for it forever).
 Kubernetes expands $(VAR) only from variables listed before it, and the Job controller appends its own
 JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's index annotation.
 */}}
@@ -160,6 +163,8 @@ JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's i
 {{- end }}
 - name: MODEL_MONITOR_STOP_GRACE
   value: {{ $cronJob.stopGraceSeconds | quote }}
+- name: MODEL_MONITOR_FAIL_ON
+  value: {{ .failOn | quote }}
 {{- $shards := int (.shards | default 1) }}
 {{- if gt $shards 1 }}
 - name: JOB_COMPLETION_INDEX
@@ -194,7 +199,7 @@ JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's i
   valueFrom:
     {{- toYaml $telemetry.healthchecksUrl.valueFrom | nindent 4 }}
 {{- end }}
-{{- $pushgateway := .root.Values.metrics.pushgatewayUrl }}
+{{- $pushgateway := ternary .root.Values.metrics.pushgatewayUrl dict .push }}
 {{- if $pushgateway.value }}
 - name: MODEL_MONITOR_PUSHGATEWAY_URL
   value: {{ $pushgateway.value | quote }}
@@ -222,7 +227,8 @@ JOB_COMPLETION_INDEX after ours: so we list it first ourselves, from the pod's i
 
 {{/*
 The pod template that runs the monitor once: the CronJob's jobTemplate and the helm test pod share it.
-Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY ["shards" SHARDS].
+Argument: dict "root" $ "only" ONLY "schedule" SCHEDULE "restartPolicy" POLICY "failOn" POLICY "push" PUSH
+["shards" SHARDS].
 */}}
 {{- define "model-monitor.podTemplate" -}}
 {{- $root := .root }}
@@ -266,7 +272,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       env:
-        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "only" .only "shards" .shards) | nindent 8 }}
+        {{- include "model-monitor.env" (dict "root" $root "schedule" .schedule "only" .only "failOn" .failOn "push" .push "shards" .shards) | nindent 8 }}
       {{- with $values.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}

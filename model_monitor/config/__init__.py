@@ -4,7 +4,8 @@
     schema        endpoints.schema.json, its errors worded `endpoints[0].models[1].type: ...`
     document      the file read: lines of nodes, ${VAR} expansion, every problem collected (Problems)
     cases         one model entry -> one Case, with the checks the schema cannot make
-    connection    an endpoint's URL, headers and API key, read from the environment when selected; secrets()
+    connection    an endpoint's URL, headers and API key, read from the environment when a request needs
+                  them, each secret registered with the run's Redactor
     build         load(): read -> interpolate -> validate -> cases and connections -> Suite (and Discovery)
     discovery     GET /models for `discover: true` endpoints; each listed id becomes a case through Discovery
 
@@ -13,7 +14,7 @@ Each module imports only those above it; callers take what they need from here.
 
 from ..errors import MAX_LISTED, ConfigError
 from .build import Discovery, Suite, load
-from .connection import base_url, secrets
+from .connection import base_url
 from .schema import SCHEMA_PATH
 from .yaml_loader import MAX_DEPTH, FastStrictLoader, StrictLoader, compose
 
@@ -29,5 +30,4 @@ __all__ = [
     "base_url",
     "compose",
     "load",
-    "secrets",
 ]

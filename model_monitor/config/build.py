@@ -12,6 +12,7 @@ from typing import Any
 
 from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint
 from ..errors import ConfigError
+from ..redact import Redactor
 from .cases import check_name, check_unique, model_case, name_places
 from .connection import Connection
 from .document import Document, Problems
@@ -64,19 +65,32 @@ class Suite:
     connections: Mapping[str, Connection] = field(default_factory=dict, repr=False)
     discoveries: Mapping[str, Discovery] = field(default_factory=dict)  # endpoint name -> its discovery, file order
 
-    def resolve(self, cases: Iterable[Case], environ: Mapping[str, str] | None = None) -> tuple[Case, ...]:
-        """The given cases, each endpoint resolved from the environment; raise ConfigError listing every problem
-        of their endpoints (an unset variable, a URL that is not one)."""
+    def resolve(
+        self, cases: Iterable[Case], redact: Redactor, environ: Mapping[str, str] | None = None
+    ) -> tuple[Case, ...]:
+        """The given cases, each endpoint resolved from the environment and its secrets registered with `redact`;
+        raise ConfigError listing every problem of their endpoints (an unset variable, a URL that is not one)."""
         environ = os.environ if environ is None else environ
         cases = tuple(cases)
         problems = Problems()
         endpoints: dict[str, Endpoint] = {}
         for name in dict.fromkeys(case.endpoint.name for case in cases if case.failure is None):
             with problems.catch():
-                endpoints[name] = self.connections[name].resolve(environ)
+                endpoints[name] = self.connections[name].resolve(environ, redact)
         problems.check()
         # A case that fails without a request keeps its endpoint unresolved: it reads no secret.
         return tuple(case if case.failure else replace(case, endpoint=endpoints[case.endpoint.name]) for case in cases)
+
+    def resolve_all(self, redact: Redactor, environ: Mapping[str, str] | None = None) -> None:
+        """Resolve every endpoint, those that only discover too, their secrets registered with `redact`, and drop
+        the result: raise ConfigError listing every variable that is unset or makes no URL (`model-monitor validate
+        --resolve`)."""
+        environ = os.environ if environ is None else environ
+        problems = Problems()
+        for connection in self.connections.values():
+            with problems.catch():
+                connection.resolve(environ, redact)
+        problems.check()
 
 
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Suite:

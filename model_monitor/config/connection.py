@@ -1,20 +1,20 @@
 """An endpoint's connection: its URL, headers and API key as the file writes them, checked at load where they are
-fixed and read from the environment only when a selected case needs the endpoint (Connection.resolve); and the
-secret values resolved cases carry, for redaction (secrets)."""
+fixed and read from the environment only when a request needs the endpoint (Connection.resolve), which registers
+every secret among them with the run's Redactor before any request can carry it."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
 
-from ..case import ENDPOINT_MAX_CONCURRENCY, Case, Endpoint, ProbeHeader
-from ..redact import Secret
-from .document import VAR, Document, Problems, breaking_char
+from ..case import ENDPOINT_MAX_CONCURRENCY, Endpoint, ProbeHeader
+from ..redact import Redactor, Secret
+from .document import VAR, Document, Problems, breaking_char, variable_values
 
-__all__ = ["Connection", "base_url", "secrets"]
+__all__ = ["Connection", "base_url"]
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 
@@ -30,8 +30,17 @@ class Connection:
     headers: tuple[tuple[tuple[Any, ...], str, Secret], ...]  # (place, name, value), the endpoint's over the defaults'
     api_key_env: tuple[tuple[Any, ...], str] | None  # (its place, the variable's name)
 
-    def resolve(self, environ: Mapping[str, str]) -> Endpoint:
-        """The endpoint with its URL, headers and API key; raise ConfigError listing each problem."""
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The environment variables resolve() reads: the ${VAR}s of the URL and headers, and api_key_env."""
+        texts = [self.url[1].reveal(), *(value.reveal() for _, _, value in self.headers)]
+        found = [name for text in texts for name in VAR.findall(text)]
+        return tuple(dict.fromkeys(found + ([self.api_key_env[1]] if self.api_key_env else [])))
+
+    def resolve(self, environ: Mapping[str, str], redact: Redactor) -> Endpoint:
+        """The endpoint with its URL, headers and API key, their secrets registered with `redact` (the one way to
+        an endpoint that can send, so no request carries a secret the run would print); raise ConfigError
+        listing each problem."""
         problems = Problems()
         resolved: dict[str, Any] = {}
         with problems.catch():
@@ -44,7 +53,16 @@ class Connection:
         with problems.catch():
             resolved["api_key"] = _api_key(self.document, *self.api_key_env, environ) if self.api_key_env else None
         problems.check()
-        return replace(self.endpoint, headers=tuple(headers), **resolved)
+        endpoint = replace(self.endpoint, headers=tuple(headers), **resolved)
+        redact.add(*_secrets(endpoint), *self._variables(environ))
+        return endpoint
+
+    def _variables(self, environ: Mapping[str, str]) -> tuple[str, ...]:
+        """The values ${VAR}s bring into the URL and headers, also as a URL's path carries them (percent-encoded):
+        a variable there is where a deployment puts what the file must not hold, a tenant key in a path included."""
+        texts = [self.url[1].reveal(), *(value.reveal() for _, _, value in self.headers)]
+        values = [value for text in texts for value in variable_values(text, environ)]
+        return (*values, *(quote(value) for value in values))
 
     @classmethod
     def from_entry(
@@ -90,17 +108,15 @@ def base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-def secrets(cases: Iterable[Case]) -> tuple[str, ...]:
-    """Every secret value that resolved cases carry, for redaction."""
-    found: set[str] = set()
-    for case in cases:
-        if case.endpoint.api_key:
-            found.add(case.endpoint.api_key.reveal())
-        found.update(value.reveal() for _, value in case.endpoint.headers)
-        if case.endpoint.query:
-            query = case.endpoint.query.reveal()
-            found.update([query, *(value for _, value in parse_qsl(query))])
-    return tuple(sorted(s for s in found if s))
+def _secrets(endpoint: Endpoint) -> tuple[str, ...]:
+    """The secret values a resolved endpoint sends: its API key, header values, query and the query's values."""
+    found: set[str] = {value.reveal() for _, value in endpoint.headers}
+    if endpoint.api_key:
+        found.add(endpoint.api_key.reveal())
+    if endpoint.query:
+        query = endpoint.query.reveal()
+        found.update([query, *(value for _, value in parse_qsl(query))])
+    return tuple(found)
 
 
 def _probe_header(

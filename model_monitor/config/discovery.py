@@ -23,6 +23,7 @@ from ..case import Case, monitor_key
 from ..errors import ConfigError, ErrorClass, ProbeError
 from ..probe.exchange import read_body, timed
 from ..probe.transport import request_headers, transport_for
+from ..redact import Redactor
 from ..reply import parse_json
 from ..types.models import model_ids
 from .build import Discovery, Suite
@@ -82,10 +83,13 @@ class Lister:
     """Makes every discovering endpoint's listing, all at once: the run waits for the slowest, not for their sum.
 
     stop() (the run's Stopper calls it, from a signal handler or the run deadline's thread) ends the listings still
-    under way; each fails with the stop's class, and so does its endpoint's discovery case."""
+    under way; each fails with the stop's class, and so does its endpoint's discovery case. The secrets each listing
+    sends are registered with the run's Redactor, and its failure is redacted before it travels (an xdist worker
+    never resolves a discovery case's endpoint, so it could not mask them)."""
 
-    def __init__(self, suite: Suite, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, suite: Suite, redact: Redactor, environ: Mapping[str, str] | None = None) -> None:
         self._suite = suite
+        self._redact = redact
         self._environ = os.environ if environ is None else environ
         self._stop: tuple[ErrorClass, str] | None = None
         self._stopped = asyncio.Event()
@@ -114,7 +118,10 @@ class Lister:
         if self._stop is not None:
             return [None] * len(self._suite.discoveries)
         self._started = time.monotonic()
-        tasks = [asyncio.create_task(_listing(self._suite, name, self._environ)) for name in self._suite.discoveries]
+        tasks = [
+            asyncio.create_task(_listing(self._suite, name, self._redact, self._environ))
+            for name in self._suite.discoveries
+        ]
         stopped = asyncio.create_task(self._stopped.wait())
         either: list[asyncio.Future[Any]] = [asyncio.gather(*tasks, return_exceptions=True), stopped]
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -131,14 +138,14 @@ class Lister:
         return Listing(failure=(error_class.value, f"{why}; listing GET {LISTING_PATH} {state}"))
 
 
-async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listing:
+async def _listing(suite: Suite, name: str, redact: Redactor, environ: Mapping[str, str]) -> Listing:
     """One endpoint's listing, bounded by its discover_timeout and the body cap; every fault becomes its failure.
 
     An unset API key variable is such a fault, not a configuration error that stops the run (exit 4): the listing
     runs before selection, so it cannot know whether this run selects the endpoint; a run that selects only other
     endpoints must not stop for a secret it does not need (see Suite.resolve)."""
     try:
-        endpoint = suite.connections[name].resolve(environ)
+        endpoint = suite.connections[name].resolve(environ, redact)
     except ConfigError as exc:
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
@@ -150,7 +157,8 @@ async def _listing(suite: Suite, name: str, environ: Mapping[str, str]) -> Listi
         )
         return Listing.gated(model_ids(parse_json(reply)), discovery)
     except ProbeError as error:
-        return Listing(failure=(error.error_class.value, f"listing GET {request.url.path} failed: {error.message}"))
+        why = redact(f"listing GET {request.url.path} failed: {error.message}")
+        return Listing(failure=(error.error_class.value, why))
     finally:
         await transport.aclose()
 

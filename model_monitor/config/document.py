@@ -18,7 +18,16 @@ from ..errors import ConfigError
 from .schema import violations
 from .yaml_loader import MAX_FILE_BYTES, SURROGATE, FastStrictLoader, Refused, StrictLoader, compose
 
-__all__ = ["MAX_NAME_CHARS", "VAR", "Document", "Problems", "breaking_char", "format_path", "name_problem"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "VAR",
+    "Document",
+    "Problems",
+    "breaking_char",
+    "format_path",
+    "name_problem",
+    "variable_values",
+]
 
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Categories that break a one-line id, report or header: C0/C1 controls (tab, newline, NEL...), line and
@@ -173,6 +182,11 @@ class Document:
             return environ[name]
 
         return VAR.sub(value, text)
+
+
+def variable_values(text: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The values the text's ${VAR}s bring in (those set): where a file writes ${VAR}, the value is its own."""
+    return tuple(environ[name] for name in VAR.findall(text) if name in environ)
 
 
 def format_path(parts: tuple[Any, ...] | list[Any]) -> str:

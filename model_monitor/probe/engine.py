@@ -11,6 +11,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import math
+import os
+import resource
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -32,7 +34,10 @@ from .loop import BackgroundLoop
 from .retry import BACKOFF_CAP_S, backoff
 from .transport import request_headers, transport_for
 
-__all__ = ["Engine", "case_budget"]
+__all__ = ["Engine", "case_budget", "descriptor_cap"]
+
+# File descriptors kept for what is not a probe: pings and pushes in flight, the reports, pytest's own files.
+DESCRIPTOR_RESERVE = 24
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class Engine:
         self._redact = redact
         self._share = share  # xdist workers split every cap between them
         self._max_concurrency = math.ceil(max_concurrency / share)
+        if (cap := descriptor_cap()) is not None:  # each request holds a socket: more would fail as EMFILE
+            self._max_concurrency = min(self._max_concurrency, cap)
         self._drain = drain
         self._futures: dict[str, concurrent.futures.Future[_Probed]] = {}
         self._transports: dict[str, AiohttpTransport] = {}
@@ -126,6 +133,12 @@ class Engine:
             future.cancel()  # pytest-timeout or Ctrl-C: stop the request too
             raise
         return self._judge(case, probed)
+
+    def progress(self) -> tuple[int, int, int]:
+        """Probes finished, of which failed, and requests in flight now: for the command's progress line."""
+        done = [future for future in list(self._futures.values()) if future.done() and not future.cancelled()]
+        failed = sum(future.exception() is not None or future.result().error is not None for future in done)
+        return len(done), failed, len(self._in_flight)
 
     def stop(self, error_class: ErrorClass, why: str) -> None:
         """Stop probing: every request in flight or not yet sent is cancelled, and its case fails with this class.
@@ -330,3 +343,16 @@ def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
 def case_budget(case: Case) -> float:
     """All the time a case may take: every attempt's deadline and the longest backoff between them."""
     return case.timeout * (case.retries + 1) + BACKOFF_CAP_S * case.retries
+
+
+def descriptor_cap() -> int | None:
+    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
+    already and the reserve; None when there is no limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: count only the reserve
+        open_now = 0
+    return max(1, soft - open_now - DESCRIPTOR_RESERVE)

@@ -9,6 +9,7 @@ cannot hold a case past its timeout.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import time
@@ -23,10 +24,20 @@ import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ErrorClass, ProbeError, status_class
-from ..reply import Timed, load_json, one_line, server_message
+from ..reply import Said, Timed, one_line, said_in_body
 from .retry import retry_after
 
-__all__ = ["ACCEPT_ENCODING", "MAX_PIECES", "STREAM", "Clock", "body_chunks", "read_body", "timed"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_PIECES",
+    "STREAM",
+    "Clock",
+    "body_chunks",
+    "classify",
+    "read_body",
+    "timed",
+]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -37,6 +48,8 @@ ACCEPT_ENCODING = "gzip, deflate"
 MAX_CODINGS = 3
 INFLATE_STEP = 64 * 1024  # no decoding layer hands on more than this at once
 MAX_PIECES = 100_000  # network chunks per reply: a server that drips one byte per packet costs no more than this
+# What the monitor's own process ran out of, by errno: its fault, never the endpoint's.
+EXHAUSTED = {errno.EMFILE: "file descriptors", errno.ENFILE: "file descriptors", errno.ENOMEM: "memory"}
 
 T = TypeVar("T")
 
@@ -74,6 +87,7 @@ async def timed(
         try:
             async with asyncio.timeout(timeout):
                 response = await transport.handle_async_request(request)
+                ttfb = clock.elapsed()
                 try:
                     if not 200 <= response.status_code < 300:
                         raise await _status_error(response, request, clock)
@@ -91,7 +105,7 @@ async def timed(
         if error.duration is None:
             error.duration = clock.elapsed()
         raise
-    return Timed(value=value, status_code=response.status_code, headers=response.headers, duration=clock.elapsed())
+    return Timed(value, response.status_code, response.headers, duration=clock.elapsed(), ttfb=ttfb)
 
 
 async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -167,7 +181,8 @@ def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
 
 
 async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
-    """A non-2xx reply: its class comes from the status alone, whatever its body holds."""
+    """A non-2xx reply: its class comes from the status, and from the body only where it says a budget is spent
+    (a 429 that is no rate limit)."""
     status = response.status_code
     where = f"{request.method} {request.url.path}"
     if 300 <= status < 400:
@@ -177,16 +192,19 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
             f"after {clock.elapsed():.3f} s (not followed)",
             status_code=status,
         )
-    said = None
+    said = Said(None)
     clock.phase = BODY
     try:
         async with asyncio.timeout(ERROR_BODY_WAIT_S):
-            said = server_message(load_json(await read_body(response, clock, MAX_ERROR_BODY_BYTES), "error body"))
+            said = said_in_body(await read_body(response, clock, MAX_ERROR_BODY_BYTES))
     except Exception:  # the server's words are a bonus: an unreadable error body changes nothing about the status
-        said = None
-    message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said}" if said else "")
+        said = Said(None)
+    message = f"HTTP {status} from {where} after {clock.elapsed():.3f} s" + (f": {said.words}" if said.words else "")
     return ProbeError(
-        status_class(status), message, status_code=status, retry_after=retry_after(response.headers.get("retry-after"))
+        status_class(status, said.quota),
+        message,
+        status_code=status,
+        retry_after=retry_after(response.headers.get("retry-after")),
     )
 
 
@@ -212,6 +230,8 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
     `400, message: ...`, which reads like an HTTP 400 when the server answered 200."""
     after = f"after {clock.elapsed():.3f} s"
     causes = _chain(exc)
+    if (exhausted := _exhausted(causes)) is not None:
+        return ProbeError(ErrorClass.RESOURCES, f"{exhausted} {after}: the monitor's fault, not the endpoint's")
     if any(isinstance(c, (aiohttp.ClientConnectorDNSError, socket.gaierror)) for c in causes):
         return ProbeError(ErrorClass.DNS, f"cannot resolve host {clock.host!r} {after}")
     if any(isinstance(c, (ssl.SSLError, aiohttp.ClientSSLError, ssl.CertificateError)) for c in causes):
@@ -234,6 +254,17 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
     if clock.phase == HEADERS:
         return ProbeError(ErrorClass.CONNECT, f"connection lost {clock.phase}: {_text(causes)} {after}")
     return ProbeError(broken, f"connection lost {clock.phase}: {_text(causes)} {after}")
+
+
+def _exhausted(causes: list[BaseException]) -> str | None:
+    """What the monitor's own process ran out of, said as such (EMFILE reads like a refused connection)."""
+    for cause in causes:
+        if isinstance(cause, MemoryError):
+            return "the monitor ran out of memory"
+        if isinstance(cause, OSError) and cause.errno in EXHAUSTED:
+            name = errno.errorcode[cause.errno]
+            return f"the monitor ran out of {EXHAUSTED[cause.errno]} ({name}: {cause.strerror or name})"
+    return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -15,7 +15,7 @@ import httpx
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from ..reply import Timed, server_message
+from ..reply import Timed, carries_error, server_said
 from ..types import contracts
 from ..types.usage import token_usage
 from .exchange import Clock, read_body
@@ -28,7 +28,7 @@ __all__ = ["Verdict", "consumer", "evaluate"]
 class Verdict:
     summary: str
     metrics: dict[str, float] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()  # warning thresholds the passing reply crossed
+    warnings: tuple[str, ...] = ()  # why the passing reply is degraded: a warning threshold crossed, a cut reply
 
 
 def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
@@ -43,13 +43,16 @@ def evaluate(case: Case, result: Timed) -> Verdict:
     measured, token usage included: a reply that fails its check still cost its tokens.
 
     A stream is assembled into the body a plain request would have got, so the type's one check serves both."""
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {} if result.ttfb is None else {"ttfb_s": result.ttfb}
     model_type = case.type
+    unmeasured: tuple[str, ...] = ()
     try:
         if case.stream:
             reply = assemble(result.value, result.duration, model_type.stream_format())
-            metrics = reply.metrics(result.duration)
+            metrics.update(reply.metrics())
             data = reply.body()
+            if case.min_tokens_per_s is not None and "tokens_per_s" not in metrics:
+                unmeasured = (f"tokens/s unmeasurable: {reply.rate_unmeasurable()}",)
         else:
             data = model_type.parse(result)
             _refuse_error_object(data)
@@ -57,16 +60,20 @@ def evaluate(case: Case, result: Timed) -> Verdict:
         checked = model_type.check(case, data)
         if checked.text is not None:
             contracts.check_expect(case, checked.text)
+        answered = contracts.check_model(case, data)
         contracts.check_slo(case, result.duration, metrics)
     except ProbeError as error:
         error.metrics = metrics
         raise
     summary = f"streamed: {checked.summary}" if case.stream else checked.summary
-    return Verdict(summary, metrics, contracts.warnings(case, result.duration, metrics))
+    warned = (*checked.degraded, *answered, *unmeasured, *contracts.warnings(case, result.duration, metrics))
+    return Verdict(summary, metrics, tuple(dict.fromkeys(warned)))
 
 
 def _refuse_error_object(data: Any) -> None:
-    """An `error` object in a 200 is a failure, also next to a reply (a gateway whose provider failed)."""
-    if isinstance(data, dict) and data.get("error"):
-        said = server_message({"error": data["error"]}) or "no message"
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"error object in HTTP 200: {said}")
+    """An error object in a 200 is a failure, also next to a reply (a gateway whose provider failed); a spent
+    budget said so is quota."""
+    if carries_error(data):
+        said = server_said(data)
+        error_class = ErrorClass.QUOTA if said.quota else ErrorClass.BAD_RESPONSE
+        raise ProbeError(error_class, f"error object in HTTP 200: {said.words or 'no message'}")

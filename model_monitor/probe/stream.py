@@ -4,16 +4,17 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
-from httpx_sse import EventSource
 
 from ..errors import ErrorClass, ProbeError
-from ..reply import media_type
+from ..reply import carries_error, load_json, media_type, said_in_body
 from ..types.stream_format import StreamReply
-from .exchange import STREAM, Clock, body_chunks
+from .exchange import MAX_ERROR_BODY_BYTES, STREAM, Clock, body_chunks, read_body
 
 MAX_EVENTS = 100_000
 MAX_STREAM_BYTES = 8 * 1024 * 1024
@@ -36,7 +37,7 @@ async def read_stream(
     clock.phase = STREAM
     content_type = media_type(response.headers)
     if content_type != "text/event-stream":
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"asked for a stream, got content-type {content_type or '(none)'}")
+        raise await _not_a_stream(response, clock, content_type)
     raw = RawStream()
     async for chunk in body_chunks(response, clock, MAX_STREAM_BYTES, over=ErrorClass.STREAM_BROKEN):
         raw.chunks.append((clock.elapsed(), chunk))
@@ -45,25 +46,76 @@ async def read_stream(
     return raw
 
 
-class _Replay(httpx.SyncByteStream):
-    """Replays recorded chunks through httpx-sse, remembering when the chunk being decoded arrived."""
+async def _not_a_stream(response: httpx.Response, clock: Clock, content_type: str) -> ProbeError:
+    """A plain body where a stream was asked for: in the server's words when it is an error object (a server that
+    refuses a streamed request answers JSON, often with a 200)."""
+    said = None
+    if "json" in content_type:
+        try:
+            said = said_in_body(await read_body(response, clock, MAX_ERROR_BODY_BYTES))
+        except ProbeError:  # too big or unreadable: the content-type alone says what went wrong
+            said = None
+    got = f"asked for a stream, got content-type {content_type or '(none)'}"
+    if said is None or said.words is None:
+        return ProbeError(ErrorClass.BAD_RESPONSE, got)
+    return ProbeError(ErrorClass.QUOTA if said.quota else ErrorClass.BAD_RESPONSE, f"{got}: {said.words}")
 
-    def __init__(self, chunks: list[tuple[float, bytes]]) -> None:
-        self._chunks = chunks
-        self.now = 0.0
 
-    def __iter__(self) -> Iterator[bytes]:
-        for now, chunk in self._chunks:
-            self.now = now
-            yield chunk
+# SSE ends a line at CRLF, CR or LF (WHATWG HTML, "event stream interpretation").
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(raw: RawStream) -> Iterator[tuple[float, str]]:
+    """The stream's lines, each with the arrival of the chunk that completed it; a line that came in many chunks
+    is joined once, and a CRLF split between two chunks is one line end."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    head: list[str] = []
+    after_cr = False
+    now = 0.0
+    for now, chunk in raw.chunks:
+        text = decoder.decode(chunk)
+        if after_cr and text:
+            text, after_cr = text.removeprefix("\n"), False
+        after_cr = after_cr or text.endswith("\r")
+        *ended, rest = LINE_END.split(text)
+        for piece in ended:
+            head.append(piece)
+            yield now, "".join(head)
+            head = []
+        head.append(rest)
+    tail = "".join(head) + decoder.decode(b"", final=True)
+    if tail:
+        yield now, tail
 
 
 def _events(raw: RawStream) -> Iterator[tuple[float, str, str]]:
-    """(arrival, event name, data) per SSE event, decoded by httpx-sse from the recorded chunks."""
-    replay = _Replay(raw.chunks)
-    response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=replay)
-    for event in EventSource(response).iter_sse():
-        yield replay.now, event.event, event.data
+    """(arrival, event name, data) per SSE event, and as `error` events the two ways servers put an error in an
+    event stream that an SSE parser drops: an `error:` field line (llama.cpp's server before 2024) and a bare JSON
+    line without `data:` (Ollama's OpenAI layer). An event not ended by a blank line is dropped, as SSE says."""
+    name = ""
+    data: list[str] = []
+    for now, line in _lines(raw):
+        field, colon, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if not line:
+            if name or data:
+                yield now, name, "\n".join(data)
+            name, data = "", list[str]()
+        elif field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+        elif field == "error" and colon:
+            yield now, "error", value
+        elif line.startswith("{") and _is_error(line):
+            yield now, "error", line
+
+
+def _is_error(line: str) -> bool:
+    try:
+        return carries_error(load_json(line, "line"))
+    except ProbeError:
+        return False
 
 
 def assemble(raw: RawStream, duration: float, reply: StreamReply) -> StreamReply:

@@ -9,7 +9,7 @@ may still change; the terminal table (terminal) is drawn by the plugin from pyte
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
@@ -17,16 +17,17 @@ from typing import ClassVar, Protocol
 import pytest
 
 from ..case import Case
+from ..errors import TelemetryConfigError
 from ..outcome import Outcome
 from ..probe.loop import BackgroundLoop
 from ..redact import Redactor
-from ..settings import Settings
+from ..settings import Settings, otlp_endpoint_variable
 from . import heartbeats, pushgateway
 from .verdicts import CaseIndex, outcome_of
 
 __all__ = ["Destinations", "Fanout", "Reporter", "build"]
 
-OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.http"  # the `otlp` extra: not in a base install
 
 
 class Reporter(Protocol):
@@ -63,7 +64,12 @@ class Destinations:
     def from_settings(cls, s: Settings) -> Destinations:
         targets = heartbeats.targets_from(s.cronitor_url, s.cronitor_env, s.healthchecks_url, s.healthchecks_create)
         gateway = pushgateway.gateway_from(s)
-        return cls(targets, gateway, next((name for name in OTLP_ENDPOINT_VARIABLES if os.environ.get(name)), None))
+        otlp = otlp_endpoint_variable()
+        if otlp is not None and not _installed(OTLP_EXPORTER):
+            raise TelemetryConfigError(
+                f"{otlp} is set, but the OTLP exporter is not installed: install model-monitor[otlp]"
+            )
+        return cls(targets, gateway, otlp)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -83,6 +89,14 @@ class Destinations:
             return []
         pings = 2 * cases_here * len(self.targets)  # each case's run and end, to every target
         return heartbeats.pacing_note(pings, s.telemetry_rate, s.telemetry_deadline)
+
+
+def _installed(module: str) -> bool:
+    """Whether a module can be imported, without importing it (a missing parent package counts as missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def build(

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import httpx
 
 from ..errors import TelemetryConfigError
-from ..redact import Secret
+from ..redact import CUT, Secret
 
 __all__ = [
     "ATTEMPTS",
@@ -107,11 +107,12 @@ def skim_blocking(response: httpx.Response) -> None:
 
 
 def one_line(text: str, limit: int, *, tail: bool = False) -> str:
-    """`text` on one line, at most `limit` characters: its head, or its tail (where an error's cause is)."""
+    """`text` on one line, at most `limit` characters: its head, or its tail (where an error's cause is), cut with
+    CUT: the Redactor masks a secret's piece beside it."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    return "…" + text[-(limit - 1) :] if tail else text[: limit - 1] + "…"
+    return CUT + text[-(limit - 1) :] if tail else text[: limit - 1] + CUT
 
 
 class Overrun(Exception):

@@ -8,6 +8,7 @@ The exporter reads the standard variables itself (endpoint, headers, timeout, co
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -22,12 +23,34 @@ from ..case import Case
 from ..outcome import Outcome
 from ._http import Overrun, within
 
-__all__ = ["OtlpMetrics", "attributes"]
+__all__ = ["HISTOGRAMS", "Histogram", "OtlpMetrics", "attributes"]
 
 # The conventions' advised buckets: seconds for durations, powers of 4 for tokens.
 SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TOKEN_BUCKETS = [4.0**i for i in range(14)]
 TOKEN_TYPES = {"input": "prompt_tokens", "output": "completion_tokens"}  # output already counts reasoning tokens
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One instrument the run records (the docs' metrics reference lists them from here)."""
+
+    name: str
+    unit: str
+    description: str
+    buckets: tuple[float, ...]
+
+
+HISTOGRAMS = (
+    Histogram("gen_ai.client.inference.duration", "s", "GenAI inference duration.", tuple(SECONDS_BUCKETS)),
+    Histogram(
+        "gen_ai.client.inference.time_to_first_chunk",
+        "s",
+        "Time to receive the first chunk of a streamed reply.",
+        tuple(SECONDS_BUCKETS),
+    ),
+    Histogram("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", tuple(TOKEN_BUCKETS)),
+)
 
 
 def attributes(case: Case, outcome: Outcome) -> dict[str, Any]:
@@ -81,23 +104,11 @@ class OtlpMetrics:
         resource = Resource.create({"service.name": "model-monitor", "service.version": __version__})
         self._provider = MeterProvider(metric_readers=[reader], resource=resource)
         meter = self._provider.get_meter("model_monitor", __version__)
-        self._duration = meter.create_histogram(
-            "gen_ai.client.inference.duration",
-            unit="s",
-            description="GenAI inference duration.",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
-        )
-        self._first_chunk = meter.create_histogram(
-            "gen_ai.client.inference.time_to_first_chunk",
-            unit="s",
-            description="Time to receive the first chunk of a streamed reply.",
-            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
-        )
-        self._tokens = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        self._duration, self._first_chunk, self._tokens = (
+            meter.create_histogram(
+                h.name, unit=h.unit, description=h.description, explicit_bucket_boundaries_advisory=list(h.buckets)
+            )
+            for h in HISTOGRAMS
         )
 
     def ended(self, case: Case, outcome: Outcome) -> None:

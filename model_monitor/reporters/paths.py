@@ -1,6 +1,10 @@
 """Where a run writes its reports, checked at start-up: a path that cannot be written is a usage error (exit 4)
 before any request is sent, not a crash at the end that exits 1 as if a model had failed.
 
+A report that still cannot be written at the end (the disk filled up) is said in the summary, and the run exits
+REPORT_NOT_WRITTEN, a code of its own: the verdicts went out through the other channels, and a CI gate that reads
+the report must not take its absence for a failed model.
+
 A missing folder is made at the end, as pytest makes JUnit's; what must already allow writing is the nearest
 folder that exists. The check writes and removes a file of its own there, so a read-only mount, a permission,
 an SELinux label or a uid mismatch is caught as it will be at the end, and nothing is left behind.
@@ -17,7 +21,9 @@ import pytest
 
 from ..settings import OPTIONS, Settings
 
-__all__ = ["ReportPaths", "report_paths"]
+__all__ = ["REPORT_NOT_WRITTEN", "ReportPaths", "not_written", "report_paths"]
+
+REPORT_NOT_WRITTEN = 6  # exit code: past pytest's 0-5, below the shell's 126-255
 
 # How an error names each option: its flag and its variable.
 NAMED = {option.dest: f"{option.flag} ({option.env})" for option in OPTIONS if option.env}
@@ -41,6 +47,12 @@ def report_paths(config: pytest.Config, resolved: Settings) -> ReportPaths:
         if path is not None and (why := unwritable(path)) is not None:
             raise pytest.UsageError(f"{option}: cannot write {path}: {why}")
     return ReportPaths(results_json, step_summary)
+
+
+def not_written(exit_code: int) -> int:
+    """The exit code of a run one of whose reports could not be written: REPORT_NOT_WRITTEN in place of a verdict
+    (0 or 1); an interrupted or broken run keeps its own code."""
+    return REPORT_NOT_WRITTEN if exit_code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) else exit_code
 
 
 def unwritable(path: Path) -> str | None:

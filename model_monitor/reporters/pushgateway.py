@@ -45,8 +45,13 @@ PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
         "1 when the case passed but was degraded (a retry, a warning threshold crossed).",
         lambda o: float(o.passed and bool(o.degraded)),
     ),
-    "duration_seconds": ("The request's duration, as the summary shows it.", lambda o: o.duration_s),
-    "ttft_seconds": ("Time to the first token of a stream.", lambda o: o.metrics.get("ttft_s")),
+    "duration_seconds": ("The last attempt's request duration, as every output shows it.", lambda o: o.duration_s),
+    "ttfb_seconds": ("Time to the response headers.", lambda o: o.metrics.get("ttfb_s")),
+    "ttft_seconds": ("Time to the first token of a stream, reasoning included.", lambda o: o.metrics.get("ttft_s")),
+    "ttfc_seconds": (
+        "Time to the first visible output token of a stream.",
+        lambda o: o.metrics.get("ttfc_s"),
+    ),
     "tokens_per_second": ("Decode rate of a stream after its first token.", lambda o: o.metrics.get("tokens_per_s")),
     "attempts": ("Attempts the case took (retries + 1).", lambda o: float(len(o.attempts)) if o.attempts else None),
 }
@@ -64,7 +69,7 @@ def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> Collec
         (*LABELS, "kind"),
         registry=reg,
     )
-    # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 15 and
+    # Only the failing class has a series: a 0 for each of the other classes would multiply the series by 16 and
     # say nothing that model_monitor_probe_success does not; the push replaces the group, so a recovered case's
     # error series is gone with the next run.
     errors = Gauge(

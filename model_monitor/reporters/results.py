@@ -2,7 +2,8 @@
 this module), and GitHub's step summary rendered from the same document.
 
 Written by the process that sees every report (the only one, or xdist's controller) at the very end of the
-session, after the exit status is final: a failed, stopped or deadline-bound run has its document too.
+session, after the exit status is final (plugin.py calls `write`, whatever another plugin's end did): a failed,
+stopped or deadline-bound run has its document too.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from ..config import Suite
 from ..outcome import Outcome
 from ..stop import Stopper
 from . import step_summary
-from .paths import ReportPaths
+from .paths import REPORT_NOT_WRITTEN, ReportPaths, not_written
 from .verdicts import CaseIndex, token_totals, verdicts
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "Results", "case_entry", "write_atomically"]
 
-SCHEMA_VERSION = 1  # raised when a field changes meaning or goes away; new fields keep it
+SCHEMA_VERSION = 2  # raised when a field changes meaning or goes away; new fields keep it
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 
 
@@ -46,7 +47,8 @@ def case_entry(case: Case, outcome: Outcome) -> dict[str, Any]:
         "degraded": list(outcome.degraded),
         "class": outcome.error_class,
         "reason": outcome.reason,
-        "duration_s": outcome.request_s,
+        "duration_s": outcome.duration_s,
+        "elapsed_s": outcome.elapsed_s,
         "metrics": {name: value for name, value in outcome.metrics.items() if math.isfinite(value)},
         "attempts": [
             {"class": a.error_class, "status_code": a.status_code, "duration_s": a.duration_s} for a in outcome.attempts
@@ -80,16 +82,20 @@ class Results:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._reports.append(report)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Last of the session's end, so that the exit status (which the pings may still change) is final."""
-        document = self.document(int(session.exitstatus), time.time())
-        if self._paths.results_json is not None:
-            text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-            self._write("wrote the results to", self._paths.results_json, lambda path: write_atomically(path, text))
+    def write(self, exit_code: int) -> int:
+        """Write the document and the step summary with the run's final exit code (plugin.py calls this last of the
+        session's end, whatever another plugin's end did); the code to exit with (not_written's when a file could
+        not be)."""
         if self._paths.step_summary is not None:
-            summary = step_summary.markdown(document)
-            self._write("appended the step summary to", self._paths.step_summary, lambda path: _append(path, summary))
+            summary = step_summary.markdown(self.document(exit_code, time.time()))
+            if not self._write("appended the step summary to", self._paths.step_summary, lambda p: _append(p, summary)):
+                exit_code = not_written(exit_code)  # the document says so: it is written after
+        if self._paths.results_json is not None:
+            document = self.document(exit_code, time.time())
+            text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+            if not self._write("wrote the results to", self._paths.results_json, lambda p: write_atomically(p, text)):
+                exit_code = not_written(exit_code)
+        return exit_code
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -123,14 +129,15 @@ class Results:
             "cases": cases,
         }
 
-    def _write(self, done: str, path: Path, write: Callable[[Path], None]) -> None:
+    def _write(self, done: str, path: Path, write: Callable[[Path], None]) -> bool:
         """A report that cannot be written at the end (the disk filled up) is said, not hidden, and ends nothing."""
         try:
             write(path)
         except OSError as exc:
             self._said.append((f"model-monitor: could not write {path}: {exc.strerror or exc}", True))
-        else:
-            self._said.append((f"model-monitor: {done} {path}", False))
+            return False
+        self._said.append((f"model-monitor: {done} {path}", False))
+        return True
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -162,7 +169,9 @@ def _when(name: str, unix: float) -> dict[str, Any]:
 
 
 def _exit_name(code: int) -> str:
-    """pytest's name for an exit code (TESTS_FAILED, INTERRUPTED ...), or OTHER for one a plugin made up."""
+    """pytest's name for an exit code (TESTS_FAILED, INTERRUPTED ...) or ours, or OTHER for one a plugin made up."""
+    if code == REPORT_NOT_WRITTEN:
+        return "REPORT_NOT_WRITTEN"
     try:
         return pytest.ExitCode(code).name
     except ValueError:

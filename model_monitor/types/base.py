@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeVar
 
 from ..case import Case, Endpoint, ExpectOptions, Options, StreamOptions
@@ -14,25 +17,39 @@ from ..reply import Timed, parse_json, server_message
 from .stream_format import ChunkReply, StreamReply
 
 __all__ = [
+    "CANARY_IMAGE",
     "EXPECT_SCHEMA",
     "MAX_TOKENS_SCHEMA",
     "PROMPT_SCHEMA",
+    "RATE_MAX_TOKENS",
+    "RATE_PROMPT",
+    "REPLY_IN_DEFAULTS",
+    "REPLY_SCHEMA",
     "STREAM_IN_DEFAULTS",
     "STREAM_SCHEMA",
     "TEXTS_INPUT_SCHEMA",
     "TEXT_INPUT_SCHEMA",
+    "VISION_PROMPT",
+    "VISION_SCHEMA",
     "Checked",
     "ExpectOptions",
     "ModelType",
     "Multipart",
     "Options",
+    "ReplyOptions",
     "StreamOptions",
+    "canary_image",
+    "canary_image_url",
+    "default_prompt",
     "finite",
     "first_choice",
     "listed",
     "options_of",
     "owned_params",
+    "packaged",
+    "reasoning_only",
     "stream_fields",
+    "truncated",
 ]
 
 OptionsT = TypeVar("OptionsT", bound=Options)
@@ -76,6 +93,34 @@ STREAM_SCHEMA: Mapping[str, Any] = {
     **EXPECT_SCHEMA,
 }
 STREAM_IN_DEFAULTS = frozenset({"stream", "max_ttft", "min_tokens_per_s", "warn_ttft"})
+# The fields of the types that generate text (chat, completion, responses, messages): how a reply cut short by its
+# budget, or answered by another model than the one asked for, is judged.
+REPLY_SCHEMA: Mapping[str, Any] = {
+    **STREAM_SCHEMA,
+    "require_content": {
+        "description": "A reply with reasoning but no visible content fails as empty (by default it passes marked "
+        "degraded: a live model that ran out of budget while thinking).",
+        "type": "boolean",
+    },
+    "warn_truncated": {
+        "description": "A reply cut by its token budget (finish_reason length, status incomplete, stop_reason "
+        "max_tokens) that has visible text passes marked degraded (by default it passes plainly; one without "
+        "visible text fails).",
+        "type": "boolean",
+    },
+    "model_mismatch": {
+        "description": "When the reply's `model` is not the model asked for (a gateway fell back to another "
+        "deployment): degraded (default) passes marked degraded and names the model that answered, fail fails the "
+        "case, off ignores it (a server that answers with an alias). The asked name matches when equal, ignoring "
+        "case and any path prefix (models/x, /data/x), or when followed by a date or version suffix "
+        "after -, : or @ (gpt-4o -> gpt-4o-2024-08-06, llama3 -> llama3:8b; not gpt-4o -> gpt-4o-mini).",
+        "enum": ["degraded", "fail", "off"],
+    },
+}
+REPLY_IN_DEFAULTS = STREAM_IN_DEFAULTS | {"require_content", "warn_truncated", "model_mismatch"}
+# What a case with a rate SLO asks for when its entry sets no prompt or budget: a reply long enough to time.
+RATE_PROMPT = "Count from 1 to 50, separated by spaces, and nothing else."
+RATE_MAX_TOKENS = 64
 PROMPT_SCHEMA: Mapping[str, Any] = {
     "prompt": {
         "description": "The text sent: a user message, a prompt or a picture description.",
@@ -96,17 +141,40 @@ TEXTS_INPUT_SCHEMA: Mapping[str, Any] = {
         "oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "minItems": 1, "items": {"type": "string"}}],
     },
 }
+# The vision canary: a green square on white, 128x128 (scripts/gen-canary-image draws it). Green because a model
+# that cannot see it guesses red more often: the colour it names shows it saw the picture.
+CANARY_IMAGE = "canary.png"
+VISION_PROMPT = "What colour is the square in this picture? Reply with one word."
+VISION_SCHEMA: Mapping[str, Any] = {
+    "vision": {
+        "description": "Send the canary picture (a green square on white, a PNG shipped with the monitor) as a data "
+        "URL beside the prompt, for multimodal models; the default prompt then asks for the square's colour, so "
+        "`expect: {regex: '(?i)green'}` shows the model saw it. Default: false (text only).",
+        "type": "boolean",
+    },
+}
 TEXT_INPUT_SCHEMA: Mapping[str, Any] = {
     "input": {"description": "The one text sent.", "type": "string", "minLength": 1},
 }
 
 
 @dataclass(frozen=True)
+class ReplyOptions(StreamOptions):
+    """The options of a type that generates text: see REPLY_SCHEMA."""
+
+    require_content: bool = False
+    warn_truncated: bool = False
+    model_mismatch: str = "degraded"
+
+
+@dataclass(frozen=True)
 class Checked:
-    """A healthy reply: what to say about it, and the visible text that `expect` looks at (None: no text)."""
+    """A healthy reply: what to say about it, the visible text that `expect` looks at (None: no text), and why it
+    passes marked degraded (cut short by its budget, reasoning only)."""
 
     summary: str
     text: str | None = None
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,9 +238,43 @@ def owned_params(model_type: ModelType, model: str, options: Options, params: Ma
     return sorted(own.intersection(params) - model_type.tags - model_type.open_params)
 
 
+@functools.cache
+def packaged(name: str) -> bytes:
+    """A file shipped in this package: a canary the probe sends."""
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+def canary_image() -> str:
+    """The vision canary, base64-encoded (what a data URL and Anthropic's image source carry)."""
+    return base64.b64encode(packaged(CANARY_IMAGE)).decode("ascii")
+
+
+def canary_image_url() -> str:
+    """The vision canary as a data URL (what OpenAI's image_url and input_image parts carry)."""
+    return f"data:image/png;base64,{canary_image()}"
+
+
 def stream_fields(case: Case) -> dict[str, Any]:
     """What a streaming request adds: usage in the last chunk, for the token count."""
     return {"stream": True, "stream_options": {"include_usage": True}} if case.stream else {}
+
+
+def default_prompt(case: Case, default: str) -> str:
+    """The type's own prompt, or, for a case with a rate SLO, one whose reply is long enough to time."""
+    return RATE_PROMPT if case.min_tokens_per_s is not None else default
+
+
+def truncated(options: ReplyOptions, why: str) -> tuple[str, ...]:
+    """A visible reply cut by its token budget passes; marked degraded when the model asks (warn_truncated)."""
+    return (f"cut short by its token budget ({why})",) if options.warn_truncated else ()
+
+
+def reasoning_only(options: ReplyOptions, why: str) -> Checked:
+    """Reasoning and no visible content: a live model that ran out of budget while thinking, degraded; a failure
+    when the model requires content."""
+    if options.require_content:
+        raise ProbeError(ErrorClass.EMPTY, f"reasoning but no visible content, and require_content is set ({why})")
+    return Checked(f"replied with reasoning ({why})", text="", degraded=("reasoning only, no visible content",))
 
 
 def listed(data: Any, key: str, what: str) -> list[Any]:

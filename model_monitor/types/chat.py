@@ -1,7 +1,12 @@
 """chat: POST /chat/completions, plain or streamed, with JSON mode and tool-call contracts, and reasoning models.
 
-Visible content or a tool call is an answer; reasoning alone shows a live model that ran out of budget, unless
-`require_content` says a reply must have content."""
+Visible content or a tool call is an answer, also when its budget cut it short (finish_reason length); reasoning
+alone shows a live model that ran out of budget (degraded), unless `require_content` says a reply must have
+content.
+
+With `vision`, the canary picture (a green square on white) goes beside the prompt as an `image_url` content part
+holding a PNG data URL, as vLLM's production-stack router probes multimodal models; a server that refuses images
+fails the case with its own words."""
 
 from __future__ import annotations
 
@@ -15,14 +20,20 @@ from ..reply import load_json
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
-    STREAM_IN_DEFAULTS,
-    STREAM_SCHEMA,
+    REPLY_IN_DEFAULTS,
+    REPLY_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
-    StreamOptions,
+    ReplyOptions,
+    canary_image_url,
+    default_prompt,
     first_choice,
     options_of,
+    reasoning_only,
     stream_fields,
+    truncated,
 )
 from .contracts import reply_json
 
@@ -42,20 +53,21 @@ TOOL = {
 
 
 @dataclass(frozen=True)
-class ChatOptions(StreamOptions):
-    prompt: str | None = None  # None: the prompt that fits json_mode or tool_call
-    max_tokens: int = 256
+class ChatOptions(ReplyOptions):
+    prompt: str | None = None  # None: the prompt that fits json_mode, tool_call, vision or a rate SLO
+    max_tokens: int = 256  # enough to count to 50 for a rate SLO, and for a reasoning model to think a little
     token_param: str = "max_tokens"  # OpenAI's o-series and GPT-5 refuse max_tokens: max_completion_tokens
     reasoning_effort: str | None = None
-    require_content: bool = False
     json_mode: bool = False
     tool_call: bool = False
+    vision: bool = False
 
 
 SCHEMA = {
-    **STREAM_SCHEMA,
+    **REPLY_SCHEMA,
     **PROMPT_SCHEMA,
     **MAX_TOKENS_SCHEMA,
+    **VISION_SCHEMA,
     "json_mode": {"description": "Send response_format json_object; the reply must parse as JSON.", "type": "boolean"},
     "tool_call": {
         "description": "Offer a tiny get_weather tool; the reply must carry a tool call whose arguments parse as a "
@@ -71,18 +83,17 @@ SCHEMA = {
         "description": "reasoning_effort passed through to a reasoning model (none, minimal, low, medium, high).",
         "enum": ["none", "minimal", "low", "medium", "high"],
     },
-    "require_content": {
-        "description": "A reply with reasoning but no visible content fails as empty (by default it counts as a live "
-        "model that ran out of budget).",
-        "type": "boolean",
-    },
 }
-IN_DEFAULTS = STREAM_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reasoning_effort", "require_content"}
+IN_DEFAULTS = REPLY_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reasoning_effort"}
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ChatOptions)
-    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else PROMPT
+    plain = VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
+    default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else plain
+    content: str | list[dict[str, Any]] = options.prompt or default
+    if options.vision:  # OpenAI's content parts, the picture as a data URL (as vLLM's production-stack probes)
+        content = [{"type": "text", "text": content}, {"type": "image_url", "image_url": {"url": canary_image_url()}}]
     contracts: dict[str, Any] = {}
     if options.json_mode:
         contracts["response_format"] = {"type": "json_object"}
@@ -92,7 +103,7 @@ def _body(case: Case) -> dict[str, Any]:
         contracts["reasoning_effort"] = options.reasoning_effort
     return {
         "model": case.model,
-        "messages": [{"role": "user", "content": options.prompt or default}],
+        "messages": [{"role": "user", "content": content}],
         options.token_param: options.max_tokens,
         **stream_fields(case),
         **contracts,
@@ -113,24 +124,21 @@ def _check(case: Case, data: Any) -> Checked:
         raise ProbeError(ErrorClass.SCHEMA, f"message content is {type(content).__name__}, expected a string")
     if calls is not None and not (isinstance(calls, list) and all(isinstance(call, dict) for call in calls)):
         raise ProbeError(ErrorClass.SCHEMA, f"message tool_calls is {type(calls).__name__}, expected a list of objects")
+    said = f"finish_reason={finish_reason}"
     if content and content.strip():
-        summary = f"replied {len(content)} chars (finish_reason={finish_reason})"
+        summary = f"replied {len(content)} chars ({said})"
     elif calls:
-        summary = f"replied with {len(calls)} tool call(s) (finish_reason={finish_reason})"
-    elif (message.get("reasoning_content") or message.get("reasoning")) and not options.require_content:
-        summary = f"reasoning only, no visible content yet (finish_reason={finish_reason})"
+        summary = f"replied with {len(calls)} tool call(s) ({said})"
     elif message.get("reasoning_content") or message.get("reasoning"):
-        raise ProbeError(
-            ErrorClass.EMPTY,
-            f"reasoning but no visible content, and require_content is set (finish_reason={finish_reason})",
-        )
+        return reasoning_only(options, said)
     else:
-        raise ProbeError(ErrorClass.EMPTY, f"reply content is empty (finish_reason={finish_reason})")
+        raise ProbeError(ErrorClass.EMPTY, f"reply content is empty ({said})")
     if options.tool_call:
         _check_tool_call(calls or [])
     if options.json_mode:
         reply_json(content or "", "although response_format asked for JSON")
-    return Checked(summary, text=content or "")
+    cut = truncated(options, f"{said}, {options.token_param} {options.max_tokens}") if finish_reason == "length" else ()
+    return Checked(summary, text=content or "", degraded=cut)
 
 
 def _check_tool_call(calls: list[Mapping[str, Any]]) -> None:

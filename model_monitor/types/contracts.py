@@ -1,4 +1,5 @@
-"""Opt-in strictness on top of "it answered", for every type: `expect` on the reply's text, and the SLOs."""
+"""Opt-in strictness on top of "it answered", for every type: `expect` on the reply's text, the SLOs, and which
+model answered."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import jsonschema
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import load_json, one_line
+from .base import ReplyOptions
 
-__all__ = ["check_expect", "check_slo", "reply_json", "warnings"]
+__all__ = ["check_expect", "check_model", "check_slo", "reply_json", "same_model", "warnings"]
 
 SHOWN_REPLY_CHARS = 80  # how much of the reply an expectation failure quotes
+# What may follow the asked model name in the name a server answers with: a date or version (gpt-4o ->
+# gpt-4o-2024-08-06, gpt-4 -> gpt-4-0613, llama3 -> llama3:8b, claude-3-5-sonnet -> claude-3-5-sonnet@20241022),
+# but not another word (gpt-4o -> gpt-4o-mini is another model) nor a minor version (llama3 -> llama3.1).
+VERSION_SUFFIX = re.compile(r"[-:@](?:v?\d[\w.-]*|latest)", re.IGNORECASE)
 
 
 def check_expect(case: Case, text: str) -> None:
@@ -36,13 +42,36 @@ def check_expect(case: Case, text: str) -> None:
             )
 
 
+def check_model(case: Case, data: Any) -> tuple[str, ...]:
+    """The reply's `model` against the model asked for, as the case's model_mismatch says: a degradation that names
+    the model that answered, a failure, or nothing. A reply without a model name says nothing either way."""
+    mode = case.options.model_mismatch if isinstance(case.options, ReplyOptions) else "off"
+    answered = data.get("model") if isinstance(data, dict) else None
+    if mode == "off" or not isinstance(answered, str) or not answered or same_model(case.model, answered):
+        return ()
+    said = f"answered by model {one_line(answered, 120)!r}, asked for {one_line(case.model, 120)!r}"
+    if mode == "fail":
+        raise ProbeError(ErrorClass.EXPECTATION, said)
+    return (said,)
+
+
+def same_model(asked: str, answered: str) -> bool:
+    """Whether a server's name for the model that answered is the one asked for: equal, ignoring case and any
+    path prefix (models/gemini-2.0-flash, /data/llama), or followed by a date or version (VERSION_SUFFIX)."""
+    asked, answered = (name.rstrip("/").rsplit("/", 1)[-1].lower() for name in (asked, answered))
+    for stem in (asked, asked.removesuffix("-latest").removesuffix(":latest")):
+        if answered == stem or (answered.startswith(stem) and VERSION_SUFFIX.fullmatch(answered[len(stem) :])):
+            return True
+    return False
+
+
 def check_slo(case: Case, duration: float, metrics: Mapping[str, float]) -> None:
-    """Every breached objective, with the numbers: `ttft 3.21 s > max_ttft 2 s`."""
+    """Every breached objective, with the numbers: `ttft 3.21 s > max_ttft 2 s`. A rate that could not be measured
+    is no breach: the judge says so as a degradation."""
     breaches = _over(duration, metrics, ("max_latency", case.max_latency), ("max_ttft", case.max_ttft))
     rate = metrics.get("tokens_per_s")
-    if case.min_tokens_per_s is not None and (rate is None or rate < case.min_tokens_per_s):
-        shown = "unmeasurable (fewer than 3 token chunks over 1 ms or more)" if rate is None else f"{rate:.1f}"
-        breaches.append(f"tokens/s {shown} < min_tokens_per_s {case.min_tokens_per_s:g}")
+    if case.min_tokens_per_s is not None and rate is not None and rate < case.min_tokens_per_s:
+        breaches.append(f"tokens/s {rate:.1f} < min_tokens_per_s {case.min_tokens_per_s:g}")
     if breaches:
         raise ProbeError(ErrorClass.SLO, "; ".join(breaches))
 

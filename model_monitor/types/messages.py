@@ -24,13 +24,19 @@ from ..reply import server_message
 from .base import (
     MAX_TOKENS_SCHEMA,
     PROMPT_SCHEMA,
-    STREAM_IN_DEFAULTS,
-    STREAM_SCHEMA,
+    REPLY_IN_DEFAULTS,
+    REPLY_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
-    StreamOptions,
+    ReplyOptions,
+    canary_image,
+    default_prompt,
     listed,
     options_of,
+    reasoning_only,
+    truncated,
 )
 from .stream_format import StreamReply
 from .usage import count
@@ -39,7 +45,7 @@ __all__ = ["TYPE"]
 
 PROMPT = "Reply with the single word: pong"
 ANTHROPIC_VERSION = "2023-06-01"  # the one version of the Messages API; servers that mimic it accept it
-SCHEMA = {**STREAM_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA}
+SCHEMA = {**REPLY_SCHEMA, **PROMPT_SCHEMA, **MAX_TOKENS_SCHEMA, **VISION_SCHEMA}
 # delta type -> the block it extends (type, field), and whether it is visible output (thinking shows a live model)
 DELTAS = {
     "text_delta": ("text", "text", True),
@@ -50,18 +56,25 @@ STOP = b"message_stop"
 
 
 @dataclass(frozen=True)
-class MessagesOptions(StreamOptions):
-    prompt: str = PROMPT
+class MessagesOptions(ReplyOptions):
+    prompt: str | None = None  # None: PROMPT, VISION_PROMPT with vision, or RATE_PROMPT for a rate SLO
     max_tokens: int = 256
+    vision: bool = False
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, MessagesOptions)
     stream = {"stream": True} if case.stream else {}
+    content: str | list[dict[str, Any]] = options.prompt or (
+        VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
+    )
+    if options.vision:  # Anthropic's image block, base64, before the text as its docs advise
+        image = {"type": "base64", "media_type": "image/png", "data": canary_image()}
+        content = [{"type": "image", "source": image}, {"type": "text", "text": content}]
     return {
         "model": case.model,
         "max_tokens": options.max_tokens,
-        "messages": [{"role": "user", "content": options.prompt}],
+        "messages": [{"role": "user", "content": content}],
         **stream,
         **case.params,
     }
@@ -74,10 +87,14 @@ def _check(case: Case, data: Any) -> Checked:
     stop_reason, tokens = data.get("stop_reason"), _output_tokens(data)
     said = f"stop_reason={stop_reason}" + (f", {tokens} output tokens" if tokens is not None else "")
     text = _text(blocks)
+    options = options_of(case, MessagesOptions)
+    if not text.strip() and any(block.get("thinking") for block in blocks if block.get("type") == "thinking"):
+        return reasoning_only(options, said)
     if not text.strip():
         kinds = ", ".join(sorted({str(block.get("type")) for block in blocks}))
         raise ProbeError(ErrorClass.EMPTY, f"reply has no text (blocks: {kinds}; {said})")
-    return Checked(f"replied {len(text)} chars ({said})", text=text)
+    cut = truncated(options, f"{said}, max_tokens {options.max_tokens}") if stop_reason == "max_tokens" else ()
+    return Checked(f"replied {len(text)} chars ({said})", text=text, degraded=cut)
 
 
 def _text(blocks: list[Any]) -> str:
@@ -183,7 +200,7 @@ TYPE = ModelType(
     stream_format=MessagesReply,
     operation="chat",
     schema=SCHEMA,
-    in_defaults=STREAM_IN_DEFAULTS | {"prompt", "max_tokens"},
+    in_defaults=REPLY_IN_DEFAULTS | {"prompt", "max_tokens"},
     headers={"anthropic-version": ANTHROPIC_VERSION},
     key_header="x-api-key",
 )

@@ -14,23 +14,30 @@ from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import one_line, server_message
 from .base import (
-    STREAM_IN_DEFAULTS,
-    STREAM_SCHEMA,
+    REPLY_IN_DEFAULTS,
+    REPLY_SCHEMA,
     TEXT_INPUT_SCHEMA,
+    VISION_PROMPT,
+    VISION_SCHEMA,
     Checked,
     ModelType,
-    StreamOptions,
+    ReplyOptions,
+    canary_image_url,
+    default_prompt,
     listed,
     options_of,
+    reasoning_only,
+    truncated,
 )
 from .stream_format import StreamReply
 
 __all__ = ["TYPE"]
 
-PROMPT = "Reply with the single word: pong"
+INPUT = "Reply with the single word: pong"
 SCHEMA = {
-    **STREAM_SCHEMA,
+    **REPLY_SCHEMA,
     **TEXT_INPUT_SCHEMA,
+    **VISION_SCHEMA,
     "max_output_tokens": {
         "description": "Reply budget in tokens (max_output_tokens). Leave room for reasoning models to finish "
         "thinking.",
@@ -44,17 +51,23 @@ REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary
 
 
 @dataclass(frozen=True)
-class ResponsesOptions(StreamOptions):
-    input: str = PROMPT
+class ResponsesOptions(ReplyOptions):
+    input: str | None = None  # None: INPUT, VISION_PROMPT with vision, or RATE_PROMPT for a rate SLO
     max_output_tokens: int = 256
+    vision: bool = False
 
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
+    text = options.input or (VISION_PROMPT if options.vision else default_prompt(case, INPUT))
+    sent: str | list[dict[str, Any]] = text
+    if options.vision:  # one user message of input parts, the picture as a data URL
+        parts = [{"type": "input_text", "text": text}, {"type": "input_image", "image_url": canary_image_url()}]
+        sent = [{"role": "user", "content": parts}]
     return {
         "model": case.model,
-        "input": options.input,
+        "input": sent,
         "max_output_tokens": options.max_output_tokens,
         **stream,
         **case.params,
@@ -62,6 +75,9 @@ def _body(case: Case) -> dict[str, Any]:
 
 
 def _check(case: Case, data: Any) -> Checked:
+    """A completed Response with output text passes, and so does one cut by its max_output_tokens budget (status
+    incomplete) that has some; reasoning alone is degraded (see types/base.reasoning_only)."""
+    options = options_of(case, ResponsesOptions)
     status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(status, str):
         raise ProbeError(ErrorClass.SCHEMA, "reply has no response status (expected a Response object)")
@@ -70,19 +86,26 @@ def _check(case: Case, data: Any) -> Checked:
     if status == "failed":
         said = server_message({"error": data.get("error")}) or "no error message"
         raise ProbeError(ErrorClass.BAD_RESPONSE, f"response status failed{counted}: {said}")
-    if status == "incomplete":
-        details = data.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, dict) else None
-        budget = options_of(case, ResponsesOptions).max_output_tokens
-        hint = f" (max_output_tokens is {budget})" if reason == "max_output_tokens" else ""
-        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
-    if status != "completed":
+    if status not in ("completed", "incomplete"):
         raise ProbeError(ErrorClass.SCHEMA, f"response status is {one_line(status, 40)!r}, expected completed")
-    text = _output_text(listed(data, "output", "output items"))
+    details = data.get("incomplete_details")
+    budget = isinstance(details, dict) and details.get("reason") == "max_output_tokens"
+    reason = server_message({"incomplete_details": details}) if details else None  # the server's words, escaped
+    # An incomplete response may have no output at all: its reason says why, below.
+    items = listed(data, "output", "output items") if status == "completed" or data.get("output") else []
+    text = _output_text(items)
+    said = f"status={status}" + (f": {reason}" if reason else "") + (f", {tokens} output tokens" if tokens else "")
+    answered = status == "completed" or budget  # cut by another cause (content_filter) is no answer
+    reasoned = any(isinstance(item, dict) and item.get("type") == "reasoning" for item in items)
+    if answered and not text.strip() and reasoned:
+        return reasoning_only(options, said)
+    if status == "incomplete" and not (budget and text.strip()):
+        hint = f" (max_output_tokens is {options.max_output_tokens})" if budget else ""
+        raise ProbeError(ErrorClass.BAD_RESPONSE, f"response incomplete: {reason or 'no reason given'}{counted}{hint}")
     if not text.strip():
         raise ProbeError(ErrorClass.EMPTY, f"response carries no output_text{counted}")
-    of = f", {tokens} output tokens" if tokens is not None else ""
-    return Checked(f"replied {len(text)} chars (status=completed{of})", text=text)
+    cut = truncated(options, f"{said}, max_output_tokens {options.max_output_tokens}") if budget else ()
+    return Checked(f"replied {len(text)} chars ({said})", text=text, degraded=cut)
 
 
 def _output_text(items: list[Any]) -> str:
@@ -138,8 +161,6 @@ class ResponsesReply(StreamReply):
         if event is None:
             return
         kind = event.get("type") or name  # the data names its type; the SSE event line is optional
-        if kind == "error":
-            raise self.error_event(server_message(event))
         delta = event.get("delta")
         if kind in VISIBLE_DELTAS + REASONING_DELTAS and isinstance(delta, str) and delta:
             self.token(now, visible=kind in VISIBLE_DELTAS)
@@ -148,7 +169,11 @@ class ResponsesReply(StreamReply):
             if not isinstance(response, dict):
                 raise ProbeError(ErrorClass.STREAM_BROKEN, f"{kind} event carries no response object after {now:.3f} s")
             status = response.get("status")
-            if isinstance(status, str) and kind != f"response.{status}":  # a failed event never passes as completed
+            # A failed event never passes as completed; vLLM ends a stream cut by its budget with
+            # response.completed carrying status incomplete, which the check then judges as OpenAI's
+            # response.incomplete.
+            vllm_cut = kind == "response.completed" and status == "incomplete"
+            if isinstance(status, str) and kind != f"response.{status}" and not vllm_cut:
                 raise ProbeError(
                     ErrorClass.BAD_RESPONSE,
                     f"{kind} event carries a response whose status is {one_line(status, 40)!r} after {now:.3f} s",
@@ -177,5 +202,5 @@ TYPE = ModelType(
     tags=frozenset({"metadata", "user"}),
     operation="chat",
     schema=SCHEMA,
-    in_defaults=STREAM_IN_DEFAULTS | {"input", "max_output_tokens"},
+    in_defaults=REPLY_IN_DEFAULTS | {"input", "max_output_tokens"},
 )

@@ -2,15 +2,15 @@
 model type names its format (a StreamReply subclass); OpenAI chat and completion chunks are ChunkReply, the default.
 
 Timings follow vLLM's benchmark (benchmarks/backend_request_func.py) and llmperf, measured from the moment the
-request is sent to the arrival of the network chunk that completed each event:
+request is sent (the judge adds ttfb_s, the time to the response headers, for every type):
   ttft_s          time to the first token of any kind (reasoning included): the model is alive
-  ttfc_s          time to the first visible content token (or tool-call delta)
+  ttfc_s          time to the first visible output token (content, or a tool-call delta): what a user waits for
   itl_*_s         inter-token latency: gaps between successive token-bearing chunks (mean and max)
   output_tokens   usage.completion_tokens when the server reports it (stream_options.include_usage), else the
                   number of token-bearing chunks (servers send about one token per chunk)
-  tokens_per_s    (output_tokens - 1) / (end-to-end - ttft_s): the decode rate after the first token, the
-                  inverse of vLLM's TPOT. vLLM divides by all tokens over the whole request for "output
-                  throughput"; ours leaves the prefill out, so it does not shrink when TTFT grows.
+  tokens_per_s    (output_tokens - 1) / (last token - first token): the decode rate after the first token, the
+                  inverse of vLLM's TPOT, only from two tokens or more that arrived over a millisecond or more.
+                  It leaves the prefill out, so it does not shrink when TTFT grows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from itertools import pairwise
 from typing import Any
 
 from ..errors import ErrorClass, ProbeError
-from ..reply import MAX_SERVER_MESSAGE, load_json, one_line, server_message
+from ..reply import MAX_SERVER_MESSAGE, Said, carries_error, load_json, one_line, server_said
 from .usage import count
 
 __all__ = ["ChunkReply", "StreamReply"]
@@ -81,23 +81,23 @@ class StreamReply:
             chunk = load_json(data, f"event {self.events}")
         except ProbeError as error:
             if name == "error":  # the server's own words, even when they are not JSON
-                raise self.error_event(one_line(data, MAX_SERVER_MESSAGE)) from None
+                raise self.error_event(Said(one_line(data, MAX_SERVER_MESSAGE))) from None
             raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk after {now:.3f} s: {error.message}") from None
-        if name == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+        if name == "error" or carries_error(chunk):
             # Also next to choices: OpenRouter reports a provider failing mid-stream inside an HTTP 200 this way.
-            raise self.error_event(server_message(chunk))
+            raise self.error_event(server_said(chunk))
         if not isinstance(chunk, dict):
             raise ProbeError(ErrorClass.STREAM_BROKEN, f"malformed chunk (event {self.events}, not an object)")
         return chunk
 
-    def error_event(self, said: str | None) -> ProbeError:
-        """The server reported an error inside the stream, in its own words."""
+    def error_event(self, said: Said) -> ProbeError:
+        """The server reported an error inside the stream, in its own words (a spent budget is quota)."""
         return ProbeError(
-            ErrorClass.STREAM_BROKEN,
-            f"error event in the stream after {self.events - 1} events: {said or 'no message'}",
+            ErrorClass.QUOTA if said.quota else ErrorClass.STREAM_BROKEN,
+            f"error event in the stream after {self.events - 1} events: {said.words or 'no message'}",
         )
 
-    def metrics(self, duration: float) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
         if not self.token_times:
             return {}
         ttft = self.token_times[0]
@@ -109,16 +109,23 @@ class StreamReply:
         if gaps:
             out["itl_mean_s"] = sum(gaps) / len(gaps)
             out["itl_max_s"] = max(gaps)
-        if self.rate_measurable and tokens > 1 and duration > ttft:
-            out["tokens_per_s"] = (tokens - 1) / (duration - ttft)
+        if self.rate_unmeasurable() is None:
+            out["tokens_per_s"] = (tokens - 1) / (self.token_times[-1] - ttft)
         return out
 
-    @property
-    def rate_measurable(self) -> bool:
-        """A decode rate needs tokens that arrived over time: at least 2 chunks after the first token, spread
-        over a millisecond or more. A stream a proxy buffered into one burst would show a rate of 40,000/s."""
+    def rate_unmeasurable(self) -> str | None:
+        """Why no decode rate can be read from this stream (`1 token`), or None when one can: it needs two tokens
+        or more, in chunks that arrived over a millisecond or more. A stream a proxy buffered into one burst would
+        show a rate of 40,000/s."""
         times = self.token_times
-        return len(times) >= 3 and times[-1] - times[0] >= MIN_DECODE_WINDOW_S
+        tokens = self.usage_tokens or len(times)
+        if tokens < 2:
+            return f"{tokens} token{'' if tokens == 1 else 's'}"
+        if len(times) < 2:
+            return f"{tokens} tokens in 1 chunk"
+        if times[-1] - times[0] < MIN_DECODE_WINDOW_S:
+            return f"{len(times)} token chunks within {(times[-1] - times[0]) * 1000:.2f} ms (buffered on the way)"
+        return None
 
 
 @dataclass
@@ -130,13 +137,14 @@ class ChunkReply(StreamReply):
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None  # the last chunk's, with stream_options.include_usage
+    model: str | None = None  # the model that answered, as the first chunk names it
 
     def body(self) -> dict[str, Any]:
         """A chat message and a completion's text in one choice, and the stream's usage."""
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         message = {"content": self.content, "reasoning_content": self.reasoning, "tool_calls": calls}
         choice = {"index": 0, "message": message, "text": self.content, "finish_reason": self.finish_reason}
-        return {"choices": [choice], "usage": self.usage}
+        return {"choices": [choice], "usage": self.usage, "model": self.model}
 
     def finish(self, after: str) -> None:
         if not self.done:
@@ -153,6 +161,8 @@ class ChunkReply(StreamReply):
         chunk = self.parse(name, data, now)
         if chunk is None:
             return
+        if self.model is None and isinstance(chunk.get("model"), str):
+            self.model = chunk["model"]
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage

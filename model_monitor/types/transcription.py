@@ -3,15 +3,13 @@ package, must come back as non-empty text; `expect` checks the words heard."""
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
-from .base import EXPECT_SCHEMA, Checked, ExpectOptions, ModelType, Multipart, options_of
+from .base import EXPECT_SCHEMA, Checked, ExpectOptions, ModelType, Multipart, options_of, packaged
 
 __all__ = ["CANARY", "TYPE", "canary"]
 
@@ -32,9 +30,8 @@ class TranscriptionOptions(ExpectOptions):
     language: str | None = None  # None: the server detects it
 
 
-@functools.cache
 def canary() -> bytes:
-    return resources.files(__package__).joinpath(CANARY).read_bytes()
+    return packaged(CANARY)
 
 
 def _body(case: Case) -> Multipart:

@@ -3,8 +3,6 @@ Ping objects (pure logic, wire formats in ../shared/telemetry-protocols.md), nev
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from ...case import Case, monitor_key
 from ...errors import TelemetryConfigError
 from ...outcome import Outcome
 from ...redact import Secret
+from ...settings import run_host
 from .._http import MONITOR, SplitUrl, one_line, split_url
 
 __all__ = ["Cronitor", "Healthchecks", "Ping", "Target", "cut_message", "targets_from"]
@@ -90,11 +89,6 @@ def address(split: SplitUrl, key: int, keep: int | None = None, tail: tuple[str,
     """The Address of a split URL with segment `key` hidden, the first `keep` segments kept, then `tail`."""
     path = tuple(Secret(s) if i == key else s for i, s in enumerate(split.segments[:keep]))
     return Address(split.origin, path + tail, split.query, split.auth)
-
-
-def run_host() -> str:
-    """The pod's name in Kubernetes (HOSTNAME), else the machine's."""
-    return os.environ.get("HOSTNAME") or socket.gethostname()
 
 
 def cut_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -1,0 +1,77 @@
+"""What the docs promise about reaching an endpoint (docs/endpoints.md, "TLS" and "Proxies") holds, in-process:
+SSL_CERT_FILE makes a probe trust an internal CA, HTTP_PROXY carries it through a proxy and NO_PROXY keeps a host
+out of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed.openai_server import FakeOpenAI
+
+from .helpers import endpoint, model, probe_endpoints
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture(scope="module")
+def internal_ca_server() -> Iterator[FakeOpenAI]:
+    """A server whose certificate no public bundle holds: the internal CA's stand-in."""
+    with FakeOpenAI(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy() -> Iterator[FakeOpenAI]:
+    """Answers the absolute-form requests a client sends its HTTP proxy as if it were the endpoint."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+def test_ssl_cert_file_makes_a_probe_trust_an_internal_ca(
+    internal_ca_server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "internal-ca.pem"
+    assert internal_ca_server.cert_pem is not None
+    bundle.write_text(internal_ca_server.cert_pem)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    outcome = probe_endpoints(tmp_path, [endpoint(internal_ca_server.url, model("m"))])["svc/m"]
+    assert outcome.passed, outcome.reason
+
+
+def test_without_the_bundle_the_same_server_fails_as_tls(
+    internal_ca_server: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    outcome = probe_endpoints(tmp_path, [endpoint(internal_ca_server.url, model("m"))])["svc/m"]
+    assert (outcome.passed, outcome.error_class) == (False, "tls"), outcome.reason
+
+
+def test_http_proxy_carries_the_probe(proxy: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    # Port 1 has no server: only the proxy can answer for it.
+    outcome = probe_endpoints(tmp_path, [endpoint("http://localhost:1/v1", model("via-proxy"))])["svc/via-proxy"]
+    assert outcome.passed, outcome.reason
+    assert len(proxy.requests_for("via-proxy")) == 1
+
+
+def test_no_proxy_keeps_a_host_out_of_the_proxy(
+    proxy: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOpenAI() as direct:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        outcome = probe_endpoints(tmp_path, [endpoint(direct.url, model("direct"))])["svc/direct"]
+        assert outcome.passed, outcome.reason
+        assert (len(direct.requests_for("direct")), len(proxy.requests_for("direct"))) == (1, 0)
