@@ -293,7 +293,8 @@ def test_readme_documents_every_values_key() -> None:
         "telemetry.url.valueFrom",
         "telemetry.healthchecksUrl.valueFrom",
         "telemetry.apiKey.valueFrom",
-        "cronJob.resources",
+        "cronJob.resources.requests",
+        "cronJob.resources.limits",
         "metrics.grafanaDashboard.labels",
     }
 

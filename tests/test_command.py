@@ -345,6 +345,7 @@ def test_a_configuration_problem_is_the_first_and_only_thing_said(
 ) -> None:
     path = tmp_path / "staging.yaml"
     path.write_text(yaml.safe_dump({"endpoints": [endpoint(openai_server.url, model("m"), api_key_env="MM_UNSET")]}))
+    sent = len(openai_server.requests)  # the server is shared with other tests
     for workers in ((), ("-n", "2")):
         proc = installed.run(installed.command, "--endpoints", str(path), *workers, cwd=tmp_path)
         assert proc.returncode == 4, proc.stdout + proc.stderr
@@ -354,7 +355,7 @@ def test_a_configuration_problem_is_the_first_and_only_thing_said(
             f"ERROR: endpoints file: {path}:2: endpoints[0].api_key_env: environment variable MM_UNSET (the API "
             "key) is not set or empty"
         ], proc.stdout + proc.stderr
-    assert openai_server.requests == [], "nothing sent"
+    assert len(openai_server.requests) == sent, "nothing sent"
 
 
 def test_version_names_the_monitor(installed: Installed, tmp_path: Path) -> None:

@@ -383,7 +383,9 @@ def test_end_to_end_chart_cronjob_in_the_image(built_image: str, workdir: Path) 
         docs = render_chart(e2e_values(server, receiver, models), workdir)
         (cronjob,) = [d for d in docs if d["kind"] == "CronJob"]
         proc = run_cronjob(built_image, docs, cronjob, workdir, secrets)
-        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+        # The chart's default cronJob.failOn is never: the Job succeeds once every case was judged and reported, and
+        # the failed case's verdict travels by its pings.
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "1 failed" in proc.stdout and "2 passed" in proc.stdout
         # every request carried the key from the Secret
         assert server.requests and all(
@@ -432,7 +434,7 @@ def test_end_to_end_per_model_cronjobs_each_run_their_case(built_image: str, wor
         assert schedules["svc-chat-model"] == "*/1 * * * *"
         receiver.clear()
         bad = run_cronjob(built_image, docs, cronjobs["svc/broken"], workdir, secrets)
-        assert bad.returncode == 1, bad.stdout[-3000:] + bad.stderr[-2000:]
+        assert bad.returncode == 0, bad.stdout[-3000:] + bad.stderr[-2000:]  # failOn: never, the ping says fail
         assert cronitor_states(receiver) == {"svc-broken": ["run", "fail"]}
 
 

@@ -61,7 +61,7 @@ def test_a_listing_that_echoes_the_key_prints_it_nowhere(
         ran = channels(file, *workers)
     reason = ran.reasons["gw/discovery"]
     assert reason.startswith("auth: listing GET /v1/models failed: HTTP 401"), reason
-    assert reason.endswith(": Incorrect API key provided: ***"), reason
+    assert reason.endswith(": Incorrect API key provided: *** (invalid_request_error)"), reason
     assert KEY not in ran.text and KEY[:8] not in ran.text
 
 
@@ -97,5 +97,5 @@ def test_a_variable_inside_a_header_is_a_secret_on_its_own(channels, monkeypatch
     with FakeOpenAI() as server:
         file = endpoint(server.url, model("m+echoauth", id="m"), headers={"Authorization": "Bearer ${MM_TOKEN}"})
         ran = channels({"endpoints": [file]})
-    assert ran.reasons["svc/m"].endswith("Incorrect API key provided: ***"), ran.reasons
+    assert ran.reasons["svc/m"].endswith("Incorrect API key provided: *** (invalid_request_error)"), ran.reasons
     assert KEY not in ran.text
