@@ -33,7 +33,18 @@ PROG = "model-monitor"
 STREAMS = {1: "stdout", 2: "stderr"}
 HELP_FLAGS = frozenset({"-h", "--help"})
 # The entry point by name (also when plugin autoloading is off); no cache: the rootdir is inside the installed package.
-PYTEST_ARGS = ("-p", "model_monitor.entry", "-p", "no:cacheprovider", "-c", str(SUITE_DIR / "pytest.ini"))
+# Not anyio's plugin (httpx brings it): the suite has no anyio tests, and loading it cost each process and xdist
+# worker ~0.2 s of CPU (its modules are assertion-rewritten anew where bytecode is not written, as in the image).
+PYTEST_ARGS = (
+    "-p",
+    "model_monitor.entry",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:anyio",
+    "-c",
+    str(SUITE_DIR / "pytest.ini"),
+)
 # The monitor's voice instead of pytest's: no header (rootdir, plugins), no progress dots or percentages, no
 # FAILURES block or short summary of node ids (console.py says each failure once, by its case id).
 CONSOLE_ARGS = (

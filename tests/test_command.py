@@ -125,6 +125,21 @@ def test_the_installed_command_runs_from_any_folder(
     assert 'tests="2"' in (caller / "report.xml").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("how", ["command", "checkout"])
+def test_the_suite_runs_without_anyios_pytest_plugin(installed: Installed, tmp_path: Path, how: str) -> None:
+    """httpx brings anyio and its pytest plugin; the suite has no use for it, and it cost every process and xdist
+    worker ~0.2 s of CPU. Left out by the command and by the checkout's `pytest checks`."""
+    path = write_endpoints(tmp_path / "staging.yaml", "http://127.0.0.1:9", "chat-model")
+    argv, cwd = (
+        ([installed.command], tmp_path)
+        if how == "command"
+        else ([installed.python, "-m", "pytest", "checks"], installed.source)
+    )
+    proc = installed.run(*argv, "-p", "no:cacheprovider", f"--endpoints={path}", "--collect-only", "-v", cwd=cwd)
+    plugins = next(line for line in proc.stdout.splitlines() if line.startswith("plugins: "))
+    assert "xdist" in plugins and "anyio" not in plugins
+
+
 def test_a_failing_model_exits_1(installed: Installed, openai_server: FakeOpenAI, tmp_path: Path) -> None:
     path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model", "x+status=503")
     proc = installed.run(installed.command, "--endpoints", str(path), cwd=tmp_path)

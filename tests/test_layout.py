@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 import types
 from functools import cache
 from pathlib import Path
@@ -110,6 +112,18 @@ def test_outcome_is_at_the_bottom() -> None:
 def test_only_the_plugin_and_its_run_import_the_engine(path: Path) -> None:
     if path.name not in ("plugin.py", "run.py", "engine.py"):
         assert "model_monitor.probe.engine" not in {module for module, _ in taken(path)}
+
+
+# Loaded with the first probe (the transport), the first validation or json_schema contract, the first push.
+LOADED_WHEN_USED = ("aiohttp", "httpx_aiohttp", "jsonschema", "prometheus_client")
+
+
+def test_importing_the_plugin_loads_no_library_that_only_some_processes_use() -> None:
+    """Every pytest process and xdist worker imports the plugin: one that only collects, stops on its config or
+    controls the workers must not load the probing, validation and push libraries."""
+    code = f"import sys, model_monitor.plugin; print(*[m for m in {LOADED_WHEN_USED!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout.split() == []
 
 
 DECLARED = [p for p in MODULES.values() if "\n__all__ = " in p.read_text(encoding="utf-8")]

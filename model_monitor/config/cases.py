@@ -8,8 +8,6 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import jsonschema
-
 from ..case import DEFAULT_TIMEOUT_S, Case, Endpoint, ExpectOptions, StreamOptions, monitor_key
 from ..types import TYPES
 from ..types.base import owned_params
@@ -125,6 +123,8 @@ def _check_expect(document: Document, where: tuple[Any, ...], expect: Mapping[st
         except re.error as exc:
             raise document.error(where + ("regex",), f"invalid regular expression: {exc}") from None
     if "json_schema" in expect:
+        import jsonschema  # loaded by the file's validation already; imported where used, like the other users
+
         try:
             jsonschema.Draft202012Validator.check_schema(expect["json_schema"])
         except jsonschema.SchemaError as exc:

@@ -12,9 +12,10 @@ import re
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:  # loaded by the first validation, not by every process that imports the config package
+    import jsonschema
 
 __all__ = ["SCHEMA_PATH", "violations"]
 
@@ -25,6 +26,8 @@ _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#@\s]*@", re.IGNORECASE)
 
 def violations(data: Any) -> list[tuple[tuple[Any, ...], str]]:
     """Every schema violation in the data as (its place, one sentence), in the order of their places."""
+    import jsonschema
+
     schema = load_schema()
     reduced, copies = _one_model_per_shape(data)
     errors = sorted(
@@ -137,9 +140,11 @@ def _not_of_its_type(
 
 def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
     """For oneOf/anyOf failures, the most specific sub-error says more than 'is not valid under any'."""
+    from jsonschema.exceptions import best_match
+
     out = []
     for error in errors:
-        out.append(jsonschema.exceptions.best_match([error]) if error.context else error)
+        out.append(best_match([error]) if error.context else error)
     return out
 
 

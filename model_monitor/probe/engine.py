@@ -17,10 +17,9 @@ import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from ..case import RUN_MAX_CONCURRENCY, Case, Endpoint
 from ..errors import ErrorClass, ProbeError
@@ -33,6 +32,9 @@ from .judge import Verdict, consumer, evaluate
 from .loop import BackgroundLoop
 from .retry import BACKOFF_CAP_S, backoff
 from .transport import request_headers, transport_for
+
+if TYPE_CHECKING:  # loaded by transport_for, with the first pool
+    from httpx_aiohttp import AiohttpTransport
 
 __all__ = ["Engine", "case_budget", "descriptor_cap"]
 

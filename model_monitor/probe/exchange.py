@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import ErrorClass, ProbeError, status_class
 from ..reply import Said, Timed, one_line, said_in_body
@@ -228,6 +226,11 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
 
     The HTTP library's own wording stays out where it misleads: aiohttp words a body that breaks its framing as
     `400, message: ...`, which reads like an HTTP 400 when the server answered 200."""
+    # Imported here, not at the top: a process that never probes (collection, a config error, the xdist
+    # controller) would pay ~140 ms for aiohttp; one that probes has it loaded already by its transport.
+    import aiohttp
+    from aiohttp.http_exceptions import HttpProcessingError
+
     after = f"after {clock.elapsed():.3f} s"
     causes = _chain(exc)
     if (exhausted := _exhausted(causes)) is not None:

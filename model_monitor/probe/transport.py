@@ -6,19 +6,24 @@ from __future__ import annotations
 import ssl
 import urllib.request
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from .. import USER_AGENT
 from ..case import Endpoint
 from .exchange import ACCEPT_ENCODING
+
+if TYPE_CHECKING:  # aiohttp beneath it is loaded with the first pool: a process that never probes never loads it
+    from httpx_aiohttp import AiohttpTransport
 
 __all__ = ["request_headers", "transport_for"]
 
 
 def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:
     """A connection pool for one endpoint, through any proxy that HTTP(S)_PROXY / NO_PROXY name for it."""
+    from httpx_aiohttp import AiohttpTransport
+
     return AiohttpTransport(
         verify=tls,
         limits=httpx.Limits(max_connections=endpoint.max_concurrency),

@@ -13,12 +13,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus
 
 import httpx
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.exposition import push_to_gateway
 
 from .. import USER_AGENT
 from ..case import Case
@@ -28,6 +26,9 @@ from ..probe.retry import backoff
 from ..redact import Redactor, Secret
 from ..settings import Settings
 from ._http import ATTEMPTS, Overrun, basic_auth, skim_blocking, split_url, within
+
+if TYPE_CHECKING:  # prometheus_client is loaded by a push, not by every process that may never push
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
@@ -59,6 +60,8 @@ PER_CASE: dict[str, tuple[str, Callable[[Outcome], float | None]]] = {
 
 def registry(results: Iterable[tuple[Case, Outcome]], ended_at: float) -> CollectorRegistry:
     """Every case's series, labelled endpoint, model, type and case, and the run's end time."""
+    from prometheus_client import CollectorRegistry, Gauge
+
     reg = CollectorRegistry(auto_describe=True)
     gauges = {
         name: Gauge(f"model_monitor_probe_{name}", text, LABELS, registry=reg) for name, (text, _) in PER_CASE.items()
@@ -231,6 +234,8 @@ class Pusher:
         """One PUT of the run's group, at most `budget` seconds; a failure is kept for the summary."""
         if self.dry_run:
             return
+        from prometheus_client.exposition import push_to_gateway
+
         reg = registry(self.results.values(), time.time())
         handler = partial(_handler, self.gateway, time.monotonic() + budget)
         try:

@@ -7,8 +7,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import load_json, one_line
@@ -31,6 +29,8 @@ def check_expect(case: Case, text: str) -> None:
     if "regex" in expect and not re.search(expect["regex"], text):
         raise ProbeError(ErrorClass.EXPECTATION, f"reply does not match /{expect['regex']}/ ({_shown(text)})")
     if "json_schema" in expect:
+        import jsonschema  # here, not at the top: only a model with expect.json_schema needs it (~60 ms)
+
         data = reply_json(text, "although expect.json_schema needs JSON")
         error = jsonschema.exceptions.best_match(
             jsonschema.Draft202012Validator(expect["json_schema"]).iter_errors(data)
