@@ -181,7 +181,8 @@ def piper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]:
 
 def llm_models(*types: str) -> list[dict]:
     """The healthy text cases: each type plain, chat and messages streamed too."""
-    cases = [model(GEMMA, kind, id=kind, max_tokens=16, params=GREEDY) for kind in types]
+    budget = {kind: {"max_output_tokens" if kind == "responses" else "max_tokens": 16} for kind in types}
+    cases = [model(GEMMA, kind, id=kind, params=GREEDY, **budget[kind]) for kind in types]
     cases += [
         model(GEMMA, kind, id=f"{kind}-stream", stream=True, max_tokens=32, params=GREEDY)
         for kind in types
@@ -201,8 +202,9 @@ def refused(server: LoopbackServer, name: str) -> dict:
 
 
 def wrong_key(server: LoopbackServer, name: str, kind: str = "chat", model_id: str = GEMMA) -> dict:
+    budget = {"max_tokens": 4} if kind == "chat" else {}
     return endpoint(
-        server.url, model(model_id, kind, max_tokens=4), name=f"{name}-wrong-key", api_key_env="REAL_WRONG_KEY"
+        server.url, model(model_id, kind, **budget), name=f"{name}-wrong-key", api_key_env="REAL_WRONG_KEY"
     )
 
 
@@ -279,7 +281,8 @@ def test_whisper_and_piper(whisper: LoopbackServer, piper: LoopbackServer, run_m
                 endpoint(
                     whisper.url,
                     model("whisper-1", "transcription", expect={"contains": "lazy dog"}),
-                    model("whisper-nope", "transcription", id="unknown-model"),
+                    # faster-whisper-server reads the form field model_name, not model: the unknown name goes there
+                    model("whisper-nope", "transcription", id="unknown-model", params={"model_name": "whisper-nope"}),
                     name="whisper",
                     timeout=120,
                 ),
