@@ -203,9 +203,7 @@ def refused(server: LoopbackServer, name: str) -> dict:
 
 def wrong_key(server: LoopbackServer, name: str, kind: str = "chat", model_id: str = GEMMA) -> dict:
     budget = {"max_tokens": 4} if kind == "chat" else {}
-    return endpoint(
-        server.url, model(model_id, kind, **budget), name=f"{name}-wrong-key", api_key_env="REAL_WRONG_KEY"
-    )
+    return endpoint(server.url, model(model_id, kind, **budget), name=f"{name}-wrong-key", api_key_env="REAL_WRONG_KEY")
 
 
 def assert_passed(run, *case_ids: str) -> None:
