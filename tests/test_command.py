@@ -34,7 +34,7 @@ pytestmark = pytest.mark.e2e  # installs the package in a venv and runs the comm
 ENTRY_POINT = "model_monitor.entry"  # the pytest11 entry point's name: `-p no:model_monitor.entry` turns it off
 OURS_OR_PYTESTS = ("PYTEST_", "MODEL_MONITOR_")  # variables of this test run, not of the user's
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", ".tools", ".pytest_cache", "__pycache__", "*.egg-info", "build", "dist"
+    ".git", ".venv", ".tools", ".pycache", ".pytest_cache", "__pycache__", "*.egg-info", "build", "dist"
 )
 
 
