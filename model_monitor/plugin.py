@@ -6,8 +6,6 @@ Loading, probing and reporting live in their own modules; this one only wires th
 from __future__ import annotations
 
 import os
-import resource
-import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,18 @@ from typing import Any
 import pytest
 
 from . import config as endpoints_config
-from . import scheduler, selection, settings
+from . import scheduler, selection, settings, stop, stopped
 from .case import Case
 from .config import ConfigError, Suite, discovery
-from .errors import ErrorClass, TelemetryConfigError
+from .errors import TelemetryConfigError
 from .outcome import Outcome
-from .probe.engine import Engine, case_budget, descriptor_cap
+from .probe.engine import Engine, case_budget
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, terminal, verdicts
 from .reporters.paths import not_written, report_paths
 from .reporters.verdicts import CaseIndex
-from .run import Monitor
-from .stop import STOPPER, Role, Stopper
+from .run import DegradedCount, Monitor
+from .stop import STOPPER, Stopper
 
 __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash key (console.py): the whole surface
     "MONITOR",
@@ -47,11 +45,8 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
 ]
 
 TIMEOUT_SLACK_S = 10.0
-MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
-RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
-STOPPED = "model_monitor_stopped"  # workerinput key: why the controller's run was stopped before its workers started
 
 
 MONITOR = pytest.StashKey[Monitor]()
@@ -60,7 +55,9 @@ MONITOR = pytest.StashKey[Monitor]()
 def pytest_configure(config: pytest.Config) -> None:
     """Loaded by the entry point (entry.py) only for runs that collect our suite."""
     resolved = settings.resolve(config)
-    stopper = config.stash[STOPPER] = _stopper(config, resolved)  # before any request, the listings' too
+    stopper = config.stash[STOPPER] = stop.for_run(
+        config, resolved.run_deadline, resolved.stop_grace
+    )  # before any request, the listings' too
     reports = None if hasattr(config, "workerinput") else report_paths(config, resolved)  # before any request
     path = Path(resolved.endpoints)
     if not path.is_absolute():
@@ -74,7 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         suite = discovery.apply(suite, listings)
     except ConfigError as exc:
         raise pytest.UsageError(f"endpoints file: {exc}") from None
-    if stopper.reason is not None and _is_controller(config):
+    if stopper.reason is not None and stop.is_controller(config):
         _no_workers(config)
     case_by_id = {case.id: case for case in suite.cases}
     if (unknown := selection.unknown_only(resolved.only, suite.cases)) is not None:
@@ -112,18 +109,6 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
 
 
-class DegradedCount:
-    """Counts the degraded passes, for --fail-on degraded, on the process that sees every verdict."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self._monitor = monitor
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        outcome = Outcome.from_properties(report.user_properties) if report.when == "call" and report.passed else None
-        if outcome is not None and outcome.degraded:
-            self._monitor.degraded += 1
-
-
 def _listings(config: pytest.Config, suite: Suite, redact: Redactor, stopper: Stopper) -> dict[str, discovery.Listing]:
     """The discovering endpoints' model listings: made here (a stop ends them), or received from the xdist
     controller, which made them once for all its workers (each listing on its own could find other models, and
@@ -134,19 +119,6 @@ def _listings(config: pytest.Config, suite: Suite, redact: Redactor, stopper: St
         stopper.attach(lister)
         return lister.listings()
     return {name: discovery.Listing.from_plain(plain) for name, plain in workerinput.get(DISCOVERED, {}).items()}
-
-
-def _stopper(config: pytest.Config, resolved: settings.Settings) -> Stopper:
-    """The stopping signals and the run deadline, counted from the controller's start under xdist; a worker of a
-    controller stopped already (during discovery) starts stopped."""
-    workerinput = getattr(config, "workerinput", {})
-    role: Role = "worker" if hasattr(config, "workerinput") else "controller" if _is_controller(config) else "single"
-    stopper = Stopper(role, float(workerinput.get(RUN_STARTED, time.time())), resolved.stop_grace)
-    stopper.install()
-    if (stopped := workerinput.get(STOPPED)) is not None:
-        stopper.stopped_elsewhere(ErrorClass(stopped[0]), stopped[1])
-    stopper.arm(resolved.run_deadline)  # a controller's bounds discovery and the last pings: workers stop themselves
-    return stopper
 
 
 def _no_workers(config: pytest.Config) -> None:
@@ -161,10 +133,10 @@ def pytest_configure_node(node: Any) -> None:
     controller discovered, and starts stopped if the controller was stopped already."""
     monitor = node.config.stash.get(MONITOR, None)
     if monitor is not None:
-        node.workerinput[RUN_STARTED] = monitor.stopper.started
+        node.workerinput[stop.RUN_STARTED] = monitor.stopper.started
         node.workerinput[DISCOVERED] = {name: listing.plain() for name, listing in monitor.listings.items()}
         if (reason := monitor.stopper.reason) is not None:
-            node.workerinput[STOPPED] = [reason[0].value, reason[1]]
+            node.workerinput[stop.STOPPED] = [reason[0].value, reason[1]]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -177,26 +149,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     monitor = config.stash.get(MONITOR, None)
-    if monitor is None:
-        return None
-    s = monitor.settings
-    here = [case for case in monitor.suite.cases if selection.runs_here(case, s)]
-    lines = [
-        f"model-monitor: {len(monitor.suite.cases)} cases from {monitor.suite.path}; "
-        f"at most {_in_flight(s.max_concurrency)} requests in flight",
-        *monitor.destinations.header_lines(s.telemetry_dry_run),
-    ]
-    if s.shard is not None:
-        lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
-    return lines + monitor.destinations.pacing_lines(s, len(here))
-
-
-def _in_flight(asked: int) -> str:
-    """--max-concurrency, or less when the open-file limit (ulimit -n) leaves room for fewer sockets."""
-    cap = descriptor_cap()
-    if cap is None or cap >= asked:
-        return str(asked)
-    return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    return None if monitor is None else monitor.header_lines()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -277,7 +230,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start every selected case's probe now, so that each case finds its answer ready."""
     monitor = session.config.stash.get(MONITOR, None)
-    if monitor is None or session.config.option.collectonly or _is_controller(session.config):
+    if monitor is None or session.config.option.collectonly or stop.is_controller(session.config):
         return
     items = scheduler.share(session.config, session.items)
     cases = [case for item in items if (case := case_of(item)) is not None]
@@ -309,27 +262,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
     outcome = _engine(monitor, item.config).outcome(case)
     item.user_properties.extend(outcome.properties())
-    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    now, failed = time.time(), not outcome.passed
-    for when, verdict, longrepr, duration in (
-        ("setup", "passed", None, 0.0),
-        ("call", "failed" if failed else "passed", outcome.reason if failed else None, outcome.duration_s),
-        ("teardown", "passed", None, 0.0),
-    ):
-        report = pytest.TestReport(
-            item.nodeid,
-            item.location,
-            {},
-            verdict,  # type: ignore[arg-type]  # one of pytest's three outcomes
-            longrepr,
-            when,  # type: ignore[arg-type]  # one of pytest's three phases
-            duration=duration or 0.0,
-            start=now,
-            stop=now,
-            user_properties=list(item.user_properties),
-        )
-        item.ihook.pytest_runtest_logreport(report=report)
-    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    stopped.report_unrun(item, outcome)
     return True
 
 
@@ -379,16 +312,7 @@ def _end(session: pytest.Session, monitor: Monitor) -> None:
         # The summary table gives every case's reason. pytest's FAILURES section would repeat them, in a time that
         # grows with the square of the cases (it looks for each one's teardown among all reports): minutes at 5,000.
         session.config.option.tbstyle = "no"
-    failed = False
-    for reporter in sorted(monitor.reporters, key=lambda r: r.flush_last):  # end pings after the pushes
-        reporter.flush(_end_budget(monitor))
-        failed |= reporter.failed
-    session.exitstatus = monitor.exit_status(session.exitstatus, telemetry_failed=failed)
-
-
-def _end_budget(monitor: Monitor) -> float:
-    """What the run's end may still spend on telemetry: the deadline, or what is left of a stopped run's grace."""
-    return max(MIN_FLUSH_S, min(monitor.settings.telemetry_deadline, monitor.stopper.grace_left()))
+    session.exitstatus = monitor.flush(session.exitstatus)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -403,14 +327,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         monitor.reporters,
         shard=(monitor.settings.shard, monitor.others_shards),
     )
-    exhausted = sum(outcome.error_class == ErrorClass.RESOURCES for _, outcome, _ in found)
-    if exhausted:  # once for the run: each such case's reason says it too, but it is not the endpoints' news
-        terminalreporter.write_line(
-            f"model-monitor: {exhausted} case(s) failed as resources: this process ran out of file descriptors or "
-            f"memory (ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}); fix the monitor, not the endpoints",
-            red=True,
-            bold=True,
-        )
+    if (exhausted := terminal.exhausted(found)) is not None:  # once for the run, not the endpoints' news
+        terminalreporter.write_line(exhausted, red=True, bold=True)
     for line in monitor.unwritten:
         terminalreporter.write_line(line, red=True, bold=True)
 
@@ -435,8 +353,3 @@ def _budget(case: Case) -> float:
 def _sets_timeouts(config: pytest.Config) -> bool:
     """Each case gets pytest-timeout's backstop from its own budget, unless the user gave --timeout (or no plugin)."""
     return config.pluginmanager.hasplugin("timeout") and config.getoption("timeout", None) is None
-
-
-def _is_controller(config: pytest.Config) -> bool:
-    """The xdist controller runs no cases itself; its workers do."""
-    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")

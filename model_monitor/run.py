@@ -3,12 +3,15 @@ it through pytest's stash)."""
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass, field
 
 import pytest
 
+from . import selection
 from .config import Suite, discovery
-from .probe.engine import Engine
+from .outcome import Outcome
+from .probe.engine import Engine, descriptor_cap
 from .probe.loop import BackgroundLoop
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
@@ -17,7 +20,9 @@ from .reporters.verdicts import CaseIndex
 from .settings import Settings
 from .stop import Stopper
 
-__all__ = ["Monitor"]
+__all__ = ["DegradedCount", "Monitor"]
+
+MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 
 
 @dataclass
@@ -73,6 +78,29 @@ class Monitor:
             status = pytest.ExitCode.TESTS_FAILED
         return status
 
+    def header_lines(self) -> list[str]:
+        """What the run checks, with how many requests in flight, and where its results go."""
+        s = self.settings
+        here = [case for case in self.suite.cases if selection.runs_here(case, s)]
+        lines = [
+            f"model-monitor: {len(self.suite.cases)} cases from {self.suite.path}; "
+            f"at most {_in_flight(s.max_concurrency)} requests in flight",
+            *self.destinations.header_lines(s.telemetry_dry_run),
+        ]
+        if s.shard is not None:
+            lines.append(f"model-monitor: shard {s.shard}: {len(here)} of the cases run here (before -k and -m)")
+        return lines + self.destinations.pacing_lines(s, len(here))
+
+    def flush(self, status: int) -> int:
+        """Push the metrics and deliver the last pings (end pings after the pushes), within the telemetry deadline
+        or what is left of a stopped run's grace; the run's exit status from pytest's."""
+        budget = max(MIN_FLUSH_S, min(self.settings.telemetry_deadline, self.stopper.grace_left()))
+        failed = False
+        for reporter in sorted(self.reporters, key=lambda r: r.flush_last):
+            reporter.flush(budget)
+            failed |= reporter.failed
+        return self.exit_status(status, telemetry_failed=failed)
+
     def close(self) -> None:
         self.stopper.uninstall()
         if self.engine is not None:
@@ -80,3 +108,23 @@ class Monitor:
         if self.loop is not None:
             self.loop.close()
         self.records.uninstall()
+
+
+def _in_flight(asked: int) -> str:
+    """--max-concurrency, or less when the open-file limit (ulimit -n) leaves room for fewer sockets."""
+    cap = descriptor_cap()
+    if cap is None or cap >= asked:
+        return str(asked)
+    return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+
+
+class DegradedCount:
+    """Counts the degraded passes, for --fail-on degraded, on the process that sees every verdict."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = Outcome.from_properties(report.user_properties) if report.when == "call" and report.passed else None
+        if outcome is not None and outcome.degraded:
+            self._monitor.degraded += 1

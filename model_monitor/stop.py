@@ -27,7 +27,10 @@ import pytest
 
 from .errors import ErrorClass
 
-__all__ = ["STOPPER", "Role", "Stopper"]
+__all__ = ["RUN_STARTED", "STOPPED", "STOPPER", "Role", "Stopper", "for_run", "is_controller"]
+
+RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
+STOPPED = "model_monitor_stopped"  # workerinput key: why the controller's run was stopped before its workers started
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 Role = Literal["single", "controller", "worker"]
@@ -140,3 +143,21 @@ def _children() -> list[int]:
             with contextlib.suppress(OSError, ValueError):
                 pids += [int(pid) for pid in (task / "children").read_text().split()]
     return pids
+
+
+def for_run(config: pytest.Config, run_deadline: float | None, stop_grace: float) -> Stopper:
+    """The stopping signals and the run deadline, counted from the controller's start under xdist; a worker of a
+    controller stopped already (during discovery) starts stopped."""
+    workerinput = getattr(config, "workerinput", {})
+    role: Role = "worker" if hasattr(config, "workerinput") else "controller" if is_controller(config) else "single"
+    stopper = Stopper(role, float(workerinput.get(RUN_STARTED, time.time())), stop_grace)
+    stopper.install()
+    if (stopped := workerinput.get(STOPPED)) is not None:
+        stopper.stopped_elsewhere(ErrorClass(stopped[0]), stopped[1])
+    stopper.arm(run_deadline)  # a controller's bounds discovery and the last pings: workers stop themselves
+    return stopper
+
+
+def is_controller(config: pytest.Config) -> bool:
+    """The xdist controller runs no cases itself; its workers do."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from .verdicts import TOKEN_KINDS, token_totals
 if TYPE_CHECKING:
     from . import Reporter
 
-__all__ = ["Row", "rows", "summary", "table", "usage_line"]
+__all__ = ["Row", "exhausted", "rows", "summary", "table", "usage_line"]
 
 REASON_WIDTH = 120
 COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s", "tokens")
@@ -93,6 +94,18 @@ def _number(value: float | None, form: str) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 1] + "…"
+
+
+def exhausted(found: list[tuple[Case, Outcome, pytest.TestReport]]) -> str | None:
+    """One line for the run when cases failed as resources: the monitor's own process ran out, not an endpoint."""
+    count = sum(outcome.error_class == ErrorClass.RESOURCES for _, outcome, _ in found)
+    if not count:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return (
+        f"model-monitor: {count} case(s) failed as resources: this process ran out of file descriptors or memory "
+        f"(ulimit -n {limit}); fix the monitor, not the endpoints"
+    )
 
 
 def summary(
