@@ -259,8 +259,11 @@ def stream_fields(case: Case) -> dict[str, Any]:
     return {"stream": True, "stream_options": {"include_usage": True}} if case.stream else {}
 
 
-def default_prompt(case: Case, default: str) -> str:
-    """The type's own prompt, or, for a case with a rate SLO, one whose reply is long enough to time."""
+def default_prompt(case: Case, default: str, vision: bool = False) -> str:
+    """The type's own prompt; with `vision`, the question about the canary picture; for a case with a rate SLO,
+    one whose reply is long enough to time."""
+    if vision:
+        return VISION_PROMPT
     return RATE_PROMPT if case.min_tokens_per_s is not None else default
 
 

@@ -22,7 +22,6 @@ from .base import (
     PROMPT_SCHEMA,
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
-    VISION_PROMPT,
     VISION_SCHEMA,
     Checked,
     ModelType,
@@ -89,7 +88,7 @@ IN_DEFAULTS = REPLY_IN_DEFAULTS | {"prompt", "max_tokens", "token_param", "reaso
 
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ChatOptions)
-    plain = VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
+    plain = default_prompt(case, PROMPT, options.vision)
     default = TOOL_PROMPT if options.tool_call else JSON_PROMPT if options.json_mode else plain
     content: str | list[dict[str, Any]] = options.prompt or default
     if options.vision:  # OpenAI's content parts, the picture as a data URL (as vLLM's production-stack probes)

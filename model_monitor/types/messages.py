@@ -26,7 +26,6 @@ from .base import (
     PROMPT_SCHEMA,
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
-    VISION_PROMPT,
     VISION_SCHEMA,
     Checked,
     ModelType,
@@ -65,9 +64,7 @@ class MessagesOptions(ReplyOptions):
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, MessagesOptions)
     stream = {"stream": True} if case.stream else {}
-    content: str | list[dict[str, Any]] = options.prompt or (
-        VISION_PROMPT if options.vision else default_prompt(case, PROMPT)
-    )
+    content: str | list[dict[str, Any]] = options.prompt or default_prompt(case, PROMPT, options.vision)
     if options.vision:  # Anthropic's image block, base64, before the text as its docs advise
         image = {"type": "base64", "media_type": "image/png", "data": canary_image()}
         content = [{"type": "image", "source": image}, {"type": "text", "text": content}]

@@ -17,7 +17,6 @@ from .base import (
     REPLY_IN_DEFAULTS,
     REPLY_SCHEMA,
     TEXT_INPUT_SCHEMA,
-    VISION_PROMPT,
     VISION_SCHEMA,
     Checked,
     ModelType,
@@ -60,7 +59,7 @@ class ResponsesOptions(ReplyOptions):
 def _body(case: Case) -> dict[str, Any]:
     options = options_of(case, ResponsesOptions)
     stream = {"stream": True} if case.stream else {}
-    text = options.input or (VISION_PROMPT if options.vision else default_prompt(case, INPUT))
+    text = options.input or default_prompt(case, INPUT, options.vision)
     sent: str | list[dict[str, Any]] = text
     if options.vision:  # one user message of input parts, the picture as a data URL
         parts = [{"type": "input_text", "text": text}, {"type": "input_image", "image_url": canary_image_url()}]
