@@ -251,33 +251,12 @@ def test_the_checkout_runs_with_the_package_installed(
     """In a checkout, the root conftest.py's pytest_plugins and the entry point name one plugin: pytest registers it
     once (twice would be an error) and `pytest checks` runs the suite as before."""
     path = write_endpoints(tmp_path / "staging.yaml", openai_server.url, "chat-model")
-    proc = installed.run(
-        installed.python,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "checks",
-        f"--endpoints={path}",
-        cwd=installed.source,
-    )
+    pytest_checks = (installed.python, "-m", "pytest", "-p", "no:cacheprovider", "checks", f"--endpoints={path}")
+    proc = installed.run(*pytest_checks, cwd=installed.source)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert outcome_counts(proc.stdout) == {"passed": 1}
-    assert (
-        "checks/test_endpoints.py::test_endpoint[svc/chat-model]"
-        in installed.run(
-            installed.python,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "checks",
-            f"--endpoints={path}",
-            "--co",
-            "-q",
-            cwd=installed.source,
-        ).stdout
-    )
+    listed = installed.run(*pytest_checks, "--co", "-q", cwd=installed.source).stdout
+    assert "checks/test_endpoints.py::test_endpoint[svc/chat-model]" in listed
 
 
 USER_TESTS = """\
