@@ -34,11 +34,11 @@ QUIETER = -2  # pytest's verbosity that leaves out its last line too
 class Console:
     """Header, failure lines and progress; registered by pytest_configure below for the command's runs.
 
-    Progress comes from a ticker thread: the cases report in a burst once the prefetched probes are done, so the
-    reports alone would show nothing until the end. It reads the engine's counts (a single process) or the reports
-    seen so far (xdist's controller, whose workers hold the engines). It writes to its own copy of stdout, taken
-    before pytest's output capture starts: while a case runs, capture turns stdout itself into a file that only a
-    failing case's report would show."""
+    Progress comes from a ticker thread: the cases report in the order pytest runs them, so one slow case early
+    holds back the reports of the finished probes behind it. It reads the engine's counts (a single process) or
+    the reports seen so far (xdist's controller, whose workers hold the engines). It writes to its own copy of
+    stdout, taken before pytest's output capture starts: while a case runs, capture turns stdout itself into a
+    file that only a failing case's report would show."""
 
     def __init__(self, reporter: pytest.TerminalReporter, monitor: Monitor) -> None:
         self._reporter = reporter

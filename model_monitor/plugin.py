@@ -227,6 +227,14 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     return result
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the probing process now, so that its interpreter starts while the cases are being collected."""
+    monitor = session.config.stash.get(MONITOR, None)
+    if monitor is None or session.config.option.collectonly or stop.is_controller(session.config):
+        return
+    _engine(monitor, session.config).launch()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start every selected case's probe now, so that each case finds its answer ready."""
     monitor = session.config.stash.get(MONITOR, None)
@@ -269,8 +277,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A case's time in JUnit and --durations is its duration as every output shows it (the last attempt's
-    request), not how long pytest waited: the first case waits for every prefetched probe, later ones find their
-    answer ready."""
+    request), not how long pytest waited for it: a case waits for its own probe, which may have queued behind the
+    caps."""
     report = yield
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
     if outcome is not None and outcome.duration_s is not None:
@@ -342,7 +350,7 @@ def case_of(item: pytest.Item) -> Case | None:
 def _engine(monitor: Monitor, config: pytest.Config) -> Engine:
     """The run's engine; xdist's workers split its caps."""
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    return monitor.start_engine(share=workers, drain=_sets_timeouts(config))  # --timeout leaves no room to drain
+    return monitor.start_engine(share=workers)
 
 
 def _budget(case: Case) -> float:

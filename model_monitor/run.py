@@ -11,8 +11,9 @@ import pytest
 from . import selection
 from .config import Suite, discovery
 from .outcome import Outcome
-from .probe.engine import Engine, descriptor_cap
+from .probe.engine import Engine
 from .probe.loop import BackgroundLoop
+from .probe.prober import descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
 from .reporters.results import Results
@@ -51,13 +52,10 @@ class Monitor:
             self.loop = BackgroundLoop()
         return self.loop
 
-    def start_engine(self, share: int, drain: bool) -> Engine:
-        """The run's engine, started once: `share` xdist workers split the caps (they hold for the whole run);
-        `drain` lets the first case wait for the prefetched probes (not when the user set --timeout)."""
+    def start_engine(self, share: int) -> Engine:
+        """The run's engine, started once: `share` xdist workers split the caps (they hold for the whole run)."""
         if self.engine is None:
-            self.engine = Engine(
-                self.background(), self.redact, self.settings.max_concurrency, share=share, drain=drain
-            )
+            self.engine = Engine(self.redact, self.settings.max_concurrency, share=share)
             self.stopper.attach(self.engine)
         return self.engine
 

@@ -17,9 +17,9 @@ import yaml
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from model_monitor import config, settings
+from model_monitor.case import Case
 from model_monitor.outcome import Outcome
 from model_monitor.probe.engine import Engine
-from model_monitor.probe.loop import BackgroundLoop
 from model_monitor.redact import Redactor
 from testbed.openai_server import FakeOpenAI
 
@@ -91,24 +91,29 @@ HELD = [
 ]
 
 
+def cases_of(
+    folder: Path, endpoints: list[dict[str, Any]], environ: dict[str, str] | None = None
+) -> tuple[tuple[Case, ...], Redactor]:
+    """The cases of an endpoints file written in `folder`, loaded and resolved as a run does, and their redactor."""
+    path = folder / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
+    suite = config.load(path, environ or {})
+    redact = Redactor()
+    return suite.resolve(suite.cases, redact, environ or {}), redact
+
+
 def probe_endpoints(
     folder: Path, endpoints: list[dict[str, Any]], environ: dict[str, str] | None = None
 ) -> dict[str, Outcome]:
     """The probe core in this process, without pytest's plugin: the cases of an endpoints file, loaded, resolved
     and probed by the engine as a run does, each case's outcome by its id."""
-    path = folder / "endpoints.yaml"
-    path.write_text(yaml.safe_dump({"endpoints": endpoints}, sort_keys=False), encoding="utf-8")
-    suite = config.load(path, environ or {})
-    redact = Redactor()
-    cases = suite.resolve(suite.cases, redact, environ or {})
-    loop = BackgroundLoop()
-    engine = Engine(loop, redact)
+    cases, redact = cases_of(folder, endpoints, environ)
+    engine = Engine(redact)
     try:
         engine.start(cases)
         return {case.id: engine.outcome(case) for case in cases}
     finally:
         engine.close()
-        loop.close()
 
 
 def settings_from(environ: dict[str, str], **flags: str) -> settings.Settings:

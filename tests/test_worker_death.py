@@ -48,7 +48,8 @@ def test_a_killed_worker_fails_its_cases_as_crashed_and_the_rest_keep_their_verd
     cases = junit_cases(run.junit)
     assert set(cases) == set(VERDICTS), run.output
     crashed = {case_id for case_id, props in cases.items() if props["model_monitor.class"] == "crashed"}
-    assert crashed in SHARES, f"the killed worker's share, and only it: {crashed}"
+    # The killed worker's held cases, and its answered one too unless it was judged before the kill.
+    assert any(share - {"svc/ok", "svc/bad"} <= crashed <= share for share in SHARES), crashed
     for case_id in crashed:
         assert cases[case_id]["model_monitor.verdict"] == "fail"
         assert cases[case_id]["model_monitor.reason"].startswith("crashed: worker gw"), cases[case_id]

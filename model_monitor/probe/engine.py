@@ -1,56 +1,36 @@
-"""Run every selected case's probe concurrently on a background loop, under per-endpoint and global caps.
+"""Probe every selected case concurrently in a process of its own, under per-endpoint and global caps.
 
 pytest still runs one case at a time; each case only waits for its own probe, which usually started long
 before (prefetch). So a run of N cases takes about as long as its slowest requests, not their sum, while every
-case keeps its own timing, verdict and heartbeat.
+case keeps its own timing, verdict and heartbeat. The requests are sent and timed by the probing process
+(prober.py), whose interpreter nothing else uses: pytest's per-case work here cannot delay a timestamp there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import math
-import os
-import resource
-import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from ..case import RUN_MAX_CONCURRENCY, Case, Endpoint
+from ..case import RUN_MAX_CONCURRENCY, Case
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt, Outcome
 from ..redact import Redactor
 from ..reply import Timed, one_line
 from ..types.base import Multipart
-from .exchange import timed
-from .judge import Verdict, consumer, evaluate
-from .loop import BackgroundLoop
-from .retry import BACKOFF_CAP_S, backoff
-from .transport import request_headers, transport_for
+from .judge import Verdict, evaluate
+from .process import ProberProcess
+from .retry import BACKOFF_CAP_S
+from .transport import request_headers
+from .wire import Job, Probed, WireError, decode_reply, frame
 
-if TYPE_CHECKING:  # loaded by transport_for, with the first pool
-    from httpx_aiohttp import AiohttpTransport
-
-__all__ = ["Engine", "case_budget", "descriptor_cap"]
-
-# File descriptors kept for what is not a probe: pings and pushes in flight, the reports, pytest's own files.
-DESCRIPTOR_RESERVE = 24
-
-
-@dataclass(frozen=True)
-class _Probed:
-    """What the loop hands back: the completed exchange, or the error that ended the attempts, and when."""
-
-    attempts: tuple[Attempt, ...]
-    started_at: float
-    ended_at: float
-    result: Timed | None = None
-    error: ProbeError | None = None
+__all__ = ["Engine", "case_budget"]
 
 
 @dataclass(frozen=True)
@@ -65,49 +45,35 @@ class Stop:
 
 
 class Engine:
-    """Probes cases on a BackgroundLoop; `outcome()` is the synchronous door for the pytest case.
+    """Hands cases to the probing process; `outcome()` is the synchronous door for the pytest case.
 
-    The loop only sends, times and retries. Judging a reply (parsing, shape, contracts, SLOs) happens in
-    `outcome()` on pytest's thread, and the first `outcome()` lets the prefetched probes finish before any case
-    reports: pytest's per-case work would otherwise compete with the loop for the GIL while other requests are
-    still being timed, and add that wait to their durations.
-    """
+    The prober only sends, times and retries, and returns each case's exchange as soon as it is complete; a
+    reader thread here resolves the case's future. Judging a reply (parsing, shape, contracts, SLOs) happens in
+    `outcome()` on pytest's thread."""
 
-    def __init__(
-        self,
-        loop: BackgroundLoop,
-        redact: Redactor,
-        max_concurrency: int = RUN_MAX_CONCURRENCY,
-        *,
-        share: int = 1,
-        drain: bool = True,
-    ) -> None:
-        self._loop = loop
+    def __init__(self, redact: Redactor, max_concurrency: int = RUN_MAX_CONCURRENCY, *, share: int = 1) -> None:
         self._redact = redact
         self._share = share  # xdist workers split every cap between them
         self._max_concurrency = math.ceil(max_concurrency / share)
-        if (cap := descriptor_cap()) is not None:  # each request holds a socket: more would fail as EMFILE
-            self._max_concurrency = min(self._max_concurrency, cap)
-        self._drain = drain
-        self._futures: dict[str, concurrent.futures.Future[_Probed]] = {}
-        self._transports: dict[str, AiohttpTransport] = {}
-        self._tls: dict[bool, ssl.SSLContext] = {}
-        self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
-        self._global_slots: asyncio.Semaphore | None = None
+        self._futures: dict[str, concurrent.futures.Future[Probed]] = {}
+        self._ids: dict[int, str] = {}  # the prober's number for a case -> its id
+        self._numbers: dict[str, int] = {}  # and back
         self._in_flight: dict[str, float] = {}  # case id -> monotonic time its current attempt was sent
         self._first_sent: dict[str, float] = {}  # case id -> Unix time its first attempt was sent
         self._stop: Stop | None = None
+        self._prober = ProberProcess(self._max_concurrency, self._take, self._orphaned)
 
     def start(self, cases: Iterable[Case]) -> None:
-        """Begin probing these cases now, in order, as the caps allow.
-
-        Every request is built first and only then are they all handed to the loop, so that building the later
-        ones does not hold the GIL while the first ones are being timed."""
+        """Begin probing these cases now, in order, as the caps allow."""
         if self._stop is not None:
             return
-        prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures and not case.failure]
-        for case, transport, request in prepared:
-            self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
+        jobs = [self._job(case) for case in cases if case.id not in self._futures and not case.failure]
+        if jobs:
+            self._prober.send(b"".join(jobs))
+
+    def launch(self) -> None:
+        """Start the probing process ahead of the first case (its interpreter takes a few hundred ms to start)."""
+        self._prober.start()
 
     def outcome(self, case: Case) -> Outcome:
         """Wait for this case's probe (starting it if it was not prefetched), then judge it.
@@ -118,28 +84,24 @@ class Engine:
             return Outcome(passed=False, reason=self._redact(f"{error_class}: {why}"), error_class=error_class)
         if self._stop is not None and case.id not in self._futures:
             return self._stopped(case, self._stop)
-        started = time.monotonic()
-        future = self._future(case)
+        if case.id not in self._futures:
+            self._prober.send(self._job(case))
+        future = self._futures[case.id]
         try:
             probed = future.result()
-            if self._drain:
-                self._drain = False
-                # Bounded by the case's own timeout, so it stays inside the case's pytest-timeout budget.
-                left = case.timeout - (time.monotonic() - started)
-                concurrent.futures.wait(list(self._futures.values()), timeout=max(0.0, left))
         except concurrent.futures.CancelledError:
             if self._stop is None:
                 raise
             return self._stopped(case, self._stop)
         except BaseException:
-            future.cancel()  # pytest-timeout or Ctrl-C: stop the request too
+            self._cancel(case)  # pytest-timeout or Ctrl-C: stop the request too
             raise
         return self._judge(case, probed)
 
     def progress(self) -> tuple[int, int, int]:
         """Probes finished, of which failed, and requests in flight now: for the command's progress line."""
         done = [future for future in list(self._futures.values()) if future.done() and not future.cancelled()]
-        failed = sum(future.exception() is not None or future.result().error is not None for future in done)
+        failed = sum(future.result().error is not None for future in done)
         return len(done), failed, len(self._in_flight)
 
     def stop(self, error_class: ErrorClass, why: str) -> None:
@@ -151,6 +113,7 @@ class Engine:
         self._stop = Stop(error_class, why, time.monotonic(), time.time(), dict(self._in_flight))
         for future in list(self._futures.values()):
             future.cancel()
+        self._prober.kill()
 
     def _stopped(self, case: Case, stop: Stop) -> Outcome:
         sent = stop.in_flight.get(case.id)
@@ -169,68 +132,81 @@ class Engine:
         )
 
     def close(self) -> None:
-        async def close_transports() -> None:
-            await asyncio.gather(*(t.aclose() for t in self._transports.values()), return_exceptions=True)
+        self._prober.close()
 
-        if self._transports:
-            with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
-                self._loop.run(close_transports(), timeout=5)
-
-    def _future(self, case: Case) -> concurrent.futures.Future[_Probed]:
-        """The case's probe, submitted once."""
-        if case.id not in self._futures:
-            self._futures[case.id] = self._loop.submit(self._run(case, *self._prepare(case)))
-        return self._futures[case.id]
-
-    def _prepare(self, case: Case) -> tuple[AiohttpTransport, httpx.Request]:
-        """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
-        alone costs about 40 ms, which on the loop would be added to other requests' durations)."""
+    def _job(self, case: Case) -> bytes:
+        """The case's request as the prober sends it, built and encoded here, before any clock starts (a TLS
+        context alone costs about 40 ms, which there would be added to other requests' durations)."""
         probe = case.type
         body = probe.body(case)
         if isinstance(body, dict):
             body = {**_probe_fields(case, probe.tags), **body}  # the type's and the user's own fields win
         content = {"data": body.data, "files": body.files} if isinstance(body, Multipart) else {"json": body}
+        endpoint = case.endpoint
         request = httpx.Request(
             probe.method,
-            case.endpoint.url_for(probe.path),
+            endpoint.url_for(probe.path),
             **content,
-            headers=request_headers(case.endpoint, case.monitor, probe.headers, probe.key_header),
-            extensions={"timeout": httpx.Timeout(case.timeout).as_dict()},
+            headers=request_headers(endpoint, case.monitor, probe.headers, probe.key_header),
         )
-        request.read()  # one body in memory, sent again as it is on a retry (a multipart stream reads only once)
-        return self._transport(case.endpoint), request
+        number = self._numbers[case.id] = len(self._ids)
+        self._ids[number] = case.id
+        self._futures[case.id] = concurrent.futures.Future()
+        fmt = probe.stream_format
+        return Job(
+            id=number,
+            method=request.method,
+            url=str(request.url),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            body=request.read(),  # one body, sent again as it is on a retry (a multipart stream reads only once)
+            timeout=case.timeout,
+            retries=case.retries,
+            budget=case_budget(case),
+            endpoint=endpoint.name,
+            base_url=endpoint.base_url,
+            cap=math.ceil(endpoint.max_concurrency / self._share),
+            verify_tls=endpoint.verify_tls,
+            stream=f"{fmt.__module__}:{fmt.__qualname__}" if case.stream else None,
+        ).frame()
 
-    async def _run(self, case: Case, transport: AiohttpTransport, request: httpx.Request) -> _Probed:
-        """Attempts until one completes or a failure is not worth retrying (judging a reply never is).
+    def _cancel(self, case: Case) -> None:
+        self._futures[case.id].cancel()
+        with contextlib.suppress(OSError, ValueError):
+            self._prober.send(frame({"kind": "cancel", "id": self._numbers[case.id]}))
 
-        A server that asks for a longer wait than the case has left is taken at its word: the case fails at
-        once and says so, rather than asking again sooner than it was told."""
-        attempts: list[Attempt] = []
-        started, budget = time.monotonic(), case_budget(case)
-        while True:
-            async with self._slots(case.endpoint):
-                sent = time.time()
-                first = self._first_sent.setdefault(case.id, sent)
-                self._in_flight[case.id] = time.monotonic()
-                try:
-                    result = await timed(transport, request, case.timeout, consumer(case))
-                    return _Probed(tuple(attempts), first, sent + result.duration, result=result)
-                except ProbeError as error:
-                    failure = error
-                finally:
-                    self._in_flight.pop(case.id, None)
-            attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
-            ended = sent + (failure.duration or 0.0)
-            if not failure.error_class.transient or len(attempts) > case.retries:
-                return _Probed(tuple(attempts), first, ended, error=failure)
-            wait = backoff(len(attempts), failure.retry_after)
-            asked = failure.retry_after
-            if asked is not None and time.monotonic() - started + wait + case.timeout > budget:
-                failure.message += f"; server asks to retry after {asked:.0f} s, beyond this case's {budget:g} s budget"
-                return _Probed(tuple(attempts), first, ended, error=failure)
-            await asyncio.sleep(wait)
+    def _orphaned(self, why: str) -> None:
+        """The prober ended on its own (or was ended for what it sent): every case still waiting fails saying so."""
+        if self._stop is not None:
+            return
+        failure = ProbeError(ErrorClass.CRASHED, f"{why} before this case's reply was read")
+        now = time.time()
+        for case_id, future in list(self._futures.items()):
+            _resolve(future, Probed((), self._first_sent.get(case_id, now), now, error=failure))
 
-    def _judge(self, case: Case, probed: _Probed) -> Outcome:
+    def _take(self, meta: dict[str, Any], blob: bytes) -> None:
+        """One frame from the prober. Its id must name a case it was given; a reply of the wrong shape fails
+        that case alone."""
+        number = meta.get("id")
+        case_id = self._ids.get(number) if type(number) is int else None
+        if case_id is None:
+            raise WireError(f"a frame for no case it was given ({one_line(repr(number), 20)})")
+        kind = meta.get("kind")
+        if kind == "sent":
+            wall, at = meta.get("wall"), meta.get("at")
+            self._first_sent.setdefault(case_id, wall if isinstance(wall, float) else time.time())
+            self._in_flight[case_id] = at if isinstance(at, float) else time.monotonic()
+            return
+        self._in_flight.pop(case_id, None)
+        if kind == "wait":
+            return
+        try:
+            probed = decode_reply(meta, blob)
+        except WireError as exc:
+            failure = ProbeError(ErrorClass.CRASHED, f"the probing process sent {exc} for this case")
+            probed = Probed((), self._first_sent.get(case_id, time.time()), time.time(), error=failure)
+        _resolve(self._futures[case_id], probed)
+
+    def _judge(self, case: Case, probed: Probed) -> Outcome:
         if probed.result is None:
             assert probed.error is not None
             return self._failed(probed.error, list(probed.attempts), probed)
@@ -246,7 +222,7 @@ class Engine:
         attempts = [*probed.attempts, Attempt(None, result.status_code, result.duration)]
         return self._passed(verdict, result, attempts, probed)
 
-    def _passed(self, verdict: Verdict, result: Timed, attempts: list[Attempt], probed: _Probed) -> Outcome:
+    def _passed(self, verdict: Verdict, result: Timed, attempts: list[Attempt], probed: Probed) -> Outcome:
         """A pass, degraded when it needed a retry or crossed a warning threshold; the reason says which."""
         retried = [a for a in attempts if a.error_class]
         n, last = len(retried), retried[-1] if retried else None
@@ -264,7 +240,7 @@ class Engine:
             degraded=(*retry, *verdict.warnings),
         )
 
-    def _failed(self, error: ProbeError, attempts: list[Attempt], probed: _Probed) -> Outcome:
+    def _failed(self, error: ProbeError, attempts: list[Attempt], probed: Probed) -> Outcome:
         reason = f"{error.error_class.value}: {error.message}"
         if len(attempts) > 1:
             reason += f" ({len(attempts)} attempts)"
@@ -272,50 +248,13 @@ class Engine:
             passed=False,
             reason=self._redact(reason),
             error_class=error.error_class.value,
-            duration_s=attempts[-1].duration_s,
+            duration_s=attempts[-1].duration_s if attempts else None,
             status_code=error.status_code,
             attempts=tuple(attempts),
             metrics=error.metrics,
             started_at=probed.started_at,
             ended_at=probed.ended_at,
         )
-
-    def _slots(self, endpoint: Endpoint) -> _Slots:
-        if self._global_slots is None:
-            self._global_slots = asyncio.Semaphore(self._max_concurrency)
-        cap = math.ceil(endpoint.max_concurrency / self._share)
-        slot = self._endpoint_slots.setdefault(endpoint.name, asyncio.Semaphore(cap))
-        return _Slots(slot, self._global_slots)
-
-    def _transport(self, endpoint: Endpoint) -> AiohttpTransport:
-        """One connection pool per endpoint, sharing one TLS context per verify setting, through any proxy that
-        HTTP(S)_PROXY / NO_PROXY name for it."""
-        transport = self._transports.get(endpoint.name)
-        if transport is None:
-            if endpoint.verify_tls not in self._tls:
-                self._tls[endpoint.verify_tls] = httpx.create_ssl_context(verify=endpoint.verify_tls)
-            transport = transport_for(endpoint, self._tls[endpoint.verify_tls])
-            self._transports[endpoint.name] = transport
-        return transport
-
-
-class _Slots:
-    """The endpoint's slot first, then a global one, so a busy endpoint never holds global slots while it waits."""
-
-    def __init__(self, endpoint: asyncio.Semaphore, overall: asyncio.Semaphore) -> None:
-        self._endpoint, self._overall = endpoint, overall
-
-    async def __aenter__(self) -> None:
-        await self._endpoint.acquire()
-        try:
-            await self._overall.acquire()
-        except BaseException:
-            self._endpoint.release()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._overall.release()
-        self._endpoint.release()
 
 
 def _evaluate_totally(case: Case, result: Timed) -> Verdict:
@@ -347,14 +286,7 @@ def case_budget(case: Case) -> float:
     return case.timeout * (case.retries + 1) + BACKOFF_CAP_S * case.retries
 
 
-def descriptor_cap() -> int | None:
-    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
-    already and the reserve; None when there is no limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:
-        open_now = len(os.listdir("/proc/self/fd"))
-    except OSError:  # no /proc: count only the reserve
-        open_now = 0
-    return max(1, soft - open_now - DESCRIPTOR_RESERVE)
+def _resolve(future: concurrent.futures.Future[Probed], probed: Probed) -> None:
+    """Give a case its result, unless it has one already or was cancelled (a stop, pytest-timeout)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(probed)

@@ -1,0 +1,27 @@
+"""A stand-in for the probing process (`python -m tests.fake_prober CAP`) that answers the engine as a broken one
+would, as FAKE_PROBER says: `garbage` (bytes that are no frame) or `misshapen` (a reply frame per job, of the
+wrong shape). Either way it then waits for its stdin to end, as the real one does."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from model_monitor.probe.wire import frame, read_frame
+
+
+def main() -> None:
+    mode = os.environ["FAKE_PROBER"]
+    out = sys.stdout.buffer
+    if mode == "garbage":
+        out.write(b"\xff" * 64)
+        out.flush()
+    while (got := read_frame(sys.stdin.buffer)) is not None:
+        meta, _ = got
+        if mode == "misshapen" and meta["kind"] == "probe":
+            out.write(frame({"kind": "done", "id": meta["id"], "attempts": [], "status": "200"}))
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The probing process: whether it crashes, sends garbage or loses its parent, every case ends with one clear line,
+the run never hangs, and no prober outlives its run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from model_monitor.probe import process
+from model_monitor.probe.engine import Engine
+from testbed.openai_server import FakeOpenAI
+
+from .helpers import ROOT, cases_of, endpoint, model, wait_for_requests
+
+HELD = [model("ok"), model("held+hang", id="hang", timeout=60), model("held+delay=30", id="slow", timeout=60)]
+EXIT_WITHIN_S = 10.0
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_prober_fails_every_unjudged_case_with_one_line(tmp_path: Path, server: FakeOpenAI) -> None:
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, *HELD)])
+    engine = Engine(redact)
+    try:
+        engine.start(cases)
+        wait_for_requests(server, len(HELD))
+        ok = engine.outcome(cases[0])
+        assert engine._prober.pid is not None
+        os.kill(engine._prober.pid, signal.SIGKILL)
+        held = [engine.outcome(case) for case in cases[1:]]
+    finally:
+        engine.close()
+    assert ok.passed, ok.reason
+    for outcome in held:
+        assert outcome.error_class == "crashed", outcome.reason
+        assert outcome.reason == (
+            "crashed: the probing process exited (killed by SIGKILL) before this case's reply was read"
+        )
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("garbage", "crashed: the probing process sent a frame of 4294967295 + 4294967295 bytes"),
+        ("misshapen", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
+    ],
+)
+def test_what_the_prober_sends_is_outside_data(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, mode: str, reason: str
+) -> None:
+    """Garbage ends the prober and fails every case; a misshapen reply fails its own case. Neither raises here."""
+    monkeypatch.setattr(process, "PROBER", "tests.fake_prober")
+    monkeypatch.setenv("FAKE_PROBER", mode)
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, *HELD)])
+    engine = Engine(redact)
+    try:
+        engine.start(cases)
+        outcomes = [engine.outcome(case) for case in cases]
+    finally:
+        engine.close()
+    assert [o.error_class for o in outcomes] == ["crashed"] * len(HELD), [o.reason for o in outcomes]
+    assert all(o.reason.startswith(reason) for o in outcomes), [o.reason for o in outcomes]
+
+
+PARENT = """
+import json, sys, time
+from pathlib import Path
+from tests.helpers import cases_of
+from model_monitor.probe.engine import Engine
+
+cases, redact = cases_of(Path(sys.argv[1]), json.loads(sys.argv[2]))
+engine = Engine(redact)
+engine.start(cases)
+print(engine._prober.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_prober_dies_with_its_parent(tmp_path: Path, server: FakeOpenAI) -> None:
+    """A parent killed outright (no chance to close anything) takes its prober with it, held requests and all."""
+    endpoints = json.dumps([endpoint(server.url, *HELD)])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path), endpoints], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        prober = int(parent.stdout.readline())
+        wait_for_requests(server, len(HELD))
+        assert not _gone(prober)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + EXIT_WITHIN_S
+        while not _gone(prober) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(prober), "the prober outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
