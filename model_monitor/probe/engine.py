@@ -8,9 +8,9 @@ case keeps its own timing, verdict and heartbeat. The requests are sent and time
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +32,8 @@ from .wire import Job, Probed, WireError, decode_reply, frame
 
 __all__ = ["Engine", "case_budget"]
 
+GO = frame({"kind": "go"})  # after a batch of jobs: the prober reads them all before it sends any
+
 
 @dataclass(frozen=True)
 class Stop:
@@ -48,14 +50,17 @@ class Engine:
     """Hands cases to the probing process; `outcome()` is the synchronous door for the pytest case.
 
     The prober only sends, times and retries, and returns each case's exchange as soon as it is complete; a
-    reader thread here resolves the case's future. Judging a reply (parsing, shape, contracts, SLOs) happens in
+    reader thread here files it for the case's outcome(). Judging a reply (parsing, shape, contracts, SLOs) happens in
     `outcome()` on pytest's thread."""
 
     def __init__(self, redact: Redactor, max_concurrency: int = RUN_MAX_CONCURRENCY, *, share: int = 1) -> None:
         self._redact = redact
         self._share = share  # xdist workers split every cap between them
         self._max_concurrency = math.ceil(max_concurrency / share)
-        self._futures: dict[str, concurrent.futures.Future[Probed]] = {}
+        self._waiting: set[str] = set()  # cases given to the prober and not answered yet
+        self._probed: dict[str, Probed] = {}  # answered, not judged yet (judging lets go of the reply)
+        self._ready = threading.Condition()  # an answer came, or the run stopped
+        self._answered = self._failures = 0
         self._ids: dict[int, str] = {}  # the prober's number for a case -> its id
         self._numbers: dict[str, int] = {}  # and back
         self._in_flight: dict[str, float] = {}  # case id -> monotonic time its current attempt was sent
@@ -67,9 +72,10 @@ class Engine:
         """Begin probing these cases now, in order, as the caps allow."""
         if self._stop is not None:
             return
-        jobs = [self._job(case) for case in cases if case.id not in self._futures and not case.failure]
-        if jobs:
-            self._prober.send(b"".join(jobs))
+        with self._ready:  # the reader must not end the prober between these jobs and their sending
+            jobs = [self._job(case) for case in cases if case.id not in self._numbers and not case.failure]
+            if jobs:
+                self._prober.send(b"".join(jobs) + GO)
 
     def launch(self) -> None:
         """Start the probing process ahead of the first case (its interpreter takes a few hundred ms to start)."""
@@ -82,27 +88,28 @@ class Engine:
         if case.failure is not None:
             error_class, why = case.failure
             return Outcome(passed=False, reason=self._redact(f"{error_class}: {why}"), error_class=error_class)
-        if self._stop is not None and case.id not in self._futures:
+        unasked = case.id not in self._waiting and case.id not in self._probed  # not prefetched, or run again
+        if self._stop is not None and unasked:
             return self._stopped(case, self._stop)
-        if case.id not in self._futures:
-            self._prober.send(self._job(case))
-        future = self._futures[case.id]
+        if unasked:
+            with self._ready:
+                self._prober.send(self._job(case) + GO)
         try:
-            probed = future.result()
-        except concurrent.futures.CancelledError:
-            if self._stop is None:
-                raise
-            return self._stopped(case, self._stop)
+            with self._ready:
+                while case.id not in self._probed and self._stop is None:
+                    self._ready.wait()
+                probed = self._probed.pop(case.id, None)
         except BaseException:
             self._cancel(case)  # pytest-timeout or Ctrl-C: stop the request too
             raise
+        if probed is None:
+            assert self._stop is not None
+            return self._stopped(case, self._stop)
         return self._judge(case, probed)
 
     def progress(self) -> tuple[int, int, int]:
         """Probes finished, of which failed, and requests in flight now: for the command's progress line."""
-        done = [future for future in list(self._futures.values()) if future.done() and not future.cancelled()]
-        failed = sum(future.result().error is not None for future in done)
-        return len(done), failed, len(self._in_flight)
+        return self._answered, self._failures, len(self._in_flight)
 
     def stop(self, error_class: ErrorClass, why: str) -> None:
         """Stop probing: every request in flight or not yet sent is cancelled, and its case fails with this class.
@@ -111,9 +118,9 @@ class Engine:
         if self._stop is not None:
             return
         self._stop = Stop(error_class, why, time.monotonic(), time.time(), dict(self._in_flight))
-        for future in list(self._futures.values()):
-            future.cancel()
         self._prober.kill()
+        with self._ready:
+            self._ready.notify_all()
 
     def _stopped(self, case: Case, stop: Stop) -> Outcome:
         sent = stop.in_flight.get(case.id)
@@ -151,7 +158,7 @@ class Engine:
         )
         number = self._numbers[case.id] = len(self._ids)
         self._ids[number] = case.id
-        self._futures[case.id] = concurrent.futures.Future()
+        self._waiting.add(case.id)
         fmt = probe.stream_format
         return Job(
             id=number,
@@ -170,7 +177,7 @@ class Engine:
         ).frame()
 
     def _cancel(self, case: Case) -> None:
-        self._futures[case.id].cancel()
+        self._waiting.discard(case.id)
         with contextlib.suppress(OSError, ValueError):
             self._prober.send(frame({"kind": "cancel", "id": self._numbers[case.id]}))
 
@@ -180,8 +187,8 @@ class Engine:
             return
         failure = ProbeError(ErrorClass.CRASHED, f"{why} before this case's reply was read")
         now = time.time()
-        for case_id, future in list(self._futures.items()):
-            _resolve(future, Probed((), self._first_sent.get(case_id, now), now, error=failure))
+        for case_id in list(self._waiting):
+            self._file(case_id, Probed((), self._first_sent.get(case_id, now), now, error=failure))
 
     def _take(self, meta: dict[str, Any], blob: bytes) -> None:
         """One frame from the prober. Its id must name a case it was given; a reply of the wrong shape fails
@@ -204,7 +211,20 @@ class Engine:
         except WireError as exc:
             failure = ProbeError(ErrorClass.CRASHED, f"the probing process sent {exc} for this case")
             probed = Probed((), self._first_sent.get(case_id, time.time()), time.time(), error=failure)
-        _resolve(self._futures[case_id], probed)
+        self._file(case_id, probed)
+
+    def _file(self, case_id: str, probed: Probed) -> None:
+        """An answer for a case that is waiting for one (not for one cancelled, nor after the run stopped)."""
+        with self._ready:
+            if self._stop is not None or case_id not in self._waiting:
+                return
+            self._waiting.discard(case_id)
+            self._probed[case_id] = probed
+            self._answered += 1
+            self._failures += probed.error is not None
+            self._ready.notify_all()
+            if not self._waiting:  # every case given is answered: the prober's memory is of no more use
+                self._prober.finish()
 
     def _judge(self, case: Case, probed: Probed) -> Outcome:
         if probed.result is None:
@@ -284,9 +304,3 @@ def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
 def case_budget(case: Case) -> float:
     """All the time a case may take: every attempt's deadline and the longest backoff between them."""
     return case.timeout * (case.retries + 1) + BACKOFF_CAP_S * case.retries
-
-
-def _resolve(future: concurrent.futures.Future[Probed], probed: Probed) -> None:
-    """Give a case its result, unless it has one already or was cancelled (a stop, pytest-timeout)."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        future.set_result(probed)

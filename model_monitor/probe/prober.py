@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import math
 import os
+import queue
 import resource
 import signal
 import ssl
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,72 +50,112 @@ STREAM_FORMATS = "model_monitor.types."  # where a stream format named by a Job 
 class Prober:
     """Runs the Jobs read from the engine under the global cap and each endpoint's, and reports on each."""
 
-    def __init__(self, out: asyncio.WriteTransport, max_concurrency: int) -> None:
+    def __init__(self, out: _Out, max_concurrency: int) -> None:
         self._out = out
-        self._overall = asyncio.Semaphore(max_concurrency)
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._unsent: list[bytes] = []
+        self._caps = _Caps(max_concurrency, self._attempt)
         self._transports: dict[str, AiohttpTransport] = {}
-        self._tls: dict[bool, ssl.SSLContext] = {}
+        # Made now, before any request: a TLS context costs about 40 ms of this loop, which a request in flight
+        # would count as its own.
+        self._tls: dict[bool, ssl.SSLContext] = {v: httpx.create_ssl_context(verify=v) for v in (True, False)}
         self._ends: dict[str, Callable[[bytes], bool]] = {}
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._probes: dict[int, _Probe] = {}  # every case not yet answered
+        self._arrived: list[_Probe] = []  # read, not released to the caps before the batch's `go`
+        self.tasks: dict[int, asyncio.Task[None]] = {}  # the attempts under way or waiting to retry
 
-    def start(self, job: Job) -> None:
-        task = asyncio.get_running_loop().create_task(self._guarded(job))
-        self.tasks[job.id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(job.id, None))
+    def take(self, job: Job) -> None:
+        """A job of the batch being read: its pool and reader are made now, while no request of the batch is
+        being timed."""
+        self._probes[job.id] = probe = _Probe(job)
+        try:
+            self._transport(job)
+            self._consumer(job.stream)
+        except Exception as exc:
+            self._refuse(probe, exc)
+            return
+        self._arrived.append(probe)
+
+    def go(self) -> None:
+        """The batch is complete: its probes queue for their slots, in the order they came."""
+        for probe in self._arrived:
+            self._caps.add(probe)
+        self._arrived.clear()
 
     def cancel(self, case: int) -> None:
+        probe = self._probes.pop(case, None)
+        if probe is not None:
+            self._caps.discard(probe)
         if (task := self.tasks.get(case)) is not None:
             task.cancel()
 
-    async def _guarded(self, job: Job) -> None:
+    def _attempt(self, probe: _Probe) -> None:
+        """The caps let this probe send now: one attempt, on a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._guarded(probe))
+        self.tasks[probe.job.id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(probe.job.id, None))
+
+    async def _guarded(self, probe: _Probe) -> None:
         """Every Job gets its answer: a fault of ours fails its case with one line instead of leaving it unanswered."""
         try:
-            await self._run(job)
+            await self._try(probe)
         except Exception as exc:
-            error = ProbeError(
-                ErrorClass.CRASHED, f"the probing process could not run this case ({type(exc).__name__})"
-            )
-            self._out.write(encode_failed(job.id, [], time.time(), time.time(), error))
+            self._refuse(probe, exc)
 
-    async def _run(self, job: Job) -> None:
-        """Attempts until one completes or a failure is not worth retrying (judging a reply never is).
+    def _refuse(self, probe: _Probe, exc: Exception) -> None:
+        why = f"the probing process could not run this case ({type(exc).__name__})"
+        now = time.time()
+        self._answer(probe, encode_failed(probe.job.id, [], now, now, ProbeError(ErrorClass.CRASHED, why)))
+
+    async def _try(self, probe: _Probe) -> None:
+        """One attempt, holding its slots; then the answer, or a retry after the backoff (slots released).
 
         A server that asks for a longer wait than the case has left is taken at its word: the case fails at
         once and says so, rather than asking again sooner than it was told."""
-        request = httpx.Request(job.method, job.url, headers=job.headers, content=job.body)
-        request.extensions["timeout"] = httpx.Timeout(job.timeout).as_dict()
-        transport, consume = self._transport(job), self._consumer(job.stream)
-        attempts: list[Attempt] = []
-        started, first = time.monotonic(), None
-        while True:
-            async with self._slot(job):
-                sent = time.time()
-                first = first or sent
-                self._out.write(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
-                try:
-                    result = await timed(transport, request, job.timeout, consume)
-                    self._out.write(encode_result(job.id, attempts, first, sent + result.duration, result))
-                    return
-                except ProbeError as error:
-                    failure = error
-            attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
-            ended = sent + (failure.duration or 0.0)
-            wait, asked = backoff(len(attempts), failure.retry_after), failure.retry_after
-            if not failure.error_class.transient or len(attempts) > job.retries:
-                self._out.write(encode_failed(job.id, attempts, first, ended, failure))
+        job, attempts = probe.job, probe.attempts
+        try:
+            request = httpx.Request(job.method, job.url, headers=job.headers, content=job.body)
+            request.extensions["timeout"] = httpx.Timeout(job.timeout).as_dict()
+            transport, consume = self._transport(job), self._consumer(job.stream)
+            sent = time.time()
+            probe.first = probe.first or sent
+            self._emit(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
+            try:
+                result = await timed(transport, request, job.timeout, consume)  # the clock starts in there, at once
+            except ProbeError as error:
+                failure = error
+            else:
+                self._answer(probe, encode_result(job.id, attempts, probe.first, sent + result.duration, result))
                 return
-            if asked is not None and time.monotonic() - started + wait + job.timeout > job.budget:
-                failure.message += (
-                    f"; server asks to retry after {asked:.0f} s, beyond this case's {job.budget:g} s budget"
-                )
-                self._out.write(encode_failed(job.id, attempts, first, ended, failure))
-                return
-            self._out.write(frame({"kind": "wait", "id": job.id}))
-            await asyncio.sleep(wait)
+        finally:
+            self._caps.release(probe)
+        attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
+        ended = sent + (failure.duration or 0.0)
+        wait, asked = backoff(len(attempts), failure.retry_after), failure.retry_after
+        if asked is not None and time.monotonic() - probe.started + wait + job.timeout > job.budget:
+            failure.message += f"; server asks to retry after {asked:.0f} s, beyond this case's {job.budget:g} s budget"
+            asked = math.inf
+        if not failure.error_class.transient or len(attempts) > job.retries or asked == math.inf:
+            self._answer(probe, encode_failed(job.id, attempts, probe.first, ended, failure))
+            return
+        self._emit(frame({"kind": "wait", "id": job.id}))
+        await asyncio.sleep(wait)
+        if job.id in self._probes:
+            self._caps.add(probe)
 
-    def _slot(self, job: Job) -> _Slots:
-        return _Slots(self._slots.setdefault(job.endpoint, asyncio.Semaphore(job.cap)), self._overall)
+    def _answer(self, probe: _Probe, data: bytes) -> None:
+        self._probes.pop(probe.job.id, None)
+        self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
+        """Send once the running task yields: a write wakes the engine's reader, and on a busy machine that can
+        cost this process the CPU between a request's send time and its clock's start."""
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._unsent.append(data)
+
+    def _flush(self) -> None:
+        self._out.write(b"".join(self._unsent))
+        self._unsent.clear()
 
     def _consumer(self, stream: str | None) -> Callable[..., Any]:
         """How the exchange reads the reply: one body, or a stream that its format says when it ends."""
@@ -134,36 +179,84 @@ class Prober:
                 self._tls[job.verify_tls] = httpx.create_ssl_context(verify=job.verify_tls)
             endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
             transport = self._transports[job.endpoint] = transport_for(endpoint, self._tls[job.verify_tls])
+            transport.client = transport.get_client()  # its aiohttp session too, which it would make lazily
         return transport
 
     async def close(self) -> None:
         await asyncio.gather(*(t.aclose() for t in self._transports.values()), return_exceptions=True)
 
 
-class _Slots:
-    """The endpoint's slot first, then a global one, so a busy endpoint never holds global slots while it waits."""
+@dataclass(eq=False)  # each is itself: queues find and drop it by identity
+class _Probe:
+    """One case: its job and its attempts so far."""
 
-    def __init__(self, endpoint: asyncio.Semaphore, overall: asyncio.Semaphore) -> None:
-        self._endpoint, self._overall = endpoint, overall
+    job: Job
+    attempts: list[Attempt] = field(default_factory=list)
+    first: float | None = None  # Unix time its first attempt was sent
+    started: float = field(default_factory=time.monotonic)  # when it arrived: its budget counts from here
 
-    async def __aenter__(self) -> None:
-        await self._endpoint.acquire()
+
+class _Caps:
+    """Which probe sends next: the endpoint's slot first, then a global one, each given in arrival order, so that
+    a busy endpoint never holds global slots while it waits. A probe is only a job in a queue until it holds
+    both: thousands of cases cost a task each only while they send."""
+
+    def __init__(self, overall: int, go: Callable[[_Probe], None]) -> None:
+        self._overall, self._go = overall, go
+        self._running = 0
+        self._ready: deque[_Probe] = deque()  # holding their endpoint's slot, waiting for a global one
+        self._waiting: dict[str, deque[_Probe]] = {}  # per endpoint, waiting for its slot
+        self._held: dict[str, int] = {}  # per endpoint, slots held (sending, or ready)
+
+    def add(self, probe: _Probe) -> None:
+        self._waiting.setdefault(probe.job.endpoint, deque()).append(probe)
+        self._pump(probe.job.endpoint, probe.job.cap)
+
+    def release(self, probe: _Probe) -> None:
+        self._running -= 1
+        self._held[probe.job.endpoint] -= 1
+        self._pump(probe.job.endpoint, probe.job.cap)
+
+    def discard(self, probe: _Probe) -> None:
+        """A cancelled probe that has not been given its slots gives up its place."""
+        endpoint = probe.job.endpoint
+        if probe in self._ready:
+            self._ready.remove(probe)
+            self._held[endpoint] -= 1
+            self._pump(endpoint, probe.job.cap)
+        elif probe in self._waiting.get(endpoint, ()):
+            self._waiting[endpoint].remove(probe)
+
+    def _pump(self, endpoint: str, cap: int) -> None:
+        waiting = self._waiting.get(endpoint)
+        while waiting and self._held.get(endpoint, 0) < cap:
+            self._held[endpoint] = self._held.get(endpoint, 0) + 1
+            self._ready.append(waiting.popleft())
+        while self._ready and self._running < self._overall:
+            self._running += 1
+            self._go(self._ready.popleft())
+
+
+class _Out:
+    """Writes to the engine on a thread of its own: a pipe write can take a millisecond (it wakes the engine's
+    reader), which on the loop would be added to the requests being timed. The GIL is let go while it writes."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="out", daemon=True).start()
+
+    def write(self, data: bytes) -> None:
+        self._queue.put(data)
+
+    def _run(self) -> None:
         try:
-            await self._overall.acquire()
-        except BaseException:
-            self._endpoint.release()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._overall.release()
-        self._endpoint.release()
-
-
-class _Gone(asyncio.Protocol):
-    """The engine's end of our stdout closed: nobody is left to read a result."""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        os._exit(0)
+            while True:
+                data = memoryview(self._queue.get())
+                while data:
+                    data = data[os.write(self._fd, data) :]
+        except OSError:  # the engine's end is closed: nobody is left to read a result
+            os._exit(0)
 
 
 async def serve(max_concurrency: int, jobs: int, out: int) -> None:
@@ -171,9 +264,8 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_META)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(jobs, "rb", 0))
-    writer, _ = await loop.connect_write_pipe(_Gone, os.fdopen(out, "wb", 0))
     cap = descriptor_cap()
-    prober = Prober(writer, max_concurrency if cap is None else min(max_concurrency, cap))
+    prober = Prober(_Out(out), max_concurrency if cap is None else min(max_concurrency, cap))
     try:
         while True:
             size, blob_size = HEAD.unpack(await reader.readexactly(HEAD.size))
@@ -182,7 +274,9 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
             meta = json.loads(await reader.readexactly(size))
             blob = await reader.readexactly(blob_size)
             if meta["kind"] == "probe":
-                prober.start(Job.of(meta, blob))
+                prober.take(Job.of(meta, blob))
+            elif meta["kind"] == "go":
+                prober.go()
             elif meta["kind"] == "cancel":
                 prober.cancel(meta["id"])
     except asyncio.IncompleteReadError:  # the engine closed our stdin, or died: nothing more to do

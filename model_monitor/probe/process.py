@@ -22,9 +22,9 @@ EXIT_WAIT_S = 5.0  # how long a closing engine waits for its prober to finish be
 
 
 class ProberProcess:
-    """One probing process, started on first use. `take` gets each frame it sends, on the reader thread (a
-    WireError from it means the prober cannot be trusted any more); `ended` gets, once, why it ended before
-    close() or kill() asked it to."""
+    """The probing process, started on first use and again after finish(). `take` gets each frame it sends, on
+    the reader thread (a WireError from it means the prober cannot be trusted any more); `ended` gets why one
+    ended that finish(), close() or kill() did not end."""
 
     def __init__(
         self, max_concurrency: int, take: Callable[[dict[str, Any], bytes], None], ended: Callable[[str], None]
@@ -34,7 +34,7 @@ class ProberProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._writing = threading.Lock()
-        self._closing = False
+        self._let_go: set[int] = set()  # the pids we ended or told to end
 
     @property
     def pid(self) -> int | None:
@@ -52,11 +52,21 @@ class ProberProcess:
                 process.stdin.write(data)  # type: ignore[union-attr]
                 process.stdin.flush()  # type: ignore[union-attr]
 
+    def finish(self) -> None:
+        """Let the prober end once it has nothing to do (it holds memory a run's end could use): closing its
+        stdin ends it; the next send() starts another."""
+        with self._writing:
+            process = self._process
+            if process is not None and process.pid not in self._let_go:
+                self._let_go.add(process.pid)
+                with contextlib.suppress(OSError, ValueError):
+                    process.stdin.close()  # type: ignore[union-attr]
+
     def kill(self) -> None:
         """End the prober at once (from a signal handler too): its requests end with it."""
-        self._closing = True
         process = self._process
         if process is not None and process.returncode is None:
+            self._let_go.add(process.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
 
@@ -65,9 +75,7 @@ class ProberProcess:
         process = self._process
         if process is None:
             return
-        self._closing = True
-        with contextlib.suppress(OSError, ValueError), self._writing:
-            process.stdin.close()  # type: ignore[union-attr]
+        self.finish()
         try:
             process.wait(EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
@@ -76,7 +84,7 @@ class ProberProcess:
             self._reader.join(EXIT_WAIT_S)
 
     def _start(self) -> subprocess.Popen[bytes]:
-        if self._process is None:
+        if self._process is None or self._process.pid in self._let_go:
             package_root = str(Path(__file__).resolve().parents[2])  # the prober imports this very package
             path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
             self._process = subprocess.Popen(
@@ -86,24 +94,25 @@ class ProberProcess:
                 stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
                 env={**os.environ, "PYTHONPATH": path},
             )
-            self._reader = threading.Thread(target=self._read, name="model-monitor-prober", daemon=True)
+            self._reader = threading.Thread(
+                target=self._read, args=(self._process,), name="model-monitor-prober", daemon=True
+            )
             self._reader.start()
         return self._process
 
-    def _read(self) -> None:
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
         """Hand on each frame until the prober's stdout ends. A frame that cannot be read ends the prober."""
-        process = self._process
-        assert process is not None and process.stdout is not None
+        assert process.stdout is not None
         why = None
         try:
             while (got := read_frame(process.stdout)) is not None:
                 self._take(*got)
         except (WireError, OSError) as exc:
             why = f"the probing process sent {exc}"
-            self.kill()
-            self._closing = False  # killed for what it sent: that is news
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)  # not kill(): this end is news
         code = process.wait()
-        if not self._closing:
+        if why is not None or process.pid not in self._let_go:
             self._ended(why or f"the probing process exited ({_exit_status(code)})")
 
 

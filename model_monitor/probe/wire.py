@@ -1,8 +1,9 @@
 """What travels between the engine and its probing process (prober.py), one frame per message.
 
 A frame is a head (the JSON part's length, the bytes part's length), a JSON object and raw bytes (a request's
-body; a reply's body, or its stream chunks end to end). The engine sends a Job per case and may cancel one; the
-prober answers, per case, when each attempt is sent or ends in a wait to retry, and how the case ended (a Probed).
+body; a reply's body, or its stream chunks end to end). The engine sends a Job per case, `go` after each batch of
+them, and may cancel one; the prober answers, per case, when each attempt is sent or ends in a wait to retry, and
+how the case ended (a Probed).
 
 Everything the engine reads here is outside data: a frame of the wrong shape raises WireError, never anything else.
 """
