@@ -34,12 +34,19 @@ async def run(manifest: list[dict], max_concurrency: int) -> list[dict]:
         name = request["endpoint"]
         data = None if request["body"] is None else json.dumps(request["body"], **JSON_STYLE).encode()
         headers = {"content-type": "application/json"} if data is not None else {}
+        streamed = isinstance(request["body"], dict) and request["body"].get("stream") is True
+        marks: dict = {}
         async with slots[name], overall:
             start = time.monotonic()
             try:
                 sent = sessions[name].request(request["method"], request["url"], data=data, headers=headers)
                 async with sent as resp:
-                    await resp.read()
+                    if streamed:  # when its headers came, and its first event (the server's first write)
+                        marks["headers_s"] = time.monotonic() - start
+                        async for _ in resp.content.iter_any():
+                            marks.setdefault("first_event_s", time.monotonic() - start)
+                    else:
+                        await resp.read()
                     status = resp.status
             except (aiohttp.ClientError, OSError) as exc:
                 return {"case": request["case"], "duration": time.monotonic() - start, "ok": False, "error": repr(exc)}
@@ -48,6 +55,7 @@ async def run(manifest: list[dict], max_concurrency: int) -> list[dict]:
                 "duration": time.monotonic() - start,
                 "ok": 200 <= status < 300,
                 "status": status,
+                **marks,
             }
 
     try:

@@ -209,6 +209,57 @@ def scale_targets(rows: Sequence[Row], collect_s: dict[int, float], size: int) -
     return out
 
 
+# Issue #25: the wall ratio to the floor allowed at each N, and the limits at N=5000.
+TRUTH_WALL = {500: 1.15, 5000: 1.05}
+TRUTH_RSS_MB, TRUTH_COLLECT_S = 120, 2.0
+
+
+def truth_targets(rows: Sequence[Row], collect_s: dict[int, float]) -> list[Verdict]:
+    """Issue #25's targets, for our default run against the floor, at every N this run measured."""
+    find = {(r.key, r.size): r for r in rows if not r.skipped and r.wall_s}
+    out: list[Verdict] = []
+    for size in sorted({r.size for r in rows}):
+        ours, floor = find.get(("default", size)), find.get(("floor", size))
+        if not (ours and floor and ours.errors and floor.errors and ours.wall_s and floor.wall_s):
+            out.append(Verdict(f"N={size}: our default run against the floor", "not measured", None))
+            continue
+        a, b = Stats.of(ours.errors), Stats.of(floor.errors)
+        for name, mine, theirs in (("median", a.median_ms, b.median_ms), ("p99", a.p99_ms, b.p99_ms)):
+            assert mine is not None and theirs is not None
+            label = f"N={size}: timing error {name} within 10 ms of floor's"
+            out.append(Verdict(label, f"{mine:.1f} vs {theirs:.1f} ms ({mine - theirs:+.1f})", mine - theirs <= 10.0))
+        if size in TRUTH_WALL:
+            ratio = ours.wall_s / floor.wall_s
+            label = f"N={size}: wall <= {TRUTH_WALL[size]:g} x floor"
+            measured = f"{ours.wall_s:.2f} s / {floor.wall_s:.2f} s = x{ratio:.2f}"
+            out.append(Verdict(label, measured, ratio <= TRUTH_WALL[size]))
+        if size == 5000 and ours.peak_rss_bytes:
+            mb = ours.peak_rss_bytes / MB
+            label = f"N=5000: peak RSS, all processes <= {TRUTH_RSS_MB} MB"
+            out.append(Verdict(label, f"{mb:.0f} MB", mb <= TRUTH_RSS_MB))
+    if 5000 in collect_s:
+        collect = collect_s[5000]
+        out.append(Verdict(f"N=5000: --collect-only < {TRUTH_COLLECT_S:g} s", f"{collect:.2f} s", collect < 2.0))
+    return out
+
+
+def phases(rows: Sequence[Row]) -> list[str]:
+    """The streamed cases' timing error per phase, median / p99 in ms, for the rows that report phases."""
+    lines = []
+    for row in sorted(rows, key=lambda r: ORDER.index(r.key)):
+        found = row.phase_errors() if not row.skipped else {}
+        if not any(found.get(phase) for phase in ("headers", "first token")):
+            continue
+        cells = []
+        for phase, errors in found.items():
+            stats = Stats.of(errors)
+            cells.append(f"{phase} {ms(stats.median_ms)} / {ms(stats.p99_ms)}")
+        lines.append(f"  {LABELS[row.key]} ({len(found['last byte'])} streamed): " + ", ".join(cells))
+    if lines:
+        lines.insert(0, "Streamed cases, timing error per phase (median / p99 ms; reported minus the server's):")
+    return lines
+
+
 def machine() -> dict[str, str]:
     cpuinfo: dict[str, str] = {}
     with open("/proc/cpuinfo", encoding="utf-8") as f:

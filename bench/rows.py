@@ -22,6 +22,8 @@ from .target import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 PROPERTY = "model_monitor."
+# A streamed case's phases: the client's metric for each (JUnit property, floor.json key), the server's record.
+PHASES = {"headers": ("metric.ttfb_s", "headers_s"), "first token": ("metric.ttft_s", "first_event_s")}
 # Our variables and the proxy variables are the user's, not the benchmark's: a child must not inherit them.
 _DROP_ENV = ("MODEL_MONITOR_", "CRONITOR_", "HEALTHCHECKS_", "PYTEST_ADDOPTS")
 _PROXY_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
@@ -39,6 +41,9 @@ class Row:
     passed: int = 0
     reported: dict[str, float] = field(default_factory=dict)  # case id -> client's duration
     truth: dict[str, float] = field(default_factory=dict)  # case id -> server's duration
+    # streamed cases: phase -> case id -> seconds since send (client) or since receiving (server)
+    reported_phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    truth_phases: dict[str, dict[str, float]] = field(default_factory=dict)
     requests: int = 0  # requests the server saw
     in_flight: int = 0  # most requests the server was answering at once
     in_flight_endpoint: int = 0  # the same, for the busiest endpoint
@@ -51,6 +56,17 @@ class Row:
     @property
     def errors(self) -> list[float]:
         return [self.reported[c] - self.truth[c] for c in self.reported if c in self.truth]
+
+    def phase_errors(self) -> dict[str, list[float]]:
+        """Per phase of the streamed cases (headers, first token, last byte): reported minus the server's."""
+        out = {}
+        for phase in PHASES:
+            reported, truth = self.reported_phases.get(phase, {}), self.truth_phases.get(phase, {})
+            out[phase] = [reported[c] - truth[c] for c in reported if c in truth]
+        streamed = self.truth_phases.get("headers", {})
+        both = [c for c in streamed if c in self.reported and c in self.truth]
+        out["last byte"] = [self.reported[c] - self.truth[c] for c in both]
+        return out
 
 
 def child_env() -> dict[str, str]:
@@ -83,8 +99,9 @@ def pytest_command(suite: Suite, junit: Path | None, *extra: str) -> list[str]:
     return command + list(extra)
 
 
-def junit_durations(path: Path) -> tuple[dict[str, float], int]:
-    """case id -> reported duration_s, and how many cases passed, from the monitor's JUnit XML."""
+def junit_durations(path: Path, phases: dict[str, dict[str, float]] | None = None) -> tuple[dict[str, float], int]:
+    """case id -> reported duration_s, and how many cases passed, from the monitor's JUnit XML; each streamed
+    case's phases into `phases`."""
     durations, passed = {}, 0
     if not path.exists():
         return durations, passed
@@ -95,6 +112,9 @@ def junit_durations(path: Path) -> tuple[dict[str, float], int]:
             continue
         if props.get("duration_s") not in (None, ""):
             durations[case] = float(props["duration_s"])
+        for phase, (metric, _) in PHASES.items():
+            if phases is not None and props.get(metric) not in (None, ""):
+                phases.setdefault(phase, {})[case] = float(props[metric])
         passed += props.get("verdict") == "pass"
     return durations, passed
 
@@ -102,10 +122,13 @@ def junit_durations(path: Path) -> tuple[dict[str, float], int]:
 def server_truth(target: Target, suite: Suite, row: Row) -> None:
     """Attach the server's duration of each case's request; note any case that sent other than one request."""
     by_model: dict[str, list[float]] = {}
+    phases_of: dict[str, dict[str, float]] = {}
     records = target.records()
     for record in records:
         if record.model is not None and record.duration is not None:
             by_model.setdefault(record.model, []).append(record.duration)
+            marks = {"headers": record.headers_s, "first token": record.first_event_s}
+            phases_of[record.model] = {phase: at for phase, at in marks.items() if at is not None}
     row.requests = len(records)
     endpoint_of = {r.model: r.endpoint for r in suite.requests}
     spans = [(r.received, r.received + r.duration, endpoint_of.get(r.model or "")) for r in records if r.duration]
@@ -119,6 +142,8 @@ def server_truth(target: Target, suite: Suite, row: Row) -> None:
         durations = by_model.get(request.model, [])
         if durations:
             row.truth[request.case] = durations[-1]  # the attempt whose duration was reported
+            for phase, at in phases_of.get(request.model, {}).items():
+                row.truth_phases.setdefault(phase, {})[request.case] = at
         silent += not durations
         extra += max(0, len(durations) - 1)
     if silent or extra:
@@ -159,7 +184,7 @@ def monitor(key: str, suite: Suite, target: Target, work: Path, *extra: str) -> 
     junit.unlink(missing_ok=True)
 
     def collect(row: Row, measured: Measured) -> None:
-        row.reported, row.passed = junit_durations(junit)
+        row.reported, row.passed = junit_durations(junit, row.reported_phases)
 
     return _run(key, suite, target, work, pytest_command(suite, junit, *extra), collect)
 
@@ -182,6 +207,8 @@ def floor(suite: Suite, target: Target, work: Path, max_concurrency: int) -> Row
             results = json.loads(out.read_text(encoding="utf-8"))
             row.reported = {r["case"]: r["duration"] for r in results}
             row.passed = sum(bool(r["ok"]) for r in results)
+            for phase, (_, key) in PHASES.items():
+                row.reported_phases[phase] = {r["case"]: r[key] for r in results if r.get(key) is not None}
 
     return _run("floor", suite, target, work, command, collect)
 
@@ -220,7 +247,7 @@ def shards(suite: Suite, target: Target, work: Path, count: int) -> Row:
 
     def collect(row: Row, measured: Measured) -> None:
         for junit in junits:
-            reported, passed = junit_durations(junit)
+            reported, passed = junit_durations(junit, row.reported_phases)
             row.reported.update(reported)
             row.passed += passed
 

@@ -20,6 +20,8 @@ class Record:
     path: str
     received: float  # the server's monotonic clock
     duration: float | None
+    headers_s: float | None = None  # a stream's: seconds from receiving it to sending its headers
+    first_event_s: float | None = None  # and to sending its first event
 
 
 class Target:
@@ -67,7 +69,10 @@ class Target:
     def records(self) -> list[Record]:
         """Every request answered since the last clear (waits until none is in flight)."""
         data = self._call("GET", "/bench/records")
-        return [Record(r["model"], r["path"], r["received"], r["duration"]) for r in data["records"]]
+        return [
+            Record(r["model"], r["path"], r["received"], r["duration"], r.get("headers_s"), r.get("first_event_s"))
+            for r in data["records"]
+        ]
 
     def _call(self, method: str, path: str) -> dict:
         request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
