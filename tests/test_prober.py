@@ -112,3 +112,26 @@ def test_the_prober_dies_with_its_parent(tmp_path: Path, server: FakeOpenAI) -> 
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.timeout(60)
+def test_the_prober_ends_once_every_case_is_answered_and_a_later_case_starts_another(
+    tmp_path: Path, server: FakeOpenAI
+) -> None:
+    """Its memory is of no use once the prefetched cases are answered; a case asked for later still gets probed."""
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, model("first"), model("later"))])
+    engine = Engine(redact)
+    try:
+        engine.start(cases[:1])
+        first = engine.outcome(cases[0])
+        prober = engine._prober.pid
+        assert prober is not None
+        deadline = time.monotonic() + EXIT_WITHIN_S
+        while not _gone(prober) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(prober), "the prober outlived its last case"
+        later = engine.outcome(cases[1])
+    finally:
+        engine.close()
+    assert first.passed and later.passed, (first.reason, later.reason)
+    assert engine._prober.pid != prober
