@@ -85,14 +85,15 @@ class ProberProcess:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.pid in self._let_go:
-            package_root = str(Path(__file__).resolve().parents[2])  # the prober imports this very package
-            path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
+            # The prober imports this very package, wherever it was imported from: its root is searched last, so
+            # that nothing there can stand in for a module of the standard library.
+            root = str(Path(__file__).resolve().parents[2])
+            start = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({PROBER!r}, run_name='__main__')"
             self._process = subprocess.Popen(
-                [sys.executable, "-m", PROBER, str(self._max_concurrency)],
+                [sys.executable, "-c", start, str(self._max_concurrency)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
-                env={**os.environ, "PYTHONPATH": path},
             )
             self._reader = threading.Thread(
                 target=self._read, args=(self._process,), name="model-monitor-prober", daemon=True
