@@ -135,3 +135,22 @@ def test_the_prober_ends_once_every_case_is_answered_and_a_later_case_starts_ano
         engine.close()
     assert first.passed and later.passed, (first.reason, later.reason)
     assert engine._prober.pid != prober
+
+
+def test_a_prober_that_cannot_start_fails_the_cases_with_one_line(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No interpreter to start (or no memory, no descriptors): the cases fail saying so, the run does not crash."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, model("ok"))])
+    engine = Engine(redact)
+    try:
+        engine.launch()
+        engine.start(cases)
+        outcome = engine.outcome(cases[0])
+    finally:
+        engine.close()
+    assert outcome.reason == (
+        "crashed: the probing process could not start (No such file or directory) before this case's reply was read"
+    )
+    assert len(server.requests) == 0

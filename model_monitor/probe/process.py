@@ -33,7 +33,7 @@ class ProberProcess:
         self._take, self._ended = take, ended
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
-        self._writing = threading.Lock()
+        self._writing = threading.RLock()  # `ended` may come back to finish() from inside send()
         self._let_go: set[int] = set()  # the pids we ended or told to end
 
     @property
@@ -48,6 +48,8 @@ class ProberProcess:
         """Write to the prober; one that is gone is the reader's to report."""
         with self._writing:
             process = self._start()
+            if process is None:
+                return
             with contextlib.suppress(OSError, ValueError):
                 process.stdin.write(data)  # type: ignore[union-attr]
                 process.stdin.flush()  # type: ignore[union-attr]
@@ -83,18 +85,23 @@ class ProberProcess:
         if self._reader is not None:
             self._reader.join(EXIT_WAIT_S)
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        """The prober, started now if there is none; None when it cannot start (said to `ended`)."""
         if self._process is None or self._process.pid in self._let_go:
             # The prober imports this very package, wherever it was imported from: its root is searched last, so
             # that nothing there can stand in for a module of the standard library.
             root = str(Path(__file__).resolve().parents[2])
             start = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({PROBER!r}, run_name='__main__')"
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", start, str(self._max_concurrency)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
-            )
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-c", start, str(self._max_concurrency)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
+                )
+            except OSError as exc:  # no memory, no descriptors, no interpreter
+                self._ended(f"the probing process could not start ({exc.strerror or type(exc).__name__})")
+                return None
             self._reader = threading.Thread(
                 target=self._read, args=(self._process,), name="model-monitor-prober", daemon=True
             )
