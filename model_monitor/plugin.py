@@ -278,8 +278,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A case's time in JUnit and --durations is its duration as every output shows it (the last attempt's
     request), not how long pytest waited for it: a case waits for its own probe, which may have queued behind the
-    caps."""
+    caps. Its setup and teardown count nothing (JUnit adds them in): they are pytest's work, not the request's,
+    and take longer while the probing process starts beside the first case."""
     report = yield
+    if report.when != "call" and case_of(item) is not None:
+        report.duration = 0.0
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
     if outcome is not None and outcome.duration_s is not None:
         report.duration = outcome.duration_s

@@ -119,17 +119,18 @@ class Prober:
             sent = time.time()
             probe.first = probe.first or sent
             self._emit(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
+            # The Unix times bracket the request: `sent` before its clock starts, `ended` after it stops (on a busy
+            # machine this process can lose the CPU in between, so neither is computed from the duration).
             try:
-                result = await timed(transport, request, job.timeout, consume)  # the clock starts in there, at once
+                result = await timed(transport, request, job.timeout, consume)
             except ProbeError as error:
-                failure = error
+                failure, ended = error, time.time()
             else:
-                self._answer(probe, encode_result(job.id, attempts, probe.first, sent + result.duration, result))
+                self._answer(probe, encode_result(job.id, attempts, probe.first, time.time(), result))
                 return
         finally:
             self._caps.release(probe)
         attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
-        ended = sent + (failure.duration or 0.0)
         wait, asked = backoff(len(attempts), failure.retry_after), failure.retry_after
         if asked is not None and time.monotonic() - probe.started + wait + job.timeout > job.budget:
             failure.message += f"; server asks to retry after {asked:.0f} s, beyond this case's {job.budget:g} s budget"
