@@ -13,6 +13,7 @@ from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
 from .helpers import (
+    ANSWERED_TIMEOUT_S,
     DEADLINE_S,
     HELD,
     STOP_GRACE_S,
@@ -20,8 +21,8 @@ from .helpers import (
     endpoint,
     junit_cases,
     model,
-    wait_for_answers,
     wait_for_requests,
+    wait_for_verdicts,
 )
 
 BULK = 300  # held cases: enough that the stop finds most of them unsent
@@ -46,13 +47,13 @@ def ends(receiver: Receiver) -> dict[str, list[str]]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @WORKERS
 def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, workers: list[str], sig: int) -> None:
-    """The signal comes while the first case waits for the prefetched probes (the drain): the two answered cases
-    keep their verdicts, the two held ones fail as interrupted, every case has its run and its end ping, JUnit is
+    """The signal comes once the two answered cases are reported, while the two held ones are in flight: the
+    answered cases keep their verdicts, the two held ones fail as interrupted, every case has its run and its end ping, JUnit is
     written, and the run ends within the stop grace with pytest's exit code for an interrupted run."""
     with Receiver() as receiver:
         run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
         wait_for_requests(server, len(HELD))
-        wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
+        wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
         workers_pids = run.children()
         run.signal_and_wait(sig, bound=STOP_GRACE_S)  # fails the test past the grace
         states = ends(receiver)
@@ -189,7 +190,6 @@ def test_a_signal_during_discovery_reports_every_case_as_interrupted(
             *workers,
         )
         wait_for_requests(server, 1)
-        time.sleep(0.3)
         run.signal_and_wait(sig, bound=STOP_GRACE_S + 20)  # xdist's workers start after the stop
         states = ends(receiver)
         paths = [r.path for r in server.requests]
@@ -229,7 +229,7 @@ def test_sighup_and_sigquit_stop_the_run_as_sigterm_does(
     with Receiver() as receiver:
         run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
         wait_for_requests(server, len(HELD))
-        time.sleep(0.3)
+        wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
         workers_pids = run.children()
         run.signal_and_wait(sig, bound=STOP_GRACE_S)
         states = ends(receiver)
@@ -248,10 +248,13 @@ def test_a_stop_reports_hundreds_of_held_cases_each_once(server: FakeOpenAI, sta
     """The cases not yet judged when the stop comes are reported at once, without being run: every one of them is
     in JUnit and the summary, with its reason, alone and under xdist."""
     held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(BULK)]
-    run = start_monitor([endpoint(server.url, model("ok"), *held, max_concurrency=20)], *workers)
-    wait_for_requests(server, 21)  # the endpoint's cap of held requests, and ok
-    time.sleep(0.3)
-    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
+    ok = model("ok", timeout=ANSWERED_TIMEOUT_S)
+    with Receiver() as receiver:
+        pings = (f"--cronitor-url={receiver.url}/p/stopkey1234", "--telemetry-rate=10000")  # 602 pings, at once
+        run = start_monitor([endpoint(server.url, ok, *held, max_concurrency=20)], *pings, *workers)
+        wait_for_requests(server, 21)  # the endpoint's cap of held requests, and ok
+        wait_for_verdicts(receiver, "svc-ok")
+        run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
     assert run.process.returncode == 2, run.output
     cases = junit_cases(run.junit)
     assert len(cases) == BULK + 1, run.output
@@ -271,7 +274,6 @@ def test_a_worker_still_busy_when_the_grace_ends_reports_its_cases_as_interrupte
     as interrupted, as every unjudged case of a stopped run does, not as crashed."""
     run = start_monitor([endpoint(server.url, *HELD)], "-n", "2", "--stop-grace=3")
     wait_for_requests(server, len(HELD))
-    time.sleep(0.3)
     frozen, *_ = run.children()
     os.kill(frozen, signal.SIGSTOP)
     run.signal_and_wait(signal.SIGTERM, bound=60)  # xdist starts a replacement for the killed worker, then ends it
