@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
+import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+import yaml
 
+from model_monitor import config
+from model_monitor.errors import ErrorClass
+from model_monitor.outcome import Outcome
+from model_monitor.probe.engine import Engine
+from model_monitor.probe.loop import BackgroundLoop
+from model_monitor.redact import Redactor
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -25,6 +36,7 @@ from .helpers import (
     wait_for_verdicts,
 )
 
+T = TypeVar("T")
 BULK = 300  # held cases: enough that the stop finds most of them unsent
 
 
@@ -286,3 +298,48 @@ def test_a_worker_still_busy_when_the_grace_ends_reports_its_cases_as_interrupte
     for case_id in killed:
         assert cases[case_id]["model_monitor.class"] == "interrupted", cases[case_id]
         assert cases[case_id]["model_monitor.reason"].startswith("interrupted: run interrupted by SIGTERM after ")
+
+
+class SignalDuringSubmit(BackgroundLoop):
+    """The loop, with a stop that comes as its `nth` probe is handed over: where a signal's handler can run between
+    the loop's taking a probe and the engine's recording it."""
+
+    def __init__(self, nth: int) -> None:
+        super().__init__()
+        self.nth, self.submitted = nth, 0
+        self.engine: Engine | None = None
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        future = super().submit(coro)
+        self.submitted += 1
+        if self.submitted == self.nth and self.engine is not None:
+            self.engine.stop(ErrorClass.INTERRUPTED, "run interrupted by SIGTERM after 0.1 s")
+        return future
+
+
+def test_a_stop_while_the_probes_are_handed_to_the_loop_leaves_none_running(server: FakeOpenAI, tmp_path: Path) -> None:
+    """Every case of a run stopped while its probes are being started gets its verdict at once: the probe handed
+    over as the stop came is cancelled too (it was running on, held by the server, its case waiting for it), and
+    the cases after it are never sent."""
+    held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(5)]
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint(server.url, *held)]}), encoding="utf-8")
+    suite = config.load(path, {})
+    cases = suite.resolve(suite.cases, Redactor(), {})
+    loop = SignalDuringSubmit(nth=2)
+    engine = loop.engine = Engine(loop, Redactor())
+    try:
+        engine.start(cases)
+        outcomes: list[Outcome] = []
+        judge = threading.Thread(target=lambda: outcomes.extend(engine.outcome(case) for case in cases), daemon=True)
+        judge.start()
+        judge.join(STOP_GRACE_S)
+        assert not judge.is_alive(), "a case still waits for its probe"
+        submitted = loop.submitted
+    finally:
+        engine.close()
+        loop.close()
+    assert submitted == 2, "nothing is handed over after the stop"
+    assert [o.error_class for o in outcomes] == ["interrupted"] * len(cases)
+    assert all(o.reason.startswith("interrupted: run interrupted by SIGTERM after 0.1 s; ") for o in outcomes)
+    assert all(o.reason.endswith("; request not sent yet") for o in outcomes[2:])

@@ -102,12 +102,18 @@ class Engine:
         """Begin probing these cases now, in order, as the caps allow.
 
         Every request is built first and only then are they all handed to the loop, so that building the later
-        ones does not hold the GIL while the first ones are being timed."""
-        if self._stop is not None:
-            return
-        prepared = [(case, *self._prepare(case)) for case in cases if case.id not in self._futures and not case.failure]
+        ones does not hold the GIL while the first ones are being timed. A stop (a signal's handler runs between
+        any two steps of this thread) ends both passes: the cases left are never sent."""
+        prepared = []
+        for case in cases:
+            if self._stop is not None:
+                return
+            if case.id not in self._futures and not case.failure:
+                prepared.append((case, *self._prepare(case)))
         for case, transport, request in prepared:
-            self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
+            if self._stop is not None:
+                return
+            self._submit(case, transport, request)
 
     def outcome(self, case: Case) -> Outcome:
         """Wait for this case's probe (starting it if it was not prefetched), then judge it.
@@ -179,8 +185,15 @@ class Engine:
     def _future(self, case: Case) -> concurrent.futures.Future[_Probed]:
         """The case's probe, submitted once."""
         if case.id not in self._futures:
-            self._futures[case.id] = self._loop.submit(self._run(case, *self._prepare(case)))
+            self._submit(case, *self._prepare(case))
         return self._futures[case.id]
+
+    def _submit(self, case: Case, transport: AiohttpTransport, request: httpx.Request) -> None:
+        """Hand the case's probe to the loop. A stop that came between the loop's taking it and its being recorded
+        here did not see it to cancel it: it is cancelled now, or its case would wait for a probe nobody stops."""
+        future = self._futures[case.id] = self._loop.submit(self._run(case, transport, request))
+        if self._stop is not None:
+            future.cancel()
 
     def _prepare(self, case: Case) -> tuple[AiohttpTransport, httpx.Request]:
         """The case's transport and request, built on pytest's thread before any clock starts (a TLS context
