@@ -5,6 +5,7 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -98,6 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[MONITOR] = monitor
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
+    if stopper.role == "single":  # xdist's controller and workers keep their own loops
+        config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_report_unrun, monitor)), stopped.NAME)
     if reports is not None and (reports.results_json or reports.step_summary):
         monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
         config.pluginmanager.register(monitor.results, "model_monitor.results")
@@ -257,9 +260,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finished, else the stop's class) in the reports pytest would make, without fixtures, a call or a traceback. Each
     case run in full costs milliseconds, which at thousands of cases would outlast the stop grace."""
     monitor = item.config.stash.get(MONITOR, None)
-    case = case_of(item)
-    if monitor is None or monitor.stopper.reason is None or case is None:
+    if monitor is None or monitor.stopper.reason is None:
         return None
+    return _report_unrun(monitor, item) or None
+
+
+def _report_unrun(monitor: Monitor, item: pytest.Item) -> bool:
+    """Report a case of a stopped run without running it; False for a test that is not a case."""
+    case = case_of(item)
+    if case is None:
+        return False
     outcome = _engine(monitor, item.config).outcome(case)
     item.user_properties.extend(outcome.properties())
     stopped.report_unrun(item, outcome)
