@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from model_monitor import config
+from model_monitor.redact import Redactor
 
 ENDPOINTS = 10
 STREAM = "stream"
@@ -98,7 +99,7 @@ def generate(size: int, url: str, folder: Path, streaming: bool, endpoint_count:
 
     loaded = config.load(endpoints_file, environ={})
     requests = []
-    for case in loaded.resolve(loaded.cases, environ={}):
+    for case in loaded.resolve(loaded.cases, Redactor(), environ={}):
         probe = case.type
         body = probe.body(case)
         if kind_of[case.id] == STREAM and isinstance(body, dict):

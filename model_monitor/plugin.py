@@ -101,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if stopper.role == "single":  # xdist's controller and workers keep their own loops
-        config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_report_unrun, monitor)), stopped.NAME)
+        config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_unrun, monitor)), stopped.NAME)
     if reports is not None and (reports.results_json or reports.step_summary):
         monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
         config.pluginmanager.register(monitor.results, "model_monitor.results")
@@ -269,18 +269,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     monitor = item.config.stash.get(MONITOR, None)
     if monitor is None or monitor.stopper.reason is None:
         return None
-    return _report_unrun(monitor, item) or None
-
-
-def _report_unrun(monitor: Monitor, item: pytest.Item) -> bool:
-    """Report a case of a stopped run without running it; False for a test that is not a case."""
-    case = case_of(item)
-    if case is None:
-        return False
-    outcome = _engine(monitor, item.config).outcome(case)
-    item.user_properties.extend(outcome.properties())
+    outcome = _unrun(monitor, item)
+    if outcome is None:
+        return None
     stopped.report_unrun(item, outcome)
     return True
+
+
+def _unrun(monitor: Monitor, item: pytest.Item) -> Outcome | None:
+    """The outcome of a stopped run's case, recorded on its item; None for a test that is not a case."""
+    case = case_of(item)
+    if case is None:
+        return None
+    outcome = _engine(monitor, item.config).outcome(case)
+    item.user_properties.extend(outcome.properties())
+    return outcome
 
 
 @pytest.hookimpl(wrapper=True)
@@ -342,12 +345,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if monitor is None:
         return
     found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
+    loop = terminalreporter.config.pluginmanager.get_plugin(stopped.NAME)  # a run in one process
     terminal.summary(
         terminalreporter,
         found,
         monitor.stopper.reason,
         monitor.reporters,
         shard=(monitor.settings.shard, monitor.others_shards),
+        bulk=loop.bulk if isinstance(loop, stopped.Loop) else 0,
     )
     if (exhausted := terminal.exhausted(found)) is not None:  # once for the run, not the endpoints' news
         terminalreporter.write_line(exhausted, red=True, bold=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 import threading
@@ -343,3 +344,26 @@ def test_a_stop_while_the_probes_are_handed_to_the_loop_leaves_none_running(serv
     assert [o.error_class for o in outcomes] == ["interrupted"] * len(cases)
     assert all(o.reason.startswith("interrupted: run interrupted by SIGTERM after 0.1 s; ") for o in outcomes)
     assert all(o.reason.endswith("; request not sent yet") for o in outcomes[2:])
+
+
+def test_cases_a_stop_cannot_report_one_by_one_within_the_grace_are_reported_in_bulk(
+    server: FakeOpenAI, start_monitor, tmp_path: Path
+) -> None:
+    """2,000 held cases and a grace of 0.2 s: reported one by one (0.3 ms each) they would take longer than the
+    grace, so the rest go in bulk: each one to the results file, and to JUnit and the terminal as one failure that
+    counts them."""
+    held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(2000)]
+    out = tmp_path / "results.json"
+    run = start_monitor([endpoint(server.url, *held, max_concurrency=20)], f"--results-json={out}", "--stop-grace=0.2")
+    wait_for_requests(server, 20)
+    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    (in_bulk,) = [case_id for case_id in cases if case_id.endswith(" cases reported in bulk")]
+    bulk = int(in_bulk.split()[0])
+    assert 0 < bulk < len(held) and len(cases) - 1 + bulk == len(held), "every case, one by one or in the bulk"
+    assert cases[in_bulk]["junit"] == "failed"
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(case["id"] for case in document["cases"]) == sorted(f"svc/held{n}" for n in range(len(held)))
+    assert {case["class"] for case in document["cases"]} == {"interrupted"}
+    assert f"; {bulk} cases were reported in bulk, not one by one, to end within the stop grace: " in run.output
