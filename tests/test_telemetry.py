@@ -181,6 +181,13 @@ def test_messages_keep_the_tail_of_an_error() -> None:
     assert len(cut) == 1000 and cut.endswith(" the cause") and cut.startswith("…")
 
 
+def test_messages_show_what_would_act_on_a_terminal_escaped() -> None:
+    """A ping's message is read on Cronitor's page and in terminals: a bidi override, an escape sequence or a NUL
+    from a server's words shows as its code, not as what it does."""
+    said = "server_error: admin\u202egnp.exe \x1b[2Jcleared\x00"
+    assert cut_message(said) == "server_error: admin\\u202egnp.exe \\u001b[2Jcleared\\u0000"
+
+
 # --- end to end against the receiver ---
 
 
