@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,17 @@ from typing import Any
 import pytest
 
 from . import config as endpoints_config
-from . import scheduler, selection, settings, stop, stopped
+from . import finish, scheduler, selection, settings, stop, stopped
 from .case import Case
 from .config import ConfigError, Suite, discovery
 from .errors import TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .redact import RedactingRecords, Redactor
-from .reporters import Destinations, Fanout, build, results, terminal, verdicts
-from .reporters.paths import not_written, report_paths
+from .reporters import Destinations, Fanout, build, results, verdicts
+from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex
-from .run import DegradedCount, Monitor
+from .run import MONITOR, DegradedCount, Monitor
 from .stop import STOPPER, Stopper
 
 __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash key (console.py): the whole surface
@@ -40,8 +39,6 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
     "pytest_runtest_makereport",
     "pytest_runtest_protocol",
     "pytest_runtestloop",
-    "pytest_sessionfinish",
-    "pytest_terminal_summary",
     "pytest_testnodedown",
     "pytest_unconfigure",
 ]
@@ -49,9 +46,6 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
 TIMEOUT_SLACK_S = 10.0
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
-
-
-MONITOR = pytest.StashKey[Monitor]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -98,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         listings=listings,
     )
     config.stash[MONITOR] = monitor
+    config.pluginmanager.register(finish, "model_monitor.finish")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if stopper.role == "single":  # xdist's controller and workers keep their own loops
@@ -301,63 +296,6 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     elif report.when != "call":
         report.duration = 0.0
     return report
-
-
-@pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
-    """The run's own end comes first and does not depend on another plugin's: the pushes and the last pings before
-    any other plugin's end (pytest's JUnit writer among them) runs, the results document after them, whatever they
-    did. A report another plugin could not write (a full disk) is said and exits REPORT_NOT_WRITTEN, not 1; the
-    innermost wrapper, so that the terminal's summary still follows."""
-    monitor = session.config.stash.get(MONITOR, None)
-    if monitor is None:
-        return (yield)
-    _end(session, monitor)
-    try:
-        yield
-    except OSError as exc:
-        monitor.unwritten.append(_unwritten(session.config, exc))
-        session.exitstatus = not_written(session.exitstatus)
-    finally:
-        if monitor.results is not None:
-            session.exitstatus = monitor.results.write(int(session.exitstatus))
-
-
-def _unwritten(config: pytest.Config, exc: OSError) -> str:
-    """`could not write /reports/junit.xml: No space left on device`: the file is JUnit's unless the error names it."""
-    junit = config.getoption("xmlpath", None)
-    where = exc.filename or (os.path.abspath(junit) if junit else "a report")
-    return f"model-monitor: could not write {where}: {exc.strerror or exc}"
-
-
-def _end(session: pytest.Session, monitor: Monitor) -> None:
-    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
-    that failed."""
-    if monitor.stopper.reason is not None:
-        # The summary table gives every case's reason. pytest's FAILURES section would repeat them, in a time that
-        # grows with the square of the cases (it looks for each one's teardown among all reports): minutes at 5,000.
-        session.config.option.tbstyle = "no"
-    session.exitstatus = monitor.flush(session.exitstatus)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    monitor = terminalreporter.config.stash.get(MONITOR, None)
-    if monitor is None:
-        return
-    found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
-    loop = terminalreporter.config.pluginmanager.get_plugin(stopped.NAME)  # a run in one process
-    terminal.summary(
-        terminalreporter,
-        found,
-        monitor.stopper.reason,
-        monitor.reporters,
-        shard=(monitor.settings.shard, monitor.others_shards),
-        bulk=loop.bulk if isinstance(loop, stopped.Loop) else 0,
-    )
-    if (exhausted := terminal.exhausted(found)) is not None:  # once for the run, not the endpoints' news
-        terminalreporter.write_line(exhausted, red=True, bold=True)
-    for line in monitor.unwritten:
-        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def case_of(item: pytest.Item) -> Case | None:

@@ -20,7 +20,7 @@ from .reporters.verdicts import CaseIndex
 from .settings import Settings
 from .stop import WRITING_SHARE, Stopper
 
-__all__ = ["DegradedCount", "Monitor"]
+__all__ = ["MONITOR", "DegradedCount", "Monitor"]
 
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 
@@ -116,6 +116,9 @@ def _in_flight(asked: int) -> str:
     if cap is None or cap >= asked:
         return str(asked)
     return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+
+
+MONITOR = pytest.StashKey[Monitor]()  # the run, in the config's stash
 
 
 class DegradedCount:
