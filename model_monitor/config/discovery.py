@@ -68,15 +68,17 @@ class Listing:
         )
 
     @classmethod
-    def gated(cls, listed: list[str], discovery: Discovery) -> Listing:
-        """The listing's ids through the filters, then the name rules a file's model name passes."""
+    def gated(cls, listed: list[str], discovery: Discovery, redact: Redactor) -> Listing:
+        """The listing's ids through the filters, then the name rules a file's model name passes, and none that
+        holds a secret the run knows (a server echoing the key it was sent): a case id is printed everywhere."""
         kept = sorted({i for i in listed if _kept(i, discovery)})
         if len(kept) > discovery.max_discovered:
             return cls(
                 failure=(ErrorClass.EXPECTATION.value, _too_many(len(listed), len(kept), discovery)), listed=len(listed)
             )
-        refused = [f"{_shown(i)} ({problem})" for i in kept if (problem := name_problem(i))]
-        return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
+        problems = {i: problem for i in kept if (problem := _id_problem(i, redact))}
+        refused = [f"{_shown(redact(i))} ({problem})" for i, problem in problems.items()]
+        return cls(tuple(i for i in kept if i not in problems), refused=tuple(refused), listed=len(listed))
 
 
 class Lister:
@@ -155,7 +157,7 @@ async def _listing(suite: Suite, name: str, redact: Redactor, environ: Mapping[s
         reply = await timed(
             transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
         )
-        return Listing.gated(model_ids(parse_json(reply)), discovery)
+        return Listing.gated(model_ids(parse_json(reply)), discovery, redact)
     except ProbeError as error:
         why = redact(f"listing GET {request.url.path} failed: {error.message}")
         return Listing(failure=(error.error_class.value, why))
@@ -237,6 +239,12 @@ def _too_many(listed: int, kept: int, discovery: Discovery) -> str:
         f"GET {LISTING_PATH} lists {listed:,} models{filtered}, more than max_discovered {discovery.max_discovered:,}: "
         "none is probed; narrow the listing with include/exclude or raise max_discovered"
     )
+
+
+def _id_problem(model_id: str, redact: Redactor) -> str | None:
+    if redact(model_id) != model_id:
+        return "it holds a secret this run sends"
+    return name_problem(model_id)
 
 
 def _shown(model_id: str) -> str:
