@@ -97,7 +97,7 @@ def _report_bulk(session: pytest.Session, bulk: list[tuple[pytest.Item, Outcome]
     summary = Outcome(
         passed=False,
         reason=f"{len(bulk)} cases reported in bulk, not one by one, to end within the stop grace ({len(failures)} "
-        f"failed, {len(bulk) - len(failures)} passed; each is in the results file, the pings and the metrics)"
+        f"failed, {len(bulk) - len(failures)} passed; each is in the results file, pings and metrics, where set)"
         + (f"; the first failure: {failures[0]}" if failures else ""),
     )
     nodeid = f"{first.nodeid.partition('[')[0]}[{len(bulk)} cases reported in bulk]"

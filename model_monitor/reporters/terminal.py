@@ -135,7 +135,7 @@ def summary(
         error_class, why = stopped
         in_bulk = (
             f"; {bulk} cases were reported in bulk, not one by one, to end within the stop grace: the table leaves "
-            "them out, the results file, the pings and the metrics have each"
+            "them out, JUnit counts them in one entry, the results file, pings and metrics (where set) have each"
             if bulk
             else ""
         )
