@@ -4,6 +4,7 @@ Cronitor stand-in received meanwhile."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -31,7 +32,8 @@ class StopRow:
     returncode: int | None
     held: int  # requests the server held when the signal came
     pings: int  # pings the Cronitor stand-in received
-    reported: int  # cases with a JUnit entry
+    reported: int  # cases with a JUnit entry of their own
+    in_bulk: int  # cases the JUnit entry of a bulk report counts
     load: str
 
 
@@ -72,7 +74,9 @@ def _one(work: Path, size: int, server: FakeOpenAI, receiver: Receiver) -> StopR
             process.wait()
             took = None
     text = junit.read_text(encoding="utf-8") if junit.exists() else ""
-    return StopRow(size, took, process.returncode, held, len(receiver.pings), text.count("<testcase "), load)
+    bulk = [int(n) for n in re.findall(r"\[(\d+) cases reported in bulk\]", text)]
+    own = text.count("<testcase ") - len(bulk)
+    return StopRow(size, took, process.returncode, held, len(receiver.pings), own, sum(bulk), load)
 
 
 def _wait_held(server: FakeOpenAI, count: int, process: subprocess.Popen[bytes]) -> int:
@@ -98,6 +102,7 @@ def describe(rows: list[StopRow]) -> list[str]:
         took = "still running, killed" if row.signal_to_exit_s is None else f"{row.signal_to_exit_s:.2f} s"
         lines.append(
             f"  N={row.size}: signal to exit {took} (exit {row.returncode}), {row.reported}/{row.size} cases in "
-            f"JUnit, {row.pings} pings received, {row.held} requests held at the signal (load {row.load})"
+            f"JUnit one by one and {row.in_bulk} in its bulk entry, {row.pings} pings received, {row.held} requests "
+            f"held at the signal (load {row.load})"
         )
     return lines

@@ -186,9 +186,9 @@ def header_lines(config: pytest.Config, monitor: Monitor, selected: int) -> list
 
 @pytest.hookimpl(trylast=True)  # after the plugin's pytest_configure has loaded the endpoints file
 def pytest_configure(config: pytest.Config) -> None:
-    # Imported here, once the entry point has registered the plugin: imported with this module (-p, earlier),
-    # pytest would warn that it can no longer rewrite the plugin's asserts.
-    from .plugin import MONITOR
+    # Imported here, once the entry point has registered the plugin: this module is loaded earlier (-p), and what
+    # the run's module imports must not come before the plugin (pytest would warn it can no longer rewrite it).
+    from .run import MONITOR
 
     monitor = config.stash.get(MONITOR, None)
     if monitor is None or hasattr(config, "workerinput"):

@@ -5,7 +5,8 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
-import os
+import functools
+import gc
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -13,17 +14,17 @@ from typing import Any
 import pytest
 
 from . import config as endpoints_config
-from . import scheduler, selection, settings, stop, stopped
+from . import finish, scheduler, selection, settings, stop, stopped
 from .case import Case
 from .config import ConfigError, Suite, discovery
 from .errors import TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .redact import RedactingRecords, Redactor
-from .reporters import Destinations, Fanout, build, results, terminal, verdicts
-from .reporters.paths import not_written, report_paths
+from .reporters import Destinations, Fanout, build, results, verdicts
+from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex
-from .run import DegradedCount, Monitor
+from .run import MONITOR, DegradedCount, Monitor
 from .stop import STOPPER, Stopper
 
 __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash key (console.py): the whole surface
@@ -38,8 +39,6 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
     "pytest_runtest_makereport",
     "pytest_runtest_protocol",
     "pytest_runtestloop",
-    "pytest_sessionfinish",
-    "pytest_terminal_summary",
     "pytest_testnodedown",
     "pytest_unconfigure",
 ]
@@ -47,9 +46,6 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
 TIMEOUT_SLACK_S = 10.0
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
-
-
-MONITOR = pytest.StashKey[Monitor]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,8 +92,11 @@ def pytest_configure(config: pytest.Config) -> None:
         listings=listings,
     )
     config.stash[MONITOR] = monitor
+    config.pluginmanager.register(finish, "model_monitor.finish")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
+    if stopper.role == "single":  # xdist's controller and workers keep their own loops
+        config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_unrun, monitor)), stopped.NAME)
     if reports is not None and (reports.results_json or reports.step_summary):
         monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
         config.pluginmanager.register(monitor.results, "model_monitor.results")
@@ -236,14 +235,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start every selected case's probe now, so that each case finds its answer ready."""
+    """Start every selected case's probe now, so that each case finds its answer ready.
+
+    What collection and the start built (the items, the cases, their requests) lives until the run ends: frozen,
+    the garbage collector no longer walks it on each full collection, nor five times over at pytest's end (at
+    20,000 cases that was 2.5 s of a stopped run's exit)."""
     monitor = session.config.stash.get(MONITOR, None)
-    if monitor is None or session.config.option.collectonly or stop.is_controller(session.config):
+    if monitor is None or session.config.option.collectonly:
         return
-    items = scheduler.share(session.config, session.items)
-    cases = [case for item in items if (case := case_of(item)) is not None]
-    if cases:
-        _engine(monitor, session.config).start(cases)
+    if not stop.is_controller(session.config):
+        items = scheduler.share(session.config, session.items)
+        cases = [case for item in items if (case := case_of(item)) is not None]
+        if cases:
+            _engine(monitor, session.config).start(cases)
+    gc.freeze()
 
 
 @pytest.fixture
@@ -265,83 +270,41 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     finished, else the stop's class) in the reports pytest would make, without fixtures, a call or a traceback. Each
     case run in full costs milliseconds, which at thousands of cases would outlast the stop grace."""
     monitor = item.config.stash.get(MONITOR, None)
+    if monitor is None or monitor.stopper.reason is None:
+        return None
+    outcome = _unrun(monitor, item)
+    if outcome is None:
+        return None
+    stopped.report_unrun(item, outcome)
+    return True
+
+
+def _unrun(monitor: Monitor, item: pytest.Item) -> Outcome | None:
+    """The outcome of a stopped run's case, recorded on its item; None for a test that is not a case."""
     case = case_of(item)
-    if monitor is None or monitor.stopper.reason is None or case is None:
+    if case is None:
         return None
     outcome = _engine(monitor, item.config).outcome(case)
     item.user_properties.extend(outcome.properties())
-    stopped.report_unrun(item, outcome)
-    return True
+    return outcome
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A case's time in JUnit and --durations is its duration as every output shows it (the last attempt's
     request), not how long pytest waited for it: a case waits for its own probe, which may have queued behind the
-    caps. Its setup and teardown count nothing (JUnit adds them in): they are pytest's work, not the request's,
-    and take longer while the probing process starts beside the first case."""
+    caps. Its setup and teardown are pytest's own work, not the case's: JUnit adds them to the time, so they count
+    for nothing (on a loaded machine, and while the probing process starts beside the first case, they were seen
+    to add 8 ms)."""
     report = yield
-    if report.when != "call" and case_of(item) is not None:
-        report.duration = 0.0
+    if case_of(item) is None:
+        return report
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
     if outcome is not None and outcome.duration_s is not None:
         report.duration = outcome.duration_s
+    elif report.when != "call":
+        report.duration = 0.0
     return report
-
-
-@pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
-    """The run's own end comes first and does not depend on another plugin's: the pushes and the last pings before
-    any other plugin's end (pytest's JUnit writer among them) runs, the results document after them, whatever they
-    did. A report another plugin could not write (a full disk) is said and exits REPORT_NOT_WRITTEN, not 1; the
-    innermost wrapper, so that the terminal's summary still follows."""
-    monitor = session.config.stash.get(MONITOR, None)
-    if monitor is None:
-        return (yield)
-    _end(session, monitor)
-    try:
-        yield
-    except OSError as exc:
-        monitor.unwritten.append(_unwritten(session.config, exc))
-        session.exitstatus = not_written(session.exitstatus)
-    finally:
-        if monitor.results is not None:
-            session.exitstatus = monitor.results.write(int(session.exitstatus))
-
-
-def _unwritten(config: pytest.Config, exc: OSError) -> str:
-    """`could not write /reports/junit.xml: No space left on device`: the file is JUnit's unless the error names it."""
-    junit = config.getoption("xmlpath", None)
-    where = exc.filename or (os.path.abspath(junit) if junit else "a report")
-    return f"model-monitor: could not write {where}: {exc.strerror or exc}"
-
-
-def _end(session: pytest.Session, monitor: Monitor) -> None:
-    """Push the metrics and deliver the last pings (bounded, tighter after a stop) before the summary names any
-    that failed."""
-    if monitor.stopper.reason is not None:
-        # The summary table gives every case's reason. pytest's FAILURES section would repeat them, in a time that
-        # grows with the square of the cases (it looks for each one's teardown among all reports): minutes at 5,000.
-        session.config.option.tbstyle = "no"
-    session.exitstatus = monitor.flush(session.exitstatus)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    monitor = terminalreporter.config.stash.get(MONITOR, None)
-    if monitor is None:
-        return
-    found = verdicts.verdicts((r for reports in terminalreporter.stats.values() for r in reports), monitor.cases)
-    terminal.summary(
-        terminalreporter,
-        found,
-        monitor.stopper.reason,
-        monitor.reporters,
-        shard=(monitor.settings.shard, monitor.others_shards),
-    )
-    if (exhausted := terminal.exhausted(found)) is not None:  # once for the run, not the endpoints' news
-        terminalreporter.write_line(exhausted, red=True, bold=True)
-    for line in monitor.unwritten:
-        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def case_of(item: pytest.Item) -> Case | None:

@@ -251,14 +251,16 @@ class _Found:
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 
 
-def one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int, *, tail: bool = False) -> str:
     """A server's (or a library's) text on one line of at most `limit` characters, every character that would act
-    on a terminal instead of showing escaped as \\uXXXX; cut with CUT, beside which the Redactor masks a secret's
-    piece."""
-    text = " ".join(text[: 4 * limit].split())
+    on a terminal instead of showing escaped as \\uXXXX: its head, or its tail (where an error's cause is), cut
+    with CUT, beside which the Redactor masks a secret's piece."""
+    text = " ".join((text[-4 * limit :] if tail else text[: 4 * limit]).split())
     if any(unicodedata.category(c) in _HIDDEN for c in text):
         text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _HIDDEN else c for c in text)
-    return text if len(text) <= limit else text[: limit - 1] + CUT
+    if len(text) <= limit:
+        return text
+    return CUT + text[-(limit - 1) :] if tail else text[: limit - 1] + CUT
 
 
 def _html_title(body: bytes) -> str | None:

@@ -19,9 +19,9 @@ from .reporters import Destinations, Reporter
 from .reporters.results import Results
 from .reporters.verdicts import CaseIndex
 from .settings import Settings
-from .stop import Stopper
+from .stop import WRITING_SHARE, Stopper
 
-__all__ = ["DegradedCount", "Monitor"]
+__all__ = ["MONITOR", "DegradedCount", "Monitor"]
 
 MIN_FLUSH_S = 1.0  # even a stopped run gives its last pings this long
 
@@ -91,8 +91,8 @@ class Monitor:
 
     def flush(self, status: int) -> int:
         """Push the metrics and deliver the last pings (end pings after the pushes), within the telemetry deadline
-        or what is left of a stopped run's grace; the run's exit status from pytest's."""
-        budget = max(MIN_FLUSH_S, min(self.settings.telemetry_deadline, self.stopper.grace_left()))
+        or what is left of a stopped run's grace but the part that writes the reports; the run's exit status."""
+        budget = max(MIN_FLUSH_S, min(self.settings.telemetry_deadline, self.stopper.grace_left(WRITING_SHARE)))
         failed = False
         for reporter in sorted(self.reporters, key=lambda r: r.flush_last):
             reporter.flush(budget)
@@ -114,6 +114,9 @@ def _in_flight(asked: int) -> str:
     if cap is None or cap >= asked:
         return str(asked)
     return f"{cap} (not {asked}: ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+
+
+MONITOR = pytest.StashKey[Monitor]()  # the run, in the config's stash
 
 
 class DegradedCount:

@@ -27,8 +27,10 @@ import pytest
 
 from .errors import ErrorClass
 
-__all__ = ["RUN_STARTED", "STOPPED", "STOPPER", "Role", "Stopper", "for_run", "is_controller"]
+__all__ = ["RUN_STARTED", "STOPPED", "STOPPER", "WRITING_SHARE", "Role", "Stopper", "for_run", "is_controller"]
 
+# Of the stop grace: the part a stopped run keeps, after its last pings, to write its reports and exit.
+WRITING_SHARE = 0.3
 RUN_STARTED = "model_monitor_run_started"  # workerinput key: the controller's start, for the run deadline
 STOPPED = "model_monitor_stopped"  # workerinput key: why the controller's run was stopped before its workers started
 
@@ -91,11 +93,11 @@ class Stopper:
         """The stop the xdist controller made before this worker started (during discovery)."""
         self._stop(error_class, why)
 
-    def grace_left(self) -> float:
-        """What is left of the stop grace (unbounded while the run has not been stopped)."""
+    def grace_left(self, keep: float = 0.0) -> float:
+        """What is left of the stop grace but the share `keep` of it (unbounded while the run has not been stopped)."""
         if self._stopped_at is None:
             return math.inf
-        return max(0.0, self.grace - (time.monotonic() - self._stopped_at))
+        return max(0.0, self.grace * (1 - keep) - (time.monotonic() - self._stopped_at))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

@@ -97,6 +97,12 @@ class MonitorRun:
     def error_class(self, case_id: str) -> str:
         return self.cases[case_id].get("model_monitor.class", "")
 
+    def assert_fault(self, case_id: str, error_class: str, piece: str) -> None:
+        """The case failed with this class, its reason one line that says `piece`."""
+        reason = self.reason(case_id)
+        assert self.error_class(case_id) == error_class, reason
+        assert piece in reason and "\n" not in reason, reason
+
 
 @pytest.fixture
 def run_monitor(pytester: pytest.Pytester) -> Callable[..., MonitorRun]:

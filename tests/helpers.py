@@ -22,6 +22,7 @@ from model_monitor.outcome import Outcome
 from model_monitor.probe.engine import Engine
 from model_monitor.redact import Redactor
 from testbed.openai_server import FakeOpenAI
+from testbed.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "checks"
@@ -64,18 +65,14 @@ def wait_for_requests(server: FakeOpenAI, count: int, within: float = 30.0) -> N
         time.sleep(0.05)
 
 
-CLIENT_READ_S = 0.3
+def wait_for_verdicts(receiver: Receiver, *monitors: str, within: float = 30.0) -> None:
+    """Until the monitor has reported these cases: their end pings (complete or fail) have reached the receiver.
 
-
-def wait_for_answers(server: FakeOpenAI, count: int, within: float = 30.0) -> None:
-    """Until the server has finished writing `count` replies (a reply's duration is stamped once it is sent)."""
+    What a server has sent, the monitor may not have read yet; a case's end ping goes out only once it is judged."""
     deadline = time.monotonic() + within
-    while sum(record.duration is not None for record in list(server.requests)) < count:
-        assert time.monotonic() < deadline, f"fewer than {count} replies sent within {within:g} s"
+    while not set(monitors) <= {p.path.rsplit("/", 1)[1] for p in list(receiver.pings) if p.query["state"][0] != "run"}:
+        assert time.monotonic() < deadline, f"no verdict for all of {', '.join(monitors)} within {within:g} s"
         time.sleep(0.05)
-    # The monitor's read of a reply already sent is the one step no server can observe; under -n it happens in a
-    # worker process and was seen to come after a signal sent at once (1 run in 5 on a loaded machine).
-    time.sleep(CLIENT_READ_S)
 
 
 STOP_GRACE_S = 10.0  # the default --stop-grace: what a stopped run may take to report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +429,54 @@ def test_a_bad_file_is_one_clear_error_naming_file_field_and_line(tmp_path: Path
     assert piece in message
     assert message.startswith(f"{path}:{line}: " if line else f"{path}: ")
     assert "\n" not in message and PASSWORD not in message
+
+
+# A field on a model type it does not apply to, or a value out of its range: (model entry, the error's piece).
+FIELD_ERRORS = {
+    "messages-max-output-tokens": (
+        model("m", "messages", max_output_tokens=8),
+        "models[0].max_output_tokens: applies only to type responses, not messages",
+    ),
+    "messages-max-tokens-zero": (
+        model("m", "messages", max_tokens=0),
+        "models[0].max_tokens: 0 is less than the minimum of 1",
+    ),
+    "messages-json-mode": (
+        model("m", "messages", json_mode=True),
+        "models[0].json_mode: applies only to type chat, not messages",
+    ),
+    "messages-ttft-without-stream": (model("m", "messages", max_ttft=2), "models[0].max_ttft: needs stream: true"),
+    "chat-max-output-tokens": (
+        model("m", max_output_tokens=8),
+        "models[0].max_output_tokens: applies only to type responses, not chat",
+    ),
+    "responses-max-output-tokens-zero": (
+        model("m", "responses", max_output_tokens=0),
+        "models[0].max_output_tokens: 0 is less than the minimum of 1",
+    ),
+    "responses-input-a-list": (
+        model("m", "responses", input=["a", "b"]),
+        "models[0].input: ['a', 'b'] is not of type string",
+    ),
+    "completion-input": (
+        model("m", "completion", input="hi"),
+        "models[0].input: applies only to type embedding or moderation or responses or speech, not completion",
+    ),
+    "responses-prompt": (
+        model("m", "responses", prompt="hi"),
+        "models[0].prompt: applies only to type chat or completion or image or messages, not responses",
+    ),
+    "responses-ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_ERRORS))
+def test_a_type_field_error_names_the_field(tmp_path: Path, name: str) -> None:
+    entry, piece = FIELD_ERRORS[name]
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint("http://x", entry)]}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(f"endpoints[0].{piece}")):
+        resolved(load(path, {}))
 
 
 def test_not_utf8_and_unreadable_files(tmp_path: Path) -> None:

@@ -620,7 +620,13 @@ def test_helm_test_leaves_no_group_an_alert_can_see(
         lambda: [1] if {s["instance"] for s in stack.series(selector)} == shards else [],
         "both shards' last-run series in Prometheus",
     )
-    time.sleep(3)  # more scrapes: the test pod's push, the first of the three, would long have been seen
+    seen = time.time()  # two more scrapes: the test pod's push, the first of the three, would long have been seen
+    wait_for(
+        lambda: [
+            s for s in stack.query('timestamp(up{job="pushgateway"})', time.time()) if float(s["value"][1]) > seen + 2
+        ],
+        "two more scrapes of the Pushgateway",
+    )
     assert {s["instance"] for s in stack.series(selector)} == shards
     (rule,) = kinds(docs, "PrometheusRule")
     no_run = next(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "ModelMonitorNoRun")

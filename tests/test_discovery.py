@@ -210,6 +210,19 @@ def test_a_hostile_listing_is_data_refused_by_name_and_the_rest_runs(run_monitor
     assert {path.rsplit("/", 1)[1] for path, _ in pings} == {"gw-good-model", "gw-discovery"}
 
 
+def test_a_listed_id_holding_the_key_the_listing_sent_makes_no_case_and_is_shown_masked(run_monitor) -> None:
+    """A gateway that echoes the API key it was sent into a model id: that id would become a case id, printed in
+    every output and sent in every ping. It gets no case; the discovery case names it with the key masked."""
+    with FakeOpenAI(models=("good-model", "ft-sk-gw-123456-v2"), api_key="sk-gw-123456") as server:
+        run = run_monitor(discovering(server.url))
+    assert run.ret == 1, run.output[-3000:]
+    assert set(run.cases) == {"gw/good-model", "gw/discovery"}
+    assert run.reason("gw/discovery") == (
+        "expectation: 1 listed models get no case: 'ft-***-v2' (it holds a secret this run sends)"
+    )
+    assert "sk-gw-123456" not in run.output + run.junit
+
+
 def test_a_listing_past_max_discovered_probes_nothing_and_says_how_many(run_monitor) -> None:
     """120,000 listed ids (7.4 MB, under the body cap) make no 120,000 cases: the discovery case fails."""
     listed = tuple(f"m-{n:06d}" for n in range(120_000))

@@ -48,8 +48,7 @@ def test_each_way_a_stream_breaks_is_its_own_failure(
     assert run.ret == 1
     assert run.cases["svc/fine"]["model_monitor.verdict"] == "pass"
     for name, error_class, piece in STREAM_FAULTS:
-        assert run.error_class(f"svc/{name}") == error_class, run.reason(f"svc/{name}")
-        assert piece in run.reason(f"svc/{name}"), run.reason(f"svc/{name}")
+        run.assert_fault(f"svc/{name}", error_class, piece)
 
 
 CONTRACTS = [

@@ -29,8 +29,8 @@ from .helpers import (
     endpoint,
     junit_cases,
     model,
-    wait_for_answers,
     wait_for_requests,
+    wait_for_verdicts,
 )
 
 PUSHGATEWAY = "prometheus-pushgateway"
@@ -236,10 +236,12 @@ def test_an_interrupted_run_still_pushes(
     server: FakeOpenAI, gateway: Gateway, start_monitor, workers: list[str]
 ) -> None:
     """SIGTERM while two cases are held: the push still carries every case, the held ones failed as interrupted."""
-    run = start_monitor([endpoint(server.url, *HELD)], f"--pushgateway-url={gateway.url}", *workers)
-    wait_for_requests(server, len(HELD))
-    wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
-    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S)
+    with Receiver() as receiver:
+        pings = f"--cronitor-url={receiver.url}/p/stopkey1234"
+        run = start_monitor([endpoint(server.url, *HELD)], f"--pushgateway-url={gateway.url}", pings, *workers)
+        wait_for_requests(server, len(HELD))
+        wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
+        run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S)
     assert run.process.returncode == 2, run.output
     series = gateway.series()
     assert series[("model_monitor_probe_success", labels("svc/ok", model="ok"))] == 1

@@ -10,7 +10,6 @@ import pytest
 
 from model_monitor.redact import CUT, MASK, RedactingRecords, Redactor, Secret
 from model_monitor.reply import one_line
-from model_monitor.reporters._http import one_line as one_line_tail
 
 KEY = "sk-live-0123456789"
 
@@ -42,7 +41,7 @@ def test_a_cut_through_a_secret_leaves_no_piece_of_it(kept: int) -> None:
     text = "x" * 20 + KEY + " more words"
     head = one_line(text, 20 + kept + 1)
     assert head == "x" * 20 + KEY[:kept] + CUT
-    tail = one_line_tail(text, len(KEY) - kept + len(" more words") + 1, tail=True)
+    tail = one_line(text, len(KEY) - kept + len(" more words") + 1, tail=True)
     assert tail == CUT + KEY[kept:] + " more words"
     redact = Redactor([KEY])
     assert redact(head) == "x" * 20 + MASK + CUT

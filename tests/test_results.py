@@ -21,7 +21,7 @@ from model_monitor.reporters import results, step_summary
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
-from .helpers import HELD, ROOT, WORKERS, endpoint, model, mounted, wait_for_answers, wait_for_requests
+from .helpers import HELD, ROOT, WORKERS, endpoint, model, mounted, wait_for_requests, wait_for_verdicts
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(results.SCHEMA_PATH.read_text(encoding="utf-8")))
 # A pass, a failure after a retry, a pass after a retry (degraded), a stream with its metrics, a case killed by
@@ -151,12 +151,13 @@ def test_a_retried_case_has_one_duration_in_every_output(
 
 @WORKERS
 def test_a_run_stopped_by_sigterm_writes_its_results(
-    server: FakeOpenAI, start_monitor, tmp_path: Path, workers: list[str]
+    server: FakeOpenAI, receiver: Receiver, start_monitor, tmp_path: Path, workers: list[str]
 ) -> None:
     out = tmp_path / "results.json"
-    run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", *workers)
+    pings = f"--cronitor-url={receiver.url}/p/stopkey1234"
+    run = start_monitor([endpoint(server.url, *HELD)], f"--results-json={out}", pings, *workers)
     wait_for_requests(server, len(HELD))
-    wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
+    wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
     run.signal_and_wait(signal.SIGTERM, bound=15)
     assert run.process.returncode == 2, run.output
     document = valid(out)

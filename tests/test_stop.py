@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from model_monitor.case import Case
+from model_monitor.errors import ErrorClass
+from model_monitor.outcome import Outcome
+from model_monitor.probe.engine import Engine
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import Receiver
 
@@ -17,11 +25,12 @@ from .helpers import (
     HELD,
     STOP_GRACE_S,
     WORKERS,
+    cases_of,
     endpoint,
     junit_cases,
     model,
-    wait_for_answers,
     wait_for_requests,
+    wait_for_verdicts,
 )
 
 BULK = 300  # held cases: enough that the stop finds most of them unsent
@@ -46,13 +55,13 @@ def ends(receiver: Receiver) -> dict[str, list[str]]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @WORKERS
 def test_a_signal_stops_the_run_in_order(server: FakeOpenAI, start_monitor, workers: list[str], sig: int) -> None:
-    """The signal comes while the first case waits for the prefetched probes (the drain): the two answered cases
-    keep their verdicts, the two held ones fail as interrupted, every case has its run and its end ping, JUnit is
+    """The signal comes once the two answered cases are reported, while the two held ones are in flight: the
+    answered cases keep their verdicts, the two held ones fail as interrupted, every case has its run and its end ping, JUnit is
     written, and the run ends within the stop grace with pytest's exit code for an interrupted run."""
     with Receiver() as receiver:
         run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
         wait_for_requests(server, len(HELD))
-        wait_for_answers(server, 2)  # ok and bad answered, hang and slow held
+        wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
         workers_pids = run.children()
         run.signal_and_wait(sig, bound=STOP_GRACE_S)  # fails the test past the grace
         states = ends(receiver)
@@ -193,7 +202,6 @@ def test_a_signal_during_discovery_reports_every_case_as_interrupted(
             *workers,
         )
         wait_for_requests(server, 1)
-        time.sleep(0.3)
         run.signal_and_wait(sig, bound=STOP_GRACE_S + 20)  # xdist's workers start after the stop
         states = ends(receiver)
         paths = [r.path for r in server.requests]
@@ -233,7 +241,7 @@ def test_sighup_and_sigquit_stop_the_run_as_sigterm_does(
     with Receiver() as receiver:
         run = start_monitor([endpoint(server.url, *HELD)], f"--cronitor-url={receiver.url}/p/stopkey1234", *workers)
         wait_for_requests(server, len(HELD))
-        time.sleep(0.3)
+        wait_for_verdicts(receiver, "svc-ok", "svc-bad")  # hang and slow held
         workers_pids = run.children()
         run.signal_and_wait(sig, bound=STOP_GRACE_S)
         states = ends(receiver)
@@ -252,10 +260,13 @@ def test_a_stop_reports_hundreds_of_held_cases_each_once(server: FakeOpenAI, sta
     """The cases not yet judged when the stop comes are reported at once, without being run: every one of them is
     in JUnit and the summary, with its reason, alone and under xdist."""
     held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(BULK)]
-    run = start_monitor([endpoint(server.url, model("ok"), *held, max_concurrency=20)], *workers)
-    wait_for_requests(server, 21)  # the endpoint's cap of held requests, and ok
-    time.sleep(0.3)
-    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
+    ok = model("ok")
+    with Receiver() as receiver:
+        pings = (f"--cronitor-url={receiver.url}/p/stopkey1234", "--telemetry-rate=10000")  # 602 pings, at once
+        run = start_monitor([endpoint(server.url, ok, *held, max_concurrency=20)], *pings, *workers)
+        wait_for_requests(server, 21)  # the endpoint's cap of held requests, and ok
+        wait_for_verdicts(receiver, "svc-ok")
+        run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
     assert run.process.returncode == 2, run.output
     cases = junit_cases(run.junit)
     assert len(cases) == BULK + 1, run.output
@@ -275,7 +286,6 @@ def test_a_worker_still_busy_when_the_grace_ends_reports_its_cases_as_interrupte
     as interrupted, as every unjudged case of a stopped run does, not as crashed."""
     run = start_monitor([endpoint(server.url, *HELD)], "-n", "2", "--stop-grace=3")
     wait_for_requests(server, len(HELD))
-    time.sleep(0.3)
     frozen, *_ = run.children()
     os.kill(frozen, signal.SIGSTOP)
     run.signal_and_wait(signal.SIGTERM, bound=60)  # xdist starts a replacement for the killed worker, then ends it
@@ -288,3 +298,76 @@ def test_a_worker_still_busy_when_the_grace_ends_reports_its_cases_as_interrupte
     for case_id in killed:
         assert cases[case_id]["model_monitor.class"] == "interrupted", cases[case_id]
         assert cases[case_id]["model_monitor.reason"].startswith("interrupted: run interrupted by SIGTERM after ")
+
+
+class StopsAsBuilt:
+    """A case type whose body, as the engine builds the `nth` request, stops the engine: where a signal's handler
+    can run while start() builds the jobs, or between the building and the sending."""
+
+    def __init__(self, real: Any, engine: Engine, nth: int, built: list[int]) -> None:
+        self._real, self._engine, self._nth, self._built = real, engine, nth, built
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def body(self, case: Case) -> Any:
+        self._built.append(1)
+        if len(self._built) == self._nth:
+            self._engine.stop(ErrorClass.INTERRUPTED, "run interrupted by SIGTERM after 0.1 s")
+        return self._real.body(case)
+
+
+@pytest.mark.parametrize("nth", [2, 5], ids=["while-building", "before-sending"])
+def test_a_stop_while_the_probes_are_being_started_sends_nothing_and_leaves_no_case_waiting(
+    server: FakeOpenAI, tmp_path: Path, nth: int
+) -> None:
+    """Every case of a run stopped while its probes are being started gets its verdict at once, no request is
+    sent, and no probing process is left: the stop ended the prober, and the send that followed would have
+    started another one, its requests held by the server, its cases waiting (so it was before the fix)."""
+    held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(5)]
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, *held)])
+    engine, built = Engine(redact), []
+    cases = tuple(dataclasses.replace(case, type=StopsAsBuilt(case.type, engine, nth, built)) for case in cases)
+    try:
+        engine.start(cases)
+        outcomes: list[Outcome] = []
+        judge = threading.Thread(target=lambda: outcomes.extend(engine.outcome(case) for case in cases), daemon=True)
+        judge.start()
+        judge.join(STOP_GRACE_S)
+        assert not judge.is_alive(), "a case still waits for its probe"
+        left = probers()
+    finally:
+        engine.close()
+    assert len(built) == nth, "nothing is built after the stop"
+    assert [o.error_class for o in outcomes] == ["interrupted"] * len(cases)
+    assert all(o.reason.endswith("; request not sent yet") for o in outcomes)
+    assert server.requests == [] and left == []
+
+
+def probers() -> list[int]:
+    """This process's children that are probing processes."""
+    pids = [int(pid) for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()]
+    return [pid for pid in pids if b"model_monitor.probe.prober" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_cases_a_stop_cannot_report_one_by_one_within_the_grace_are_reported_in_bulk(
+    server: FakeOpenAI, start_monitor, tmp_path: Path
+) -> None:
+    """2,000 held cases and a grace of 0.2 s: reported one by one (0.3 ms each) they would take longer than the
+    grace, so the rest go in bulk: each one to the results file, and to JUnit and the terminal as one failure that
+    counts them."""
+    held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(2000)]
+    out = tmp_path / "results.json"
+    run = start_monitor([endpoint(server.url, *held, max_concurrency=20)], f"--results-json={out}", "--stop-grace=0.2")
+    wait_for_requests(server, 20)
+    run.signal_and_wait(signal.SIGTERM, bound=STOP_GRACE_S + 10)
+    assert run.process.returncode == 2, run.output
+    cases = junit_cases(run.junit)
+    (in_bulk,) = [case_id for case_id in cases if case_id.endswith(" cases reported in bulk")]
+    bulk = int(in_bulk.split()[0])
+    assert 0 < bulk < len(held) and len(cases) - 1 + bulk == len(held), "every case, one by one or in the bulk"
+    assert cases[in_bulk]["junit"] == "failed"
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(case["id"] for case in document["cases"]) == sorted(f"svc/held{n}" for n in range(len(held)))
+    assert {case["class"] for case in document["cases"]} == {"interrupted"}
+    assert f"; {bulk} cases were reported in bulk, not one by one, to end within the stop grace: " in run.output

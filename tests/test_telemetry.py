@@ -181,6 +181,13 @@ def test_messages_keep_the_tail_of_an_error() -> None:
     assert len(cut) == 1000 and cut.endswith(" the cause") and cut.startswith("…")
 
 
+def test_messages_show_what_would_act_on_a_terminal_escaped() -> None:
+    """A ping's message is read on Cronitor's page and in terminals: a bidi override, an escape sequence or a NUL
+    from a server's words shows as its code, not as what it does."""
+    said = "server_error: admin\u202egnp.exe \x1b[2Jcleared\x00"
+    assert cut_message(said) == "server_error: admin\\u202egnp.exe \\u001b[2Jcleared\\u0000"
+
+
 # --- end to end against the receiver ---
 
 
@@ -483,7 +490,7 @@ def boom(*args, **kwargs):
 
 SITES = {
     "case": (engine.Engine, "outcome"),  # inside a case: its traceback holds the plugin's Monitor, settings and targets
-    "end": (targets, "end_message"),  # building a ping, in a hook
+    "end": (targets, "end_message"),  # building a ping, on the loop: counted as undelivered, with its cause
     "provisioning": (telemetry, "provisioning"),  # at start-up
 }
 owner, name = SITES[CRASH_SITE]
@@ -529,7 +536,10 @@ def test_a_crash_in_telemetry_under_showlocals_prints_no_secret(
     )
     for secret in (KEY, HC_KEY, api_key, USERINFO_PASSWORD, URL_TOKEN, *auth):
         assert secret not in output and secret not in run.junit
-    assert "Secret('***')" in output, "the locals holding secrets were printed, masked"
+    if site == "end":
+        assert "telemetry (cronitor, healthchecks): 8 of 9 pings failed: RuntimeError: injected telemetry bug" in output
+    else:
+        assert "Secret('***')" in output, "the locals holding secrets were printed, masked"
 
 
 def test_a_template_with_userinfo_query_and_fragment_keeps_our_params_and_prints_no_secret(

@@ -24,8 +24,7 @@ def test_a_healthy_moderation_passes_and_each_fault_fails_with_its_class(
     assert run.reason("svc/ok") == "1 result, not flagged (13 categories)"
     assert run.reason("svc/two") == "2 results, 1 flagged (13 categories)"
     for name, error_class, piece in MODERATION_FAULTS:
-        assert run.error_class(f"svc/{name}") == error_class, run.reason(f"svc/{name}")
-        assert piece in run.reason(f"svc/{name}") and "\n" not in run.reason(f"svc/{name}"), run.reason(f"svc/{name}")
+        run.assert_fault(f"svc/{name}", error_class, piece)
     sent = openai_server.requests_for("mod-ok")[-1]
     assert sent.path == "/v1/moderations" and isinstance(sent.body["input"], str)
     assert openai_server.requests_for("mod-two")[-1].body["input"] == ["a calm sentence", "flagme please"]

@@ -15,5 +15,4 @@ def test_a_healthy_rerank_passes_and_each_fault_fails_with_its_class(openai_serv
     assert run.ret == 1, run.output
     assert run.reason("svc/ok") == "3 documents scored, relevant one ranked 1"
     for name, error_class, piece in RERANK_FAULTS:
-        assert run.error_class(f"svc/{name}") == error_class, run.reason(f"svc/{name}")
-        assert piece in run.reason(f"svc/{name}"), run.reason(f"svc/{name}")
+        run.assert_fault(f"svc/{name}", error_class, piece)

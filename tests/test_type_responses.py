@@ -53,41 +53,7 @@ def test_each_fault_fails_with_its_class_and_one_line(
     assert run.ret == 1
     assert run.cases["svc/r-fine"]["model_monitor.verdict"] == "pass"
     for name, _, error_class, piece in RESPONSES_FAULTS:
-        reason = run.reason(f"svc/{name}")
-        assert run.error_class(f"svc/{name}") == error_class, reason
-        assert piece in reason and "\n" not in reason, reason
-
-
-CONFIG_ERRORS = {
-    "max-output-tokens-on-chat": (
-        model("m", max_output_tokens=8),
-        "models[0].max_output_tokens: applies only to type responses, not chat",
-    ),
-    "max-output-tokens-zero": (
-        model("m", "responses", max_output_tokens=0),
-        "models[0].max_output_tokens: 0 is less than the minimum of 1",
-    ),
-    "input-a-list": (model("m", "responses", input=["a", "b"]), "models[0].input: ['a', 'b'] is not of type string"),
-    "input-on-completion": (
-        model("m", "completion", input="hi"),
-        "models[0].input: applies only to type embedding or moderation or responses or speech, not completion",
-    ),
-    "prompt-on-responses": (
-        model("m", "responses", prompt="hi"),
-        "models[0].prompt: applies only to type chat or completion or image or messages, not responses",
-    ),
-    "ttft-without-stream": (model("m", "responses", max_ttft=2), "models[0].max_ttft: needs stream: true"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CONFIG_ERRORS))
-def test_each_config_error_of_its_fields_exits_4_naming_the_field(
-    openai_server: FakeOpenAI, run_monitor, name: str
-) -> None:
-    entry, piece = CONFIG_ERRORS[name]
-    run = run_monitor({"endpoints": [endpoint(openai_server.url, entry)]})
-    assert run.ret == 4 and f"endpoints[0].{piece}" in run.output, run.output
-    assert openai_server.requests_for("m") == []
+        run.assert_fault(f"svc/{name}", error_class, piece)
 
 
 def test_a_stream_held_open_after_its_terminal_event_ends_there(openai_server: FakeOpenAI, run_monitor) -> None:

@@ -57,9 +57,7 @@ def test_each_transcription_fault_fails_with_its_class(
     assert run.ret == 1
     assert run.cases["svc/whisper-fine"]["model_monitor.verdict"] == "pass", run.reason("svc/whisper-fine")
     for name, error_class, piece in TRANSCRIPTION_FAULTS:
-        case_id = "svc/" + name.replace("+", "-")
-        assert run.error_class(case_id) == error_class, run.reason(case_id)
-        assert piece in run.reason(case_id) and "\n" not in run.reason(case_id), run.reason(case_id)
+        run.assert_fault("svc/" + name.replace("+", "-"), error_class, piece)
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import os
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,15 +70,17 @@ class Listing:
         )
 
     @classmethod
-    def gated(cls, listed: list[str], discovery: Discovery) -> Listing:
-        """The listing's ids through the filters, then the name rules a file's model name passes."""
+    def gated(cls, listed: list[str], discovery: Discovery, redact: Redactor) -> Listing:
+        """The listing's ids through the filters, then the name rules a file's model name passes, and none that
+        holds a secret the run knows (a server echoing the key it was sent): a case id is printed everywhere."""
         kept = sorted({i for i in listed if _kept(i, discovery)})
         if len(kept) > discovery.max_discovered:
             return cls(
                 failure=(ErrorClass.EXPECTATION.value, _too_many(len(listed), len(kept), discovery)), listed=len(listed)
             )
-        refused = [f"{_shown(i)} ({problem})" for i in kept if (problem := name_problem(i))]
-        return cls(tuple(i for i in kept if not name_problem(i)), refused=tuple(refused), listed=len(listed))
+        problems = {i: problem for i in kept if (problem := _id_problem(i, redact))}
+        refused = [f"{_shown(redact(i))} ({problem})" for i, problem in problems.items()]
+        return cls(tuple(i for i in kept if i not in problems), refused=tuple(refused), listed=len(listed))
 
 
 class Lister:
@@ -96,6 +100,9 @@ class Lister:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started: float | None = None  # monotonic, as the listings were sent
         self._stopped_at = 0.0  # monotonic
+        # One TLS context per verify setting for all the listings: each costs about 60 ms of the loop's time, which
+        # 50 discovering endpoints turned into 3 s before the last listing was sent.
+        self._tls = functools.cache(lambda verify: httpx.create_ssl_context(verify=verify))
 
     def listings(self) -> dict[str, Listing]:
         if not self._suite.discoveries:
@@ -119,7 +126,7 @@ class Lister:
             return [None] * len(self._suite.discoveries)
         self._started = time.monotonic()
         tasks = [
-            asyncio.create_task(_listing(self._suite, name, self._redact, self._environ))
+            asyncio.create_task(_listing(self._suite, name, self._redact, self._environ, self._tls))
             for name in self._suite.discoveries
         ]
         stopped = asyncio.create_task(self._stopped.wait())
@@ -138,7 +145,9 @@ class Lister:
         return Listing(failure=(error_class.value, f"{why}; listing GET {LISTING_PATH} {state}"))
 
 
-async def _listing(suite: Suite, name: str, redact: Redactor, environ: Mapping[str, str]) -> Listing:
+async def _listing(
+    suite: Suite, name: str, redact: Redactor, environ: Mapping[str, str], tls: Callable[[bool], ssl.SSLContext]
+) -> Listing:
     """One endpoint's listing, bounded by its discover_timeout and the body cap; every fault becomes its failure.
 
     An unset API key variable is such a fault, not a configuration error that stops the run (exit 4): the listing
@@ -150,12 +159,12 @@ async def _listing(suite: Suite, name: str, redact: Redactor, environ: Mapping[s
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
     request = httpx.Request("GET", endpoint.url_for(LISTING_PATH), headers=request_headers(endpoint, _monitor(name)))
-    transport = transport_for(endpoint, httpx.create_ssl_context(verify=endpoint.verify_tls))
+    transport = transport_for(endpoint, tls(endpoint.verify_tls))
     try:
         reply = await timed(
             transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
         )
-        return Listing.gated(model_ids(parse_json(reply)), discovery)
+        return Listing.gated(model_ids(parse_json(reply)), discovery, redact)
     except ProbeError as error:
         why = redact(f"listing GET {request.url.path} failed: {error.message}")
         return Listing(failure=(error.error_class.value, why))
@@ -237,6 +246,12 @@ def _too_many(listed: int, kept: int, discovery: Discovery) -> str:
         f"GET {LISTING_PATH} lists {listed:,} models{filtered}, more than max_discovered {discovery.max_discovered:,}: "
         "none is probed; narrow the listing with include/exclude or raise max_discovered"
     )
+
+
+def _id_problem(model_id: str, redact: Redactor) -> str | None:
+    if redact(model_id) != model_id:
+        return "it holds a secret this run sends"
+    return name_problem(model_id)
 
 
 def _shown(model_id: str) -> str:

@@ -69,12 +69,18 @@ class Engine:
         self._prober = ProberProcess(self._max_concurrency, self._take, self._orphaned)
 
     def start(self, cases: Iterable[Case]) -> None:
-        """Begin probing these cases now, in order, as the caps allow."""
-        if self._stop is not None:
-            return
+        """Begin probing these cases now, in order, as the caps allow.
+
+        A stop (a signal's handler runs between any two steps of this thread) ends the building, and nothing built
+        is sent after it: the stop has ended the prober, and a send would start another."""
         with self._ready:  # the reader must not end the prober between these jobs and their sending
-            jobs = [self._job(case) for case in cases if case.id not in self._numbers and not case.failure]
-            if jobs:
+            jobs = []
+            for case in cases:
+                if self._stop is not None:
+                    return
+                if case.id not in self._numbers and not case.failure:
+                    jobs.append(self._job(case))
+            if jobs and self._stop is None:
                 self._prober.send(b"".join(jobs) + GO)
 
     def launch(self) -> None:

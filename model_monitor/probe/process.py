@@ -35,6 +35,7 @@ class ProberProcess:
         self._reader: threading.Thread | None = None
         self._writing = threading.RLock()  # `ended` may come back to finish() from inside send()
         self._let_go: set[int] = set()  # the pids we ended or told to end
+        self._killed = False  # by kill(): no prober is started again
 
     @property
     def pid(self) -> int | None:
@@ -65,7 +66,9 @@ class ProberProcess:
                     process.stdin.close()  # type: ignore[union-attr]
 
     def kill(self) -> None:
-        """End the prober at once (from a signal handler too): its requests end with it."""
+        """End the prober at once (from a signal handler too): its requests end with it, and none is started
+        after it (a send that was under way when the stop came would otherwise start another)."""
+        self._killed = True
         process = self._process
         if process is not None and process.returncode is None:
             self._let_go.add(process.pid)
@@ -86,7 +89,9 @@ class ProberProcess:
             self._reader.join(EXIT_WAIT_S)
 
     def _start(self) -> subprocess.Popen[bytes] | None:
-        """The prober, started now if there is none; None when it cannot start (said to `ended`)."""
+        """The prober, started now if there is none; None when it cannot start (said to `ended`) or was killed."""
+        if self._killed:
+            return None
         if self._process is None or self._process.pid in self._let_go:
             # The prober imports this very package, wherever it was imported from: its root is searched last, so
             # that nothing there can stand in for a module of the standard library.

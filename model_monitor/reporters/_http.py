@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import httpx
 
 from ..errors import TelemetryConfigError
-from ..redact import CUT, Secret
+from ..redact import Secret
 
 __all__ = [
     "ATTEMPTS",
@@ -23,7 +23,6 @@ __all__ = [
     "Overrun",
     "SplitUrl",
     "basic_auth",
-    "one_line",
     "skim",
     "skim_blocking",
     "split_url",
@@ -104,15 +103,6 @@ def skim_blocking(response: httpx.Response) -> None:
         read += len(chunk)
         if read >= REPLY_READ_CAP:
             return
-
-
-def one_line(text: str, limit: int, *, tail: bool = False) -> str:
-    """`text` on one line, at most `limit` characters: its head, or its tail (where an error's cause is), cut with
-    CUT: the Redactor masks a secret's piece beside it."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    return CUT + text[-(limit - 1) :] if tail else text[: limit - 1] + CUT
 
 
 class Overrun(Exception):

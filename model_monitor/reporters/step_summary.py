@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from ._http import one_line
+from ..reply import one_line
 
 __all__ = ["MAX_ROWS", "markdown"]
 

@@ -114,9 +114,11 @@ def summary(
     stopped: tuple[ErrorClass, str] | None,
     reporters: Sequence[Reporter],
     shard: tuple[Shard | None, int],
+    bulk: int = 0,
 ) -> None:
     """The run's end on the terminal: the table, the token usage, why the run stopped, and each reporter's lines.
-    `shard` is this process's shard and how many selected cases the other shards hold."""
+    `shard` is this process's shard and how many selected cases the other shards hold; `bulk` how many cases a
+    stopped run reported in bulk (the table has not got them)."""
     own_shard, others = shard
     if not found and others:
         terminalreporter.write_line(
@@ -131,9 +133,15 @@ def summary(
         terminalreporter.write_line(used)
     if stopped is not None:
         error_class, why = stopped
+        in_bulk = (
+            f"; {bulk} cases were reported in bulk, not one by one, to end within the stop grace: the table leaves "
+            "them out, JUnit counts them in one entry, the results file, pings and metrics (where set) have each"
+            if bulk
+            else ""
+        )
         terminalreporter.write_line(
             f"model-monitor: {why}: the cases not judged by then failed as {error_class.value}, the others kept "
-            "their verdicts",
+            f"their verdicts{in_bulk}",
             red=True,
             bold=True,
         )

@@ -6,6 +6,7 @@ tallied); provision creates the Cronitor monitors. This module is the reporter o
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from typing import ClassVar
@@ -52,9 +53,7 @@ class Heartbeats:
     def ended(self, case: Case, outcome: Outcome) -> None:
         series = str(uuid.uuid4())
         for target in self.targets:
-            chain = f"{target.name}:{case.id}"
-            self.delivery.send(target.start(case, series, outcome), chain=chain)
-            self.delivery.send(target.end(case, series, outcome), chain=chain)
+            self.delivery.send(functools.partial(_run_and_end, target, case, series, outcome), count=2)
 
     def flush(self, budget: float) -> None:
         """Wait for every ping still under way, at most `budget` seconds; what is left counts as failed."""
@@ -91,7 +90,7 @@ def start(
     cronitor = next((t for t in targets if isinstance(t, Cronitor)), None)
     if cronitor is not None and s.cronitor_api_key:
         ping = provisioning(s.cronitor_api_url, s.cronitor_api_key, cronitor, selected, s.cronitor_schedule)
-        delivery.send(ping, chain="provisioning")
+        delivery.send(lambda: (ping,), count=1)
     return beats
 
 
@@ -110,3 +109,7 @@ def pacing_note(pings: int, rate: float, deadline: float) -> list[str]:
     if took <= deadline / 2:
         return []
     return [f"telemetry: {pings} pings at {rate:g}/s take about {took:.0f} s; --telemetry-deadline is {deadline:g} s"]
+
+
+def _run_and_end(target: Target, case: Case, series: str, outcome: Outcome) -> tuple[Ping, Ping]:
+    return target.start(case, series, outcome), target.end(case, series, outcome)

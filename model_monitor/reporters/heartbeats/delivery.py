@@ -1,6 +1,6 @@
-"""Heartbeat delivery: pings sent on the background loop, in order per case, with at most three attempts each,
-evenly spaced to at most --telemetry-rate requests per second (heartbeat services rate-limit), and a tally of what
-could not be delivered. Pings never touch a check's timing or verdict."""
+"""Heartbeat delivery: pings sent on the background loop, in order per case and target, with at most three attempts
+each, evenly spaced to at most --telemetry-rate requests per second (heartbeat services rate-limit), and a tally of
+what could not be delivered. Pings never touch a check's timing or verdict."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import functools
 import logging
+import threading
 import time
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -18,10 +19,13 @@ from ... import USER_AGENT
 from ...probe.loop import BackgroundLoop
 from ...probe.retry import backoff, retry_after
 from ...redact import Redactor
+from ...reply import one_line
 from .._http import ATTEMPTS, skim
 from .targets import Ping
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "Job"]
+
+Job = Callable[[], Sequence[Ping]]  # renders the pings to send, in order
 
 log = logging.getLogger("model_monitor.telemetry")
 
@@ -49,7 +53,11 @@ class Delivery:
     """Sends pings on the background loop (or only records them, in a dry run) and keeps the tally.
 
     `rate` is the most requests per second (every attempt counts); `longest_wait` (--telemetry-deadline) is the
-    longest a ping waits before a retry, whatever Retry-After a heartbeat service asks."""
+    longest a ping waits before a retry, whatever Retry-After a heartbeat service asks.
+
+    A job is one case's pings for one target (its run, then its end), rendered only when a sender takes it up: a
+    stopped run queues thousands of cases' jobs within its grace, of which only what the rate allows is sent, and
+    PINGS_IN_FLIGHT senders take the jobs in order, each job's pings one after the other."""
 
     def __init__(
         self, loop: BackgroundLoop, redact: Redactor, rate: float, longest_wait: float, dry_run: bool = False
@@ -61,12 +69,12 @@ class Delivery:
         self.dry_run = dry_run
         self.sent: list[Ping] = []
         self.failures: list[str] = []  # why each undelivered ping failed, redacted
-        self._pending: list[concurrent.futures.Future[None]] = []
-        # Queued on pytest's thread, started on the loop's: the loop is woken once for every ping queued meanwhile.
-        self._queued: collections.deque[tuple[Ping, str, concurrent.futures.Future[None]]] = collections.deque()
+        self._jobs: collections.deque[tuple[Job, int]] = collections.deque()  # appended on pytest's thread
+        self._unsettled = 0  # pings queued or under way
+        self._settled = threading.Condition()  # guards _unsettled; flush waits on it
         self._waking = False
-        self._last: dict[str, asyncio.Task[None]] = {}  # the loop's: each chain's latest ping
-        self._tasks: set[asyncio.Task[None]] = set()  # the loop's: pings under way
+        self._senders: set[asyncio.Task[None]] = set()  # the loop's
+        self._gave_up = False
         # Built here, on pytest's thread: its TLS context would cost the loop ~40 ms while it times requests.
         self._client: httpx.AsyncClient | None = (
             None
@@ -75,46 +83,67 @@ class Delivery:
                 timeout=PING_TIMEOUT, headers={"user-agent": USER_AGENT, "accept-encoding": "identity"}
             )
         )
-        self._slots: asyncio.Semaphore | None = None
 
-    def send(self, ping: Ping, chain: str) -> None:
-        """Queue a ping; pings with the same chain (one case's run) go out in order.
+    def send(self, job: Job, count: int) -> None:
+        """Queue a job of `count` pings, sent in the order it renders them.
 
-        A stopped run reports thousands of cases within a second: waking the loop for each ping would cost pytest's
-        thread a write and a wait for the GIL every time, so the pings queued before the loop wakes start together."""
+        Queuing costs pytest's thread a deque append; the loop is woken once for every job queued meanwhile."""
         if self.dry_run:
-            self.sent.append(ping)
+            self.sent += job()
             return
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._pending.append(future)
-        self._queued.append((ping, chain, future))
+        with self._settled:
+            self._unsettled += count
+        self._jobs.append((job, count))
         if not self._waking:
             self._waking = True
-            self._loop.loop.call_soon_threadsafe(self._start_queued)
+            self._loop.loop.call_soon_threadsafe(self._staff)
 
-    def _start_queued(self) -> None:
-        """On the loop: each queued ping's task, after the one before it in its chain."""
-        self._waking = False  # first: a ping queued from now on wakes the loop again
-        while self._queued:
-            ping, chain, future = self._queued.popleft()
-            task = asyncio.ensure_future(self._deliver(ping, self._last.get(chain)))
-            self._last[chain] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(functools.partial(_settle, future))
+    def _staff(self) -> None:
+        """On the loop: enough senders for the queued jobs, at most PINGS_IN_FLIGHT."""
+        self._waking = False  # first: a job queued from now on wakes the loop again
+        for _ in range(min(PINGS_IN_FLIGHT - len(self._senders), len(self._jobs))):
+            task = asyncio.ensure_future(self._sender())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
 
-    def _cancel_all(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+    async def _sender(self) -> None:
+        while self._jobs and not self._gave_up:
+            job, count = self._jobs.popleft()
+            try:
+                pings = job()
+            except Exception as exc:  # never let a ping's fault escape unreported
+                why = self._redact(f"{type(exc).__name__}: {one_line(str(exc), 200)} (rendering a ping)")
+                log.warning("telemetry: %s", why)
+                self._settle(count, failures=[why] * count)
+                continue
+            for ping in pings:
+                try:
+                    reason = await self._attempts(ping)
+                except Exception as exc:
+                    reason = f"{type(exc).__name__} sending to {ping.host}"
+                if reason is None:
+                    self._settle(1, sent=[ping])
+                else:
+                    log.warning("telemetry: ping failed: %s %s: %s", ping.method, ping.shown, self._redact(reason))
+                    self._settle(1, failures=[self._redact(reason)])
+
+    def _settle(self, count: int, sent: list[Ping] | None = None, failures: list[str] | None = None) -> None:
+        with self._settled:
+            if self._gave_up:  # flush has counted it as undelivered already
+                return
+            self.sent += sent or []
+            self.failures += failures or []
+            self._unsettled -= count
+            self._settled.notify_all()
 
     def flush(self, deadline: float) -> None:
         """Wait for every queued ping, at most `deadline` seconds in all; what is left counts as failed."""
-        _, not_done = concurrent.futures.wait(self._pending, timeout=deadline)
-        for future in not_done:
-            future.cancel()
-        self.failures += [f"not delivered within the {deadline:g} s deadline"] * len(not_done)
-        self._pending = []
-        if not_done:
+        with self._settled:
+            self._settled.wait_for(lambda: self._unsettled == 0, timeout=deadline)
+            left, self._gave_up = self._unsettled, True
+            self.failures += [f"not delivered within the {deadline:g} s deadline"] * left
+        self._jobs.clear()
+        if left:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is under way
                 self._loop.loop.call_soon_threadsafe(self._cancel_all)
         if self._client is not None:
@@ -122,25 +151,13 @@ class Delivery:
                 self._loop.run(self._client.aclose(), timeout=2)
             self._client = None
 
+    def _cancel_all(self) -> None:
+        for task in self._senders:
+            task.cancel()
+
     @property
     def total(self) -> int:
         return len(self.sent) + len(self.failures)
-
-    async def _deliver(self, ping: Ping, after: asyncio.Task[None] | None) -> None:
-        if after is not None:
-            await asyncio.wait([after])  # its fate is its own; we only keep the order
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(PINGS_IN_FLIGHT)
-        async with self._slots:
-            try:
-                reason = await self._attempts(ping)
-            except Exception as exc:  # never let a ping's fault escape unreported
-                reason = f"{type(exc).__name__} sending to {ping.host}"
-        if reason is None:
-            self.sent.append(ping)
-        else:
-            self.failures.append(self._redact(reason))
-            log.warning("telemetry: ping failed: %s %s: %s", ping.method, ping.shown, self._redact(reason))
 
     async def _attempts(self, ping: Ping) -> str | None:
         """None when delivered, else why not. Retries network errors, 5xx and 429 (honouring Retry-After, at most
@@ -168,12 +185,6 @@ class Delivery:
             if attempt < ATTEMPTS:
                 await asyncio.sleep(backoff(attempt, None if asked is None else min(self._longest_wait, asked)))
         return reason
-
-
-def _settle(future: concurrent.futures.Future[None], task: asyncio.Task[None]) -> None:
-    """A ping's future is done when its task is (unless flush gave up on it first)."""
-    with contextlib.suppress(concurrent.futures.InvalidStateError):
-        future.set_result(None)
 
 
 def request_headers(ping: Ping) -> dict[str, str]:

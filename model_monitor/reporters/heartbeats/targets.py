@@ -12,8 +12,9 @@ from ...case import Case, monitor_key
 from ...errors import TelemetryConfigError
 from ...outcome import Outcome
 from ...redact import Secret
+from ...reply import one_line
 from ...settings import run_host
-from .._http import MONITOR, SplitUrl, one_line, split_url
+from .._http import MONITOR, SplitUrl, split_url
 
 __all__ = ["Cronitor", "Healthchecks", "Ping", "Target", "cut_message", "targets_from"]
 
