@@ -226,7 +226,10 @@ def options_of(case: Case, kind: type[OptionsT]) -> OptionsT:
 
 def owned_params(model_type: ModelType, model: str, options: Options, params: Mapping[str, Any]) -> list[str]:
     """The params that would replace a request field the case sets itself (its model, what it sends, stream, a
-    field of its type): the case would then probe something else under its own id and monitor."""
+    field of its type): the case would then probe something else under its own id and monitor. Most cases set no
+    params: their bodies are not built (two per streamed case, a tenth of a millisecond for each)."""
+    if not params:
+        return []
     own: set[str] = set()
     variants: list[Options] = [options]
     if isinstance(options, StreamOptions):  # a streamed request sends more fields of its own
