@@ -34,6 +34,7 @@ __all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
 JOB = "model-monitor"
 PUSH_TIMEOUT_S = 10.0
+BUDGET_FIRST_S = 1.0  # a request's timeouts reach this far past the push's budget
 SHAPE = "expected http(s)://host[:port][/path] of a Pushgateway, without a query"
 HEADERS_SHAPE = "expected Name=value,... or a JSON object of strings"
 LABELS = ("endpoint", "model", "type", "case")
@@ -192,8 +193,10 @@ def _handler(
             if left <= 0:
                 break
             try:
+                # The wall-clock budget (flush's `within`) is the one bound on the push: a read timeout as long as
+                # what is left would race it and name a ReadTimeout where the budget ran out.
                 with (
-                    httpx.Client(timeout=min(PUSH_TIMEOUT_S, left), follow_redirects=False) as client,
+                    httpx.Client(timeout=min(PUSH_TIMEOUT_S, left + BUDGET_FIRST_S), follow_redirects=False) as client,
                     client.stream(method, url, content=data, headers=sent) as response,
                 ):
                     skim_blocking(response)
