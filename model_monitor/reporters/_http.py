@@ -19,6 +19,7 @@ from ..redact import Secret
 __all__ = [
     "ATTEMPTS",
     "MONITOR",
+    "PAST_BUDGET_S",
     "REPLY_READ_CAP",
     "Overrun",
     "SplitUrl",
@@ -103,6 +104,11 @@ def skim_blocking(response: httpx.Response) -> None:
         read += len(chunk)
         if read >= REPLY_READ_CAP:
             return
+
+
+# An export's own timeouts reach this far past its budget, so that `within` is the one bound that ends it (and names
+# it): a timeout as long as what is left would race it, and could say ReadTimeout where the budget ran out.
+PAST_BUDGET_S = 1.0
 
 
 class Overrun(Exception):

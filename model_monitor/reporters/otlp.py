@@ -21,7 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from .. import __version__
 from ..case import Case
 from ..outcome import Outcome
-from ._http import Overrun, within
+from ._http import PAST_BUDGET_S, Overrun, within
 
 __all__ = ["HISTOGRAMS", "Histogram", "OtlpMetrics", "attributes"]
 
@@ -124,8 +124,8 @@ class OtlpMetrics:
 
     def flush(self, budget: float) -> None:
         """Export what was recorded and stop the SDK, at most `budget` seconds in all (the SDK's own timeouts apply
-        per read, and it gives the flush and the shutdown each their own)."""
-        millis = budget * 1000
+        per read, and it gives the flush and the shutdown each their own: they reach past the budget, which ends it)."""
+        millis = (budget + PAST_BUDGET_S) * 1000
 
         def export() -> bool:
             flushed = self._provider.force_flush(millis)

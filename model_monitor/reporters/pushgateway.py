@@ -25,7 +25,7 @@ from ..outcome import Outcome
 from ..probe.retry import backoff
 from ..redact import Redactor, Secret
 from ..settings import Settings
-from ._http import ATTEMPTS, Overrun, basic_auth, skim_blocking, split_url, within
+from ._http import ATTEMPTS, PAST_BUDGET_S, Overrun, basic_auth, skim_blocking, split_url, within
 
 if TYPE_CHECKING:  # prometheus_client is loaded by a push, not by every process that may never push
     from prometheus_client import CollectorRegistry
@@ -34,7 +34,6 @@ __all__ = ["Gateway", "Pusher", "gateway_from", "registry"]
 
 JOB = "model-monitor"
 PUSH_TIMEOUT_S = 10.0
-BUDGET_FIRST_S = 1.0  # a request's timeouts reach this far past the push's budget
 SHAPE = "expected http(s)://host[:port][/path] of a Pushgateway, without a query"
 HEADERS_SHAPE = "expected Name=value,... or a JSON object of strings"
 LABELS = ("endpoint", "model", "type", "case")
@@ -193,10 +192,8 @@ def _handler(
             if left <= 0:
                 break
             try:
-                # The wall-clock budget (flush's `within`) is the one bound on the push: a read timeout as long as
-                # what is left would race it and name a ReadTimeout where the budget ran out.
                 with (
-                    httpx.Client(timeout=min(PUSH_TIMEOUT_S, left + BUDGET_FIRST_S), follow_redirects=False) as client,
+                    httpx.Client(timeout=min(PUSH_TIMEOUT_S, left + PAST_BUDGET_S), follow_redirects=False) as client,
                     client.stream(method, url, content=data, headers=sent) as response,
                 ):
                     skim_blocking(response)
