@@ -99,13 +99,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_unrun, monitor)), stopped.NAME)
     if reports is not None and (reports.results_json or reports.step_summary):
         monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
-        config.pluginmanager.register(monitor.results, "model_monitor.results")
+        config.pluginmanager.register(monitor.results, stopped.RESULTS)
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
-        config.pluginmanager.register(DegradedCount(monitor), "model_monitor.degraded")
+        config.pluginmanager.register(DegradedCount(monitor), stopped.DEGRADED)
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
         if monitor.reporters:
-            config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), "model_monitor.reporters")
+            config.pluginmanager.register(Fanout(monitor.reporters, monitor.cases), stopped.REPORTERS)
 
 
 def _listings(config: pytest.Config, suite: Suite, redact: Redactor, stopper: Stopper) -> dict[str, discovery.Listing]:
