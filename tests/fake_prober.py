@@ -1,6 +1,7 @@
 """A stand-in for the probing process (`python -m tests.fake_prober CAP`) that answers the engine as a broken one
-would, as FAKE_PROBER says: `garbage` (bytes that are no frame) or `misshapen` (a reply frame per job, of the
-wrong shape). Either way it then waits for its stdin to end, as the real one does."""
+would, as FAKE_PROBER says: `garbage` (bytes that are no frame), `misshapen` (a reply frame per job, of the
+wrong shape) or `overflow` (one whose start is 10**400). Either way it then waits for its stdin to end, as the real
+one does; `dies` exits at once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from model_monitor.probe.wire import frame, read_frame
 def main() -> None:
     mode = os.environ["FAKE_PROBER"]
     out = sys.stdout.buffer
+    if mode == "dies":
+        sys.exit(3)
     if mode == "garbage":
         out.write(b"\xff" * 64)
         out.flush()
@@ -20,6 +23,9 @@ def main() -> None:
         meta, _ = got
         if mode == "misshapen" and meta["kind"] == "probe":
             out.write(frame({"kind": "done", "id": meta["id"], "attempts": [], "status": "200"}))
+            out.flush()
+        if mode == "overflow" and meta["kind"] == "probe":
+            out.write(frame({"kind": "failed", "id": meta["id"], "attempts": [], "started": 10**400}))
             out.flush()
 
 

@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from model_monitor.outcome import Outcome
 from model_monitor.probe import process
 from model_monitor.probe.engine import Engine
 from testbed.openai_server import FakeOpenAI
@@ -58,6 +60,7 @@ def test_a_killed_prober_fails_every_unjudged_case_with_one_line(tmp_path: Path,
     [
         ("garbage", "crashed: the probing process sent a frame of 4294967295 + 4294967295 bytes"),
         ("misshapen", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
+        ("overflow", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
     ],
 )
 def test_what_the_prober_sends_is_outside_data(
@@ -75,6 +78,31 @@ def test_what_the_prober_sends_is_outside_data(
         engine.close()
     assert [o.error_class for o in outcomes] == ["crashed"] * len(HELD), [o.reason for o in outcomes]
     assert all(o.reason.startswith(reason) for o in outcomes), [o.reason for o in outcomes]
+
+
+@pytest.mark.timeout(60)
+def test_cases_sent_after_the_prober_died_on_its_own_are_answered(
+    tmp_path: Path, server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prober that ended on its own before the cases came (here: at once) is replaced for them; this one dies
+    too, and they fail saying so, rather than wait for good on the dead one."""
+    monkeypatch.setattr(process, "PROBER", "tests.fake_prober")
+    monkeypatch.setenv("FAKE_PROBER", "dies")
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, *HELD)])
+    engine = Engine(redact)
+    try:
+        engine.launch()
+        first = engine._prober._process
+        assert first is not None and first.wait(30) == 3
+        engine.start(cases)
+        outcomes: list[Outcome] = []
+        judge = threading.Thread(target=lambda: outcomes.extend(engine.outcome(case) for case in cases), daemon=True)
+        judge.start()
+        judge.join(30)
+        assert not judge.is_alive(), "a case still waits for the dead prober"
+    finally:
+        engine.close()
+    assert [o.error_class for o in outcomes] == ["crashed"] * len(HELD), [o.reason for o in outcomes]
 
 
 PARENT = """

@@ -92,7 +92,9 @@ class ProberProcess:
         """The prober, started now if there is none; None when it cannot start (said to `ended`) or was killed."""
         if self._killed:
             return None
-        if self._process is None or self._process.pid in self._let_go:
+        # One that ended on its own (its end was said to `ended`) is replaced too: a send to it would be lost, and its
+        # case would wait for an answer nobody will send.
+        if self._process is None or self._process.pid in self._let_go or self._process.poll() is not None:
             # The prober imports this very package, wherever it was imported from: its root is searched last, so
             # that nothing there can stand in for a module of the standard library.
             root = str(Path(__file__).resolve().parents[2])
@@ -120,8 +122,12 @@ class ProberProcess:
         try:
             while (got := read_frame(process.stdout)) is not None:
                 self._take(*got)
-        except (WireError, OSError) as exc:
-            why = f"the probing process sent {exc}"
+        except Exception as exc:  # whatever handing it on raised, the prober can no longer be trusted
+            why = (
+                f"the probing process sent {exc}"
+                if isinstance(exc, WireError | OSError)
+                else (f"the probing process sent what could not be read ({type(exc).__name__})")
+            )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)  # not kill(): this end is news
         code = process.wait()

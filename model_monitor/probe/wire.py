@@ -170,7 +170,7 @@ def decode_reply(meta: dict[str, Any], blob: bytes) -> Probed:
                 raise WireError("stream chunks that do not add up to the bytes sent")
         status, duration, ttfb = _typed(meta["status"], int), _num(meta["duration"]), _opt(meta["ttfb"], float)
         return Probed(attempts, started, ended, result=Timed(value, status, headers, duration=duration, ttfb=ttfb))
-    except (KeyError, TypeError, ValueError, UnicodeError):
+    except (KeyError, TypeError, ValueError, UnicodeError, OverflowError):  # 10**400 as a float overflows
         raise WireError("a reply frame of the wrong shape") from None
 
 
