@@ -6,22 +6,17 @@ errors and HTTP status handling live in exchange.py and are the same for every t
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
 
 from ..case import Case
 from ..errors import ErrorClass, ProbeError
 from ..reply import Timed, carries_error, server_said
 from ..types import contracts
 from ..types.usage import token_usage
-from .exchange import Clock, read_body
-from .stream import assemble, read_stream
+from .stream import assemble
 
-__all__ = ["Verdict", "consumer", "evaluate"]
+__all__ = ["Verdict", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +24,6 @@ class Verdict:
     summary: str
     metrics: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # why the passing reply is degraded: a warning threshold crossed, a cut reply
-
-
-def consumer(case: Case) -> Callable[[httpx.Response, Clock], Awaitable[Any]]:
-    """How the exchange reads this case's reply: as a stream, or as one body."""
-    if not case.stream:
-        return read_body
-    return functools.partial(read_stream, ends=case.type.stream_format.ends)
 
 
 def evaluate(case: Case, result: Timed) -> Verdict:

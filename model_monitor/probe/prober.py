@@ -176,8 +176,6 @@ class Prober:
         HTTP(S)_PROXY / NO_PROXY name for it."""
         transport = self._transports.get(job.endpoint)
         if transport is None:
-            if job.verify_tls not in self._tls:
-                self._tls[job.verify_tls] = httpx.create_ssl_context(verify=job.verify_tls)
             endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
             transport = self._transports[job.endpoint] = transport_for(endpoint, self._tls[job.verify_tls])
             transport.client = transport.get_client()  # its aiohttp session too, which it would make lazily
