@@ -9,7 +9,7 @@ from collections.abc import Generator
 import pytest
 
 from . import stopped
-from .reporters import terminal, verdicts
+from .reporters import junit, terminal, verdicts
 from .reporters.paths import not_written
 from .run import MONITOR, Monitor
 
@@ -27,7 +27,8 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         return (yield)
     _end(session, monitor)
     try:
-        yield
+        with junit.written_from_text(session.config):
+            yield
     except OSError as exc:
         monitor.unwritten.append(_unwritten(session.config, exc))
         session.exitstatus = not_written(session.exitstatus)

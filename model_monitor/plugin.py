@@ -21,7 +21,7 @@ from .errors import TelemetryConfigError
 from .outcome import Outcome
 from .probe.engine import Engine, case_budget
 from .redact import RedactingRecords, Redactor
-from .reporters import Destinations, Fanout, build, results, verdicts
+from .reporters import Destinations, Fanout, build, junit, results, verdicts
 from .reporters.paths import report_paths
 from .reporters.verdicts import CaseIndex
 from .run import MONITOR, DegradedCount, Monitor
@@ -102,6 +102,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(monitor.results, stopped.RESULTS)
     if not hasattr(config, "workerinput"):  # the process that sees every verdict
         config.pluginmanager.register(DegradedCount(monitor), stopped.DEGRADED)
+        if getattr(config.option, "xmlpath", None):  # --junitxml (-p no:junitxml removes the option)
+            config.pluginmanager.register(junit.HeldAsText(config), junit.NAME)
         selected = (case for case in suite.cases if selection.runs_here(case, resolved))
         monitor.reporters = build(destinations, resolved, monitor.background, redact, selected)
         if monitor.reporters:

@@ -6,6 +6,7 @@ network beyond 127.0.0.1, no sleep: flush() returning is the moment everything i
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 import pytest
+from _pytest.junitxml import LogXML, _NodeReporter, xml_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_monitor.case import Case, Endpoint
@@ -23,7 +25,7 @@ from model_monitor.errors import ErrorClass
 from model_monitor.outcome import Attempt, Outcome
 from model_monitor.probe.loop import BackgroundLoop
 from model_monitor.redact import Redactor
-from model_monitor.reporters import Destinations, Fanout, Reporter, build, results, step_summary, terminal
+from model_monitor.reporters import Destinations, Fanout, Reporter, build, junit, results, step_summary, terminal
 from model_monitor.reporters.paths import REPORT_NOT_WRITTEN, ReportPaths
 from model_monitor.reporters.verdicts import CaseIndex, identity_properties
 from model_monitor.types import TYPES
@@ -608,6 +610,59 @@ def test_a_step_summary_on_a_full_disk_exits_with_its_own_code_and_the_document_
         ("model-monitor: could not write /dev/full: No space left on device", {"red": True, "bold": True}),
         (f"model-monitor: wrote the results to {out}", {"red": False, "bold": False}),
     ]
+
+
+# --- JUnit held as text ---
+
+
+def junit_reports() -> list[pytest.TestReport]:
+    """Reports as xdist interleaves them: a pass with properties to escape, a failure whose teardown also failed, a
+    skip, and a case whose teardown never came (an interrupted run)."""
+
+    def report(name: str, when: str, outcome: str = "passed", longrepr: Any = None, **kw: Any) -> pytest.TestReport:
+        nodeid = f"checks/test_endpoints.py::test_endpoint[svc/{name}]"
+        location = ("checks/test_endpoints.py", 11, f"test_endpoint[svc/{name}]")
+        return pytest.TestReport(nodeid, location, {}, outcome, longrepr, when, duration=0.25, **kw)  # type: ignore[arg-type]
+
+    odd = [("model_monitor.reason", "HTTP 500: <b>\"&'\n\x07é模型"), ("model_monitor.duration_s", 0.123456)]
+    return [
+        report("a", "setup"),
+        report("b", "setup"),
+        report("b", "call", "failed", "Traceback\n  <here> & there\n\tE   failed"),
+        report("a", "call", user_properties=odd),
+        report("b", "teardown", "failed", "teardown <failed>", user_properties=odd),
+        report("c", "setup", "skipped", ("checks/test_endpoints.py", 12, "Skipped: not today")),
+        report("a", "teardown", user_properties=odd),
+        report("c", "teardown"),
+        report("d", "setup"),
+        report("d", "call", user_properties=odd),
+    ]
+
+
+def test_junit_held_as_text_writes_pytests_own_bytes(tmp_path: Path) -> None:
+    """Each finished testcase held as its text, the document is written byte for byte as pytest's writer writes it."""
+    written = {}
+    for held in (False, True):
+        config = SimpleNamespace(stash=pytest.Stash())
+        xml = config.stash[xml_key] = LogXML(str(tmp_path / f"{held}.xml"), None)
+        xml.add_global_property("run", "<one>")
+        plugin = junit.HeldAsText(config)  # type: ignore[arg-type]
+        xml.pytest_sessionstart()
+        for report in junit_reports():
+            xml.pytest_runtest_logreport(report)
+            if held:
+                plugin.pytest_runtest_logreport(report)
+        if held:  # pytest's tree kept for the one testcase not finished (d's teardown never came) alone
+            assert [t for t in xml.node_reporters_ordered if isinstance(t, _NodeReporter)] == [
+                xml.node_reporters_ordered[-1]
+            ]
+        with junit.written_from_text(config) if held else contextlib.nullcontext():  # type: ignore[arg-type]
+            xml.pytest_sessionfinish()
+        # Only the suite's start and time differ: the two ran a moment apart.
+        suite_times = r' time="[0-9.]+" timestamp="[^"]+"'
+        written[held] = re.sub(suite_times, "", (tmp_path / f"{held}.xml").read_text(), count=1)
+    assert written[True] == written[False]
+    assert written[True].count("<testcase ") == 5  # b's failed call and failed teardown are two
 
 
 # --- one wall-clock deadline for every export; a redirect is no delivery ---
