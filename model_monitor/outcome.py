@@ -6,13 +6,20 @@ The bottom of the data flow: it imports nothing of ours, so reporters read outco
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PROPERTY_PREFIX", "Attempt", "Outcome"]
+__all__ = ["PROPERTY_PREFIX", "Attempt", "Outcome", "property_name"]
 
 PROPERTY_PREFIX = "model_monitor."
+
+
+def property_name(name: str) -> str:
+    """`model_monitor.<name>`, one string for the whole run: a case's properties stay on its reports and in JUnit
+    until the run ends, and a copy of each of their names per case held 4 MB at 5,000 cases."""
+    return sys.intern(PROPERTY_PREFIX + name)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Outcome:
             ("degraded", "; ".join(self.degraded) or None),
             *((f"metric.{name}", value) for name, value in self.metrics.items()),
         ]
-        return [(PROPERTY_PREFIX + name, value) for name, value in props if value is not None]
+        return [(property_name(name), value) for name, value in props if value is not None]
 
     @classmethod
     def from_properties(cls, properties: Iterable[tuple[str, Any]]) -> Outcome | None:

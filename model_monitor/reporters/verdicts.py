@@ -11,11 +11,11 @@ from _pytest.compat import ascii_escaped
 
 from ..case import Case
 from ..errors import ErrorClass
-from ..outcome import PROPERTY_PREFIX, Outcome
+from ..outcome import Outcome, property_name
 
 __all__ = ["TOKEN_KINDS", "CaseIndex", "identity_properties", "outcome_of", "token_totals", "verdicts"]
 
-CASE_KEY = PROPERTY_PREFIX + "case"
+CASE_KEY = property_name("case")
 TOKEN_KINDS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 CRASH = re.compile(r"worker '([^']*)' crashed while running ")  # what xdist (and scheduler.py) say of a dead worker
 PARAM = re.compile(r"\[(.*)\]$")  # the parameter id at the end of a node id
@@ -25,7 +25,7 @@ def identity_properties(case: Case) -> list[tuple[str, Any]]:
     """Who a test item is, as plain data set at collection: every report of the item carries it, from xdist
     workers too, so nothing depends on how pytest spells a node id (it escapes non-ASCII and control characters)."""
     identity = (("case", case.id), ("type", case.type.name), ("monitor", case.monitor))
-    return [(PROPERTY_PREFIX + k, v) for k, v in identity]
+    return [(property_name(k), v) for k, v in identity]
 
 
 class CaseIndex:
