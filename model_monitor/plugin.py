@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
 TIMEOUT_SLACK_S = 10.0
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
+KEYWORDS = pytest.StashKey[Mapping[str, Any]]()  # an item's keywords as its first report has them
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -301,6 +302,11 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
     report = yield
     if case_of(item) is None:
         return report
+    # The terminal keeps a case's three reports to the run's end: they share one copy of its keywords (a dict of a
+    # dozen names) where they are equal, as they are unless a fixture marked the item meanwhile.
+    keywords = item.stash.setdefault(KEYWORDS, report.keywords)
+    if keywords == report.keywords:
+        report.keywords = keywords
     outcome = Outcome.from_properties(item.user_properties) if report.when == "call" else None
     if outcome is not None and outcome.duration_s is not None:
         report.duration = outcome.duration_s
