@@ -22,7 +22,7 @@ def property_name(name: str) -> str:
     return sys.intern(PROPERTY_PREFIX + name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One try of a case: None for error_class means it passed."""
 
@@ -41,7 +41,7 @@ class Attempt:
         return cls(None if what == "ok" else what, int(status[0]) if status else None, float(duration.rstrip("s")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What a case found: the verdict, a one-line reason, the measured duration and metrics. Plain data only."""
 
@@ -90,7 +90,7 @@ class Outcome:
             duration_s=props.get("duration_s"),
             status_code=props.get("status_code"),
             attempts=tuple(Attempt.parse(text) for text in props.get("attempts", "").split("; ") if text),
-            metrics={k[len("metric.") :]: v for k, v in props.items() if k.startswith("metric.")},
+            metrics={sys.intern(k[len("metric.") :]): v for k, v in props.items() if k.startswith("metric.")},
             started_at=props.get("started_at"),
             ended_at=props.get("ended_at"),
             degraded=tuple(props["degraded"].split("; ")) if props.get("degraded") else (),

@@ -24,7 +24,7 @@ REASON_WIDTH = 120
 COLUMNS = ("case", "type", "verdict", "duration", "ttft", "tokens_per_s", "tokens")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     case: str
     type: str
