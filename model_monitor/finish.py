@@ -27,6 +27,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         return (yield)
     _end(session, monitor)
     try:
+        # pytest writes JUnit around a placeholder that the testcases, held as text since each ended, then fill
         with junit.written_from_text(session.config):
             yield
     except OSError as exc:
