@@ -23,22 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
+# aiohttp loads now, with the TLS contexts it makes at import: during this process's start-up, which runs while
+# pytest collects, not when the first jobs have come and wait for it.
+import aiohttp
 
 from ..case import Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
 from ..types.stream_format import StreamReply
-from .exchange import read_body, timed
+from .exchange import Sent, read_body, timed
 from .retry import backoff
 from .stream import read_stream
-from .transport import transport_for
+from .transport import proxy_for, session_for, tls_context
 from .wire import HEAD, MAX_BLOB, MAX_META, Job, encode_failed, encode_result, frame
-
-if TYPE_CHECKING:
-    from httpx_aiohttp import AiohttpTransport
 
 __all__ = ["DESCRIPTOR_RESERVE", "descriptor_cap"]
 
@@ -54,10 +53,10 @@ class Prober:
         self._out = out
         self._unsent: list[bytes] = []
         self._caps = _Caps(max_concurrency, self._attempt)
-        self._transports: dict[str, AiohttpTransport] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}  # per endpoint: its connection pool
         # Made now, before any request: a TLS context costs about 40 ms of this loop, which a request in flight
         # would count as its own.
-        self._tls: dict[bool, ssl.SSLContext] = {v: httpx.create_ssl_context(verify=v) for v in (True, False)}
+        self._tls: dict[bool, ssl.SSLContext] = {v: tls_context(v) for v in (True, False)}
         self._ends: dict[str, Callable[[bytes], bool]] = {}
         self._probes: dict[int, _Probe] = {}  # every case not yet answered
         self._arrived: list[_Probe] = []  # read, not released to the caps before the batch's `go`
@@ -68,7 +67,8 @@ class Prober:
         being timed."""
         self._probes[job.id] = probe = _Probe(job)
         try:
-            self._transport(job)
+            probe.request = Sent(job.method, job.url, job.headers, job.body, proxy_for(job.base_url))
+            self._session(job)
             self._consumer(job.stream)
         except Exception as exc:
             self._refuse(probe, exc)
@@ -113,16 +113,14 @@ class Prober:
         once and says so, rather than asking again sooner than it was told."""
         job, attempts = probe.job, probe.attempts
         try:
-            request = httpx.Request(job.method, job.url, headers=job.headers, content=job.body)
-            request.extensions["timeout"] = httpx.Timeout(job.timeout).as_dict()
-            transport, consume = self._transport(job), self._consumer(job.stream)
+            session, consume = self._session(job), self._consumer(job.stream)
             sent = time.time()
             probe.first = probe.first or sent
             self._emit(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
             # The Unix times bracket the request: `sent` before its clock starts, `ended` after it stops (on a busy
             # machine this process can lose the CPU in between, so neither is computed from the duration).
             try:
-                result = await timed(transport, request, job.timeout, consume)
+                result = await timed(session, probe.request, job.timeout, consume)
             except ProbeError as error:
                 failure, ended = error, time.time()
             else:
@@ -171,18 +169,16 @@ class Prober:
         ends = self._ends[stream]
         return lambda response, clock: read_stream(response, clock, ends=ends)
 
-    def _transport(self, job: Job) -> AiohttpTransport:
-        """One connection pool per endpoint, sharing one TLS context per verify setting, through any proxy that
-        HTTP(S)_PROXY / NO_PROXY name for it."""
-        transport = self._transports.get(job.endpoint)
-        if transport is None:
+    def _session(self, job: Job) -> aiohttp.ClientSession:
+        """One connection pool per endpoint, sharing one TLS context per verify setting."""
+        session = self._sessions.get(job.endpoint)
+        if session is None:
             endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
-            transport = self._transports[job.endpoint] = transport_for(endpoint, self._tls[job.verify_tls])
-            transport.client = transport.get_client()  # its aiohttp session too, which it would make lazily
-        return transport
+            session = self._sessions[job.endpoint] = session_for(endpoint, self._tls[job.verify_tls])
+        return session
 
     async def close(self) -> None:
-        await asyncio.gather(*(t.aclose() for t in self._transports.values()), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in self._sessions.values()), return_exceptions=True)
 
 
 @dataclass(eq=False)  # each is itself: queues find and drop it by identity
@@ -190,6 +186,7 @@ class _Probe:
     """One case: its job and its attempts so far."""
 
     job: Job
+    request: Sent = field(init=False)  # made when the job is read, sent as it is by every attempt
     attempts: list[Attempt] = field(default_factory=list)
     first: float | None = None  # Unix time its first attempt was sent
     started: float = field(default_factory=time.monotonic)  # when it arrived: its budget counts from here
