@@ -13,7 +13,7 @@ from .config import Suite, discovery
 from .outcome import Outcome
 from .probe.engine import Engine
 from .probe.loop import BackgroundLoop
-from .probe.prober import descriptor_cap
+from .probe.process import descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
 from .reporters.results import Results

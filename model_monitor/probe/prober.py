@@ -14,7 +14,6 @@ import json
 import math
 import os
 import queue
-import resource
 import signal
 import ssl
 import sys
@@ -34,15 +33,12 @@ from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
 from ..types.stream_format import StreamReply
 from .exchange import Sent, read_body, timed
+from .process import descriptor_cap
 from .retry import backoff
 from .stream import read_stream
 from .transport import proxy_for, session_for, tls_context
 from .wire import HEAD, MAX_BLOB, MAX_META, Job, encode_failed, encode_result, frame
 
-__all__ = ["DESCRIPTOR_RESERVE", "descriptor_cap"]
-
-# File descriptors kept for what is not a probe: the pipes to the engine, the interpreter's own files.
-DESCRIPTOR_RESERVE = 24
 STREAM_FORMATS = "model_monitor.types."  # where a stream format named by a Job may come from
 
 
@@ -281,19 +277,6 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
         for task in list(prober.tasks.values()):
             task.cancel()
         await prober.close()
-
-
-def descriptor_cap() -> int | None:
-    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
-    already and the reserve; None when there is no limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:
-        open_now = len(os.listdir("/proc/self/fd"))
-    except OSError:  # no /proc: count only the reserve
-        open_now = 0
-    return max(1, soft - open_now - DESCRIPTOR_RESERVE)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from typing import Any
 
 from .wire import WireError, read_frame
 
-__all__ = ["ProberProcess"]
+__all__ = ["DESCRIPTOR_RESERVE", "ProberProcess", "descriptor_cap"]
 
 PROBER = "model_monitor.probe.prober"
+# File descriptors kept for what is not a probe: the pipes to the engine, the interpreter's own files.
+DESCRIPTOR_RESERVE = 24
 EXIT_WAIT_S = 5.0  # how long a closing engine waits for its prober to finish before it kills it
 
 
@@ -140,3 +143,16 @@ def _exit_status(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
+
+
+def descriptor_cap() -> int | None:
+    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
+    already and the reserve; None when there is no limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: count only the reserve
+        open_now = 0
+    return max(1, soft - open_now - DESCRIPTOR_RESERVE)
