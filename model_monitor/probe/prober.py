@@ -31,6 +31,7 @@ import aiohttp
 from ..case import Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
+from ..reply import Timed
 from ..types.stream_format import StreamReply
 from .exchange import Sent, read_body, timed
 from .process import descriptor_cap
@@ -49,10 +50,8 @@ class Prober:
         self._out = out
         self._unsent: list[bytes] = []
         self._caps = _Caps(max_concurrency, self._attempt)
-        self._sessions: dict[str, aiohttp.ClientSession] = {}  # per endpoint: its connection pool
-        # Made now, before any request: a TLS context costs about 40 ms of this loop, which a request in flight
-        # would count as its own.
-        self._tls: dict[bool, ssl.SSLContext] = {v: tls_context(v) for v in (True, False)}
+        self._pools: dict[str, tuple[aiohttp.ClientSession, str | None]] = {}  # per endpoint: pool and proxy
+        self._tls: dict[bool, ssl.SSLContext] = {}  # per verify setting, made with the first https endpoint's pool
         self._ends: dict[str, Callable[[bytes], bool]] = {}
         self._probes: dict[int, _Probe] = {}  # every case not yet answered
         self._arrived: list[_Probe] = []  # read, not released to the caps before the batch's `go`
@@ -63,8 +62,7 @@ class Prober:
         being timed."""
         self._probes[job.id] = probe = _Probe(job)
         try:
-            probe.request = Sent(job.method, job.url, job.headers, job.body, proxy_for(job.base_url))
-            self._session(job)
+            probe.request = Sent(job.method, job.url, job.headers, job.body, self._pool(job)[1])
             self._consumer(job.stream)
         except Exception as exc:
             self._refuse(probe, exc)
@@ -109,18 +107,23 @@ class Prober:
         once and says so, rather than asking again sooner than it was told."""
         job, attempts = probe.job, probe.attempts
         try:
-            session, consume = self._session(job), self._consumer(job.stream)
+            session, consume = self._pool(job)[0], self._consumer(job.stream)
             sent = time.time()
             probe.first = probe.first or sent
             self._emit(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
             # The Unix times bracket the request: `sent` before its clock starts, `ended` after it stops (on a busy
             # machine this process can lose the CPU in between, so neither is computed from the duration).
+            result: Timed | None = None
             try:
                 result = await timed(session, probe.request, job.timeout, consume)
             except ProbeError as error:
-                failure, ended = error, time.time()
-            else:
-                self._answer(probe, encode_result(job.id, attempts, probe.first, time.time(), result))
+                failure = error
+            ended = time.time()
+            # The clock has stopped. What is left (the frame, freeing the slots) waits for the loop's next turn, so
+            # that the replies that came in with this one stop their clocks first, whatever this one costs.
+            await asyncio.sleep(0)
+            if result is not None:
+                self._answer(probe, encode_result(job.id, attempts, probe.first, ended, result))
                 return
         finally:
             self._caps.release(probe)
@@ -165,16 +168,21 @@ class Prober:
         ends = self._ends[stream]
         return lambda response, clock: read_stream(response, clock, ends=ends)
 
-    def _session(self, job: Job) -> aiohttp.ClientSession:
-        """One connection pool per endpoint, sharing one TLS context per verify setting."""
-        session = self._sessions.get(job.endpoint)
-        if session is None:
+    def _pool(self, job: Job) -> tuple[aiohttp.ClientSession, str | None]:
+        """One connection pool per endpoint and the proxy the environment names for it, made as its first job is
+        read: before any request of that batch is timed (a TLS context alone costs about 40 ms of this loop)."""
+        pool = self._pools.get(job.endpoint)
+        if pool is None:
             endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
-            session = self._sessions[job.endpoint] = session_for(endpoint, self._tls[job.verify_tls])
-        return session
+            https = job.base_url.lower().startswith("https:")
+            if https and job.verify_tls not in self._tls:
+                self._tls[job.verify_tls] = tls_context(job.verify_tls)
+            tls = self._tls[job.verify_tls] if https else None
+            pool = self._pools[job.endpoint] = (session_for(endpoint, tls), proxy_for(job.base_url))
+        return pool
 
     async def close(self) -> None:
-        await asyncio.gather(*(s.close() for s in self._sessions.values()), return_exceptions=True)
+        await asyncio.gather(*(session.close() for session, _ in self._pools.values()), return_exceptions=True)
 
 
 @dataclass(eq=False)  # each is itself: queues find and drop it by identity
