@@ -9,6 +9,7 @@ case keeps its own timing, verdict and heartbeat. The requests are sent and time
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import subprocess
 import threading
@@ -163,24 +164,25 @@ class Engine:
         body = probe.body(case)
         if isinstance(body, dict):
             body = {**_probe_fields(case, probe.tags), **body}  # the type's and the user's own fields win
-        content = {"data": body.data, "files": body.files} if isinstance(body, Multipart) else {"json": body}
         endpoint = case.endpoint
-        request = httpx.Request(
-            probe.method,
-            endpoint.url_for(probe.path),
-            **content,
-            headers=request_headers(endpoint, case.monitor, probe.headers, probe.key_header),
-        )
+        url = endpoint.url_for(probe.path)
+        headers = request_headers(endpoint, case.monitor, probe.headers, probe.key_header)
+        if isinstance(body, Multipart):  # httpx writes a multipart body: its boundary, its files
+            request = httpx.Request(probe.method, url, data=body.data, files=body.files, headers=headers)
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+            content = request.read()  # one body, sent again as it is on a retry (a multipart stream reads only once)
+        else:
+            content, headers = _json_request(probe.method, body, headers)
         number = self._numbers[case.id] = len(self._ids)
         self._ids[number] = case.id
         self._waiting.add(case.id)
         fmt = probe.stream_format
         return Job(
             id=number,
-            method=request.method,
-            url=str(request.url),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-            body=request.read(),  # one body, sent again as it is on a retry (a multipart stream reads only once)
+            method=probe.method,
+            url=url,
+            headers=headers,
+            body=content,
             timeout=case.timeout,
             retries=case.retries,
             budget=case_budget(case),
@@ -314,6 +316,22 @@ def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
     if case.endpoint.probe_user and "user" in accepted:
         fields["user"] = case.endpoint.probe_user
     return fields
+
+
+def _json_request(
+    method: str, body: dict[str, Any] | None, headers: list[tuple[str, str]]
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """A JSON body (or none) and the headers that describe it, written as httpx writes them (compact UTF-8, no NaN),
+    without building an httpx.Request per case: its URL parsing and header objects cost 0.1 ms a case, which at
+    N=5000 came before the first request. Headers the request has already are kept (a type's own Content-Type)."""
+    have = {name.lower() for name, _ in headers}
+    content = b""
+    if body is not None:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        headers += [(k, v) for k, v in (("Content-Type", "application/json"),) if k.lower() not in have]
+    if (body is not None or method in ("POST", "PUT", "PATCH")) and "content-length" not in have:
+        headers.append(("Content-Length", str(len(content))))
+    return content, headers
 
 
 def shared(cap: int, share: int) -> int:
