@@ -26,10 +26,11 @@ def model_case(
 ) -> Case:
     """The case of one model entry; raise ConfigError, naming the place, when its values do not make one."""
     model_type = TYPES[raw["type"]]  # where the file's name for a type becomes the type
+    chosen = {**defaults, **raw_endpoint, **raw}  # one lookup for each value, not three: read for every case
 
     def pick(name: str, fallback: Any = None) -> Any:
         """The model's value, else its endpoint's, else the file's defaults'."""
-        return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
+        return chosen.get(name, fallback)
 
     # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have
     # them; the schema refuses them on a model of another type); the ones none of them sets keep the type's default.
