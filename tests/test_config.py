@@ -172,6 +172,11 @@ BAD = {
         "duplicate key 'name'",
         3,
     ),
+    "no-name-beside-a-model-with-one": (
+        "endpoints:\n  - name: a\n    url: http://x\n    models:\n      - {name: m, type: chat}\n      - {type: chat}\n",
+        "endpoints[0].models[1]: missing required field 'name'",
+        6,
+    ),
     "list-as-a-key": (
         "endpoints:\n  - name: a\n    url: http://x\n    ? [name]\n    : b\n    models: [{name: m, type: chat}]\n",
         "found unhashable key",
