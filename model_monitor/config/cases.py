@@ -34,9 +34,7 @@ def model_case(
 
     # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have
     # them; the schema refuses them on a model of another type); the ones none of them sets keep the type's default.
-    unset = object()
-    picked = {name: pick(name, unset) for name in model_type.fields}
-    options = model_type.options(**{name: value for name, value in picked.items() if value is not unset})
+    options = model_type.options(**{name: chosen[name] for name in model_type.fields if name in chosen})
     stream = isinstance(options, StreamOptions) and options.stream
     if isinstance(options, ExpectOptions):
         _check_expect(document, where + ("expect",), options.expect)
