@@ -253,8 +253,10 @@ def breaking_char(text: str) -> str | None:
 def name_problem(name: str) -> str | None:
     """Why a name cannot become a test id, a monitor key or a one-line report, or None: one rule for the file's
     names and the model ids a server lists."""
-    if name.isascii() and name.isprintable():  # most names: no control, surrogate or bidi character is ASCII and
-        return _length_problem(name)  # printable, and the walks below cost thousands of names milliseconds
+    # Most names are printable ASCII, which holds no control, surrogate or bidi character: the walks below would
+    # cost a file of thousands of names milliseconds.
+    if name.isascii() and name.isprintable():
+        return _length_problem(name)
     if char := breaking_char(name):
         return f"contains {char}, a control character or line break"
     if char := next((f"U+{ord(c):04X}" for c in name if "\ud800" <= c <= "\udfff"), None):
