@@ -5,8 +5,10 @@ Loading, probing and reporting live in their own modules; this one only wires th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
+import subprocess
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from .case import Case
 from .config import ConfigError, Suite, discovery
 from .errors import TelemetryConfigError
 from .outcome import Outcome
-from .probe.engine import Engine, case_budget
+from .probe.engine import Engine, case_budget, shared
+from .probe.process import end_spare, spawn
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Fanout, build, results, verdicts
 from .reporters.paths import report_paths
@@ -46,11 +49,15 @@ __all__ = [  # pytest's hooks, the fixture the suite uses and the run's stash ke
 TIMEOUT_SLACK_S = 10.0
 CONFIG_ERROR = "model_monitor_config_error"  # workeroutput key: why the selected cases could not be resolved
 DISCOVERED = "model_monitor_discovered"  # workerinput key: the controller's model listings, one per run
+SPARE = pytest.StashKey[
+    subprocess.Popen[bytes]
+]()  # the probing process started at configure, until the engine takes it
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Loaded by the entry point (entry.py) only for runs that collect our suite."""
     resolved = settings.resolve(config)
+    _spawn_prober(config, resolved.max_concurrency)
     stopper = config.stash[STOPPER] = stop.for_run(
         config, resolved.run_deadline, resolved.stop_grace
     )  # before any request, the listings' too
@@ -144,6 +151,8 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if (spare := config.stash.get(SPARE, None)) is not None:  # the run ended before the engine took it
+        end_spare(spare)
     monitor = config.stash.get(MONITOR, None)
     if monitor is not None:
         monitor.close()
@@ -319,10 +328,26 @@ def case_of(item: pytest.Item) -> Case | None:
     return case if isinstance(case, Case) else None
 
 
+def _spawn_prober(config: pytest.Config, max_concurrency: int) -> None:
+    """The probing process starts first, while the endpoints file is loaded and the cases collected: its
+    interpreter and aiohttp take about 0.4 s, which otherwise came before the first request. Not for a run that
+    sends none (--collect-only, xdist's controller); one that cannot start now is tried again, and said, later."""
+    if config.option.collectonly or stop.is_controller(config):
+        return
+    with contextlib.suppress(OSError):
+        config.stash[SPARE] = spawn(shared(max_concurrency, _workers(config)))
+
+
 def _engine(monitor: Monitor, config: pytest.Config) -> Engine:
-    """The run's engine; xdist's workers split its caps."""
-    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    return monitor.start_engine(share=workers)
+    """The run's engine; xdist's workers split its caps. It takes the probing process started at configure."""
+    spare = config.stash.get(SPARE, None)
+    if spare is not None:
+        del config.stash[SPARE]
+    return monitor.start_engine(share=_workers(config), spare=spare)
+
+
+def _workers(config: pytest.Config) -> int:
+    return int(getattr(config, "workerinput", {}).get("workercount", 1))
 
 
 def _budget(case: Case) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -30,7 +31,7 @@ from .retry import BACKOFF_CAP_S
 from .transport import request_headers
 from .wire import Job, Probed, WireError, decode_reply, frame
 
-__all__ = ["Engine", "case_budget"]
+__all__ = ["Engine", "case_budget", "shared"]
 
 GO = frame({"kind": "go"})  # after a batch of jobs: the prober reads them all before it sends any
 
@@ -53,10 +54,17 @@ class Engine:
     reader thread here files it for the case's outcome(). Judging a reply (parsing, shape, contracts, SLOs) happens in
     `outcome()` on pytest's thread."""
 
-    def __init__(self, redact: Redactor, max_concurrency: int = RUN_MAX_CONCURRENCY, *, share: int = 1) -> None:
+    def __init__(
+        self,
+        redact: Redactor,
+        max_concurrency: int = RUN_MAX_CONCURRENCY,
+        *,
+        share: int = 1,
+        spare: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self._redact = redact
         self._share = share  # xdist workers split every cap between them
-        self._max_concurrency = math.ceil(max_concurrency / share)
+        self._max_concurrency = shared(max_concurrency, share)
         self._waiting: set[str] = set()  # cases given to the prober and not answered yet
         self._probed: dict[str, Probed] = {}  # answered, not judged yet (judging lets go of the reply)
         self._ready = threading.Condition()  # an answer came, or the run stopped
@@ -66,7 +74,8 @@ class Engine:
         self._in_flight: dict[str, float] = {}  # case id -> monotonic time its current attempt was sent
         self._first_sent: dict[str, float] = {}  # case id -> Unix time its first attempt was sent
         self._stop: Stop | None = None
-        self._prober = ProberProcess(self._max_concurrency, self._take, self._orphaned)
+        # `spare`: a probing process started ahead for this cap (spawn(shared(max_concurrency, share))).
+        self._prober = ProberProcess(self._max_concurrency, self._take, self._orphaned, spare)
 
     def start(self, cases: Iterable[Case]) -> None:
         """Begin probing these cases now, in order, as the caps allow.
@@ -177,7 +186,7 @@ class Engine:
             budget=case_budget(case),
             endpoint=endpoint.name,
             base_url=endpoint.base_url,
-            cap=math.ceil(endpoint.max_concurrency / self._share),
+            cap=shared(endpoint.max_concurrency, self._share),
             verify_tls=endpoint.verify_tls,
             stream=f"{fmt.__module__}:{fmt.__qualname__}" if case.stream else None,
         ).frame()
@@ -305,6 +314,11 @@ def _probe_fields(case: Case, accepted: frozenset[str]) -> dict[str, Any]:
     if case.endpoint.probe_user and "user" in accepted:
         fields["user"] = case.endpoint.probe_user
     return fields
+
+
+def shared(cap: int, share: int) -> int:
+    """Each of `share` processes' part of a cap (xdist workers split every cap between them)."""
+    return math.ceil(cap / share)
 
 
 def case_budget(case: Case) -> float:
