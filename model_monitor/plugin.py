@@ -9,7 +9,8 @@ import contextlib
 import functools
 import gc
 import subprocess
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(scheduler, "model_monitor.scheduler")
     if stopper.role == "single":  # xdist's controller and workers keep their own loops
-        config.pluginmanager.register(stopped.Loop(stopper, functools.partial(_unrun, monitor)), stopped.NAME)
+        loop = stopped.Loop(stopper, functools.partial(_unrun, monitor), functools.partial(_as_answered, monitor))
+        config.pluginmanager.register(loop, stopped.NAME)
     if reports is not None and (reports.results_json or reports.step_summary):
         monitor.results = results.Results(config, reports, suite, monitor.cases, monitor.stopper)
         config.pluginmanager.register(monitor.results, stopped.RESULTS)
@@ -292,6 +294,31 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
     stopped.report_unrun(item, outcome)
     return True
+
+
+def _as_answered(monitor: Monitor, items: Sequence[pytest.Item]) -> Iterator[tuple[pytest.Item, pytest.Item | None]]:
+    """The cases whose answers have come, in the order they came, before those still waiting: pytest's work on a case
+    (judging, reporting, its pings) then goes on while later requests are in flight, instead of waiting behind a
+    slower endpoint's case and piling up for the run's end. With none answered, the first case in collection
+    order runs and waits for its answer inside its own protocol, where pytest-timeout bounds the wait. A test that
+    waits on no answer (not a case, one that failed on its own, one not handed to the prober) runs first. Each
+    comes with the next one to run, or None."""
+    engine = monitor.engine
+    now: deque[pytest.Item] = deque()
+    waiting: dict[str, pytest.Item] = {}
+    for item in items:
+        case = case_of(item)
+        if engine is not None and case is not None and engine.pending(case):
+            waiting[case.id] = item
+        else:
+            now.append(item)
+    while now or waiting:
+        if now:
+            item = now.popleft()
+        else:
+            assert engine is not None
+            item = waiting.pop(engine.first_answered(waiting) or next(iter(waiting)))
+        yield item, now[0] if now else next(iter(waiting.values()), None)
 
 
 def _unrun(monitor: Monitor, item: pytest.Item) -> Outcome | None:

@@ -14,7 +14,8 @@ import math
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ class Engine:
         self._max_concurrency = shared(max_concurrency, share)
         self._waiting: set[str] = set()  # cases given to the prober and not answered yet
         self._probed: dict[str, Probed] = {}  # answered, not judged yet (judging lets go of the reply)
+        self._arrived: deque[str] = deque()  # the answered cases in the order their answers came (next_answered)
         self._ready = threading.Condition()  # an answer came, or the run stopped
         self._answered = self._failures = 0
         self._ids: dict[int, str] = {}  # the prober's number for a case -> its id
@@ -122,6 +124,20 @@ class Engine:
             assert self._stop is not None
             return self._stopped(case, self._stop)
         return self._judge(case, probed)
+
+    def pending(self, case: Case) -> bool:
+        """Given to the prober and not judged yet: its answer will come (or has), or the run stops."""
+        with self._ready:
+            return case.id in self._waiting or case.id in self._probed
+
+    def first_answered(self, wanted: Container[str]) -> str | None:
+        """The first of `wanted` whose answer has come, in the order the answers came; None when none has yet."""
+        with self._ready:
+            while self._arrived:
+                case_id = self._arrived.popleft()
+                if case_id in wanted:
+                    return case_id
+        return None
 
     def progress(self) -> tuple[int, int, int]:
         """Probes finished, of which failed, and requests in flight now: for the command's progress line."""
@@ -237,6 +253,7 @@ class Engine:
                 return
             self._waiting.discard(case_id)
             self._probed[case_id] = probed
+            self._arrived.append(case_id)
             self._answered += 1
             self._failures += probed.error is not None
             self._ready.notify_all()
