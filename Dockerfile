@@ -26,13 +26,18 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --require-hashes -r /s
     && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} +
 # The package itself, not editable and without dependencies (the lock brought them): the model-monitor command and
 # the suite it runs. (README.md: the package's long description.) pip check fails the build when the lock does not
-# satisfy pyproject.toml's ranges; pip then leaves, with setuptools.
+# satisfy pyproject.toml's ranges; pip then leaves, with setuptools. Then its bytecode: what importing each package
+# loads, and what pytest makes of the package's own modules (it rewrites a plugin's asserts, and keeps the result
+# beside the plain bytecode), by collecting a one-model file once: a run on the read-only filesystem compiles nothing.
 COPY pyproject.toml README.md /src/
 COPY model_monitor /src/model_monitor
 RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --no-deps /src \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
-    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]; import model_monitor.cli, model_monitor.entry, model_monitor.plugin, model_monitor.reporters.otlp'
+    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -c 'import importlib, importlib.metadata as md; [importlib.import_module(name) for name in sorted(md.packages_distributions()) if not name.startswith("_")]; import model_monitor.cli, model_monitor.entry, model_monitor.plugin, model_monitor.reporters.otlp' \
+    && printf 'endpoints:\n  - name: warm\n    url: http://127.0.0.1:9\n    models: [{name: warm, type: chat}]\n' > /tmp/warm.yaml \
+    && PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/model-monitor --endpoints /tmp/warm.yaml --collect-only -q > /dev/null \
+    && rm /tmp/warm.yaml
 
 FROM ${BASE}
 # 10001: the fixed non-root uid and gid the Helm chart's securityContext uses.

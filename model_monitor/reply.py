@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from .errors import ErrorClass, ProbeError
 from .redact import CUT
@@ -41,7 +40,7 @@ class Timed:
 
     value: Any
     status_code: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # case-insensitive names
     duration: float
     ttfb: float | None = None
 
@@ -72,9 +71,9 @@ def parse_json(reply: Timed) -> Any:
     return load_json(body)
 
 
-def media_type(headers: httpx.Headers) -> str:
+def media_type(headers: Mapping[str, str]) -> str:
     """The Content-Type without parameters, lower case (media types are case-insensitive)."""
-    content_type: str = headers.get("content-type", "")  # httpx types a header's value as Any
+    content_type = headers.get("content-type", "")
     return content_type.partition(";")[0].strip().lower()
 
 

@@ -4,6 +4,7 @@ it through pytest's stash)."""
 from __future__ import annotations
 
 import resource
+import subprocess
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,7 +14,7 @@ from .config import Suite, discovery
 from .outcome import Outcome
 from .probe.engine import Engine
 from .probe.loop import BackgroundLoop
-from .probe.prober import descriptor_cap
+from .probe.process import descriptor_cap
 from .redact import RedactingRecords, Redactor
 from .reporters import Destinations, Reporter
 from .reporters.results import Results
@@ -52,10 +53,11 @@ class Monitor:
             self.loop = BackgroundLoop()
         return self.loop
 
-    def start_engine(self, share: int) -> Engine:
-        """The run's engine, started once: `share` xdist workers split the caps (they hold for the whole run)."""
+    def start_engine(self, share: int, spare: subprocess.Popen[bytes] | None = None) -> Engine:
+        """The run's engine, started once: `share` xdist workers split the caps (they hold for the whole run);
+        `spare`, a probing process started ahead for its cap."""
         if self.engine is None:
-            self.engine = Engine(self.redact, self.settings.max_concurrency, share=share)
+            self.engine = Engine(self.redact, self.settings.max_concurrency, share=share, spare=spare)
             self.stopper.attach(self.engine)
         return self.engine
 

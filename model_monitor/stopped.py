@@ -11,14 +11,14 @@ of cases (its benchmark: python -m bench --only stop)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
 from .outcome import Outcome
 from .stop import Stopper
 
-__all__ = ["DEGRADED", "NAME", "RECORDERS", "REPORTERS", "RESULTS", "Loop", "report_unrun"]
+__all__ = ["DEGRADED", "NAME", "RECORDERS", "REPORTERS", "RESULTS", "Loop", "Order", "report_unrun"]
 
 NAME = "model_monitor.stopped"
 REPORTING_SHARE = 0.5  # of the stop grace: the cases left are all reported by then, one by one or in bulk
@@ -29,15 +29,20 @@ RESULTS, DEGRADED, REPORTERS = "model_monitor.results", "model_monitor.degraded"
 RECORDERS = (RESULTS, DEGRADED, REPORTERS)
 
 
-class Loop:
-    """pytest's run loop for a run in one process, except that once the run is stopped each case left is reported
-    by `outcome` (which records it on the item; None for a test that is not a case, which still runs): pytest's
-    own loop would call each case's protocol, whose wrappers (pytest-timeout, warnings, faulthandler...) alone cost
-    a third of a millisecond a case, and 50,000 cases would outlast the grace."""
+Order = Callable[[Sequence[pytest.Item]], Iterable[tuple[pytest.Item, pytest.Item | None]]]
 
-    def __init__(self, stopper: Stopper, outcome: Callable[[pytest.Item], Outcome | None]) -> None:
+
+class Loop:
+    """pytest's run loop for a run in one process, in the order `order` gives (each item with one to run after it,
+    None for the last), except that once the run is stopped each case left is reported by `outcome` (which records
+    it on the item; None for a test that is not a case, which still runs): pytest's own loop would call each case's
+    protocol, whose wrappers (pytest-timeout, warnings, faulthandler...) alone cost a third of a millisecond a case,
+    and 50,000 cases would outlast the grace."""
+
+    def __init__(self, stopper: Stopper, outcome: Callable[[pytest.Item], Outcome | None], order: Order) -> None:
         self._stopper = stopper
         self._outcome = outcome
+        self._order = order
         self.bulk = 0  # cases reported in bulk
 
     @pytest.hookimpl(tryfirst=True)
@@ -47,8 +52,7 @@ class Loop:
         items = session.items
         bulk: list[tuple[pytest.Item, Outcome]] = []
         pace = Pace(self._stopper, len(items))
-        for index, item in enumerate(items):
-            nextitem = items[index + 1] if index + 1 < len(items) else None
+        for index, (item, nextitem) in enumerate(self._order(items)):
             outcome = None if self._stopper.reason is None else self._outcome(item)
             if outcome is None:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)

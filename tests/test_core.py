@@ -114,6 +114,20 @@ def test_duration_is_the_requests_own(openai_server: FakeOpenAI, run_monitor) ->
     assert fast < slow - 0.2, "a fast case is not charged for the slow one"
 
 
+def test_a_case_whose_answer_came_is_reported_before_one_still_waiting(openai_server: FakeOpenAI, run_monitor) -> None:
+    """A slow endpoint's case collected earlier does not hold back a fast one's report (its verdict, its JUnit entry,
+    its pings): while the first case waits for its answer, the fast one's comes, and it is judged next (in one
+    process; xdist's workers keep their order)."""
+    endpoints = [
+        endpoint(openai_server.url, model("first+delay=0.4"), name="a"),
+        endpoint(openai_server.url, model("late+delay=1.2"), name="b"),
+        endpoint(openai_server.url, model("soon"), name="c"),
+    ]
+    run = run_monitor({"endpoints": endpoints})
+    assert run.ret == 0, run.output
+    assert list(run.cases) == ["a/first+delay=0.4", "c/soon", "b/late+delay=1.2"]
+
+
 def test_retries_pass_and_say_so(openai_server: FakeOpenAI, run_monitor) -> None:
     run = run_monitor({"endpoints": [endpoint(openai_server.url, model("retry-me+flaky=2", retries=2))]})
     assert run.ret == 0, run.output

@@ -7,8 +7,8 @@ import re
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from model_monitor.errors import ProbeError
 from model_monitor.probe.exchange import MAX_PIECES, Clock, read_body
@@ -181,7 +181,7 @@ def test_a_reply_dripped_one_byte_per_packet_is_cut_at_a_number_of_pieces() -> N
             yield b"x"
 
     async def read(consume) -> str:
-        response = httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_Stream(drip()))
+        response = _Dripping(drip())
         with pytest.raises(ProbeError) as raised:
             await consume(response, Clock(start=time.monotonic()))
         return str(raised.value)
@@ -190,10 +190,13 @@ def test_a_reply_dripped_one_byte_per_packet_is_cut_at_a_number_of_pieces() -> N
     assert asyncio.run(read(read_stream)).startswith(f"reply arrived in more than {MAX_PIECES} pieces")
 
 
-class _Stream(httpx.AsyncByteStream):
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._chunks = chunks
+class _Dripping:
+    """What the exchange reads of an aiohttp reply: its headers, and its content's pieces as they come."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
-            yield chunk
+    def __init__(self, pieces: AsyncIterator[bytes]) -> None:
+        self.headers = CIMultiDictProxy(CIMultiDict({"content-type": "text/event-stream"}))
+        self.content = self
+        self._pieces = pieces
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self._pieces

@@ -165,6 +165,19 @@ def test_no_pip_caches_or_tools_left(built_image: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@image
+def test_the_package_is_compiled_as_pytest_runs_it(built_image: str) -> None:
+    """pytest rewrites the plugin package's modules as it imports them; on the read-only filesystem it could keep
+    nothing, and every run would parse and compile them again (about 0.3 s of CPU before the first request)."""
+    script = (
+        "import pathlib, model_monitor; root = pathlib.Path(model_monitor.__file__).parent; "
+        "print(*sorted(p.name for p in (root / 'probe' / '__pycache__').glob('*-pytest-*.pyc')))"
+    )
+    proc = podman("run", "--rm", "--entrypoint", "python", built_image, "-c", script)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "engine.cpython-311-pytest-" in proc.stdout, proc.stdout
+
+
 # --- exit codes, read-only ------------------------------------------------------------------------------------------
 
 

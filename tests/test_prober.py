@@ -182,3 +182,21 @@ def test_a_prober_that_cannot_start_fails_the_cases_with_one_line(
         "crashed: the probing process could not start (No such file or directory) before this case's reply was read"
     )
     assert len(server.requests) == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_probing_process_starts_while_the_endpoints_file_is_read(start_monitor) -> None:
+    """Its start (an interpreter and aiohttp, about 0.4 s) runs beside the file's loading and the models' listing,
+    not after them before the first request; a run stopped before any case is sent leaves it running no longer."""
+    with FakeOpenAI(listing="hang") as server:
+        run = start_monitor([{"name": "gw", "url": server.url, "discover": True}, endpoint(server.url, model("ok"))])
+        wait_for_requests(server, 1)  # the held listing: the run is still reading its endpoints file
+        early = [
+            pid for pid in run.children() if b"model_monitor.probe.prober" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        run.signal_and_wait(signal.SIGTERM, bound=EXIT_WITHIN_S)
+    assert len(early) == 1, run.output
+    deadline = time.monotonic() + EXIT_WITHIN_S
+    while not _gone(early[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(early[0])

@@ -4,6 +4,7 @@ out of it."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,16 @@ def test_no_proxy_keeps_a_host_out_of_the_proxy(
         outcome = probe_endpoints(tmp_path, [endpoint(direct.url, model("direct"))])["svc/direct"]
         assert outcome.passed, outcome.reason
         assert (len(direct.requests_for("direct")), len(proxy.requests_for("direct"))) == (1, 0)
+
+
+def test_a_proxy_url_with_credentials_logs_in_to_the_proxy(
+    proxy: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user and password in HTTP_PROXY (percent-encoded as a URL holds them) reach the proxy as
+    Proxy-Authorization, and only the proxy: they are not part of the URL the request is sent to."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://ops:p%40ss@"))
+    outcome = probe_endpoints(tmp_path, [endpoint("http://localhost:1/v1", model("logged-in"))])["svc/logged-in"]
+    assert outcome.passed, outcome.reason
+    (seen,) = proxy.requests_for("logged-in")
+    assert seen.headers["proxy-authorization"] == "Basic " + base64.b64encode(b"ops:p@ss").decode()
+    assert "authorization" not in seen.headers

@@ -26,16 +26,15 @@ def model_case(
 ) -> Case:
     """The case of one model entry; raise ConfigError, naming the place, when its values do not make one."""
     model_type = TYPES[raw["type"]]  # where the file's name for a type becomes the type
+    chosen = {**defaults, **raw_endpoint, **raw}  # one lookup for each value, not three: read for every case
 
     def pick(name: str, fallback: Any = None) -> Any:
         """The model's value, else its endpoint's, else the file's defaults'."""
-        return raw.get(name, raw_endpoint.get(name, defaults.get(name, fallback)))
+        return chosen.get(name, fallback)
 
     # A type's own fields, from the model, its endpoint or `defaults` (where they apply only to the types that have
     # them; the schema refuses them on a model of another type); the ones none of them sets keep the type's default.
-    unset = object()
-    picked = {name: pick(name, unset) for name in model_type.fields}
-    options = model_type.options(**{name: value for name, value in picked.items() if value is not unset})
+    options = model_type.options(**{name: chosen[name] for name in model_type.fields if name in chosen})
     stream = isinstance(options, StreamOptions) and options.stream
     if isinstance(options, ExpectOptions):
         _check_expect(document, where + ("expect",), options.expect)

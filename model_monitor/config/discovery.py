@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from ..case import Case, monitor_key
 from ..errors import ConfigError, ErrorClass, ProbeError
-from ..probe.exchange import read_body, timed
-from ..probe.transport import request_headers, transport_for
+from ..probe.exchange import Sent, read_body, timed
+from ..probe.transport import proxy_for, request_headers, session_for, tls_context
 from ..redact import Redactor
 from ..reply import parse_json
 from ..types.models import model_ids
@@ -102,7 +101,7 @@ class Lister:
         self._stopped_at = 0.0  # monotonic
         # One TLS context per verify setting for all the listings: each costs about 60 ms of the loop's time, which
         # 50 discovering endpoints turned into 3 s before the last listing was sent.
-        self._tls = functools.cache(lambda verify: httpx.create_ssl_context(verify=verify))
+        self._tls = functools.cache(tls_context)
 
     def listings(self) -> dict[str, Listing]:
         if not self._suite.discoveries:
@@ -158,18 +157,19 @@ async def _listing(
     except ConfigError as exc:
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
-    request = httpx.Request("GET", endpoint.url_for(LISTING_PATH), headers=request_headers(endpoint, _monitor(name)))
-    transport = transport_for(endpoint, tls(endpoint.verify_tls))
+    url = endpoint.url_for(LISTING_PATH)
+    request = Sent("GET", url, request_headers(endpoint, _monitor(name)), b"", proxy_for(url))
+    session = session_for(endpoint, tls(endpoint.verify_tls))
     try:
         reply = await timed(
-            transport, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
+            session, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
         )
         return Listing.gated(model_ids(parse_json(reply)), discovery, redact)
     except ProbeError as error:
-        why = redact(f"listing GET {request.url.path} failed: {error.message}")
+        why = redact(f"listing GET {urlsplit(url).path} failed: {error.message}")
         return Listing(failure=(error.error_class.value, why))
     finally:
-        await transport.aclose()
+        await session.close()
 
 
 def apply(suite: Suite, listings: Mapping[str, Listing]) -> Suite:

@@ -48,49 +48,54 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-def _one_model_per_shape(data: Any) -> tuple[Any, dict[tuple[Any, ...], list[int]]]:
-    """The document with each endpoint's models cut to one per shape (a model without its name, when the name is
-    text), and for each model kept, the places of every model of its shape. The schema's verdict on a model
-    depends on the model alone, and a name only has to be text: a file of 5000 models in a few shapes is checked
-    in a fraction of the time (README, Scale), and each error is then reported at every model that has it."""
-    copies: dict[tuple[Any, ...], list[int]] = {}
+def _one_model_per_shape(data: Any) -> tuple[Any, dict[tuple[Any, ...], list[tuple[int, int]]]]:
+    """The document with the models cut to one per shape (a model without its name, when the name is text) over
+    the whole file, and for each model kept, the places (endpoint, model) of every model of its shape. The schema's
+    verdict on a model depends on the model alone, and a name only has to be text: a file of 5000 models in a few
+    shapes is checked in a fraction of the time (README, Scale), and each error is then reported at every model
+    that has it. An endpoint keeps one model at least, so that its list is not found empty."""
+    copies: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
     if not (isinstance(data, dict) and isinstance(data.get("endpoints"), list)):
         return data, copies
+    kept: dict[str, tuple[Any, ...]] = {}  # shape -> the place of the model kept for it
     endpoints = []
     for e, endpoint in enumerate(data["endpoints"]):
         if not (isinstance(endpoint, dict) and isinstance(endpoint.get("models"), list)):
             endpoints.append(endpoint)
             continue
-        kept: dict[str, int] = {}
         models: list[Any] = []
         for m, model in enumerate(endpoint["models"]):
             shape = _shape(model)
-            if shape not in kept:
-                kept[shape] = len(models)
+            place = kept.get(shape)
+            if place is None or (m == len(endpoint["models"]) - 1 and not models):
+                place = ("endpoints", e, "models", len(models))
+                kept.setdefault(shape, place)
                 models.append(model)
-            copies.setdefault(("endpoints", e, "models", kept[shape]), []).append(m)
+            copies.setdefault(place, []).append((e, m))
         endpoints.append({**endpoint, "models": models})
     return {**data, "endpoints": endpoints}, copies
 
 
 def _shape(model: Any) -> str:
-    """What the schema's verdict on a model depends on: all of it but a name that is non-empty text."""
+    """What the schema's verdict on a model depends on: all of it but the value of a name that is non-empty text
+    (that it has one tells it from a model without a name)."""
     if isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"]:
-        model = {key: value for key, value in model.items() if key != "name"}
+        named = {key: value for key, value in model.items() if key != "name"}
+        return "named " + json.dumps(named, sort_keys=True, default=repr)
     return json.dumps(model, sort_keys=True, default=repr)
 
 
 def _moved(
-    error: jsonschema.ValidationError, copies: dict[tuple[Any, ...], list[int]]
+    error: jsonschema.ValidationError, copies: dict[tuple[Any, ...], list[tuple[int, int]]]
 ) -> Iterator[jsonschema.ValidationError]:
     """An error found in the cut document, at each model of the shape it was found in."""
     path = tuple(error.absolute_path)
     if path[:4] not in copies:
         yield error
         return
-    for m in copies[path[:4]]:
+    for e, m in copies[path[:4]]:
         moved = copy.copy(error)
-        moved.path = moved.relative_path = deque((*path[:3], m, *path[4:]))
+        moved.path = moved.relative_path = deque(("endpoints", e, "models", m, *path[4:]))
         moved.schema_path = moved.relative_schema_path = deque(error.absolute_schema_path)
         moved.parent = None
         yield moved

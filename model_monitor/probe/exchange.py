@@ -16,14 +16,17 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..errors import ErrorClass, ProbeError, status_class
 from ..reply import Said, Timed, one_line, said_in_body
 from .retry import retry_after
+
+if TYPE_CHECKING:  # aiohttp is loaded with the first session (transport.py): a process that never probes never loads it
+    import aiohttp
 
 __all__ = [
     "ACCEPT_ENCODING",
@@ -31,6 +34,7 @@ __all__ = [
     "MAX_PIECES",
     "STREAM",
     "Clock",
+    "Sent",
     "body_chunks",
     "classify",
     "read_body",
@@ -69,30 +73,47 @@ class Clock:
         return time.monotonic() - self.start
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A request as it goes on the wire: built before any clock starts, sent again as it is on a retry."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    proxy: str | None = None  # the proxy's URL; aiohttp sends the credentials it holds as Proxy-Authorization
+
+
 async def timed(
-    transport: httpx.AsyncBaseTransport,
-    request: httpx.Request,
+    session: aiohttp.ClientSession,
+    request: Sent,
     timeout: float,
-    consume: Callable[[httpx.Response, Clock], Awaitable[T]],
+    consume: Callable[[aiohttp.ClientResponse, Clock], Awaitable[T]],
 ) -> Timed:
     """Send `request`, let `consume` read the reply, and time it all under one deadline.
 
-    Straight to the transport: an AsyncClient's cookie jar, auth and redirect machinery would only add work
-    to the loop that times every other request (we follow no redirects and keep no cookies).
-    """
-    clock = Clock(start=time.monotonic(), host=request.url.host)
+    Straight to aiohttp, whose session keeps no cookies and follows no redirects here: nothing else runs on the
+    loop that times every other request."""
+    clock = Clock(start=time.monotonic(), host=urlsplit(request.url).hostname or "")
     try:
         try:
             async with asyncio.timeout(timeout):
-                response = await transport.handle_async_request(request)
+                response = await session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    data=request.body or None,
+                    allow_redirects=False,
+                    proxy=request.proxy,
+                )
                 ttfb = clock.elapsed()
                 try:
-                    if not 200 <= response.status_code < 300:
+                    if not 200 <= response.status < 300:
                         raise await _status_error(response, request, clock)
                     clock.phase = BODY
                     value = await consume(response, clock)
                 finally:
-                    await response.aclose()
+                    response.release()  # a reply not read to its end closes its connection
         except TimeoutError:
             raise ProbeError(ErrorClass.TIMEOUT, f"no complete reply within {timeout:g} s ({clock.phase})") from None
         except ProbeError:
@@ -103,10 +124,13 @@ async def timed(
         if error.duration is None:
             error.duration = clock.elapsed()
         raise
-    return Timed(value, response.status_code, response.headers, duration=clock.elapsed(), ttfb=ttfb)
+    duration = clock.elapsed()
+    # The headers as their bytes came (latin-1 keeps every byte), for the engine to read as the server wrote them.
+    headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers)
+    return Timed(value, response.status, headers, duration=duration, ttfb=ttfb)
 
 
-async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(response: aiohttp.ClientResponse, clock: Clock, limit: int = MAX_BODY_BYTES) -> bytes:
     """The whole decoded body, refused past `limit` bytes so that a huge or inflating reply cannot exhaust memory."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -121,7 +145,7 @@ async def read_body(response: httpx.Response, clock: Clock, limit: int = MAX_BOD
 
 
 async def body_chunks(
-    response: httpx.Response, clock: Clock, limit: int, over: ErrorClass = ErrorClass.BAD_RESPONSE
+    response: aiohttp.ClientResponse, clock: Clock, limit: int, over: ErrorClass = ErrorClass.BAD_RESPONSE
 ) -> AsyncIterator[bytes]:
     """The body's chunks as they arrive, with its Content-Encoding undone in bounded steps.
 
@@ -129,7 +153,7 @@ async def body_chunks(
     as the cap is passed, and no layer ever inflates more than INFLATE_STEP bytes at once."""
     layers = _decoders(response.headers)
     size = pieces = 0
-    async for raw in response.aiter_raw():
+    async for raw in response.content.iter_any():
         pieces += 1
         if pieces > MAX_PIECES:
             raise ProbeError(over, f"reply arrived in more than {MAX_PIECES} pieces after {clock.elapsed():.3f} s")
@@ -141,9 +165,9 @@ async def body_chunks(
             yield chunk
 
 
-def _decoders(headers: httpx.Headers) -> list[Any]:
+def _decoders(headers: CIMultiDictProxy[str]) -> list[Any]:
     """One zlib decoder per coding, outermost first (codings are listed in the order they were applied)."""
-    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    codings = [c.strip().lower() for value in headers.getall("content-encoding", ()) for c in value.split(",")]
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > MAX_CODINGS:
         raise ProbeError(
@@ -178,11 +202,11 @@ def _inflate(layers: list[Any], data: bytes) -> Iterator[bytes]:
         yield from _inflate(rest, piece)
 
 
-async def _status_error(response: httpx.Response, request: httpx.Request, clock: Clock) -> ProbeError:
+async def _status_error(response: aiohttp.ClientResponse, request: Sent, clock: Clock) -> ProbeError:
     """A non-2xx reply: its class comes from the status, and from the body only where it says a budget is spent
     (a 429 that is no rate limit)."""
-    status = response.status_code
-    where = f"{request.method} {request.url.path}"
+    status = response.status
+    where = f"{request.method} {urlsplit(request.url).path}"
     if 300 <= status < 400:
         return ProbeError(
             ErrorClass.BAD_RESPONSE,
@@ -206,7 +230,7 @@ async def _status_error(response: httpx.Response, request: httpx.Request, clock:
     )
 
 
-def _location(response: httpx.Response) -> str:
+def _location(response: aiohttp.ClientResponse) -> str:
     """Where a redirect points, without userinfo, query or fragment (they may carry credentials)."""
     raw = response.headers.get("location", "")
     try:
@@ -222,7 +246,7 @@ def _location(response: httpx.Response) -> str:
 
 
 def classify(exc: BaseException, clock: Clock) -> ProbeError:
-    """Map a transport error (httpx, or aiohttp beneath it) to our class, with the phase and elapsed time.
+    """Map a transport error (aiohttp's) to our class, with the phase and elapsed time.
 
     The HTTP library's own wording stays out where it misleads: aiohttp words a body that breaks its framing as
     `400, message: ...`, which reads like an HTTP 400 when the server answered 200."""
@@ -239,7 +263,7 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
         return ProbeError(ErrorClass.DNS, f"cannot resolve host {clock.host!r} {after}")
     if any(isinstance(c, (ssl.SSLError, aiohttp.ClientSSLError, ssl.CertificateError)) for c in causes):
         return ProbeError(ErrorClass.TLS, f"TLS handshake failed: {_text(causes)} {after}")
-    if any(isinstance(c, (aiohttp.ClientConnectorError, ConnectionRefusedError, httpx.ConnectError)) for c in causes):
+    if any(isinstance(c, (aiohttp.ClientConnectorError, ConnectionRefusedError)) for c in causes):
         return ProbeError(ErrorClass.CONNECT, f"cannot connect: {_text(causes)} {after}")
     if any(isinstance(c, aiohttp.ServerTimeoutError) for c in causes):
         return ProbeError(ErrorClass.TIMEOUT, f"socket timed out {clock.phase} {after}")
@@ -252,7 +276,7 @@ def classify(exc: BaseException, clock: Clock) -> ProbeError:
         # aiohttp parses the headers and the first body bytes in one go: a broken chunk size is still the body's.
         phase = BODY if clock.phase == HEADERS and "chunk" in detail.lower() else clock.phase
         return ProbeError(broken, f"malformed HTTP reply {phase}: {detail} {after}")
-    if not any(isinstance(c, (httpx.HTTPError, aiohttp.ClientError, OSError)) for c in causes):
+    if not any(isinstance(c, (aiohttp.ClientError, OSError)) for c in causes):
         return ProbeError(ErrorClass.BAD_RESPONSE, f"unreadable reply {clock.phase} ({type(exc).__name__}) {after}")
     if clock.phase == HEADERS:
         return ProbeError(ErrorClass.CONNECT, f"connection lost {clock.phase}: {_text(causes)} {after}")

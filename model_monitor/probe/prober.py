@@ -14,7 +14,6 @@ import json
 import math
 import os
 import queue
-import resource
 import signal
 import ssl
 import sys
@@ -23,27 +22,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
+# aiohttp loads now, with the TLS contexts it makes at import: during this process's start-up, which runs while
+# pytest collects, not when the first jobs have come and wait for it.
+import aiohttp
 
 from ..case import Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
+from ..reply import Timed
 from ..types.stream_format import StreamReply
-from .exchange import read_body, timed
+from .exchange import Sent, read_body, timed
+from .process import descriptor_cap
 from .retry import backoff
 from .stream import read_stream
-from .transport import transport_for
+from .transport import proxy_for, session_for, tls_context
 from .wire import HEAD, MAX_BLOB, MAX_META, Job, encode_failed, encode_result, frame
 
-if TYPE_CHECKING:
-    from httpx_aiohttp import AiohttpTransport
-
-__all__ = ["DESCRIPTOR_RESERVE", "descriptor_cap"]
-
-# File descriptors kept for what is not a probe: the pipes to the engine, the interpreter's own files.
-DESCRIPTOR_RESERVE = 24
 STREAM_FORMATS = "model_monitor.types."  # where a stream format named by a Job may come from
 
 
@@ -54,10 +50,8 @@ class Prober:
         self._out = out
         self._unsent: list[bytes] = []
         self._caps = _Caps(max_concurrency, self._attempt)
-        self._transports: dict[str, AiohttpTransport] = {}
-        # Made now, before any request: a TLS context costs about 40 ms of this loop, which a request in flight
-        # would count as its own.
-        self._tls: dict[bool, ssl.SSLContext] = {v: httpx.create_ssl_context(verify=v) for v in (True, False)}
+        self._pools: dict[str, tuple[aiohttp.ClientSession, str | None]] = {}  # per endpoint: pool and proxy
+        self._tls: dict[bool, ssl.SSLContext] = {}  # per verify setting, made with the first https endpoint's pool
         self._ends: dict[str, Callable[[bytes], bool]] = {}
         self._probes: dict[int, _Probe] = {}  # every case not yet answered
         self._arrived: list[_Probe] = []  # read, not released to the caps before the batch's `go`
@@ -68,7 +62,7 @@ class Prober:
         being timed."""
         self._probes[job.id] = probe = _Probe(job)
         try:
-            self._transport(job)
+            probe.request = Sent(job.method, job.url, job.headers, job.body, self._pool(job)[1])
             self._consumer(job.stream)
         except Exception as exc:
             self._refuse(probe, exc)
@@ -113,20 +107,23 @@ class Prober:
         once and says so, rather than asking again sooner than it was told."""
         job, attempts = probe.job, probe.attempts
         try:
-            request = httpx.Request(job.method, job.url, headers=job.headers, content=job.body)
-            request.extensions["timeout"] = httpx.Timeout(job.timeout).as_dict()
-            transport, consume = self._transport(job), self._consumer(job.stream)
+            session, consume = self._pool(job)[0], self._consumer(job.stream)
             sent = time.time()
             probe.first = probe.first or sent
             self._emit(frame({"kind": "sent", "id": job.id, "wall": sent, "at": time.monotonic()}))
             # The Unix times bracket the request: `sent` before its clock starts, `ended` after it stops (on a busy
             # machine this process can lose the CPU in between, so neither is computed from the duration).
+            result: Timed | None = None
             try:
-                result = await timed(transport, request, job.timeout, consume)
+                result = await timed(session, probe.request, job.timeout, consume)
             except ProbeError as error:
-                failure, ended = error, time.time()
-            else:
-                self._answer(probe, encode_result(job.id, attempts, probe.first, time.time(), result))
+                failure = error
+            ended = time.time()
+            # The clock has stopped. What is left (the frame, freeing the slots) waits for the loop's next turn, so
+            # that the replies that came in with this one stop their clocks first, whatever this one costs.
+            await asyncio.sleep(0)
+            if result is not None:
+                self._answer(probe, encode_result(job.id, attempts, probe.first, ended, result))
                 return
         finally:
             self._caps.release(probe)
@@ -171,18 +168,21 @@ class Prober:
         ends = self._ends[stream]
         return lambda response, clock: read_stream(response, clock, ends=ends)
 
-    def _transport(self, job: Job) -> AiohttpTransport:
-        """One connection pool per endpoint, sharing one TLS context per verify setting, through any proxy that
-        HTTP(S)_PROXY / NO_PROXY name for it."""
-        transport = self._transports.get(job.endpoint)
-        if transport is None:
+    def _pool(self, job: Job) -> tuple[aiohttp.ClientSession, str | None]:
+        """One connection pool per endpoint and the proxy the environment names for it, made as its first job is
+        read: before any request of that batch is timed (a TLS context alone costs about 40 ms of this loop)."""
+        pool = self._pools.get(job.endpoint)
+        if pool is None:
             endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
-            transport = self._transports[job.endpoint] = transport_for(endpoint, self._tls[job.verify_tls])
-            transport.client = transport.get_client()  # its aiohttp session too, which it would make lazily
-        return transport
+            https = job.base_url.lower().startswith("https:")
+            if https and job.verify_tls not in self._tls:
+                self._tls[job.verify_tls] = tls_context(job.verify_tls)
+            tls = self._tls[job.verify_tls] if https else None
+            pool = self._pools[job.endpoint] = (session_for(endpoint, tls), proxy_for(job.base_url))
+        return pool
 
     async def close(self) -> None:
-        await asyncio.gather(*(t.aclose() for t in self._transports.values()), return_exceptions=True)
+        await asyncio.gather(*(session.close() for session, _ in self._pools.values()), return_exceptions=True)
 
 
 @dataclass(eq=False)  # each is itself: queues find and drop it by identity
@@ -190,6 +190,7 @@ class _Probe:
     """One case: its job and its attempts so far."""
 
     job: Job
+    request: Sent = field(init=False)  # made when the job is read, sent as it is by every attempt
     attempts: list[Attempt] = field(default_factory=list)
     first: float | None = None  # Unix time its first attempt was sent
     started: float = field(default_factory=time.monotonic)  # when it arrived: its budget counts from here
@@ -284,19 +285,6 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
         for task in list(prober.tasks.values()):
             task.cancel()
         await prober.close()
-
-
-def descriptor_cap() -> int | None:
-    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
-    already and the reserve; None when there is no limit."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:
-        open_now = len(os.listdir("/proc/self/fd"))
-    except OSError:  # no /proc: count only the reserve
-        open_now = 0
-    return max(1, soft - open_now - DESCRIPTOR_RESERVE)
 
 
 def main() -> None:

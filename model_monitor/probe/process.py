@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from typing import Any
 
 from .wire import WireError, read_frame
 
-__all__ = ["ProberProcess"]
+__all__ = ["DESCRIPTOR_RESERVE", "ProberProcess", "descriptor_cap", "end_spare", "spawn"]
 
 PROBER = "model_monitor.probe.prober"
+# File descriptors kept for what is not a probe: the pipes to the engine, the interpreter's own files.
+DESCRIPTOR_RESERVE = 24
 EXIT_WAIT_S = 5.0  # how long a closing engine waits for its prober to finish before it kills it
 
 
@@ -27,9 +30,14 @@ class ProberProcess:
     ended that finish(), close() or kill() did not end."""
 
     def __init__(
-        self, max_concurrency: int, take: Callable[[dict[str, Any], bytes], None], ended: Callable[[str], None]
+        self,
+        max_concurrency: int,
+        take: Callable[[dict[str, Any], bytes], None],
+        ended: Callable[[str], None],
+        spare: subprocess.Popen[bytes] | None = None,
     ) -> None:
         self._max_concurrency = max_concurrency
+        self._spare = spare  # one spawn() started ahead, for the same cap: the first start takes it
         self._take, self._ended = take, ended
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -69,6 +77,7 @@ class ProberProcess:
         """End the prober at once (from a signal handler too): its requests end with it, and none is started
         after it (a send that was under way when the stop came would otherwise start another)."""
         self._killed = True
+        self._drop_spare()
         process = self._process
         if process is not None and process.returncode is None:
             self._let_go.add(process.pid)
@@ -77,6 +86,7 @@ class ProberProcess:
 
     def close(self) -> None:
         """Close the prober's stdin, which lets it close its pools and exit; one that does not in time is killed."""
+        self._drop_spare()
         process = self._process
         if process is None:
             return
@@ -88,6 +98,11 @@ class ProberProcess:
         if self._reader is not None:
             self._reader.join(EXIT_WAIT_S)
 
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            end_spare(spare)
+
     def _start(self) -> subprocess.Popen[bytes] | None:
         """The prober, started now if there is none; None when it cannot start (said to `ended`) or was killed."""
         if self._killed:
@@ -95,17 +110,9 @@ class ProberProcess:
         # One that ended on its own (its end was said to `ended`) is replaced too: a send to it would be lost, and its
         # case would wait for an answer nobody will send.
         if self._process is None or self._process.pid in self._let_go or self._process.poll() is not None:
-            # The prober imports this very package, wherever it was imported from: its root is searched last, so
-            # that nothing there can stand in for a module of the standard library.
-            root = str(Path(__file__).resolve().parents[2])
-            start = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({PROBER!r}, run_name='__main__')"
+            spare, self._spare = self._spare, None
             try:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-c", start, str(self._max_concurrency)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
-                )
+                self._process = spare if spare is not None and spare.poll() is None else spawn(self._max_concurrency)
             except OSError as exc:  # no memory, no descriptors, no interpreter
                 self._ended(f"the probing process could not start ({exc.strerror or type(exc).__name__})")
                 return None
@@ -140,3 +147,37 @@ def _exit_status(code: int) -> str:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
+
+
+def descriptor_cap() -> int | None:
+    """The most requests this process can hold open at once: its open-file limit (ulimit -n) less what is open
+    already and the reserve; None when there is no limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: count only the reserve
+        open_now = 0
+    return max(1, soft - open_now - DESCRIPTOR_RESERVE)
+
+
+def spawn(max_concurrency: int) -> subprocess.Popen[bytes]:
+    """A probing process for at most `max_concurrency` requests at once; OSError when it cannot start."""
+    # It imports this very package, wherever it was imported from: its root is searched last, so that nothing
+    # there can stand in for a module of the standard library.
+    root = str(Path(__file__).resolve().parents[2])
+    start = f"import runpy, sys; sys.path.append({root!r}); runpy.run_module({PROBER!r}, run_name='__main__')"
+    return subprocess.Popen(
+        [sys.executable, "-c", start, str(max_concurrency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # it prints nothing; a traceback there could carry a URL's key
+    )
+
+
+def end_spare(spare: subprocess.Popen[bytes]) -> None:
+    """A spare no engine took (the run ended before its cases, or never had any): it holds no request."""
+    with contextlib.suppress(OSError):
+        spare.kill()
+    spare.wait()

@@ -8,13 +8,15 @@ import codecs
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorClass, ProbeError
 from ..reply import carries_error, load_json, media_type, said_in_body
 from ..types.stream_format import StreamReply
 from .exchange import MAX_ERROR_BODY_BYTES, STREAM, Clock, body_chunks, read_body
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_EVENTS = 100_000
 MAX_STREAM_BYTES = 8 * 1024 * 1024
@@ -31,7 +33,7 @@ class RawStream:
 
 
 async def read_stream(
-    response: httpx.Response, clock: Clock, ends: Callable[[bytes], bool] = StreamReply.ends
+    response: aiohttp.ClientResponse, clock: Clock, ends: Callable[[bytes], bool] = StreamReply.ends
 ) -> RawStream:
     """The stream's chunks, stamped, up to the one its format says ends it (`ends`) or the server's close."""
     clock.phase = STREAM
@@ -46,7 +48,7 @@ async def read_stream(
     return raw
 
 
-async def _not_a_stream(response: httpx.Response, clock: Clock, content_type: str) -> ProbeError:
+async def _not_a_stream(response: aiohttp.ClientResponse, clock: Clock, content_type: str) -> ProbeError:
     """A plain body where a stream was asked for: in the server's words when it is an error object (a server that
     refuses a streamed request answers JSON, often with a 200)."""
     said = None

@@ -1,63 +1,85 @@
 """How a request reaches an endpoint: its connection pool (TLS, proxy) and the headers every request carries.
-Shared by the probes (engine.py) and the model listing (discovery.py)."""
+Shared by the probes (prober.py, with the headers built in engine.py) and the model listing (discovery.py)."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
-
-import httpx
+from urllib.parse import urlsplit
 
 from .. import USER_AGENT
 from ..case import Endpoint
 from .exchange import ACCEPT_ENCODING
 
-if TYPE_CHECKING:  # aiohttp beneath it is loaded with the first pool: a process that never probes never loads it
-    from httpx_aiohttp import AiohttpTransport
+if TYPE_CHECKING:  # loaded with the first session: a process that never probes never loads aiohttp
+    import aiohttp
 
-__all__ = ["request_headers", "transport_for"]
+__all__ = ["proxy_for", "request_headers", "session_for", "tls_context"]
 
 
-def transport_for(endpoint: Endpoint, tls: ssl.SSLContext) -> AiohttpTransport:
-    """A connection pool for one endpoint, through any proxy that HTTP(S)_PROXY / NO_PROXY name for it."""
-    from httpx_aiohttp import AiohttpTransport
+def session_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    """A connection pool for one endpoint, made on the loop that uses it: no cookies kept, replies handed on
+    undecoded (exchange.body_chunks decodes them in bounded steps), no deadline but the exchange's own. `tls` is
+    None for a plain-HTTP endpoint, which sends nothing through TLS (aiohttp's verifying default stands)."""
+    import aiohttp
 
-    return AiohttpTransport(
-        verify=tls,
-        limits=httpx.Limits(max_connections=endpoint.max_concurrency),
-        proxy=_proxy_for(endpoint.base_url),
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=endpoint.max_concurrency, ssl=True if tls is None else tls),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
     )
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """What a request trusts: SSL_CERT_FILE or SSL_CERT_DIR when set (an internal CA), else certifi's bundle;
+    nothing at all when the endpoint turns verification off. Made once per setting: each costs tens of ms."""
+    if not verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def request_headers(
     endpoint: Endpoint, monitor: str, own: Mapping[str, str] | None = None, key_header: str | None = None
-) -> httpx.Headers:
+) -> list[tuple[str, str]]:
     """Ours and the model type's (`own`, and the API key also in `key_header`), then the user's: a header of the
-    same name in the endpoints file replaces ours (names are case-insensitive). `monitor` is the probe header's
-    value unless the file sets one."""
-    headers = httpx.Headers(
-        {
-            "user-agent": USER_AGENT,
-            "accept": "application/json, text/event-stream",
-            "accept-encoding": ACCEPT_ENCODING,  # what exchange.body_chunks undoes, in bounded steps
-            **(own or {}),
-        }
-    )
+    same name in the endpoints file replaces ours in its place (names are case-insensitive). `monitor` is the probe
+    header's value unless the file sets one."""
+    headers: dict[str, tuple[str, str]] = {}
+
+    def put(name: str, value: str) -> None:
+        headers[name.lower()] = (name, value)
+
+    put("user-agent", USER_AGENT)
+    put("accept", "application/json, text/event-stream")
+    put("accept-encoding", ACCEPT_ENCODING)  # what exchange.body_chunks undoes, in bounded steps
+    for name, value in (own or {}).items():
+        put(name, value)
     if endpoint.probe_header:
-        headers[endpoint.probe_header.name] = endpoint.probe_header.value or monitor
+        put(endpoint.probe_header.name, endpoint.probe_header.value or monitor)
     if endpoint.api_key:
-        headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"
+        put("authorization", f"Bearer {endpoint.api_key.reveal()}")
         if key_header:
-            headers[key_header] = endpoint.api_key.reveal()
-    for name, value in endpoint.headers:
-        headers[name] = value.reveal()
-    return headers
+            put(key_header, endpoint.api_key.reveal())
+    for name, secret in endpoint.headers:
+        put(name, secret.reveal())
+    return list(headers.values())
 
 
-def _proxy_for(url: str) -> httpx.Proxy | None:
+def proxy_for(url: str) -> str | None:
     """The environment's proxy for this URL, as curl and httpx would pick it (NO_PROXY honoured)."""
-    scheme, host = url.split("://", 1)[0], httpx.URL(url).host
-    proxy = urllib.request.getproxies().get(scheme)
-    return httpx.Proxy(proxy) if proxy and not urllib.request.proxy_bypass(host) else None
+    parts = urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    return proxy if proxy and not urllib.request.proxy_bypass(parts.hostname or "") else None

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
-import httpx
+from multidict import CIMultiDict
 
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
@@ -126,7 +126,7 @@ def encode_result(case: int, attempts: list[Attempt], started: float, ended: flo
         "started": started,
         "ended": ended,
         "status": result.status_code,
-        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in result.headers.raw],
+        "headers": [[k, v] for k, v in result.headers.items()],  # latin-1: each char one byte as it came
         "duration": result.duration,
         "ttfb": result.ttfb,
         "chunks": None if chunks is None else [[at, len(piece)] for at, piece in chunks],
@@ -157,9 +157,7 @@ def decode_reply(meta: dict[str, Any], blob: bytes) -> Probed:
                 ErrorClass(name), _typed(message, str), status_code=_opt(status, int), duration=_opt(duration, float)
             )
             return Probed(attempts, started, ended, error=error)
-        headers = httpx.Headers(
-            [(_typed(k, str).encode("latin-1"), _typed(v, str).encode("latin-1")) for k, v in _list(meta["headers"])]
-        )
+        headers = CIMultiDict((_typed(k, str), _typed(v, str)) for k, v in _list(meta["headers"]))
         value: bytes | RawStream = blob
         if meta["chunks"] is not None:
             value, at = RawStream(), 0

@@ -209,7 +209,7 @@ class ModelType:
     headers: Mapping[str, str] = field(default_factory=dict)  # request headers its API asks for (a version)
     key_header: str | None = None  # a header that carries the endpoint's API key too, beside Authorization: Bearer
 
-    @property
+    @functools.cached_property  # read for every case the file builds
     def fields(self) -> tuple[str, ...]:
         """The names of its own fields, as the endpoints file spells them."""
         return tuple(own.name for own in dataclasses.fields(self.options))
