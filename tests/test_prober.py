@@ -3,6 +3,7 @@ the run never hangs, and no prober outlives its run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -11,9 +12,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from model_monitor.case import Case
 from model_monitor.outcome import Outcome
 from model_monitor.probe import process
 from model_monitor.probe.engine import Engine
@@ -200,3 +203,37 @@ def test_the_probing_process_starts_while_the_endpoints_file_is_read(start_monit
     while not _gone(early[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(early[0])
+
+
+class WaitsForARequest:
+    """A case type whose body, as the engine builds it, waits (5 s at most) for the server to have seen a request."""
+
+    def __init__(self, real: Any, server: FakeOpenAI, seen: list[bool]) -> None:
+        self._real, self._server, self._seen = real, server, seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def body(self, case: Case) -> Any:
+        deadline = time.monotonic() + 5
+        while not self._server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._seen.append(bool(self._server.requests))
+        return self._real.body(case)
+
+
+@pytest.mark.timeout(60)
+def test_the_first_waves_are_sent_while_the_rest_are_built(tmp_path: Path, server: FakeOpenAI) -> None:
+    """At a cap of 1, the first two jobs go to the prober (and out) before the fifth is built: at 5,000 cases
+    the building and reading of the rest no longer come before the first request."""
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, *(model(f"wave{n}") for n in range(5)))])
+    seen: list[bool] = []
+    cases = (*cases[:-1], dataclasses.replace(cases[-1], type=WaitsForARequest(cases[-1].type, server, seen)))
+    engine = Engine(redact, max_concurrency=1)
+    try:
+        engine.start(cases)
+        outcomes = [engine.outcome(case) for case in cases]
+    finally:
+        engine.close()
+    assert seen == [True]
+    assert all(outcome.passed for outcome in outcomes), [outcome.reason for outcome in outcomes]

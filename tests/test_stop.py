@@ -317,16 +317,18 @@ class StopsAsBuilt:
         return self._real.body(case)
 
 
-@pytest.mark.parametrize("nth", [2, 5], ids=["while-building", "before-sending"])
+@pytest.mark.parametrize(
+    ("nth", "cap"), [(2, 100), (5, 100), (2, 1)], ids=["while-building", "before-sending", "as-the-first-waves-go"]
+)
 def test_a_stop_while_the_probes_are_being_started_sends_nothing_and_leaves_no_case_waiting(
-    server: FakeOpenAI, tmp_path: Path, nth: int
+    server: FakeOpenAI, tmp_path: Path, nth: int, cap: int
 ) -> None:
     """Every case of a run stopped while its probes are being started gets its verdict at once, no request is
     sent, and no probing process is left: the stop ended the prober, and the send that followed would have
     started another one, its requests held by the server, its cases waiting (so it was before the fix)."""
     held = [model(f"held{n}+hang", id=f"held{n}", timeout=60) for n in range(5)]
     cases, redact = cases_of(tmp_path, [endpoint(server.url, *held)])
-    engine, built = Engine(redact), []
+    engine, built = Engine(redact, max_concurrency=cap), []  # at a cap of 1, the first 2 jobs go before the rest
     cases = tuple(dataclasses.replace(case, type=StopsAsBuilt(case.type, engine, nth, built)) for case in cases)
     try:
         engine.start(cases)

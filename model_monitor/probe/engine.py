@@ -36,6 +36,7 @@ from .wire import Job, Probed, WireError, decode_reply, frame
 __all__ = ["Engine", "case_budget", "shared"]
 
 GO = frame({"kind": "go"})  # after a batch of jobs: the prober reads them all before it sends any
+FIRST_WAVES = 2  # of the global cap: the jobs sent before the rest are built
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,21 @@ class Engine:
     def start(self, cases: Iterable[Case]) -> None:
         """Begin probing these cases now, in order, as the caps allow.
 
-        A stop (a signal's handler runs between any two steps of this thread) ends the building, and nothing built
-        is sent after it: the stop has ended the prober, and a send would start another."""
+        The first waves' worth of jobs goes first, so that the prober sends them while the rest are built and read
+        (5,000 jobs take about 0.5 s between the two processes). A stop (a signal's handler runs between any two
+        steps of this thread) ends the building, and nothing built is sent after it: the stop has ended the prober,
+        and a send would start another."""
         with self._ready:  # the reader must not end the prober between these jobs and their sending
-            jobs = []
+            jobs: list[bytes] = []
+            first = FIRST_WAVES * self._max_concurrency
             for case in cases:
                 if self._stop is not None:
                     return
                 if case.id not in self._numbers and not case.failure:
                     jobs.append(self._job(case))
+                if len(jobs) == first and self._stop is None:
+                    self._prober.send(b"".join(jobs) + GO)
+                    jobs, first = [], 0
             if jobs and self._stop is None:
                 self._prober.send(b"".join(jobs) + GO)
 
