@@ -3,6 +3,7 @@ its summary on the terminal."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Generator
 
@@ -25,6 +26,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     monitor = session.config.stash.get(MONITOR, None)
     if monitor is None:
         return (yield)
+    # What the run made (items, reports, results) lives to its end: frozen, it is left out of the collections that
+    # pytest's end (its check for unraisable exceptions) and the interpreter's exit make, 0.35 s at 5,000 cases.
+    gc.freeze()
     _end(session, monitor)
     try:
         # pytest writes JUnit around a placeholder that the testcases, held as text since each ended, then fill
