@@ -1,10 +1,11 @@
 """A stand-in for the probing process (`python -m tests.fake_prober CAP`) that answers the engine as a broken one
 would, as FAKE_PROBER says: `garbage` (bytes that are no frame), `misshapen` (a reply frame per job, of the
-wrong shape) or `overflow` (one whose start is 10**400). Either way it then waits for its stdin to end, as the real
-one does; `dies` exits at once."""
+wrong shape), `overflow` (one whose start is 10**400) or `nan` (one whose duration is NaN). Either way it then
+waits for its stdin to end, as the real one does; `dies` exits at once."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -26,6 +27,10 @@ def main() -> None:
             out.flush()
         if mode == "overflow" and meta["kind"] == "probe":
             out.write(frame({"kind": "failed", "id": meta["id"], "attempts": [], "started": 10**400}))
+            out.flush()
+        if mode == "nan" and meta["kind"] == "probe":  # JSON's NaN, which Python's json reads as a float
+            done = {"kind": "done", "id": meta["id"], "attempts": [], "started": 1.0, "ended": 2.0, "status": 200}
+            out.write(frame({**done, "headers": [], "duration": math.nan, "ttfb": None, "chunks": None}))
             out.flush()
 
 

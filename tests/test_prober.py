@@ -64,6 +64,7 @@ def test_a_killed_prober_fails_every_unjudged_case_with_one_line(tmp_path: Path,
         ("garbage", "crashed: the probing process sent a frame of 4294967295 + 4294967295 bytes"),
         ("misshapen", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
         ("overflow", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
+        ("nan", "crashed: the probing process sent a reply frame of the wrong shape for this case"),
     ],
 )
 def test_what_the_prober_sends_is_outside_data(

@@ -11,6 +11,7 @@ Everything the engine reads here is outside data: a frame of the wrong shape rai
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import IO, Any
@@ -181,11 +182,14 @@ def _typed(value: Any, kind: type) -> Any:
 
 
 def _opt(value: Any, kind: type) -> Any:
-    return None if value is None else _typed(value, kind)
+    return None if value is None else _num(value) if kind is float else _typed(value, kind)
 
 
 def _num(value: Any) -> float:
-    return float(_typed(value, float))
+    number = float(_typed(value, float))
+    if not math.isfinite(number):  # JSON as Python reads it takes NaN and Infinity: no time or duration is either
+        raise WireError("a number that is not finite")
+    return number
 
 
 def _list(value: Any) -> list[Any]:
