@@ -352,7 +352,8 @@ def _json_request(
     content = b""
     if body is not None:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        headers += [(k, v) for k, v in (("Content-Type", "application/json"),) if k.lower() not in have]
+        if "content-type" not in have:
+            headers.append(("Content-Type", "application/json"))
     if (body is not None or method in ("POST", "PUT", "PATCH")) and "content-length" not in have:
         headers.append(("Content-Length", str(len(content))))
     return content, headers
