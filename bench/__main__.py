@@ -40,7 +40,7 @@ LEGEND = (
     "the largest). Peak RSS: summed over the row's whole process tree, server excluded. in flight: the most "
     "requests the server was answering at once, overall and (in brackets) for the busiest endpoint, from its own "
     "records. load: the 1-minute load average as the row started (2 cores: above 2, other work was competing "
-    "for the CPU). Bytecode: compiled once and kept, as an install has it (./dev bench sets PYTHONPYCACHEPREFIX)."
+    "for the CPU). Bytecode: compiled once and kept, as an install has it (./dev bench unsets PYTHONDONTWRITEBYTECODE)."
 )
 
 

@@ -46,6 +46,9 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loopback
         log=workdir / "litellm.log",
         cwd=workdir,
         env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"},  # the bundled model cost map, not a download
+        # A bound on a hang, not a speed check: importing the proxy alone is ~6 s of CPU, and beside the suite's
+        # four workers on two cores one CI run took over 60 s to answer.
+        deadline_s=180,
     ) as server:
         yield server
 
