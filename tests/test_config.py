@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -769,3 +770,21 @@ def test_what_libyaml_refuses_is_read_by_the_python_parser(tmp_path: Path) -> No
     with pytest.raises(yaml.YAMLError):
         config.compose(config.FastStrictLoader, path.read_text())
     assert load(path, {}).cases[0].model == "\U0001f9ea"
+
+
+def test_a_loaded_file_keeps_no_node_of_its_models(tmp_path: Path) -> None:
+    """A run holds its Suite to the end; the YAML nodes of 5,000 models were 10 MB of it, kept only for lines that
+    no question after the load asks about. What resolve asks (an unset variable in a URL) still names its line."""
+    models = [model(f"m{i}") for i in range(300)]
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(yaml.safe_dump({"endpoints": [endpoint("http://x/${HOST_VAR}", *models)]}), encoding="utf-8")
+    gc.collect()
+    before = sum(isinstance(o, yaml.Node) for o in gc.get_objects())
+    suite = load(path, {})
+    gc.collect()
+    held = sum(isinstance(o, yaml.Node) for o in gc.get_objects()) - before
+    assert len(suite.cases) == 300
+    assert held < 20, f"{held} YAML nodes still held after loading 300 models"
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if text.lstrip().startswith("url:"))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:{line}: endpoints\[0\]\.url: .*HOST_VAR"):
+        resolved(suite)

@@ -105,6 +105,7 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Suite:
     document.problems.check()
     if not cases and not discoveries:
         raise ConfigError(f"{document.path}: no enabled models; every model has enabled: false")
+    document.settle()
     return Suite(path=path, cases=cases, connections=connections, discoveries=discoveries)
 
 

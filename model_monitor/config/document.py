@@ -131,6 +131,18 @@ class Document:
             raise ConfigError(f"{path}:1: the top level is {kind}; expected a mapping with an 'endpoints' list")
         return cls(path=path, data=data, root=root)
 
+    def settle(self) -> None:
+        """The file is loaded: let go of what only the load asked about. Later questions (an endpoint's URL,
+        headers or key as a run resolves them, a discovered model's checks) are about an endpoint's own places,
+        so each endpoint keeps its nodes but for its models': at 5,000 models, 10 MB of nodes and data a run held
+        to its end. A place inside a model now names its endpoint's `models:` line."""
+        self.data = None
+        endpoints = _field(self.root, "endpoints")
+        for entry in endpoints.value if isinstance(endpoints, yaml.SequenceNode) else ():
+            models = _field(entry, "models")
+            if isinstance(models, yaml.SequenceNode):
+                models.value = []
+
     def line(self, parts: tuple[Any, ...]) -> int | None:
         """The line of a place in the document: of its key where it is a mapping's field (a block value starts
         on the line below), else of the deepest node that exists."""
@@ -196,6 +208,13 @@ class Document:
             return environ[name]
 
         return VAR.sub(value, text)
+
+
+def _field(node: yaml.Node | None, name: str) -> yaml.Node | None:
+    """A mapping node's value for a key, or None."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value for key, value in node.value if key.value == name), None)
 
 
 def variable_values(text: str, environ: Mapping[str, str]) -> tuple[str, ...]:
