@@ -238,3 +238,25 @@ def test_the_first_waves_are_sent_while_the_rest_are_built(tmp_path: Path, serve
         engine.close()
     assert seen == [True]
     assert all(outcome.passed for outcome in outcomes), [outcome.reason for outcome in outcomes]
+
+
+def test_jobs_read_keep_each_text_and_header_once() -> None:
+    """The prober holds every job until its case is answered: what jobs repeat (an endpoint's URL, key and headers)
+    is held once, not once per job as JSON decodes it, and each job still reads back as it was sent."""
+    from model_monitor.probe.wire import HEAD, Job
+
+    def job(number: int, length: str) -> Job:
+        headers = (("Authorization", "Bearer sk-1"), ("Content-Type", "application/json"), ("Content-Length", length))
+        return Job(number, "POST", "http://h/v1/chat/completions", headers, b"{}", 5.0, 1, 12.0, "ep", "http://h/v1",
+                   20, True, None)  # fmt: skip
+
+    def read(sent: Job, seen: dict) -> Job:
+        data = sent.frame()
+        size, _ = HEAD.unpack(data[: HEAD.size])
+        return Job.of(json.loads(data[HEAD.size : HEAD.size + size]), data[HEAD.size + size :], seen)
+
+    seen: dict = {}
+    first, second, third = read(job(0, "2"), seen), read(job(1, "2"), seen), read(job(2, "3"), seen)
+    assert (first, second, third) == (job(0, "2"), job(1, "2"), job(2, "3"))
+    assert second.url is first.url and second.endpoint is first.endpoint and second.headers is first.headers
+    assert third.headers[0] is first.headers[0] and third.headers[2] is not first.headers[2]

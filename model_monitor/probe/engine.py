@@ -204,7 +204,7 @@ class Engine:
             id=number,
             method=probe.method,
             url=url,
-            headers=headers,
+            headers=tuple(headers),
             body=content,
             timeout=case.timeout,
             retries=case.retries,

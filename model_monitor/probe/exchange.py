@@ -14,7 +14,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -73,13 +73,13 @@ class Clock:
         return time.monotonic() - self.start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sent:
     """A request as it goes on the wire: built before any clock starts, sent again as it is on a retry."""
 
     method: str
     url: str
-    headers: list[tuple[str, str]]
+    headers: Sequence[tuple[str, str]]
     body: bytes
     proxy: str | None = None  # the proxy's URL; aiohttp sends the credentials it holds as Proxy-Authorization
 

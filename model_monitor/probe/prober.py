@@ -185,7 +185,7 @@ class Prober:
         await asyncio.gather(*(session.close() for session, _ in self._pools.values()), return_exceptions=True)
 
 
-@dataclass(eq=False)  # each is itself: queues find and drop it by identity
+@dataclass(eq=False, slots=True)  # each is itself: queues find and drop it by identity
 class _Probe:
     """One case: its job and its attempts so far."""
 
@@ -263,6 +263,7 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
     """Read frames from fd `jobs` until its end; write results to fd `out`."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_META)
+    seen: dict[Any, Any] = {}  # the texts and headers of the jobs read so far, each kept once (Job.of)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(jobs, "rb", 0))
     cap = descriptor_cap()
     prober = Prober(_Out(out), max_concurrency if cap is None else min(max_concurrency, cap))
@@ -274,7 +275,7 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
             meta = json.loads(await reader.readexactly(size))
             blob = await reader.readexactly(blob_size)
             if meta["kind"] == "probe":
-                prober.take(Job.of(meta, blob))
+                prober.take(Job.of(meta, blob, seen))
                 if prober.tasks:  # requests are being timed: each reply they get waits for one job at most
                     await asyncio.sleep(0)
             elif meta["kind"] == "go":
