@@ -260,3 +260,26 @@ def test_jobs_read_keep_each_text_and_header_once() -> None:
     assert (first, second, third) == (job(0, "2"), job(1, "2"), job(2, "3"))
     assert second.url is first.url and second.endpoint is first.endpoint and second.headers is first.headers
     assert third.headers[0] is first.headers[0] and third.headers[2] is not first.headers[2]
+
+
+def test_the_prober_makes_room_for_its_connections_before_its_threads_start() -> None:
+    """Linux grows a descriptor table shared by threads only after an RCU grace period (10-20 ms with every
+    request's clock running): the prober makes its room while it has one thread, so no socket it opens waits."""
+    import re
+    import resource
+
+    prober = process.spawn(100)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = Path(f"/proc/{prober.pid}/status").read_text()
+            if int(re.search(r"Threads:\s+(\d+)", status)[1]) > 1:  # its writer thread: serving has begun
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the prober did not start serving within 30 s")
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = process.DESCRIPTOR_ROOM if soft == resource.RLIM_INFINITY else min(process.DESCRIPTOR_ROOM, soft)
+        assert int(re.search(r"FDSize:\s+(\d+)", status)[1]) >= wanted
+    finally:
+        process.end_spare(prober)

@@ -34,7 +34,7 @@ from ..outcome import Attempt
 from ..reply import Timed
 from ..types.stream_format import StreamReply
 from .exchange import Sent, read_body, timed
-from .process import descriptor_cap
+from .process import descriptor_cap, grow_descriptor_table
 from .retry import backoff
 from .stream import read_stream
 from .transport import proxy_for, session_for, tls_context
@@ -300,6 +300,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    grow_descriptor_table(max_concurrency)  # before the first thread starts
     try:
         asyncio.run(serve(max_concurrency, 0, out))
     except BaseException:  # whatever ended us, the engine sees the pipe close and says so
