@@ -16,7 +16,15 @@ from typing import Any
 
 from .wire import WireError, read_frame
 
-__all__ = ["DESCRIPTOR_RESERVE", "ProberProcess", "descriptor_cap", "end_spare", "spawn"]
+__all__ = [
+    "DESCRIPTOR_RESERVE",
+    "DESCRIPTOR_ROOM",
+    "ProberProcess",
+    "descriptor_cap",
+    "end_spare",
+    "grow_descriptor_table",
+    "spawn",
+]
 
 PROBER = "model_monitor.probe.prober"
 # File descriptors kept for what is not a probe: the pipes to the engine, the interpreter's own files.
