@@ -14,6 +14,7 @@ from model_monitor.probe.loop import BackgroundLoop
 from model_monitor.probe.retry import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_RETRY_AFTER_S, backoff, retry_after
 from model_monitor.redact import Redactor, Secret
 from model_monitor.reporters import heartbeats as telemetry
+from model_monitor.reporters.heartbeats.delivery import Delivery
 
 
 def http_date(seconds_from_now: float) -> str:
@@ -76,9 +77,7 @@ def test_a_ping_waits_as_long_as_retry_after_asks_in_either_form_at_most_the_tel
 
     loop = BackgroundLoop()
     try:
-        delivery = telemetry.Delivery(
-            loop, Redactor(), rate=math.inf, longest_wait=longest
-        )  # unpaced: only the retry waits
+        delivery = Delivery(loop, Redactor(), rate=math.inf, longest_wait=longest)  # unpaced: only the retry waits
         delivery._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
         ping = telemetry.Ping("cronitor", "GET", Secret("https://h/p/key/m"), "https://h/p/***/m")
         monkeypatch.setattr(asyncio, "sleep", no_sleep)

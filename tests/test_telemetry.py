@@ -17,7 +17,6 @@ from model_monitor.probe.loop import BackgroundLoop
 from model_monitor.redact import Redactor, Secret
 from model_monitor.reporters.heartbeats import (
     Cronitor,
-    Delivery,
     Healthchecks,
     Ping,
     TelemetryConfigError,
@@ -26,6 +25,7 @@ from model_monitor.reporters.heartbeats import (
     provisioning,
     targets_from,
 )
+from model_monitor.reporters.heartbeats.delivery import Delivery
 from model_monitor.types import TYPES
 from testbed.openai_server import FakeOpenAI
 from testbed.receiver import RETRY_AFTER_S, Receiver

@@ -8,13 +8,14 @@ import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
-
-import httpx
 
 from ..errors import TelemetryConfigError
 from ..redact import Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ATTEMPTS",

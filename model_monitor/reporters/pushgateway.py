@@ -16,8 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_plus
 
-import httpx
-
 from .. import USER_AGENT
 from ..case import Case
 from ..errors import PushError, TelemetryConfigError
@@ -183,6 +181,8 @@ def _handler(
     """prometheus_client's handler interface: our own request, bounded by `deadline` (monotonic) in all."""
 
     def send() -> None:
+        import httpx  # only for the runs that push
+
         sent = dict(headers) | {"user-agent": USER_AGENT} | {n: v.reveal() for n, v in gateway.headers}
         if gateway.auth:
             sent["authorization"] = gateway.auth.reveal()
@@ -213,6 +213,8 @@ def _handler(
 
 
 def _host(url: str) -> str:
+    import httpx
+
     return httpx.URL(url).host or "?"
 
 

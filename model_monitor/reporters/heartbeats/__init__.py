@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...case import Case
 from ...errors import TelemetryConfigError
@@ -18,13 +18,14 @@ from ...probe.loop import BackgroundLoop
 from ...redact import Redactor
 from ...settings import Settings
 from .._http import MONITOR
-from .delivery import Delivery
 from .provision import provisioning
 from .targets import Cronitor, Healthchecks, Ping, Target, cut_message, targets_from
 
+if TYPE_CHECKING:
+    from .delivery import Delivery
+
 __all__ = [
     "Cronitor",
-    "Delivery",
     "Healthchecks",
     "Ping",
     "Target",
@@ -85,6 +86,8 @@ def start(
 ) -> Heartbeats:
     """The reporter for the targets, its delivery started; with a Cronitor API key, the selected cases' monitors
     are created or updated first."""
+    from .delivery import Delivery  # it brings httpx (9 MB, 70 ms with its command line): only for runs that ping
+
     delivery = Delivery(loop, redact, s.telemetry_rate, s.telemetry_deadline, dry_run=s.telemetry_dry_run)
     beats = Heartbeats(targets, delivery)
     cronitor = next((t for t in targets if isinstance(t, Cronitor)), None)
