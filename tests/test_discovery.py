@@ -127,6 +127,21 @@ def test_an_unset_key_fails_the_discovery_case_naming_the_variable(
     assert gateway.requests == []
 
 
+def test_a_proxy_variable_that_is_no_url_fails_the_discovery_case_naming_it(
+    gateway: FakeOpenAI, run_monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:s3cret-proxy@[::1:3128")
+    run = run_monitor(discovering(gateway.url))
+    assert run.ret == 1, run.output
+    assert list(run.cases) == ["gw/discovery"]
+    reason = run.reason("gw/discovery")
+    assert reason.startswith("connect: ") and "HTTP_PROXY (or http_proxy) is not a proxy URL" in reason, reason
+    assert "s3cret" not in run.output
+    assert gateway.requests == []
+
+
 def test_under_xdist_the_controller_lists_once_and_every_worker_collects_alike(
     gateway: FakeOpenAI, run_monitor
 ) -> None:

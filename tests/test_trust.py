@@ -89,3 +89,26 @@ def test_a_proxy_url_with_credentials_logs_in_to_the_proxy(
     (seen,) = proxy.requests_for("logged-in")
     assert seen.headers["proxy-authorization"] == "Basic " + base64.b64encode(b"ops:p@ss").decode()
     assert "authorization" not in seen.headers
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "http://user:s3cret-proxy@[::1:3128",  # an unclosed IPv6 bracket
+        "http://user:s3cret-proxy@proxy.internal:31x8",  # a port that is not a number
+        "socks5://user:s3cret-proxy@proxy.internal:1080",  # a scheme aiohttp cannot proxy through
+        "http://",  # no host
+    ],
+    ids=["bracket", "port", "scheme", "no-host"],
+)
+def test_a_proxy_variable_that_is_no_proxy_url_fails_the_case_naming_it(
+    proxy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY is outside data: one that no proxy can have fails the cases it applies to with one line that names
+    the variable, not the connection that never was, and never shows the credentials it may hold."""
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    outcome = probe_endpoints(tmp_path, [endpoint("http://localhost:1/v1", model("via-proxy"))])["svc/via-proxy"]
+    assert not outcome.passed
+    assert outcome.error_class == "connect"
+    assert "HTTP_PROXY" in outcome.reason and "not a proxy URL" in outcome.reason, outcome.reason
+    assert "s3cret" not in outcome.reason and "\n" not in outcome.reason

@@ -158,9 +158,9 @@ async def _listing(
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
     url = endpoint.url_for(LISTING_PATH)
-    request = Sent("GET", url, request_headers(endpoint, _monitor(name)), b"", proxy_for(url))
     session = session_for(endpoint, tls(endpoint.verify_tls))
     try:
+        request = Sent("GET", url, request_headers(endpoint, _monitor(name)), b"", proxy_for(url))
         reply = await timed(
             session, request, discovery.timeout, lambda r, clock: read_body(r, clock, MAX_LISTING_BYTES)
         )

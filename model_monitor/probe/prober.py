@@ -96,9 +96,12 @@ class Prober:
             self._refuse(probe, exc)
 
     def _refuse(self, probe: _Probe, exc: Exception) -> None:
+        """The case fails without a request: with the ProbeError that says why (a proxy variable that is no URL),
+        else as our fault."""
         why = f"the probing process could not run this case ({type(exc).__name__})"
+        failure = exc if isinstance(exc, ProbeError) else ProbeError(ErrorClass.CRASHED, why)
         now = time.time()
-        self._answer(probe, encode_failed(probe.job.id, [], now, now, ProbeError(ErrorClass.CRASHED, why)))
+        self._answer(probe, encode_failed(probe.job.id, [], now, now, failure))
 
     async def _try(self, probe: _Probe) -> None:
         """One attempt, holding its slots; then the answer, or a retry after the backoff (slots released).

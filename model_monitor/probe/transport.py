@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from .. import USER_AGENT
 from ..case import Endpoint
+from ..errors import ErrorClass, ProbeError
 from .exchange import ACCEPT_ENCODING
 
 if TYPE_CHECKING:  # loaded with the first session: a process that never probes never loads aiohttp
@@ -79,7 +80,28 @@ def request_headers(
 
 
 def proxy_for(url: str) -> str | None:
-    """The environment's proxy for this URL, as curl and httpx would pick it (NO_PROXY honoured)."""
+    """The environment's proxy for this URL, as curl and httpx would pick it (NO_PROXY honoured). One that no
+    proxy can have raises ProbeError naming its variable (its value may hold credentials: never shown)."""
     parts = urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme)
-    return proxy if proxy and not urllib.request.proxy_bypass(parts.hostname or "") else None
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    if problem := _proxy_problem(proxy):
+        variable = f"{parts.scheme.upper()}_PROXY (or {parts.scheme}_proxy)"
+        raise ProbeError(ErrorClass.CONNECT, f"{variable} is not a proxy URL: {problem}; no request was sent")
+    return proxy
+
+
+def _proxy_problem(proxy: str) -> str | None:
+    """Why the environment's proxy is not one a request can go through (aiohttp sends through http and https
+    proxies), or None."""
+    try:
+        parts = urlsplit(proxy)
+        parts.port  # noqa: B018  # a port that is not a number, or out of range, raises here
+    except ValueError:
+        return "it does not parse (an unclosed [ or a port that is not a number from 0 to 65535)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "only http:// and https:// proxies are supported"
+    if not parts.hostname:
+        return "it names no host"
+    return None
