@@ -283,3 +283,22 @@ def test_the_prober_makes_room_for_its_connections_before_its_threads_start() ->
         assert int(re.search(r"FDSize:\s+(\d+)", status)[1]) >= wanted
     finally:
         process.end_spare(prober)
+
+
+@pytest.mark.timeout(60)
+def test_a_wait_interrupted_as_its_answer_came_starts_no_prober(tmp_path: Path, server: FakeOpenAI) -> None:
+    """pytest-timeout or Ctrl-C can interrupt a case's wait just as its answer is filed: there is no request left
+    to cancel, and after the run's last answer no probing process is started to be told so."""
+    cases, redact = cases_of(tmp_path, [endpoint(server.url, model("ok"))])
+    engine = Engine(redact)
+    try:
+        engine.start(cases)
+        deadline = time.monotonic() + 30
+        while engine.first_answered({cases[0].id}) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        finished = engine._prober.pid
+        engine._cancel(cases[0])  # what outcome() does when its wait is interrupted
+        assert engine._prober.pid == finished
+        assert not engine.pending(cases[0])
+    finally:
+        engine.close()

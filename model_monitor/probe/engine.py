@@ -217,9 +217,16 @@ class Engine:
         ).frame()
 
     def _cancel(self, case: Case) -> None:
-        self._waiting.discard(case.id)
-        with contextlib.suppress(OSError, ValueError):
-            self._prober.send(frame({"kind": "cancel", "id": self._numbers[case.id]}))
+        """The case's wait was interrupted: its request is stopped if it is still out; an answer that came
+        meanwhile is let go. Under the lock, as the reader files answers: an answer that came makes no cancel to
+        send, which after the run's last answer would have started a probing process for nothing."""
+        with self._ready:
+            self._probed.pop(case.id, None)
+            if case.id not in self._waiting:
+                return
+            self._waiting.discard(case.id)
+            with contextlib.suppress(OSError, ValueError):
+                self._prober.send(frame({"kind": "cancel", "id": self._numbers[case.id]}))
 
     def _orphaned(self, why: str) -> None:
         """The prober ended on its own (or was ended for what it sent): every case still waiting fails saying so."""
