@@ -158,7 +158,7 @@ async def _listing(
         return Listing(failure=(ErrorClass.CLIENT_ERROR.value, f"cannot list the models: {exc}"))
     discovery = suite.discoveries[name]
     url = endpoint.url_for(LISTING_PATH)
-    session = session_for(endpoint, tls(endpoint.verify_tls))
+    session = session_for(endpoint.max_concurrency, tls(endpoint.verify_tls))
     try:
         request = Sent("GET", url, request_headers(endpoint, _monitor(name)), b"", proxy_for(url))
         reply = await timed(

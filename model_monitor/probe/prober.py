@@ -28,7 +28,6 @@ from typing import Any
 # pytest collects, not when the first jobs have come and wait for it.
 import aiohttp
 
-from ..case import Endpoint
 from ..errors import ErrorClass, ProbeError
 from ..outcome import Attempt
 from ..reply import Timed
@@ -176,12 +175,11 @@ class Prober:
         read: before any request of that batch is timed (a TLS context alone costs about 40 ms of this loop)."""
         pool = self._pools.get(job.endpoint)
         if pool is None:
-            endpoint = Endpoint(job.endpoint, job.base_url, verify_tls=job.verify_tls, max_concurrency=job.cap)
             https = job.base_url.lower().startswith("https:")
             if https and job.verify_tls not in self._tls:
                 self._tls[job.verify_tls] = tls_context(job.verify_tls)
             tls = self._tls[job.verify_tls] if https else None
-            pool = self._pools[job.endpoint] = (session_for(endpoint, tls), proxy_for(job.base_url))
+            pool = self._pools[job.endpoint] = (session_for(job.cap, tls), proxy_for(job.base_url))
         return pool
 
     async def close(self) -> None:

@@ -21,14 +21,15 @@ if TYPE_CHECKING:  # loaded with the first session: a process that never probes 
 __all__ = ["proxy_for", "request_headers", "session_for", "tls_context"]
 
 
-def session_for(endpoint: Endpoint, tls: ssl.SSLContext | None) -> aiohttp.ClientSession:
-    """A connection pool for one endpoint, made on the loop that uses it: no cookies kept, replies handed on
+def session_for(limit: int, tls: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    """A connection pool for one endpoint (at most `limit` connections, its max_concurrency), made on the loop
+    that uses it: no cookies kept, replies handed on
     undecoded (exchange.body_chunks decodes them in bounded steps), no deadline but the exchange's own. `tls` is
     None for a plain-HTTP endpoint, which sends nothing through TLS (aiohttp's verifying default stands)."""
     import aiohttp
 
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=endpoint.max_concurrency, ssl=True if tls is None else tls),
+        connector=aiohttp.TCPConnector(limit=limit, ssl=True if tls is None else tls),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=None),
