@@ -336,6 +336,11 @@ BAD = {
         "cannot read this value: Exceeds the limit (4300 digits)",
         4,
     ),
+    # PyYAML's constructors trust that the text fits the tag: these raised IndexError, KeyError, AttributeError
+    "empty-tagged-float": (one_model("max_tokens: !!float ''"), "cannot read this value: its tag says float", 4),
+    "empty-tagged-int": (one_model('max_tokens: !!int ""'), "cannot read this value: its tag says int", 4),
+    "tagged-bool-no-bool": (one_model("stream: !!bool maybe"), "cannot read this value: its tag says bool", 4),
+    "tagged-timestamp-no-date": (one_model("params: {seed: !!timestamp x}"), "its tag says timestamp", 4),
     "key-that-is-not-text": (
         one_model("params: {on: 1}"),
         "endpoints[0].models[0].params: key True: is not text; quote it",

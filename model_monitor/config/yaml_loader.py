@@ -50,6 +50,9 @@ class _StrictConstructor(_Loader):
             return super().construct_object(node, deep=deep)
         except ValueError as exc:  # an integer of 5,000 digits, a date such as 2024-02-30
             raise Refused(f"cannot read this value: {str(exc).split(';')[0]}", node.start_mark) from None
+        except (IndexError, KeyError, AttributeError):  # PyYAML's constructors trust the text: `!!int ""`, `!!bool x`
+            tag = str(node.tag).rpartition(":")[2]
+            raise Refused(f"cannot read this value: its tag says {tag}, and it is not one", node.start_mark) from None
 
     def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> str:
         return _join_surrogates(super().construct_scalar(node))
