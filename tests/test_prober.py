@@ -302,3 +302,33 @@ def test_a_wait_interrupted_as_its_answer_came_starts_no_prober(tmp_path: Path, 
         assert not engine.pending(cases[0])
     finally:
         engine.close()
+
+
+@pytest.mark.timeout(120)
+def test_many_endpoints_fit_a_small_open_file_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each endpoint's pool keeps up to its max_concurrency connections: 30 endpoints of 10 models could hold 300,
+    more than a prober under `ulimit -n 256` may open (macOS's default; many containers' is 1024). Pools with
+    nothing under way are closed when the connections they may hold would pass the limit, so every case passes
+    instead of failing as `resources` (the monitor's fault) when the descriptors run out."""
+    import functools
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    monkeypatch.setattr(
+        subprocess,
+        "Popen",
+        functools.partial(subprocess.Popen, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))),
+    )
+    with FakeOpenAI() as server:
+        endpoints = [
+            endpoint(server.url, *(model(f"m{e}-{i}+delay=0.2") for i in range(10)), name=f"ep{e}") for e in range(30)
+        ]
+        cases, redact = cases_of(tmp_path, endpoints)
+        engine = Engine(redact)
+        try:
+            engine.start(cases)
+            outcomes = [engine.outcome(case) for case in cases]
+        finally:
+            engine.close()
+    failed = [o.reason for o in outcomes if not o.passed]
+    assert not failed, f"{len(failed)} of {len(cases)} failed, first: {failed[0]}"

@@ -45,11 +45,17 @@ STREAM_FORMATS = "model_monitor.types."  # where a stream format named by a Job 
 class Prober:
     """Runs the Jobs read from the engine under the global cap and each endpoint's, and reports on each."""
 
-    def __init__(self, out: _Out, max_concurrency: int) -> None:
+    def __init__(self, out: _Out, max_concurrency: int, descriptors: int | None = None) -> None:
         self._out = out
+        self._descriptors = descriptors  # the connections all pools may hold at once (descriptor_cap); None: any
         self._unsent: list[bytes] = []
         self._caps = _Caps(max_concurrency, self._attempt)
         self._pools: dict[str, tuple[aiohttp.ClientSession, str | None]] = {}  # per endpoint: pool and proxy
+        self._running: dict[str, int] = {}  # per endpoint, attempts under way
+        # per endpoint, the most attempts under way at once since its pool was made: the connections it may hold;
+        # in the order the endpoints last started one, least recent first
+        self._peaks: dict[str, int] = {}
+        self._closing: dict[asyncio.Task[None], int] = {}  # pools being closed, and the connections each may hold
         self._tls: dict[bool, ssl.SSLContext] = {}  # per verify setting, made with the first https endpoint's pool
         self._ends: dict[str, Callable[[bytes], bool]] = {}
         self._probes: dict[int, _Probe] = {}  # every case not yet answered
@@ -83,6 +89,10 @@ class Prober:
 
     def _attempt(self, probe: _Probe) -> None:
         """The caps let this probe send now: one attempt, on a task of its own."""
+        name = probe.job.endpoint
+        self._running[name] = running = self._running.get(name, 0) + 1
+        self._peaks[name] = max(self._peaks.pop(name, 0), running)
+        self._fit(name)
         task = asyncio.get_running_loop().create_task(self._guarded(probe))
         self.tasks[probe.job.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(probe.job.id, None))
@@ -109,6 +119,8 @@ class Prober:
         once and says so, rather than asking again sooner than it was told."""
         job, attempts = probe.job, probe.attempts
         try:
+            while self._closing and self._held() > (self._descriptors or 0):  # before its clock starts
+                await asyncio.wait(list(self._closing))  # the sockets of the pools being closed, let go first
             session, consume = self._pool(job)[0], self._consumer(job.stream)
             sent = time.time()
             probe.first = probe.first or sent
@@ -128,6 +140,7 @@ class Prober:
                 self._answer(probe, encode_result(job.id, attempts, probe.first, ended, result))
                 return
         finally:
+            self._running[job.endpoint] -= 1
             self._caps.release(probe)
         attempts.append(Attempt(failure.error_class.value, failure.status_code, failure.duration or 0.0))
         wait, asked = backoff(len(attempts), failure.retry_after), failure.retry_after
@@ -182,8 +195,33 @@ class Prober:
             pool = self._pools[job.endpoint] = (session_for(job.cap, tls), proxy_for(job.base_url))
         return pool
 
+    def _fit(self, starting: str) -> None:
+        """Keep the connections the pools may hold within the open-file limit: while they would pass it, close the
+        pools of endpoints with nothing under way, least recently used first (one is made again when its endpoint
+        sends next). An endpoint's pool keeps up to its max_concurrency connections, so many endpoints taking
+        turns under the global cap hold many more than it: 30 of 10 models each failed 52 cases under `ulimit -n
+        256` with EMFILE."""
+        if self._descriptors is None:
+            return
+        excess = self._held() - self._descriptors
+        for name in [n for n in self._peaks if n != starting and not self._running.get(n)]:
+            if excess <= 0:
+                return
+            held = self._peaks.pop(name)
+            excess -= held
+            pool = self._pools.pop(name, None)
+            if pool is not None:  # its sockets count until they are closed
+                task = asyncio.get_running_loop().create_task(pool[0].close())
+                self._closing[task] = held
+                task.add_done_callback(self._closing.pop)
+
+    def _held(self) -> int:
+        """The connections the pools may hold, those being closed included."""
+        return sum(self._peaks.values()) + sum(self._closing.values())
+
     async def close(self) -> None:
-        await asyncio.gather(*(session.close() for session, _ in self._pools.values()), return_exceptions=True)
+        closing = [session.close() for session, _ in self._pools.values()]
+        await asyncio.gather(*closing, *self._closing, return_exceptions=True)
 
 
 @dataclass(eq=False, slots=True)  # each is itself: queues find and drop it by identity
@@ -267,7 +305,7 @@ async def serve(max_concurrency: int, jobs: int, out: int) -> None:
     seen: dict[Any, Any] = {}  # the texts and headers of the jobs read so far, each kept once (Job.of)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(jobs, "rb", 0))
     cap = descriptor_cap()
-    prober = Prober(_Out(out), max_concurrency if cap is None else min(max_concurrency, cap))
+    prober = Prober(_Out(out), max_concurrency if cap is None else min(max_concurrency, cap), cap)
     try:
         while True:
             size, blob_size = HEAD.unpack(await reader.readexactly(HEAD.size))
