@@ -28,6 +28,16 @@ HELD = [model("ok"), model("held+hang", id="hang", timeout=60), model("held+dela
 EXIT_WITHIN_S = 10.0
 
 
+def probed(cases: tuple[Case, ...], redact: Any) -> list[Outcome]:
+    """Every case probed and judged by one engine, in order, as a run does."""
+    engine = Engine(redact)
+    try:
+        engine.start(cases)
+        return [engine.outcome(case) for case in cases]
+    finally:
+        engine.close()
+
+
 def _gone(pid: int) -> bool:
     """Exited (or a zombie waiting to be reaped)."""
     try:
@@ -73,13 +83,7 @@ def test_what_the_prober_sends_is_outside_data(
     """Garbage ends the prober and fails every case; a misshapen reply fails its own case. Neither raises here."""
     monkeypatch.setattr(process, "PROBER", "tests.fake_prober")
     monkeypatch.setenv("FAKE_PROBER", mode)
-    cases, redact = cases_of(tmp_path, [endpoint(server.url, *HELD)])
-    engine = Engine(redact)
-    try:
-        engine.start(cases)
-        outcomes = [engine.outcome(case) for case in cases]
-    finally:
-        engine.close()
+    outcomes = probed(*cases_of(tmp_path, [endpoint(server.url, *HELD)]))
     assert [o.error_class for o in outcomes] == ["crashed"] * len(HELD), [o.reason for o in outcomes]
     assert all(o.reason.startswith(reason) for o in outcomes), [o.reason for o in outcomes]
 
@@ -323,12 +327,6 @@ def test_many_endpoints_fit_a_small_open_file_limit(tmp_path: Path, monkeypatch:
         endpoints = [
             endpoint(server.url, *(model(f"m{e}-{i}+delay=0.2") for i in range(10)), name=f"ep{e}") for e in range(30)
         ]
-        cases, redact = cases_of(tmp_path, endpoints)
-        engine = Engine(redact)
-        try:
-            engine.start(cases)
-            outcomes = [engine.outcome(case) for case in cases]
-        finally:
-            engine.close()
+        outcomes = probed(*cases_of(tmp_path, endpoints))
     failed = [o.reason for o in outcomes if not o.passed]
-    assert not failed, f"{len(failed)} of {len(cases)} failed, first: {failed[0]}"
+    assert not failed, f"{len(failed)} of {len(outcomes)} failed, first: {failed[0]}"
