@@ -146,9 +146,8 @@ class Bench:
         entry: dict = self.sizes.setdefault(
             str(size), {"endpoints_file": str(s.endpoints_file), "kinds": s.kinds(), "rows": {}}
         )
-        rows.collect_only(
-            s, work
-        )  # warm-up, untimed: compiles the bytecode (./dev bench keeps it) and fills the page cache
+        # Warm-up, untimed: compiles the bytecode (./dev bench keeps it) and fills the page cache.
+        rows.collect_only(s, work)
         if "collect" in self.args.only:
             self.collect_only(s, work, entry)
         keys = [k for k in RUN_ORDER if k in self.args.only]

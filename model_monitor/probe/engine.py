@@ -68,7 +68,7 @@ class Engine:
         self._max_concurrency = shared(max_concurrency, share)
         self._waiting: set[str] = set()  # cases given to the prober and not answered yet
         self._probed: dict[str, Probed] = {}  # answered, not judged yet (judging lets go of the reply)
-        self._arrived: deque[str] = deque()  # the answered cases in the order their answers came (next_answered)
+        self._arrived: deque[str] = deque()  # the answered cases in the order their answers came (first_answered)
         self._ready = threading.Condition()  # an answer came, or the run stopped
         self._answered = self._failures = 0
         self._ids: dict[int, str] = {}  # the prober's number for a case -> its id

@@ -119,7 +119,7 @@ class Prober:
         once and says so, rather than asking again sooner than it was told."""
         job, attempts = probe.job, probe.attempts
         try:
-            while self._closing and self._held() > (self._descriptors or 0):  # before its clock starts
+            while self._closing and self._excess() > 0:  # before its clock starts
                 await asyncio.wait(list(self._closing))  # the sockets of the pools being closed, let go first
             session, consume = self._pool(job)[0], self._consumer(job.stream)
             sent = time.time()
@@ -201,9 +201,9 @@ class Prober:
         sends next). An endpoint's pool keeps up to its max_concurrency connections, so many endpoints taking
         turns under the global cap hold many more than it: 30 of 10 models each failed 52 cases under `ulimit -n
         256` with EMFILE."""
-        if self._descriptors is None:
+        excess = self._excess()
+        if excess <= 0:  # the usual case, on every attempt: no walk over the endpoints
             return
-        excess = self._held() - self._descriptors
         for name in [n for n in self._peaks if n != starting and not self._running.get(n)]:
             if excess <= 0:
                 return
@@ -215,9 +215,12 @@ class Prober:
                 self._closing[task] = held
                 task.add_done_callback(self._closing.pop)
 
-    def _held(self) -> int:
-        """The connections the pools may hold, those being closed included."""
-        return sum(self._peaks.values()) + sum(self._closing.values())
+    def _excess(self) -> int:
+        """How many more connections the pools may hold (those being closed included) than the open-file limit
+        leaves room for; 0 or less when they fit, or when there is no limit."""
+        if self._descriptors is None:
+            return 0
+        return sum(self._peaks.values()) + sum(self._closing.values()) - self._descriptors
 
     async def close(self) -> None:
         closing = [session.close() for session, _ in self._pools.values()]

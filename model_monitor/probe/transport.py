@@ -23,9 +23,9 @@ __all__ = ["proxy_for", "request_headers", "session_for", "tls_context"]
 
 def session_for(limit: int, tls: ssl.SSLContext | None) -> aiohttp.ClientSession:
     """A connection pool for one endpoint (at most `limit` connections, its max_concurrency), made on the loop
-    that uses it: no cookies kept, replies handed on
-    undecoded (exchange.body_chunks decodes them in bounded steps), no deadline but the exchange's own. `tls` is
-    None for a plain-HTTP endpoint, which sends nothing through TLS (aiohttp's verifying default stands)."""
+    that uses it: no cookies kept, replies handed on undecoded (exchange.body_chunks decodes them in bounded steps),
+    no deadline but the exchange's own. `tls` is None for a plain-HTTP endpoint, which sends nothing through TLS
+    (aiohttp's verifying default stands)."""
     import aiohttp
 
     return aiohttp.ClientSession(
