@@ -98,8 +98,10 @@ def test_a_proxy_url_with_credentials_logs_in_to_the_proxy(
         "http://user:s3cret-proxy@proxy.internal:31x8",  # a port that is not a number
         "socks5://user:s3cret-proxy@proxy.internal:1080",  # a scheme aiohttp cannot proxy through
         "http://",  # no host
+        "http://user:s3cret-proxy@pro\nxy.internal:3128",  # a newline (urlsplit drops it: another host)
+        "http://user:s3cret-proxy@pro\u202exy.internal:3128",  # a bidi control
     ],
-    ids=["bracket", "port", "scheme", "no-host"],
+    ids=["bracket", "port", "scheme", "no-host", "newline", "bidi"],
 )
 def test_a_proxy_variable_that_is_no_proxy_url_fails_the_case_naming_it(
     proxy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -96,6 +96,8 @@ def proxy_for(url: str) -> str | None:
 def _proxy_problem(proxy: str) -> str | None:
     """Why the environment's proxy is not one a request can go through (aiohttp sends through http and https
     proxies), or None."""
+    if not (proxy.isascii() and proxy.isprintable()):  # urlsplit drops a newline; aiohttp quotes the rest back
+        return "it holds a control, non-ASCII or bidi character, which no URL holds as it is"
     try:
         parts = urlsplit(proxy)
         parts.port  # noqa: B018  # a port that is not a number, or out of range, raises here
